@@ -1,0 +1,45 @@
+"""The catalogue of problem codes that loading and validation report.
+
+Lint rules (FNL2xx-FNL5xx) carry their own documentation; these codes are the
+structural ones: FNL0xx for reading YAML, FNL1xx for the schema and the condition
+language.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+DOCS_URL = "https://fnl.dev/rules/"
+
+CODES: Dict[str, str] = {
+    "FNL001": "The file is not UTF-8 text (binary, UTF-16, or invalid bytes).",
+    "FNL002": "YAML syntax error.",
+    "FNL003": "More than one YAML document in a file.",
+    "FNL004": "The file is empty.",
+    "FNL005": "The file is larger than fnl reads.",
+    "FNL006": "The file cannot be read.",
+    "FNL007": "A file of a split definition is not a mapping of sections.",
+    "FNL008": "An entry is defined in two files of a split definition.",
+    "FNL010": "A YAML 1.1 boolean spelling (yes, no, on, off) where YAML tools disagree.",
+    "FNL011": "A value YAML tools read differently (leading zero, base 60, hex, underscores).",
+    "FNL012": "A number that is too large or not finite.",
+    "FNL013": "Anchors, aliases and tags are not allowed.",
+    "FNL014": "Nesting too deep or too many values.",
+    "FNL015": "A mapping key that is not a plain name.",
+    "FNL016": "A duplicate key.",
+    "FNL017": "A key with an invisible character in it.",
+    "FNL100": "An unknown key.",
+    "FNL101": "A required key is missing.",
+    "FNL102": "A value of the wrong type.",
+    "FNL103": "A value that is not one of the allowed ones.",
+    "FNL104": "A value or name in the wrong format.",
+    "FNL105": "A number out of range.",
+    "FNL106": "Too few or too many items.",
+    "FNL107": "A list item given twice.",
+    "FNL108": "Keys that cannot be combined, or a key that needs another.",
+    "FNL109": "Another schema violation.",
+    "FNL110": "A condition with a syntax error.",
+}
+
+
+def describe(code: str) -> str:
+    return CODES.get(code, "")

@@ -1,0 +1,94 @@
+"""One root error, and the located problem every stage reports.
+
+Problems are values (`Problem`), collected in batches so that one bad file hides
+nothing. `FnlError` is raised only for conditions that stop a whole command: a path
+that does not exist, a usage mistake, an internal error. `fnl.py` maps each to an
+exit code; users never see a traceback unless they ask for it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Tuple, Union
+
+PathPart = Union[str, int]
+JsonPath = Tuple[PathPart, ...]
+
+# Exit codes shared by every command.
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_CHANGES = 2
+EXIT_USAGE = 3
+EXIT_INTERNAL = 4
+
+SEVERITIES = ("error", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where something is in a source file; line and column are 1-based."""
+
+    file: str
+    line: int = 1
+    column: int = 1
+
+
+def json_path(path: JsonPath) -> str:
+    """Render a path the way users read it: `sequences.nurture-saas.steps[2].wait`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "$"
+
+
+def json_pointer(path: JsonPath) -> str:
+    """RFC 6901 pointer for machine consumers (`/sequences/nurture-saas/steps/2`)."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: what is wrong, where, and how to fix it."""
+
+    code: str
+    message: str
+    location: Location
+    path: JsonPath = ()
+    help: str = ""
+    severity: str = "error"
+    # Lines of context (the offending source line) filled in by the loader when known.
+    source_line: str = ""
+    # Less relevant alternatives, shown only with -v.
+    related: Tuple[str, ...] = field(default=())
+
+    @property
+    def dotted_path(self) -> str:
+        return json_path(self.path)
+
+
+class FnlError(Exception):
+    """Root of every error fnl raises on purpose."""
+
+    exit_code = EXIT_PROBLEMS
+
+    def __init__(self, message: str, help: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.help = help
+
+
+class UsageError(FnlError):
+    """Bad command line, or a path that does not exist or cannot be read."""
+
+    exit_code = EXIT_USAGE
+
+
+class ProblemsFound(FnlError):
+    """A stage that cannot go on because its input has problems."""
+
+    def __init__(self, problems: Tuple[Problem, ...]) -> None:
+        first = problems[0] if problems else None
+        super().__init__(first.message if first else "problems found")
+        self.problems = problems

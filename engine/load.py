@@ -1,0 +1,393 @@
+"""Strict YAML loading with the position of every node.
+
+PyYAML's defaults are too forgiving for definitions that come from pull requests: the
+last of two duplicate keys silently wins, `no` becomes false, `1:30` becomes 90, `012`
+becomes 10, `1e400` becomes infinity, and anchors let a 1 KB file expand to gigabytes.
+fnl reads the YAML *event stream* itself (libyaml when available) and builds plain
+Python data under its own rules:
+
+* one document per file, UTF-8 only, bounded size, depth and node count;
+* no anchors, aliases or tags;
+* no duplicate keys, also after removing invisible characters and Unicode normalising;
+* YAML 1.2 core scalars only; anything YAML 1.1 would read differently is rejected with
+  the quoted spelling as the fix.
+
+Every value and every mapping key keeps its file, line and column, so later stages can
+point at the source of any problem.
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from .errors import JsonPath, Location, Problem
+
+try:  # libyaml is an order of magnitude faster; the pure-Python parser behaves the same.
+    from yaml.cyaml import CParser as _Parser
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml.parser import Parser as _PyParser
+    from yaml.reader import Reader as _Reader
+    from yaml.scanner import Scanner as _Scanner
+
+    class _Parser(_Reader, _Scanner, _PyParser):  # type: ignore[no-redef]
+        def __init__(self, stream: str) -> None:
+            _Reader.__init__(self, stream)
+            _Scanner.__init__(self)
+            _PyParser.__init__(self)
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+# Integers must fit a signed 64-bit column (the simulator stores them that way).
+MAX_INT = 2**63 - 1
+MAX_NUMBER_CHARS = 40
+
+_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)\Z")
+_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
+_PREFIXED = re.compile(r"[-+]?0[xXoObB][0-9a-fA-F_]+\Z")
+_UNDERSCORED = re.compile(r"[-+]?[0-9][0-9_]*_[0-9_]*(\.[0-9_]*)?\Z")
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?\Z")
+_NONFINITE = re.compile(r"[-+]?\.(inf|Inf|INF)\Z|\.(nan|NaN|NAN)\Z")
+_YAML11_BOOL = {"y", "yes", "n", "no", "on", "off"}
+_NULLS = {"", "~", "null", "Null", "NULL"}
+_TRUE = {"true", "True", "TRUE"}
+_FALSE = {"false", "False", "FALSE"}
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """How a string scalar was written, so columns inside it can be mapped back."""
+
+    location: Location
+    style: Optional[str]  # None plain, "'" or '"' quoted, "|" or ">" block
+    multiline: bool
+
+
+@dataclass(frozen=True)
+class Document:
+    """Plain data from one or more files plus where each piece came from."""
+
+    data: Any
+    files: Tuple[str, ...]
+    values: Dict[JsonPath, Location] = field(default_factory=dict)
+    keys: Dict[JsonPath, Location] = field(default_factory=dict)
+    scalars: Dict[JsonPath, Scalar] = field(default_factory=dict)
+    lines: Dict[str, Tuple[str, ...]] = field(default_factory=dict)
+
+    def locate(self, path: JsonPath, *, key: bool = False) -> Location:
+        """Best location for a path: the key if asked and known, else the value, else
+        the nearest ancestor that has one."""
+        probe = tuple(path)
+        if key and probe in self.keys:
+            return self.keys[probe]
+        while probe:
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), Location(self.files[0] if self.files else "<input>"))
+
+    def source_line(self, loc: Location) -> str:
+        lines = self.lines.get(loc.file, ())
+        return lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
+
+    def expression_location(self, path: JsonPath, offset: int) -> Location:
+        """File position of character `offset` inside the string at `path`."""
+        scalar = self.scalars.get(tuple(path))
+        if scalar is None:
+            return self.locate(path)
+        loc = scalar.location
+        if scalar.multiline or scalar.style in ("|", ">"):
+            return loc
+        shift = 1 if scalar.style in ("'", '"') else 0
+        return Location(loc.file, loc.line, loc.column + shift + offset)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Result of loading: a document (None if it could not be built) and problems."""
+
+    document: Optional[Document]
+    problems: Tuple[Problem, ...]
+
+
+class _Stop(Exception):
+    """Abort building: the problem is already recorded and nothing after it is safe."""
+
+
+def _invisible(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cf" or ch in "\u00a0\u2028\u2029\u3000"
+
+
+def normalise_key(key: str) -> str:
+    """The key as a reader sees it: invisible characters dropped, Unicode normalised."""
+    return unicodedata.normalize("NFKC", "".join(c for c in key if not _invisible(c))).strip()
+
+
+class _Builder:
+    def __init__(self, file: str, lines: Tuple[str, ...]) -> None:
+        self.file = file
+        self.lines = lines
+        self.problems: List[Problem] = []
+        self.values: Dict[JsonPath, Location] = {}
+        self.keys: Dict[JsonPath, Location] = {}
+        self.scalars: Dict[JsonPath, Scalar] = {}
+        self.nodes = 0
+
+    def loc(self, mark: Any) -> Location:
+        return Location(self.file, mark.line + 1, mark.column + 1)
+
+    def problem(self, code: str, mark_or_loc: Any, message: str, help: str = "",
+                path: JsonPath = ()) -> None:
+        loc = mark_or_loc if isinstance(mark_or_loc, Location) else self.loc(mark_or_loc)
+        line = self.lines[loc.line - 1] if 0 < loc.line <= len(self.lines) else ""
+        self.problems.append(Problem(code, message, loc, path, help, source_line=line))
+
+    # -- scalars -----------------------------------------------------------------
+    def scalar(self, event: Any, path: JsonPath) -> Any:
+        value: str = event.value
+        if event.style:  # quoted or block: always a string (libyaml reports plain as "")
+            return value
+        if value in _NULLS:
+            return None
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        mark = event.start_mark
+        if value.lower() in _YAML11_BOOL:
+            meaning = "true" if value.lower() in {"y", "yes", "on"} else "false"
+            self.problem(
+                "FNL010", mark, f"`{value}` is ambiguous: YAML 1.1 tools read it as the boolean {meaning}",
+                f"write {meaning} if you meant a boolean, or quote it (\"{value}\") if you meant text", path)
+            return value
+        if _INT.match(value):
+            if len(value) > MAX_NUMBER_CHARS or abs(int(value)) > MAX_INT:
+                self.problem("FNL012", mark, f"number `{value[:24]}…` is too large",
+                             "integers must fit in 64 bits (up to 9223372036854775807); quote it if it is an identifier", path)
+                return None
+            return int(value)
+        if _LEADING_ZERO.match(value):
+            self.problem("FNL011", mark, f"`{value}` is ambiguous: YAML 1.1 tools read a leading zero as octal "
+                         f"({int(value, 8) if set(value.lstrip('+-')) <= set('01234567') else 'invalid'})",
+                         f"drop the leading zero for a number, or quote it (\"{value}\") for text", path)
+            return value
+        if _FLOAT.match(value):
+            number = float(value) if len(value) <= MAX_NUMBER_CHARS else math.inf
+            if not math.isfinite(number):
+                self.problem("FNL012", mark, f"number `{value[:24]}` is too large: it overflows to infinity",
+                             "use a finite number (at most about 1.8e308)", path)
+                return None
+            return number
+        if _NONFINITE.match(value):
+            self.problem("FNL012", mark, f"`{value}` is not a finite number",
+                         "fnl accepts only finite numbers; quote it if you meant text", path)
+            return None
+        if _PREFIXED.match(value) or _UNDERSCORED.match(value):
+            self.problem("FNL011", mark, f"`{value}` is ambiguous: YAML tools disagree on whether it is a number",
+                         f"write a plain decimal number, or quote it (\"{value}\") for text", path)
+            return value
+        if _SEXAGESIMAL.match(value):
+            self.problem("FNL011", mark, f"`{value}` is ambiguous: YAML 1.1 tools read it as a base-60 number",
+                         f"quote it: \"{value}\"", path)
+            return value
+        return value
+
+    # -- tree --------------------------------------------------------------------
+    def check_node(self, event: Any, path: JsonPath, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            self.problem("FNL014", event.start_mark, f"definition has more than {MAX_NODES:,} values",
+                         "split it into smaller funnels; no real funnel needs this many", path)
+            raise _Stop
+        if depth > MAX_DEPTH:
+            self.problem("FNL014", event.start_mark, f"nesting is deeper than {MAX_DEPTH} levels",
+                         "flatten the structure; funnel definitions never nest this deep", path)
+            raise _Stop
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            self.problem("FNL013", event.start_mark, f"anchor `&{anchor}` is not allowed",
+                         "fnl definitions do not use anchors or aliases; repeat the value, or split shared parts into their own file",
+                         path)
+        tag = getattr(event, "tag", None)
+        if tag is not None and not (isinstance(event, yaml.ScalarEvent) and tag == "!"):
+            self.problem("FNL013", event.start_mark, f"tag `{tag}` is not allowed",
+                         "remove the tag; quote the value if you wanted a string", path)
+        elif tag == "!":
+            self.problem("FNL013", event.start_mark, "tag `!` is not allowed",
+                         "remove the tag; quote the value if you wanted a string", path)
+
+    def node(self, events: Any, event: Any, path: JsonPath, depth: int) -> Any:
+        if isinstance(event, yaml.AliasEvent):
+            self.problem("FNL013", event.start_mark, f"alias `*{event.anchor}` is not allowed",
+                         "fnl definitions do not use anchors or aliases; repeat the value instead", path)
+            return None
+        self.check_node(event, path, depth)
+        self.values[path] = self.loc(event.start_mark)
+        if isinstance(event, yaml.ScalarEvent):
+            value = self.scalar(event, path)
+            if isinstance(value, str):
+                multiline = event.start_mark.line != event.end_mark.line
+                self.scalars[path] = Scalar(self.values[path], event.style or None, multiline)
+            return value
+        if isinstance(event, yaml.SequenceStartEvent):
+            items: List[Any] = []
+            for ev in events:
+                if isinstance(ev, yaml.SequenceEndEvent):
+                    return items
+                items.append(self.node(events, ev, path + (len(items),), depth + 1))
+            raise _Stop
+        if isinstance(event, yaml.MappingStartEvent):
+            return self.mapping(events, path, depth)
+        raise _Stop  # pragma: no cover - the parser never yields other events here
+
+    def mapping(self, events: Any, path: JsonPath, depth: int) -> Dict[str, Any]:
+        result: Dict[str, Any] = {}
+        seen: Dict[str, Tuple[str, Location]] = {}
+        for ev in events:
+            if isinstance(ev, yaml.MappingEndEvent):
+                return result
+            if not isinstance(ev, yaml.ScalarEvent):
+                self.problem("FNL015", ev.start_mark, "a mapping key must be a plain name, not a list or mapping",
+                             "use a string key", path)
+                self.node(events, ev, path, depth + 1)  # consume and discard
+                self.node(events, next(events), path, depth + 1)
+                continue
+            self.check_node(ev, path, depth + 1)
+            key = ev.value
+            key_loc = self.loc(ev.start_mark)
+            norm = normalise_key(key)
+            if norm in seen:
+                first_key, first_loc = seen[norm]
+                differ = " (the two differ only by invisible characters)" if first_key != key else ""
+                self.problem("FNL016", key_loc,
+                             f"duplicate key `{norm}`{differ}: first defined at line {first_loc.line}",
+                             "YAML keeps only one of them; remove or rename one", path + (key,))
+            else:
+                seen[norm] = (key, key_loc)
+                if key != norm and any(_invisible(c) for c in key):
+                    bad = next(c for c in key if _invisible(c))
+                    self.problem("FNL017", key_loc,
+                                 f"key `{norm}` contains the invisible character U+{ord(bad):04X}",
+                                 "retype the key; invisible characters usually come from copy and paste",
+                                 path + (norm,))
+            self.keys[path + (key,)] = key_loc
+            result[key] = self.node(events, next(events), path + (key,), depth + 1)
+        raise _Stop
+
+
+def _yaml_error(file: str, lines: Tuple[str, ...], exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    loc = Location(file, mark.line + 1, mark.column + 1) if mark is not None else Location(file)
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+    help = "check indentation and quoting around this position"
+    text = str(problem)
+    line = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
+    at = line[loc.column - 1:loc.column]
+    if at == "\t" or "\\t" in text or "tab" in text:
+        help = "YAML indents with spaces, not tabs; replace the tab with spaces"
+    elif "mapping values are not allowed" in text:
+        help = "a value contains `: `; quote the whole value"
+    elif "could not find expected ':'" in text:
+        help = "each entry needs `key: value`; check for a missing colon or a stray line"
+    elif "found character" in text and "cannot start any token" in text:
+        help = "quote the value; this character cannot start a plain YAML value"
+    elif "special characters are not allowed" in text or "unacceptable character" in text:
+        help = "remove control characters; definitions must be plain UTF-8 text"
+    return Problem("FNL002", message, loc, (), help, source_line=line)
+
+
+def decode(file: str, raw: bytes) -> Tuple[Optional[str], Optional[Problem]]:
+    """Bytes to text, or one problem saying why the file is not a UTF-8 text file."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or raw.startswith((b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
+        return None, Problem("FNL001", "file is UTF-16 or UTF-32 encoded", Location(file),
+                             help="save it as UTF-8")
+    if b"\x00" in raw[:8192] or b"\x00" in raw:
+        offset = raw.index(b"\x00")
+        line = raw.count(b"\n", 0, offset) + 1
+        return None, Problem("FNL001", "file is binary, not YAML text (it contains NUL bytes)",
+                             Location(file, line, offset - (raw.rfind(b"\n", 0, offset) + 1) + 1),
+                             help="point fnl at the YAML definition, not at a binary file")
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = len(raw[raw.rfind(b"\n", 0, exc.start) + 1:exc.start].decode("utf-8", "replace")) + 1
+        return None, Problem("FNL001", f"file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+                             Location(file, line, column), help="save the file as UTF-8")
+
+
+def parse_text(file: str, text: str) -> Loaded:
+    """Build a Document from YAML text; never raises for bad input."""
+    lines = tuple(text.splitlines())
+    builder = _Builder(file, lines)
+    data: Any = None
+    documents = 0
+    fatal = False
+    events = _events(_Parser(text))
+    try:
+        for ev in events:
+            if isinstance(ev, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    builder.problem("FNL003", ev.start_mark, "file holds more than one YAML document",
+                                    "keep one definition per file; remove the `---` separator or split the file")
+                    fatal = True
+                    break
+            elif isinstance(ev, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent,
+                                 yaml.AliasEvent)):
+                data = builder.node(events, ev, (), 1)
+    except _Stop:
+        fatal = True
+    except yaml.YAMLError as exc:
+        builder.problems.append(_yaml_error(file, lines, exc))
+        fatal = True
+    if data is None and not builder.problems:
+        builder.problem("FNL004", Location(file), "file is empty: it holds no YAML document",
+                        "add a definition (start with `fnl: 1`) or delete the file")
+        fatal = True
+    # Problems in single values (an ambiguous scalar, a duplicate key) leave a usable
+    # document, so validation goes on and reports everything else in the same run.
+    doc = Document(data, (file,), builder.values, builder.keys, builder.scalars, {file: lines})
+    return Loaded(None if fatal else doc, tuple(builder.problems))
+
+
+def _events(parser: Any) -> Any:
+    while parser.check_event():
+        yield parser.get_event()
+
+
+def load_file(path: Path, display: Optional[str] = None) -> Loaded:
+    """Read and parse one YAML file within the size bound."""
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            return Loaded(None, (Problem("FNL005", f"file is {size / 1048576:.1f} MiB; fnl reads definitions up to 1 MiB",
+                                         Location(name), help="split the definition into several files in a directory"),))
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        return Loaded(None, (Problem("FNL006", f"cannot read file: {exc.strerror or exc}", Location(name),
+                                     help="check that the file exists and is readable"),))
+    if len(raw) > MAX_BYTES:
+        return Loaded(None, (Problem("FNL005", "file is larger than 1 MiB", Location(name),
+                                     help="split the definition into several files in a directory"),))
+    if not raw.strip():
+        return Loaded(None, (Problem("FNL004", "file is empty", Location(name),
+                                     help="add a definition (start with `fnl: 1`) or delete the file"),))
+    text, problem = decode(name, raw)
+    if problem is not None:
+        return Loaded(None, (problem,))
+    assert text is not None
+    return parse_text(name, text)

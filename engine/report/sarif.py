@@ -1,0 +1,57 @@
+"""SARIF 2.1.0 for code-scanning dashboards, with rule metadata for every code used."""
+from __future__ import annotations
+
+import json
+from pathlib import PurePath
+from typing import Any, Dict, List
+
+from .. import __version__
+from ..check import Checked
+from ..codes import DOCS_URL, describe
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def render(results: List[Checked], verbose: bool = False) -> str:
+    problems = [p for r in results for p in r.problems]
+    rule_ids = sorted({p.code for p in problems})
+    index = {rid: i for i, rid in enumerate(rule_ids)}
+    rules = [{
+        "id": rid,
+        "name": rid,
+        "shortDescription": {"text": describe(rid) or rid},
+        "helpUri": f"{DOCS_URL}{rid}",
+    } for rid in rule_ids]
+    sarif_results: List[Dict[str, Any]] = []
+    for p in problems:
+        text = p.message + (f" Help: {p.help}" if p.help else "")
+        result: Dict[str, Any] = {
+            "ruleId": p.code,
+            "ruleIndex": index[p.code],
+            "level": _LEVEL.get(p.severity, "error"),
+            "message": {"text": text},
+            "locations": [{
+                "physicalLocation": {
+                    "artifactLocation": {"uri": PurePath(p.location.file).as_posix()},
+                    "region": {"startLine": p.location.line, "startColumn": p.location.column},
+                },
+            }],
+        }
+        if p.path:
+            result["locations"][0]["logicalLocations"] = [{"fullyQualifiedName": p.dotted_path, "kind": "member"}]
+        sarif_results.append(result)
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "fnl",
+                "version": __version__,
+                "informationUri": "https://fnl.dev",
+                "rules": rules,
+            }},
+            "results": sarif_results,
+        }],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,301 @@
+"""Schema validation with messages a reviewer would write.
+
+jsonschema reports what failed in schema terms ("'x' does not match '^[a-z]…'"). This
+module turns each failure into one located problem in funnel terms: the unknown key and
+the key you probably meant, the duration format with an example, the missing field and
+what it is for. Several failures at one location collapse into the most relevant one;
+the others travel along as `related` for `-v`.
+
+Conditions are parsed here too, so a syntax error points at its column in the file.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from . import expr
+from .errors import JsonPath, Problem, json_path
+from .load import Document
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+# What a pattern means, in words, with an example of a valid value.
+_PATTERN_HELP = {
+    "^[0-9]+[mhdw]([0-9]+[mhdw])*$": "write a duration: a number and a unit (m, h, d, w), such as `2d` or `1d12h`",
+    "^[a-z][a-z0-9_-]*$": "use lower-case letters, digits, `-` and `_`, starting with a letter, such as `nurture-saas`",
+    "^[a-z][a-z0-9_]*$": "use lower-case letters, digits and `_`, starting with a letter, such as `company_size`",
+    "^[a-z][a-z0-9-]*$": "use lower-case letters, digits and `-`, starting with a letter, such as `acme-b2b`",
+    "^([01][0-9]|2[0-3]):[0-5][0-9]$": "write a 24-hour time as a quoted string, such as \"20:00\"",
+    "^https://": "use an https:// address",
+}
+
+
+@lru_cache(maxsize=None)
+def schema(name: str = "funnel") -> Dict[str, Any]:
+    with (SCHEMA_DIR / f"{name}.schema.json").open(encoding="utf-8") as fh:
+        loaded: Dict[str, Any] = json.load(fh)
+    return loaded
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str = "funnel") -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(schema(name))
+
+
+def _leaves(error: ValidationError) -> Iterator[ValidationError]:
+    """Descend into anyOf/oneOf to the branch the value was meant for: the one whose
+    type matched. If no branch's type matched, the union error itself is the leaf."""
+    if error.context and error.validator in ("anyOf", "oneOf"):
+        branches: Dict[Any, List[ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.schema_path[0] if sub.schema_path else 0, []).append(sub)
+        typed = [errs for errs in branches.values()
+                 if not any(e.validator == "type" and not e.relative_path for e in errs)]
+        if len(typed) == 1:
+            for sub in typed[0]:
+                yield from _leaves(sub)
+            return
+    yield error
+
+
+def _subschema_title(error: ValidationError) -> str:
+    sch = error.schema if isinstance(error.schema, dict) else {}
+    return str(sch.get("title", ""))
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "null"}
+
+
+def _example(error: ValidationError) -> str:
+    sch = error.schema if isinstance(error.schema, dict) else {}
+    examples = sch.get("examples") or []
+    if examples:
+        return f"for example: {json.dumps(examples[0], ensure_ascii=False)}"
+    return ""
+
+
+def _explain(error: ValidationError, doc: Document) -> List[Problem]:
+    """One or more problems for one schema failure."""
+    path: JsonPath = tuple(error.absolute_path)
+    v = error.validator
+    inst = error.instance
+    sch = error.schema if isinstance(error.schema, dict) else {}
+    in_names = "propertyNames" in error.schema_path
+
+    def at(p: JsonPath, code: str, message: str, help: str = "", key: bool = False) -> Problem:
+        loc = doc.locate(p, key=key)
+        return Problem(code, message, loc, p, help, source_line=doc.source_line(loc))
+
+    if in_names:
+        help = _PATTERN_HELP.get(str(sch.get("pattern", "")), "")
+        if not help and "email" in str(sch.get("pattern", "")):
+            help = "use a known event such as `email.opened`, `site.visited.pricing` or `crm.demo_booked`"
+        return [at(path + (inst,), "FNL104", f"`{_show(inst)}` is not a valid name here", help or "rename the key",
+                   key=True)]
+
+    if v == "additionalProperties" and isinstance(inst, dict):
+        allowed = sorted((sch.get("properties") or {}).keys())
+        extras = [k for k in inst if k not in allowed and not any(
+            re.search(pat, k) for pat in (sch.get("patternProperties") or {}))]
+        out = []
+        for key in extras:
+            guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            help = f"did you mean `{guess[0]}`?" if guess else f"allowed keys here: {', '.join(allowed)}"
+            where = f" in {json_path(path)}" if path else " at the top level"
+            out.append(at(path + (key,), "FNL100", f"unknown key `{key}`{where}", help, key=True))
+        return out
+    if v == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else str(error.validator_value)
+        prop = (sch.get("properties") or {}).get(missing, {})
+        what = prop.get("description", "") if isinstance(prop, dict) else ""
+        if not what and isinstance(prop, dict) and "$ref" in prop:
+            what = ""
+        help = f"add `{missing}:`" + (f" ({what.rstrip('.')})" if what else "")
+        if "then" in error.schema_path or "anyOf" in error.schema_path:
+            kind = inst.get("kind") if isinstance(inst, dict) else None
+            if kind == "sales":
+                help = "a sales sequence starts on a CRM event: add `on: crm.demo_booked` (or another event)"
+            elif kind in ("nurture", "broadcast"):
+                help = f"a {kind} sequence needs the `stage` whose leads it mails, such as `stage: subscriber`"
+        return [at(path, "FNL101", f"missing required key `{missing}`" + (f" in {json_path(path)}" if path else ""),
+                   help, key=True)]
+    if v == "type":
+        want = error.validator_value
+        wants = [want] if isinstance(want, str) else list(want)
+        words = " or ".join(_TYPE_WORDS.get(w, w) for w in wants)
+        help = _example(error)
+        if isinstance(inst, str) and "integer" in wants and inst.strip().lstrip("-").isdigit():
+            help = f"remove the quotes: {inst.strip()}"
+        return [at(path, "FNL102", f"expected {words}, found {_type_name(inst)}", help)]
+    if v == "enum":
+        options = [str(o) for o in error.validator_value]
+        guess = difflib.get_close_matches(str(inst), options, n=1, cutoff=0.5)
+        help = f"did you mean `{guess[0]}`?" if guess else f"use one of: {', '.join(options)}"
+        return [at(path, "FNL103", f"`{_show(inst)}` is not allowed here; expected one of {', '.join(options)}", help)]
+    if v == "const":
+        return [at(path, "FNL103", f"expected {json.dumps(error.validator_value)}, found {_show(inst)}",
+                   f"write {json.dumps(error.validator_value)}" + (
+                       " (the only language version so far)" if path == ("fnl",) else ""))]
+    if v == "pattern":
+        help = _PATTERN_HELP.get(str(error.validator_value), "")
+        if not help:
+            ex = _example(error)
+            help = ex or f"it must match {error.validator_value}"
+        title = _subschema_title(error) or "value"
+        return [at(path, "FNL104", f"`{_show(inst)}` is not a valid {title.lower()}", help)]
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                "exclusiveMaximum": "less than"}[v]
+        return [at(path, "FNL105", f"{_show(inst)} is out of range: must be {word} {error.validator_value}",
+                   _example(error))]
+    if v in ("minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"):
+        if v == "maxProperties" and error.validator_value == 1:
+            keys = ", ".join(f"`{k}`" for k in inst)
+            return [at(path, "FNL108", f"choose one: {keys} cannot be combined",
+                       f"keep exactly one of: {', '.join(sorted((sch.get('properties') or {}).keys()))}")]
+        if v == "minProperties" and error.validator_value == 1:
+            return [at(path, "FNL106", f"{json_path(path)} is empty",
+                       f"give one of: {', '.join(sorted((sch.get('properties') or {}).keys()))}")]
+        kind = {"minItems": "items", "maxItems": "items", "minProperties": "entries", "maxProperties": "entries",
+                "minLength": "characters", "maxLength": "characters"}[v]
+        bound = "at least" if v.startswith("min") else "at most"
+        return [at(path, "FNL106", f"needs {bound} {error.validator_value} {kind}", _example(error))]
+    if v == "uniqueItems":
+        seen: Dict[str, int] = {}
+        for i, item in enumerate(inst):
+            k = json.dumps(item, sort_keys=True)
+            if k in seen:
+                return [at(path + (i,), "FNL107", f"`{_show(item)}` is listed twice (first as item {seen[k] + 1})",
+                           "remove the repeat")]
+            seen[k] = i
+    if v == "dependencies":
+        needs = error.validator_value
+        for key, req in needs.items():
+            if isinstance(inst, dict) and key in inst and isinstance(req, list):
+                for r in req:
+                    if r not in inst:
+                        return [at(path + (key,), "FNL108", f"`{key}` needs `{r}` beside it", f"add `{r}:` or remove `{key}`", key=True)]
+    if v == "not" and isinstance(inst, dict):
+        present = [k for k in ("send", "notify", "exit", "half_life", "factor") if k in inst]
+        if {"half_life", "factor"} <= set(present):
+            return [at(path, "FNL108", "decay takes `half_life` or `factor` with `every`, not both",
+                       "keep one way of saying how fast points fade")]
+        return [at(path, "FNL108", f"a step does one thing, but this one has {' and '.join(f'`{k}`' for k in present)}",
+                   "split it into two steps")]
+    if v == "anyOf" and isinstance(inst, dict) and all(
+            isinstance(b, dict) and set(b) == {"required"} for b in error.validator_value):
+        options = " or ".join(f"`{b['required'][0]}`" for b in error.validator_value)
+        return [at(path, "FNL101", f"needs {options}", f"add {options}")]
+    if v in ("anyOf", "oneOf"):
+        kinds = []
+        for branch in error.validator_value:
+            t = branch.get("type") if isinstance(branch, dict) else None
+            if isinstance(t, str) and _TYPE_WORDS.get(t) not in kinds:
+                kinds.append(_TYPE_WORDS.get(t, t))
+        if kinds:
+            return [at(path, "FNL102", f"expected {' or '.join(kinds)}, found {_type_name(inst)}", _example(error))]
+    return [at(path, "FNL109", error.message[:200], _example(error))]
+
+
+def _condition_paths(data: Any) -> Iterator[Tuple[JsonPath, str]]:
+    """Every condition string in a schema-valid-enough document."""
+    if not isinstance(data, dict):
+        return
+
+    def items(section: Any) -> Iterator[Tuple[str, Any]]:
+        return iter(section.items()) if isinstance(section, dict) else iter(())
+
+    for group in ("personas", "segments"):
+        for name, body in items(data.get(group)):
+            if isinstance(body, dict) and isinstance(body.get("when"), str):
+                yield (group, name, "when"), body["when"]
+    fit = data.get("fit")
+    if isinstance(fit, dict) and isinstance(fit.get("when"), str):
+        yield ("fit", "when"), fit["when"]
+    scoring = data.get("scoring")
+    if isinstance(scoring, dict) and isinstance(scoring.get("fit"), list):
+        for i, rule in enumerate(scoring["fit"]):
+            if isinstance(rule, dict) and isinstance(rule.get("when"), str):
+                yield ("scoring", "fit", i, "when"), rule["when"]
+    if isinstance(data.get("transitions"), list):
+        for i, t in enumerate(data["transitions"]):
+            if isinstance(t, dict) and isinstance(t.get("when"), str):
+                yield ("transitions", i, "when"), t["when"]
+    for name, seq in items(data.get("sequences")):
+        if not isinstance(seq, dict):
+            continue
+        if isinstance(seq.get("when"), str):
+            yield ("sequences", name, "when"), seq["when"]
+        if isinstance(seq.get("exit"), dict) and isinstance(seq["exit"].get("when"), str):
+            yield ("sequences", name, "exit", "when"), seq["exit"]["when"]
+        for i, step in enumerate(seq.get("steps") or [] if isinstance(seq.get("steps"), list) else []):
+            if isinstance(step, dict):
+                for key in ("when", "unless"):
+                    if isinstance(step.get(key), str):
+                        yield ("sequences", name, "steps", i, key), step[key]
+
+
+def check_conditions(doc: Document) -> List[Problem]:
+    problems = []
+    for path, source in _condition_paths(doc.data):
+        try:
+            expr.parse(source)
+        except expr.ExprSyntaxError as exc:
+            loc = doc.expression_location(path, exc.offset)
+            problems.append(Problem("FNL110", f"condition syntax: {exc.message}", loc, path, exc.help,
+                                    source_line=doc.source_line(loc)))
+    return problems
+
+
+# At one location, the most fundamental failure speaks first: a wrong type makes every
+# other complaint about the value noise.
+_PRIORITY = {"FNL102": 0, "FNL103": 1, "FNL104": 2, "FNL108": 3, "FNL101": 4, "FNL100": 5}
+
+
+def validate(doc: Document) -> Tuple[Problem, ...]:
+    """All schema and condition-syntax problems of a document, one per location."""
+    grouped: Dict[Tuple[str, int, int, str], List[Tuple[ValidationError, Problem]]] = {}
+    for error in _validator().iter_errors(doc.data):
+        for leaf in _leaves(error):
+            for problem in _explain(leaf, doc):
+                loc = problem.location
+                grouped.setdefault((loc.file, loc.line, loc.column, problem.code if problem.code == "FNL100" else ""),
+                                   []).append((leaf, problem))
+    problems: List[Problem] = []
+    for entries in grouped.values():
+        best = min(entries, key=lambda e: _PRIORITY.get(e[1].code, 9))[1]
+        others = tuple(f"{p.code} {p.message}" for _, p in entries if p is not best)
+        problems.append(Problem(best.code, best.message, best.location, best.path, best.help, best.severity,
+                                best.source_line, others))
+    problems.extend(check_conditions(doc))
+    problems.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
+    return tuple(problems)
