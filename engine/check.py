@@ -10,6 +10,7 @@ from typing import List, Optional, Tuple
 
 from .errors import Problem
 from .load import Document
+from .model import Funnel, build
 from .sources import Source, discover, load_source
 from .validate import validate
 
@@ -21,6 +22,7 @@ class Checked:
     source: Source
     problems: Tuple[Problem, ...]
     document: Optional[Document]
+    funnel: Optional[Funnel] = None
 
 
 def check_source(source: Source) -> Checked:
@@ -33,7 +35,9 @@ def check_source(source: Source) -> Checked:
              if (p.location.file, p.location.line, p.location.column) not in seen]
     problems = sorted(loaded.problems + tuple(found),
                       key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
-    return Checked(source, tuple(problems), loaded.document if not problems else None)
+    if problems:
+        return Checked(source, tuple(problems), None)
+    return Checked(source, (), loaded.document, build(loaded.document))
 
 
 def check_paths(paths: Tuple[str, ...]) -> List[Checked]:

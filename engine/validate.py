@@ -26,6 +26,16 @@ from .load import Document
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
+
+def _schema_text(name: str) -> str:
+    """The schema from the source tree, or from the installed `fnl_schemas` package."""
+    path = SCHEMA_DIR / f"{name}.schema.json"
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    from importlib.resources import files
+
+    return files("fnl_schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+
 # What a pattern means, in words, with an example of a valid value.
 _PATTERN_HELP = {
     "^[0-9]+[mhdw]([0-9]+[mhdw])*$": "write a duration: a number and a unit (m, h, d, w), such as `2d` or `1d12h`",
@@ -39,8 +49,7 @@ _PATTERN_HELP = {
 
 @lru_cache(maxsize=None)
 def schema(name: str = "funnel") -> Dict[str, Any]:
-    with (SCHEMA_DIR / f"{name}.schema.json").open(encoding="utf-8") as fh:
-        loaded: Dict[str, Any] = json.load(fh)
+    loaded: Dict[str, Any] = json.loads(_schema_text(name))
     return loaded
 
 
