@@ -15,7 +15,7 @@ from typing import List, Optional
 import click
 
 from engine import __version__
-from engine.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError
+from engine.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, UsageError
 
 FORMATS = ("text", "json", "github", "sarif")
 
@@ -33,26 +33,92 @@ def cli(ctx: click.Context, show_traceback: bool) -> None:
     ctx.obj = {"traceback": show_traceback}
 
 
+def _codes(values: tuple) -> tuple:
+    out = []
+    for value in values:
+        out.extend(v.strip().upper() for v in value.split(",") if v.strip())
+    bad = [v for v in out if not v.startswith("FNL")]
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a rule ID or prefix (such as FNL201 or FNL4)")
+    return tuple(out)
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format (default: text; github when GITHUB_ACTIONS=true).")
 @click.option("-v", "--verbose", is_flag=True, help="Also show the less relevant problems at each location.")
-def validate(paths: tuple, fmt: Optional[str], verbose: bool) -> int:
-    """Check funnel definitions (files or directories) against the schema.
+@click.option("--select", multiple=True, metavar="IDS", help="Run only these rules (IDs or prefixes, comma-separated).")
+@click.option("--ignore", multiple=True, metavar="IDS", help="Skip these rules (IDs or prefixes, comma-separated).")
+@click.option("--fail-on", type=click.Choice(("error", "warning", "info", "never")), default=None,
+              help="Lowest severity that fails the run (default: error).")
+@click.option("--no-lint", is_flag=True, help="Check YAML and schema only.")
+@click.option("--baseline", "baseline_file", type=click.Path(dir_okay=False), default=None,
+              help="Report only findings not in this baseline file.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False), default=None,
+              help="Accept every current finding: write them to this file and exit 0.")
+def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ignore: tuple,
+             fail_on: Optional[str], no_lint: bool, baseline_file: Optional[str],
+             write_baseline: Optional[str]) -> int:
+    """Check funnel definitions (files or directories): YAML, schema and lint rules.
 
     \b
     Examples:
       fnl validate funnels/
       fnl validate funnels/acme --format sarif > fnl.sarif
+      fnl validate funnels/ --select FNL4 --fail-on warning
+      fnl validate funnels/ --write-baseline fnl-baseline.json
     """
-    from engine.check import check_paths
+    from pathlib import Path
+
+    from engine import baseline, config
+    from engine.check import check_paths, failing, without_baseline
+    from engine.lint.runner import Selection
     from engine.report import REPORTERS
 
-    results = check_paths(tuple(paths))
+    settings = config.find()
+    selection = None if no_lint else Selection(_codes(select) or settings.select,
+                                                _codes(ignore) or settings.ignore)
+    results = check_paths(tuple(paths), selection)
+    if write_baseline:
+        count = baseline.write(Path(write_baseline), [(r.source.name, p) for r in results for p in r.problems])
+        click.echo(f"Wrote {count} finding{'s' if count != 1 else ''} to {write_baseline}.")
+        return EXIT_OK
+    accepted_file = baseline_file or settings.baseline
+    if accepted_file:
+        results = without_baseline(results, baseline.read(Path(accepted_file)))
     out = REPORTERS[fmt or _default_format()](results, verbose)
     click.echo(out, nl=False)
-    return EXIT_PROBLEMS if any(r.problems for r in results) else EXIT_OK
+    return EXIT_PROBLEMS if failing(results, fail_on or settings.fail_on) else EXIT_OK
+
+
+@cli.command()
+@click.argument("rule_id", required=False, metavar="[RULE]")
+def rules(rule_id: Optional[str]) -> int:
+    """List every lint rule, or print one rule's documentation.
+
+    \b
+    Examples:
+      fnl rules
+      fnl rules FNL301
+    """
+    from engine.lint.registry import BY_ID, RULES
+    from engine.lint.runner import rule_meta
+
+    if rule_id:
+        rule = BY_ID.get(rule_id.upper())
+        if rule is None:
+            import difflib
+
+            guess = difflib.get_close_matches(rule_id.upper(), list(BY_ID), n=1)
+            raise UsageError(f"no rule {rule_id!r}", f"did you mean {guess[0]}?" if guess else "run `fnl rules` for the list")
+        meta = rule_meta(rule)
+        click.echo(f"{meta['id']} {meta['name']} ({meta['severity']})\n\n{meta['doc']}")
+        return EXIT_OK
+    for rule in RULES:
+        meta = rule_meta(rule)
+        click.echo(f"{meta['id']}  {meta['severity']:<8} {meta['name']:<26} {meta['summary']}")
+    return EXIT_OK
 
 
 @cli.command()

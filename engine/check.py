@@ -1,14 +1,17 @@
-"""The `fnl validate` pipeline for many paths: discover, load, validate, collect.
+"""The `fnl validate` pipeline for many paths: discover, load, validate, lint, collect.
 
 Every definition is checked and every problem collected before anything is reported;
-one broken file never hides another.
+one broken file never hides another. Lint runs on definitions that pass the schema.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import List, Optional, Tuple
 
-from .errors import Problem
+from . import baseline
+from .errors import SEVERITIES, Problem
+from .lint.runner import Selection, lint
 from .load import Document
 from .model import Funnel, build
 from .sources import Source, discover, load_source
@@ -25,21 +28,41 @@ class Checked:
     funnel: Optional[Funnel] = None
 
 
-def check_source(source: Source) -> Checked:
+def _place(p: Problem) -> Tuple[str, int, int, str]:
+    return (p.location.file, p.location.line, p.location.column, p.code)
+
+
+def check_source(source: Source, selection: Optional[Selection] = None) -> Checked:
+    """Load, validate and (unless `selection` is None) lint one definition."""
     loaded = load_source(source)
     if loaded.document is None:
         return Checked(source, loaded.problems, None)
     # A value the loader already complained about gets no second complaint from the schema.
-    seen = {(p.location.file, p.location.line, p.location.column) for p in loaded.problems}
-    found = [p for p in validate(loaded.document)
-             if (p.location.file, p.location.line, p.location.column) not in seen]
-    problems = sorted(loaded.problems + tuple(found),
-                      key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
+    seen = {_place(p)[:3] for p in loaded.problems}
+    found = [p for p in validate(loaded.document) if _place(p)[:3] not in seen]
+    problems = sorted(loaded.problems + tuple(found), key=_place)
     if problems:
         return Checked(source, tuple(problems), None)
-    return Checked(source, (), loaded.document, build(loaded.document))
+    funnel = build(loaded.document)
+    findings = lint(funnel, selection) if selection is not None else ()
+    return Checked(source, findings, loaded.document, funnel)
 
 
-def check_paths(paths: Tuple[str, ...]) -> List[Checked]:
+def check_paths(paths: Tuple[str, ...], selection: Optional[Selection] = Selection()) -> List[Checked]:
     """Check every definition under `paths`. Raises UsageError for a bad path."""
-    return [check_source(source) for source in discover(paths)]
+    return [check_source(source, selection) for source in discover(paths)]
+
+
+def without_baseline(results: List[Checked], accepted: Counter) -> List[Checked]:
+    """Results with the baseline's accepted findings removed."""
+    pairs = [(r.source.name, p) for r in results for p in r.problems]
+    keep = {id(p) for _, p in baseline.new_only(pairs, accepted)}
+    return [replace(r, problems=tuple(p for p in r.problems if id(p) in keep)) for r in results]
+
+
+def failing(results: List[Checked], fail_on: str) -> bool:
+    """Whether any problem is at or above the `fail_on` severity."""
+    if fail_on == "never":
+        return False
+    limit = SEVERITIES.index(fail_on)
+    return any(SEVERITIES.index(p.severity) <= limit for r in results for p in r.problems)

@@ -379,3 +379,73 @@ def calls(node: Node) -> List[Call]:
         elif isinstance(n, ListExpr):
             stack.extend(n.items)
     return sorted(out, key=lambda x: x.offset)
+
+
+class Unknown(Exception):
+    """Evaluation needs a name or predicate the caller did not provide."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _compare(op: str, a: object, b: object) -> bool:
+    if op == "==":
+        return a == b
+    if op == "!=":
+        return a != b
+    if op in ("in", "not in"):
+        inside = isinstance(b, (list, tuple, str)) and a is not None and (a in b)  # type: ignore[operator]
+        return inside if op == "in" else not inside
+    if a is None or b is None or isinstance(a, bool) != isinstance(b, bool):
+        return False  # a missing value satisfies no ordering
+    try:
+        if op == "<":
+            return a < b  # type: ignore[operator,no-any-return]
+        if op == "<=":
+            return a <= b  # type: ignore[operator,no-any-return]
+        if op == ">":
+            return a > b  # type: ignore[operator,no-any-return]
+        return a >= b  # type: ignore[operator,no-any-return]
+    except TypeError:
+        return False
+
+
+def evaluate(node: Node, lookup, call=None):  # type: ignore[no-untyped-def]
+    """Evaluate a condition for one lead. `lookup(dotted_name)` returns a value or
+    raises Unknown; `call(name, args, kwargs)` evaluates an engine predicate."""
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Name):
+        return lookup(node.dotted)
+    if isinstance(node, ListExpr):
+        return [evaluate(i, lookup, call) for i in node.items]
+    if isinstance(node, Unary):
+        value = evaluate(node.operand, lookup, call)
+        if node.op == "not":
+            return not value
+        return -value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if isinstance(node, Call):
+        if call is None:
+            raise Unknown(node.name)
+        args = [evaluate(a, lookup, call) for a in node.args]
+        kwargs = {k: evaluate(v, lookup, call) for k, v in node.kwargs}
+        return call(node.name, args, kwargs)
+    assert isinstance(node, Binary)
+    if node.op == "and":
+        return bool(evaluate(node.left, lookup, call)) and bool(evaluate(node.right, lookup, call))
+    if node.op == "or":
+        return bool(evaluate(node.left, lookup, call)) or bool(evaluate(node.right, lookup, call))
+    left = evaluate(node.left, lookup, call)
+    right = evaluate(node.right, lookup, call)
+    if node.op in ("+", "-", "*", "/"):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
+            return None
+        if node.op == "+":
+            return left + right
+        if node.op == "-":
+            return left - right
+        if node.op == "*":
+            return left * right
+        return left / right if right else None
+    return _compare(node.op, left, right)

@@ -157,6 +157,7 @@ class Step:
     unless: Optional[Condition]
     notify: Optional[Notify]
     exit: bool
+    at: Optional[int]  # minutes after midnight, lead's local time
     path: JsonPath
 
 
@@ -309,6 +310,7 @@ def _step(i: int, raw: Dict[str, Any], path: JsonPath) -> Step:
         unless=_condition(raw, "unless", path),
         notify=Notify(notify["to"], notify["message"]) if notify else None,
         exit=bool(raw.get("exit")),
+        at=parse_clock(raw["at"]) if "at" in raw else None,
         path=path,
     )
 

@@ -31,7 +31,7 @@ class Source:
     files: Tuple[Path, ...]
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     """A path as users see it: relative to the working directory when inside it."""
     try:
         return path.resolve().relative_to(Path.cwd().resolve()).as_posix() if path.is_absolute() else path.as_posix()
@@ -47,7 +47,7 @@ def _yaml_files(directory: Path) -> List[Path]:
             if f.endswith(YAML_SUFFIXES) and not f.startswith("."):
                 found.append(Path(root) / f)
                 if len(found) > MAX_FILES:
-                    raise UsageError(f"{_display(directory)}: more than {MAX_FILES:,} YAML files",
+                    raise UsageError(f"{display_path(directory)}: more than {MAX_FILES:,} YAML files",
                                      "point fnl at a narrower directory")
     return found
 
@@ -63,7 +63,7 @@ def discover(paths: Tuple[str, ...]) -> List[Source]:
         if path.is_file():
             if not os.access(path, os.R_OK):
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
-            sources.append(Source(_display(path), (path,)))
+            sources.append(Source(display_path(path), (path,)))
             continue
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"{raw}: permission denied", "make the directory readable")
@@ -79,7 +79,7 @@ def _find(directory: Path) -> List[Source]:
     if (directory / ROOT_FILE).is_file():
         files = _yaml_files(directory)
         root = directory / ROOT_FILE
-        return [Source(_display(directory), (root,) + tuple(f for f in files if f != root))]
+        return [Source(display_path(directory), (root,) + tuple(f for f in files if f != root))]
     out: List[Source] = []
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith("."):
@@ -87,13 +87,13 @@ def _find(directory: Path) -> List[Source]:
         if entry.is_dir():
             out.extend(_find(entry))
         elif entry.name.endswith(YAML_SUFFIXES):
-            out.append(Source(_display(entry), (entry,)))
+            out.append(Source(display_path(entry), (entry,)))
     return out
 
 
 def load_source(source: Source) -> Loaded:
     """Load every file of a definition and merge them."""
-    loaded = [load_file(f, _display(f)) for f in source.files]
+    loaded = [load_file(f, display_path(f)) for f in source.files]
     problems = tuple(p for item in loaded for p in item.problems)
     if any(item.document is None for item in loaded):
         return Loaded(None, problems)

@@ -1,0 +1,62 @@
+"""Baselines: accept today's findings and fail only on new ones.
+
+A finding is keyed by definition, rule ID and JSON path (not line number), so edits
+elsewhere in a file do not disturb it. Keys are counted, so a second finding of the
+same rule at the same path is new.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, List, Tuple
+
+from .errors import Problem, UsageError
+
+FORMAT_VERSION = 1
+Key = Tuple[str, str, str]
+
+
+def key(definition: str, p: Problem) -> Key:
+    # Findings without a JSON path (a template file) are keyed by their file instead.
+    return (definition, p.code, p.dotted_path if p.path else p.location.file)
+
+
+def write(path: Path, findings: Iterable[Tuple[str, Problem]]) -> int:
+    # One entry per finding (repeats kept), so counts survive the round trip.
+    ordered = sorted(findings, key=lambda x: key(*x) + (x[1].message,))
+    doc = {"format_version": FORMAT_VERSION, "findings": [
+        {"definition": d, "code": p.code, "path": key(d, p)[2], "message": p.message} for d, p in ordered]}
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return len(doc["findings"])
+
+
+def read(path: Path) -> Counter:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: baseline file does not exist", "create it with --write-baseline") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{path}: not a readable fnl baseline ({exc})", "recreate it with --write-baseline") from None
+    if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION or not isinstance(doc.get("findings"), list):
+        raise UsageError(f"{path}: not an fnl baseline (format_version {FORMAT_VERSION})",
+                         "recreate it with --write-baseline")
+    counts: Counter = Counter()
+    for entry in doc["findings"]:
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("definition", "code", "path")):
+            raise UsageError(f"{path}: malformed baseline entry {str(entry)[:80]}", "recreate it with --write-baseline")
+        counts[(entry["definition"], entry["code"], entry["path"])] += 1
+    return counts
+
+
+def new_only(findings: List[Tuple[str, Problem]], accepted: Counter) -> List[Tuple[str, Problem]]:
+    """The findings not covered by the baseline."""
+    left = Counter(accepted)
+    out = []
+    for d, p in findings:
+        k = key(d, p)
+        if left[k] > 0:
+            left[k] -= 1
+        else:
+            out.append((d, p))
+    return out

@@ -1,0 +1,26 @@
+"""Semantic lint: rules a RevOps reviewer would check by hand, each a small module.
+
+A rule module has `ID`, `NAME`, `SEVERITY`, a docstring that is its documentation
+(first line the summary, then a failing and a passing example) and `check(ctx)`, a
+generator of `Finding`s. `registry.RULES` lists them explicitly. `lint()` runs the
+selected rules, places each finding at its source line, applies inline suppressions
+and returns plain `Problem`s, the same values every other stage reports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import JsonPath, Location
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule found: a path into the definition (or an explicit location, for
+    template files) and the words for the reviewer."""
+
+    path: JsonPath
+    message: str
+    help: str = ""
+    key: bool = False
+    location: Optional[Location] = None

@@ -1,0 +1,1 @@
+"""One module per lint rule. See `engine.lint.registry` for the list."""

@@ -1,0 +1,43 @@
+"""A template that fails when rendered in the sandbox with a sample lead.
+
+Templates render in Jinja2's sandbox with StrictUndefined against a lead built from
+the declared profile. Anything that raises there (unsafe attribute access, a filter
+applied to the wrong type, a division by zero) would fail at send time.
+
+Fails:
+    {{ lead.employees | upper }}            # employees is an integer
+    {{ lead.__class__ }}                    # blocked by the sandbox
+
+Passes:
+    {{ lead.company | upper }}
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from ... import templates
+from .. import Finding
+from ..context import Context
+from ..template_findings import template_location
+
+ID = "FNL224"
+NAME = "template-render"
+SEVERITY = "error"
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    seen = set()
+    for name, path, _purpose in ctx.sends:
+        tpl = ctx.template(name)
+        if name in seen or tpl is None or tpl.issues:
+            continue  # missing or statically broken templates are reported by their own rules
+        seen.add(name)
+        for variant, result in ctx.renders(name):
+            if isinstance(result, Exception):
+                line = templates.error_line(result, tpl.path)
+                which = f" (variant {variant})" if variant else ""
+                message = getattr(result, "message", None) or str(result)
+                yield Finding(path, f"`{name}`{which} fails to render: {message}",
+                              "fix the expression on this line; templates render in a sandbox",
+                              location=template_location(ctx, name, line))
+                break

@@ -1,0 +1,31 @@
+"""A persona that no sequence or condition uses.
+
+Fails:
+    personas: {executive: {...}, champion: {...}}   # nothing says `persona: champion`
+
+Passes:
+    sequences: {champion-track: {kind: nurture, persona: champion, ...}}
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from .. import Finding
+from ..context import Context
+from ..refs import compared_literals
+
+ID = "FNL212"
+NAME = "unused-persona"
+SEVERITY = "info"
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    f = ctx.funnel
+    used = {s.persona for s in f.sequences}
+    for cond in ctx.conditions:
+        used.update(lit.value for lit in compared_literals(cond.tree, "persona"))  # type: ignore[misc]
+    for persona in f.personas:
+        if persona.name not in used:
+            yield Finding(persona.path, f"persona `{persona.name}` is not used by any sequence or condition",
+                          f"use it (`persona: {persona.name}` on a sequence, or `persona == '{persona.name}'`) "
+                          "or remove it", key=True)

@@ -1,0 +1,115 @@
+"""Run the selected rules over a funnel and turn findings into located problems."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Dict, List, Sequence, Set, Tuple
+
+from ..errors import Location, Problem
+from ..model import Funnel
+from . import Finding
+from .context import Context
+from .registry import RULES
+
+SUPPRESSION = re.compile(r"#\s*fnl:\s*ignore\[([A-Z0-9, ]+)\]\s*(.*)$")
+UNUSED_SUPPRESSION = "FNL020"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rules run: IDs or prefixes (`FNL4`) to select and to ignore."""
+
+    select: Tuple[str, ...] = ()
+    ignore: Tuple[str, ...] = ()
+
+    def wants(self, code: str) -> bool:
+        chosen = not self.select or any(code.startswith(s) for s in self.select)
+        return chosen and not any(code.startswith(i) for i in self.ignore)
+
+
+def rule_meta(rule: ModuleType) -> Dict[str, str]:
+    doc = (rule.__doc__ or "").strip()
+    return {"id": rule.ID, "name": rule.NAME, "severity": rule.SEVERITY,
+            "summary": doc.splitlines()[0] if doc else "", "doc": doc}
+
+
+def _problem(ctx: Context, rule: ModuleType, f: Finding) -> Problem:
+    loc = f.location or ctx.doc.locate(f.path, key=f.key)
+    return Problem(rule.ID, f.message, loc, f.path, f.help, rule.SEVERITY, ctx.doc.source_line(loc) if not f.location
+                   else _file_line(loc))
+
+
+def _file_line(loc: Location) -> str:
+    try:
+        with open(loc.file, encoding="utf-8", errors="replace") as fh:
+            for i, line in enumerate(fh, 1):
+                if i == loc.line:
+                    return line.rstrip("\n")
+    except OSError:
+        pass
+    return ""
+
+
+def _suppressions(lines_by_file: Dict[str, Sequence[str]]) -> Dict[Tuple[str, int], Tuple[Set[str], int]]:
+    """(file, line a suppression covers) -> (codes, line of the comment). A comment
+    covers its own line and the line after it."""
+    out: Dict[Tuple[str, int], Tuple[Set[str], int]] = {}
+    for file, lines in lines_by_file.items():
+        for i, text in enumerate(lines, 1):
+            m = SUPPRESSION.search(text)
+            if not m:
+                continue
+            codes = {c.strip() for c in m.group(1).split(",") if c.strip()}
+            for covered in (i, i + 1):
+                prev = out.get((file, covered))
+                out[(file, covered)] = ((prev[0] if prev else set()) | codes, i)
+    return out
+
+
+def lint(funnel: Funnel, selection: Selection = Selection()) -> Tuple[Problem, ...]:
+    """Every finding of every selected rule, suppressions applied, sorted by place."""
+    ctx = Context(funnel)
+    found: List[Problem] = []
+    for rule in RULES:
+        if not selection.wants(rule.ID):
+            continue
+        for finding in rule.check(ctx):
+            found.append(_problem(ctx, rule, finding))
+    lines = dict(funnel.document.lines)
+    suppress = _suppressions(lines)
+    used: Set[Tuple[str, int, str]] = set()
+    kept = []
+    for p in found:
+        entry = suppress.get((p.location.file, p.location.line))
+        if entry and p.code in entry[0]:
+            used.add((p.location.file, entry[1], p.code))
+            continue
+        kept.append(p)
+    if selection.wants(UNUSED_SUPPRESSION):
+        seen_comments = set()
+        for (file, _covered), (codes, comment_line) in suppress.items():
+            for code in sorted(codes):
+                key = (file, comment_line, code)
+                if key in seen_comments or any(u[0] == file and u[1] == comment_line and u[2] == code for u in used):
+                    continue
+                seen_comments.add(key)
+                if not selection.wants(code) and code.startswith("FNL"):
+                    continue  # the rule did not run, so the comment cannot be judged
+                text = lines[file][comment_line - 1]
+                loc = Location(file, comment_line, text.find("#") + 1)
+                kept.append(Problem(UNUSED_SUPPRESSION, f"suppression of {code} matches nothing on this line or the next",
+                                    loc, (), "remove the comment; the problem it silenced is gone", "warning", text))
+    kept.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
+    return tuple(_dedupe(kept))
+
+
+def _dedupe(problems: List[Problem]) -> List[Problem]:
+    out: List[Problem] = []
+    seen = set()
+    for p in problems:
+        key = (p.code, p.location, p.message)
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out

@@ -1,0 +1,228 @@
+"""Email templates: loading, static checks and rendering in a Jinja2 sandbox.
+
+A template is one file, `<name>.j2` under the funnel's template directory, with the
+blocks `subject`, `html` and `text` (and optionally `preheader`). Files and folders whose
+name starts with `_` are partials and layouts, not emails. Templates come from pull
+requests, so they render in `SandboxedEnvironment` with `StrictUndefined`: no attribute
+access to Python internals, and a misspelt variable is an error, not an empty string.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import jinja2
+from jinja2 import nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+SUFFIX = ".j2"
+PARTS = ("subject", "html", "text")
+MAX_TEMPLATE_BYTES = 256 * 1024
+# Names a template may use besides `lead.<attribute>`.
+GLOBALS = ("lead", "sender", "unsubscribe_url", "variant", "owner", "magnet", "funnel")
+SENDER_FIELDS = ("from", "reply_to", "postal_address", "unsubscribe_url", "timezone")
+OWNER_FIELDS = ("name", "email")
+MAGNET_FIELDS = ("title", "kind", "name")
+UNSUBSCRIBE_PROBE = "https://unsubscribe.fnl.invalid/t/LEADTOKEN"
+
+
+@dataclass(frozen=True)
+class TemplateIssue:
+    kind: str  # syntax | undefined | parts | render
+    message: str
+    line: int
+    column: int
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    path: Path
+    source: str
+    blocks: Tuple[str, ...]
+    issues: Tuple[TemplateIssue, ...]
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+def environment(root: Path) -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=jinja2.select_autoescape(default=False, default_for_string=False, enabled_extensions=()),
+        keep_trailing_newline=False,
+    )
+
+
+def discover(root: Path) -> List[str]:
+    """Email template names under root (partials excluded), sorted."""
+    if not root.is_dir():
+        return []
+    names = []
+    for path in sorted(root.rglob(f"*{SUFFIX}")):
+        rel = path.relative_to(root)
+        if any(part.startswith("_") or part.startswith(".") for part in rel.parts):
+            continue
+        names.append(rel.as_posix()[: -len(SUFFIX)])
+    return names
+
+
+def _column(source_line: str, needle: str) -> int:
+    idx = source_line.find(needle)
+    return idx + 1 if idx >= 0 else 1
+
+
+def _names_used(tree: nodes.Template) -> Iterator[Tuple[str, Optional[str], int]]:
+    """(variable, attribute or None, line) for every variable read in the template."""
+    assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
+            if node.node.name not in assigned:
+                yield node.node.name, node.attr, node.lineno
+        elif isinstance(node, nodes.Getitem) and isinstance(node.node, nodes.Name) \
+                and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            if node.node.name not in assigned:
+                yield node.node.name, node.arg.value, node.lineno
+        elif isinstance(node, nodes.Name) and node.ctx == "load" and node.name not in assigned:
+            yield node.name, None, node.lineno
+
+
+def _check_names(tree: nodes.Template, lines: List[str], attributes: Tuple[str, ...]) -> List[TemplateIssue]:
+    fields = {"lead": tuple(attributes) + ("email",), "sender": SENDER_FIELDS, "owner": OWNER_FIELDS,
+              "magnet": MAGNET_FIELDS}
+    issues = []
+    seen = set()
+    for var, attr, line in _names_used(tree):
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        if var not in GLOBALS and var not in ("loop", "self", "super", "range", "true", "false", "none"):
+            key = (var, None, line)
+            if key not in seen:
+                seen.add(key)
+                guess = difflib.get_close_matches(var, GLOBALS, n=1)
+                issues.append(TemplateIssue(
+                    "undefined", f"`{var}` is not a template variable", line, _column(text, var),
+                    f"did you mean `{guess[0]}`?" if guess else f"available: {', '.join(GLOBALS)}"))
+        elif attr is not None and var in fields and attr not in fields[var]:
+            key = (var, attr, line)
+            if key not in seen:
+                seen.add(key)
+                guess = difflib.get_close_matches(attr, fields[var], n=1)
+                what = "a profile attribute" if var == "lead" else f"a field of `{var}`"
+                hint = f"did you mean `{var}.{guess[0]}`?" if guess else (
+                    f"declare `{attr}` under `profile:`" if var == "lead" else f"fields: {', '.join(fields[var])}")
+                issues.append(TemplateIssue("undefined", f"`{var}.{attr}` is not {what}", line,
+                                            _column(text, f"{var}.{attr}") if f"{var}.{attr}" in text
+                                            else _column(text, attr), hint))
+    return issues
+
+
+def load(root: Path, name: str, attributes: Tuple[str, ...] = ()) -> Optional[Template]:
+    """Read and statically check one template; None if the file does not exist."""
+    path = root / f"{name}{SUFFIX}"
+    if not path.is_file():
+        return None
+    raw = path.read_bytes()[: MAX_TEMPLATE_BYTES + 1]
+    digest = hashlib.sha256(raw).hexdigest()
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        return Template(name, path, "", (), (TemplateIssue("syntax", "template is larger than 256 KiB", 1, 1,
+                                                           "split it; no email needs this much source"),), digest)
+    try:
+        source = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return Template(name, path, "", (), (TemplateIssue("syntax", "template is not UTF-8", 1, 1, "save it as UTF-8"),),
+                        digest)
+    env = environment(root)
+    try:
+        tree = env.parse(source, name=name, filename=str(path))
+    except jinja2.TemplateSyntaxError as exc:
+        line = exc.lineno or 1
+        return Template(name, path, source, (), (TemplateIssue("syntax", f"template syntax: {exc.message}", line, 1,
+                                                               _syntax_help(exc.message or "")),), digest)
+    blocks = tuple(b.name for b in tree.find_all(nodes.Block))
+    lines = source.splitlines()
+    issues = _check_names(tree, lines, attributes)
+    missing = [p for p in PARTS if p not in blocks]
+    if missing:
+        issues.append(TemplateIssue("parts", f"missing {', '.join(f'`{{% block {m} %}}`' for m in missing)}", 1, 1,
+                                    "every email needs a subject line, an HTML part and a plain-text part"))
+    return Template(name, path, source, blocks, tuple(issues), digest)
+
+
+def _syntax_help(message: str) -> str:
+    if "endblock" in message or "end of template" in message:
+        return "a block or tag is not closed; check that every `{% block %}` has its `{% endblock %}`"
+    if "unexpected '}'" in message:
+        return "use `{{ ... }}` for values and `{% ... %}` for tags"
+    return "fix the Jinja2 syntax at this line"
+
+
+def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
+    """Render every part of a template in the sandbox. Raises jinja2 errors as they come."""
+    env = environment(root)
+    template = env.get_template(f"{name}{SUFFIX}")
+    ctx = template.new_context(dict(context))
+    parts = {}
+    for part in PARTS + ("preheader",):
+        block = template.blocks.get(part)
+        parts[part] = "".join(block(ctx)) if block else ""
+    return Rendered(parts["subject"].strip(), parts["preheader"].strip(), parts["html"], parts["text"])
+
+
+def error_line(exc: BaseException, path: Path) -> int:
+    """The template line a render error came from (Jinja rewrites tracebacks to it)."""
+    line = 1
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path) and frame.lineno:
+            line = frame.lineno
+    return line
+
+
+_HREF = re.compile(r"""href\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+
+
+def links(html: str) -> List[str]:
+    return _HREF.findall(html)
+
+
+def sample_value(attribute: Any) -> Any:
+    """A plausible value of a profile attribute for previews and lint renders."""
+    if attribute.enum:
+        return attribute.enum[0]
+    if attribute.type == "integer":
+        return int(attribute.minimum) if attribute.minimum is not None else 100
+    if attribute.type == "number":
+        return float(attribute.minimum) if attribute.minimum is not None else 100.0
+    if attribute.type == "boolean":
+        return True
+    if attribute.format == "timezone":
+        return "America/New_York"
+    if attribute.format == "email":
+        return "someone@example.com"
+    return attribute.name.replace("_", " ").title()
+
+
+def sample_context(funnel: Any, variant: Optional[str] = None,
+                   unsubscribe_url: str = UNSUBSCRIBE_PROBE) -> Dict[str, Any]:
+    """The variables a template sees, filled with sample values from the profile."""
+    lead = {a.name: sample_value(a) for a in funnel.profile}
+    lead["email"] = "lead@example.com"
+    s = funnel.sender
+    sender = {"from": s.from_, "reply_to": s.reply_to or "", "postal_address": s.postal_address,
+              "unsubscribe_url": s.unsubscribe_url or "", "timezone": s.timezone}
+    return {"lead": lead, "sender": sender, "unsubscribe_url": unsubscribe_url, "variant": variant,
+            "owner": {"name": "Sample Rep", "email": "rep@example.com"},
+            "magnet": {"title": "Sample offer", "kind": "whitepaper", "name": "sample"},
+            "funnel": funnel.name}
