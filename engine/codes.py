@@ -27,6 +27,7 @@ CODES: Dict[str, str] = {
     "FNL015": "A mapping key that is not a plain name.",
     "FNL016": "A duplicate key.",
     "FNL017": "A key with an invisible character in it.",
+    "FNL020": "An inline suppression that no longer matches any finding.",
     "FNL100": "An unknown key.",
     "FNL101": "A required key is missing.",
     "FNL102": "A value of the wrong type.",

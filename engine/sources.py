@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import JsonPath, Location, Problem, UsageError
 from .load import Document, Loaded, load_file
@@ -56,6 +56,27 @@ def discover(paths: Tuple[str, ...]) -> List[Source]:
     """Expand command-line paths into definitions. Raises UsageError for a path that
     does not exist or cannot be read, or a directory with no YAML in it."""
     sources: List[Source] = []
+    seen = set()
+    for source in _expand(paths):
+        key = tuple(f.resolve() for f in source.files)
+        if key not in seen:  # the same definition named twice is checked once
+            seen.add(key)
+            sources.append(source)
+    return sources
+
+
+def _split_root(path: Path) -> Optional[Path]:
+    """The directory of the split definition a file belongs to, if any."""
+    for folder in path.resolve().parents:
+        if (folder / ROOT_FILE).is_file():
+            return folder
+        if folder == Path.cwd().resolve() or (folder / ".git").exists():
+            break
+    return None
+
+
+def _expand(paths: Tuple[str, ...]) -> List[Source]:
+    sources: List[Source] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
@@ -63,7 +84,9 @@ def discover(paths: Tuple[str, ...]) -> List[Source]:
         if path.is_file():
             if not os.access(path, os.R_OK):
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
-            sources.append(Source(display_path(path), (path,)))
+            root = _split_root(path)
+            # A file of a split definition is checked as part of its whole definition.
+            sources.extend(_find(root) if root is not None else [Source(display_path(path), (path,))])
             continue
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"{raw}: permission denied", "make the directory readable")

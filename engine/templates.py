@@ -58,11 +58,13 @@ class Rendered:
     text: str
 
 
-def environment(root: Path) -> SandboxedEnvironment:
+def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
+    """The sandbox. The HTML part renders with autoescaping, so lead data such as
+    `<script>` in a name arrives as text; subject and text parts render unescaped."""
     return SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,
-        autoescape=jinja2.select_autoescape(default=False, default_for_string=False, enabled_extensions=()),
+        autoescape=html,
         keep_trailing_newline=False,
     )
 
@@ -171,13 +173,13 @@ def _syntax_help(message: str) -> str:
 
 def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     """Render every part of a template in the sandbox. Raises jinja2 errors as they come."""
-    env = environment(root)
-    template = env.get_template(f"{name}{SUFFIX}")
-    ctx = template.new_context(dict(context))
     parts = {}
-    for part in PARTS + ("preheader",):
-        block = template.blocks.get(part)
-        parts[part] = "".join(block(ctx)) if block else ""
+    for html in (False, True):
+        template = environment(root, html).get_template(f"{name}{SUFFIX}")
+        ctx = template.new_context(dict(context))
+        for part in (("html",) if html else ("subject", "preheader", "text")):
+            block = template.blocks.get(part)
+            parts[part] = "".join(block(ctx)) if block else ""
     return Rendered(parts["subject"].strip(), parts["preheader"].strip(), parts["html"], parts["text"])
 
 
@@ -214,15 +216,25 @@ def sample_value(attribute: Any) -> Any:
     return attribute.name.replace("_", " ").title()
 
 
-def sample_context(funnel: Any, variant: Optional[str] = None,
+# Which optional variables each kind of email gets: a rep only where sales owns the
+# lead or the customer, a lead magnet only in its delivery email.
+WITH_OWNER = ("sales", "onboarding", "retention", "expansion")
+WITH_MAGNET = ("delivery",)
+
+
+def sample_context(funnel: Any, variant: Optional[str] = None, purpose: str = "nurture",
                    unsubscribe_url: str = UNSUBSCRIBE_PROBE) -> Dict[str, Any]:
-    """The variables a template sees, filled with sample values from the profile."""
+    """The variables a template sees for an email sent for `purpose` (a sequence kind,
+    or `delivery`), filled with sample values from the profile."""
     lead = {a.name: sample_value(a) for a in funnel.profile}
     lead["email"] = "lead@example.com"
     s = funnel.sender
     sender = {"from": s.from_, "reply_to": s.reply_to or "", "postal_address": s.postal_address,
               "unsubscribe_url": s.unsubscribe_url or "", "timezone": s.timezone}
-    return {"lead": lead, "sender": sender, "unsubscribe_url": unsubscribe_url, "variant": variant,
-            "owner": {"name": "Sample Rep", "email": "rep@example.com"},
-            "magnet": {"title": "Sample offer", "kind": "whitepaper", "name": "sample"},
-            "funnel": funnel.name}
+    out: Dict[str, Any] = {"lead": lead, "sender": sender, "unsubscribe_url": unsubscribe_url,
+                           "variant": variant, "funnel": funnel.name}
+    if purpose in WITH_OWNER:
+        out["owner"] = {"name": "Sample Rep", "email": "rep@example.com"}
+    if purpose in WITH_MAGNET:
+        out["magnet"] = {"title": "Sample offer", "kind": "whitepaper", "name": "sample"}
+    return out

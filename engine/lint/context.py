@@ -35,8 +35,8 @@ class Context:
         return self._cache[key]  # type: ignore[no-any-return]
 
     def renders(self, name: str) -> List[Tuple[Optional[str], Any]]:
-        """(variant, Rendered or the exception rendering raised) for each variant the
-        funnel sends this template with (None when it has no variants)."""
+        """(variant, Rendered or the exception rendering raised) for each purpose and
+        variant the funnel sends this template with (variant None when it has none)."""
         key = f"render:{name}"
         if key not in self._cache:
             variants: List[Optional[str]] = []
@@ -44,14 +44,16 @@ class Context:
                 for step in seq.steps:
                     if step.send == name:
                         variants.extend(v for v, _ in step.variants)
+            purposes = sorted({purpose for sent, _path, purpose in self.sends if sent == name}) or ["nurture"]
             out: List[Tuple[Optional[str], Any]] = []
-            for variant in sorted(set(variants)) or [None]:
-                try:
-                    result: Any = templates.render(self.funnel.template_dir, name,
-                                                   templates.sample_context(self.funnel, variant))
-                except Exception as exc:  # noqa: BLE001 - any render failure is a finding
-                    result = exc
-                out.append((variant, result))
+            for purpose in purposes:
+                for variant in sorted(set(variants)) or [None]:
+                    try:
+                        result: Any = templates.render(self.funnel.template_dir, name,
+                                                       templates.sample_context(self.funnel, variant, purpose))
+                    except Exception as exc:  # noqa: BLE001 - any render failure is a finding
+                        result = exc
+                    out.append((variant, result))
             self._cache[key] = out
         return self._cache[key]  # type: ignore[no-any-return]
 

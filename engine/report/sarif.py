@@ -13,16 +13,28 @@ SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 
 
+def _rule(rid: str) -> Dict[str, Any]:
+    """SARIF rule metadata: lint rules carry their name, severity and documentation."""
+    from ..lint.registry import BY_ID
+    from ..lint.runner import rule_meta
+
+    rule: Dict[str, Any] = {"id": rid, "name": rid, "shortDescription": {"text": describe(rid) or rid},
+                            "helpUri": f"{DOCS_URL}{rid}"}
+    if rid in BY_ID:
+        meta = rule_meta(BY_ID[rid])
+        rule["name"] = meta["name"]
+        rule["shortDescription"] = {"text": meta["summary"]}
+        rule["fullDescription"] = {"text": meta["doc"]}
+        rule["help"] = {"text": meta["doc"]}
+        rule["defaultConfiguration"] = {"level": _LEVEL.get(meta["severity"], "error")}
+    return rule
+
+
 def render(results: List[Checked], verbose: bool = False) -> str:
     problems = [p for r in results for p in r.problems]
     rule_ids = sorted({p.code for p in problems})
     index = {rid: i for i, rid in enumerate(rule_ids)}
-    rules = [{
-        "id": rid,
-        "name": rid,
-        "shortDescription": {"text": describe(rid) or rid},
-        "helpUri": f"{DOCS_URL}{rid}",
-    } for rid in rule_ids]
+    rules = [_rule(rid) for rid in rule_ids]
     sarif_results: List[Dict[str, Any]] = []
     for p in problems:
         text = p.message + (f" Help: {p.help}" if p.help else "")

@@ -1,0 +1,298 @@
+"""The plan: the one executable artifact the runtime and the simulator both run.
+
+A plan is data, not closures: tables of stages, steps, points and thresholds, and
+conditions as small JSON expression trees that can be evaluated for one lead or for a
+column of leads. It serialises to canonical JSON (sorted keys, fixed separators) so
+the same definition gives byte-identical plans on any machine, and it carries a
+content hash of everything it depends on, templates included.
+
+Condition trees:
+    {"lit": 40}                         a constant (thresholds are resolved to these)
+    {"attr": "industry"}                a profile attribute
+    {"var": "score"}                    an engine value: score, stage, fit, segment, …
+    {"op": "and", "args": [a, b]}       and, or, not, ==, !=, <, <=, >, >=, in, not in, + - * /, neg
+    {"list": [a, b]}                    a list literal
+    {"call": "visited", "args": [...], "kwargs": {"since": {"lit": "mql"}}}
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Tuple
+
+FORMAT_VERSION = 1
+Tree = Dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Cond:
+    source: str
+    tree: Tree
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: str
+    enum: Optional[Tuple[Any, ...]]
+    minimum: Optional[float]
+    maximum: Optional[float]
+    required: bool
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    when: Cond
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    index: int
+    terminal: bool
+    sales_owned: bool
+    suppress: Tuple[str, ...]  # sequence kinds and names suppressed while in this stage
+
+
+@dataclass(frozen=True)
+class Magnet:
+    name: str
+    kind: str
+    consent: str
+    enters: str
+    score: int
+    delivers: Optional[str]
+
+
+@dataclass(frozen=True)
+class Points:
+    event: str  # full event name, e.g. site.visited.pricing
+    base: str  # site.visited
+    detail: str  # pricing ('' for the base event)
+    points: int
+
+
+@dataclass(frozen=True)
+class FitPoints:
+    when: Cond
+    points: int
+
+
+@dataclass(frozen=True)
+class Decay:
+    factor: float
+    every_minutes: int
+    window_minutes: Optional[int]
+
+
+@dataclass(frozen=True)
+class Scoring:
+    events: Tuple[Points, ...]
+    fit: Tuple[FitPoints, ...]
+    decay: Optional[Decay]
+    thresholds: Tuple[Tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Transition:
+    id: str
+    sources: Tuple[str, ...]
+    to: str
+    when: Optional[Cond]
+    on: Optional[str]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    index: int
+    wait_minutes: int
+    at_minute: Optional[int]
+    action: str  # send | notify | exit | wait
+    template: Optional[str]
+    variants: Tuple[Variant, ...]
+    when: Optional[Cond]
+    unless: Optional[Cond]
+    notify_to: Optional[str]
+    message: Optional[str]
+
+
+@dataclass(frozen=True)
+class Exit:
+    stage_at_least: Optional[str]
+    when: Optional[Cond]
+    on: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Sequence:
+    name: str
+    kind: str
+    marketing: bool
+    stages: Tuple[str, ...]
+    segment: Optional[str]
+    persona: Optional[str]
+    when: Optional[Cond]
+    on: Optional[str]
+    priority: int
+    exit: Optional[Exit]
+    steps: Tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Assignment:
+    kind: str
+    reps: Tuple[str, ...]
+    by: Optional[str]
+    routes: Tuple[Tuple[str, Tuple[str, ...]], ...]
+    default: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Handoff:
+    stage: str
+    assign: Assignment
+    sla_minutes: Optional[int]
+    notify: Tuple[str, ...]
+    suppress: Tuple[str, ...]
+    crm_stage: Optional[str]
+
+
+@dataclass(frozen=True)
+class Policies:
+    cap_max: Optional[int]
+    cap_per_minutes: Optional[int]
+    cap_applies_to: Tuple[str, ...]
+    quiet_from: Optional[int]
+    quiet_to: Optional[int]
+    timezone_attribute: str
+    default_timezone: str
+
+
+@dataclass(frozen=True)
+class Sender:
+    from_: str
+    reply_to: Optional[str]
+    postal_address: str
+    unsubscribe_url: Optional[str]
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    format_version: int
+    funnel: str
+    content_hash: str
+    sender: Sender
+    profile: Tuple[Attribute, ...]
+    personas: Tuple[Group, ...]
+    segments: Tuple[Group, ...]
+    fit: Optional[Cond]
+    stages: Tuple[Stage, ...]
+    lead_magnets: Tuple[Magnet, ...]
+    crm_events: Tuple[str, ...]
+    scoring: Scoring
+    transitions: Tuple[Transition, ...]
+    sequences: Tuple[Sequence, ...]
+    handoff: Tuple[Handoff, ...]
+    policies: Policies
+    templates: Tuple[Template, ...]
+
+    def stage(self, name: str) -> Optional[Stage]:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def stage_index(self, name: str) -> int:
+        st = self.stage(name)
+        return st.index if st else -1
+
+    def sequence(self, name: str) -> Optional[Sequence]:
+        return next((s for s in self.sequences if s.name == name), None)
+
+    def magnet(self, name: str) -> Optional[Magnet]:
+        return next((m for m in self.lead_magnets if m.name == name), None)
+
+    def handoff_for(self, stage: str) -> Optional[Handoff]:
+        return next((h for h in self.handoff if h.stage == stage), None)
+
+    def threshold(self, name: str) -> Optional[int]:
+        return dict(self.scoring.thresholds).get(name)
+
+
+# -- JSON -----------------------------------------------------------------------------
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name.rstrip("_"): _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    return value
+
+
+def to_dict(plan: Plan) -> Dict[str, Any]:
+    return _to_json(plan)  # type: ignore[no-any-return]
+
+
+def dumps(plan: Plan) -> str:
+    """Canonical JSON: sorted keys, two-space indent, UTF-8, trailing newline."""
+    return json.dumps(to_dict(plan), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def body_hash(body: Dict[str, Any]) -> str:
+    """Hash of a plan body without its own `content_hash` field."""
+    clean = {k: v for k, v in body.items() if k != "content_hash"}
+    canonical = json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _from_json(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _from_json(inner[0], value)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            key = f.name.rstrip("_")
+            if key not in value:
+                raise ValueError(f"missing `{key}` in {tp.__name__}")
+            kwargs[f.name] = _from_json(hints[f.name], value[key])
+        return tp(**kwargs)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json(args[0], v) for v in value)
+        return tuple(_from_json(a, v) for a, v in zip(args, value))
+    if origin is dict or tp is Tree:
+        return dict(value)
+    if tp is Any:
+        return value
+    return value
+
+
+def from_dict(data: Dict[str, Any]) -> Plan:
+    """A Plan from its JSON form. Raises ValueError for a plan of another format."""
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"not an fnl plan of format_version {FORMAT_VERSION}")
+    plan = _from_json(Plan, data)
+    assert isinstance(plan, Plan)
+    return plan
