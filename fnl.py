@@ -15,7 +15,7 @@ from typing import List, Optional
 import click
 
 from engine import __version__
-from engine.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, UsageError
+from engine.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, ProblemsFound, UsageError
 
 FORMATS = ("text", "json", "github", "sarif")
 
@@ -130,6 +130,80 @@ def schema() -> int:
     return EXIT_OK
 
 
+@cli.command("compile")
+@click.argument("funnel", metavar="FUNNEL")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the plan here instead of standard output.")
+def compile_cmd(funnel: str, output: Optional[str]) -> int:
+    """Compile a definition into its executable plan (versioned JSON).
+
+    \b
+    Examples:
+      fnl compile funnels/acme -o plan.json
+      fnl compile funnels/reference.yaml | jq .content_hash
+    """
+    from engine import plan as plan_mod
+    from engine.pipeline import plan_for
+
+    text = plan_mod.dumps(plan_for(funnel))
+    if output:
+        with open(output, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        click.echo(f"Wrote {output} ({len(text):,} bytes).", err=True)
+    else:
+        click.echo(text, nl=False)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("funnel", metavar="FUNNEL")
+@click.option("--events", "events_file", required=True, type=click.Path(dir_okay=False),
+              help="JSON Lines file of events, one object per line.")
+@click.option("--until", default=None, metavar="TIME",
+              help="Run the clock until this ISO time (default: 120 days after the last event).")
+@click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", help="Output format.")
+def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
+    """Run a lead's events through the engine and print its timeline.
+
+    Each line of the events file is one event:
+
+    \b
+      {"type": "optin", "at": "2026-03-02T09:30:00Z", "lead": "dana@loopwise.example",
+       "magnet": "roi-calculator", "profile": {"industry": "saas", "employees": 120}}
+      {"type": "email.opened", "at": "2026-03-03T10:00:00Z", "lead": "dana@loopwise.example",
+       "template": "saas/industry-insight"}
+      {"type": "site.visited", "at": "...", "lead": "...", "page": "pricing"}
+      {"type": "crm.demo_booked", "at": "...", "lead": "..."}
+
+    \b
+    Event types: optin, email.delivered|opened|clicked|replied|bounced|unsubscribed,
+    site.visited, magnet.downloaded, webinar.registered|attended, profile.updated,
+    crm.<event>, tick.
+    """
+    from pathlib import Path
+
+    from engine import trace as tr
+    from engine.errors import ProblemsFound
+    from engine.pipeline import plan_for
+    from engine.sources import display_path
+    from engine.state import parse_time
+
+    plan = plan_for(funnel)
+    path = Path(events_file)
+    if not path.exists():
+        raise UsageError(f"{events_file}: no such file", "give the JSON Lines file of events with --events")
+    loaded = tr.read_events(path, display_path(path))
+    if loaded.problems:
+        raise ProblemsFound(loaded.problems)
+    try:
+        horizon = parse_time(until) if until else None
+    except ValueError as exc:
+        raise UsageError(f"--until: {exc}") from None
+    steps = tr.timeline(plan, loaded.events, horizon)
+    click.echo(tr.render_text(steps) if fmt == "text" else tr.render_json(steps), nl=False)
+    return EXIT_OK
+
+
 def run(argv: Optional[List[str]] = None) -> int:
     """Run the CLI and return its exit code; never lets a traceback reach the user."""
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
@@ -146,6 +220,12 @@ def run(argv: Optional[List[str]] = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
+    except ProblemsFound as exc:
+        from engine.report.text import problem_block
+
+        for problem in exc.problems:
+            click.echo("\n".join(problem_block(problem, False)), err=True)
+        return EXIT_PROBLEMS
     except FnlError as exc:
         click.echo(f"fnl: error: {exc.message}", err=True)
         if exc.help:

@@ -1,0 +1,144 @@
+"""`fnl trace`: one lead's journey through the engine, event by event.
+
+Events come from a JSON Lines file (untrusted input: bounded size, every bad line
+reported with its line and column). The output is a timeline: each event, each
+action it caused, the score after it and why each stage changed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .drive import Applied, drive
+from .errors import Location, Problem
+from .plan import Plan
+from .state import Event, event_from_json, iso
+
+MAX_EVENTS_BYTES = 64 * 1024 * 1024
+MAX_LINE = 1024 * 1024
+DEFAULT_HORIZON = 120 * 1440
+
+
+@dataclass(frozen=True)
+class Events:
+    events: Tuple[Event, ...]
+    problems: Tuple[Problem, ...]
+
+
+def read_events(path: Path, display: str) -> Events:
+    """Events from a JSONL file; problems for every malformed line (none are skipped silently)."""
+    problems: List[Problem] = []
+    events: List[Event] = []
+    try:
+        size = path.stat().st_size
+        if size > MAX_EVENTS_BYTES:
+            return Events((), (Problem("FNL601", f"events file is {size // 1048576} MiB; the limit is 64 MiB",
+                                       Location(display), help="split it by lead or by day"),))
+        raw = path.read_bytes()
+    except OSError as exc:
+        return Events((), (Problem("FNL601", f"cannot read events: {exc.strerror or exc}", Location(display),
+                                   help="check the path"),))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        return Events((), (Problem("FNL601", "events file is not UTF-8", Location(display, line, 1),
+                                   help="write events as UTF-8 JSON Lines"),))
+    last: Dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE:
+            problems.append(Problem("FNL602", "line is longer than 1 MiB", Location(display, n, 1),
+                                    help="one event per line, each a small JSON object"))
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem("FNL602", f"invalid JSON: {exc.msg}", Location(display, n, exc.colno),
+                                    help="one JSON object per line", source_line=line[:200]))
+            continue
+        except RecursionError:
+            problems.append(Problem("FNL602", "JSON nests too deeply", Location(display, n, 1),
+                                    help="events are flat objects"))
+            continue
+        try:
+            event = event_from_json(data, "event")
+        except ValueError as exc:
+            problems.append(Problem("FNL603", str(exc).removeprefix("event: "), Location(display, n, 1),
+                                    help="see `fnl trace --help` for the event format", source_line=line[:200]))
+            continue
+        if event.lead and event.at < last.get(event.lead, event.at):
+            problems.append(Problem("FNL603", f"event at {iso(event.at)} comes before the lead's previous event",
+                                    Location(display, n, 1), help="list each lead's events in time order",
+                                    source_line=line[:200]))
+            continue
+        last[event.lead] = event.at
+        events.append(event)
+    return Events(tuple(events), tuple(problems))
+
+
+def _describe_event(e: Event) -> str:
+    extra = e.magnet or e.template or e.page
+    return f"{e.type}" + (f" {extra}" if extra else "")
+
+
+def _describe_action(a: Any) -> str:
+    d = dict(a.detail)
+    if a.type == "send_email":
+        variant = f" variant {d['variant']}" if d.get("variant") else ""
+        return f"send {d['template']}{variant}  ({d['kind']} {d['sequence']}, step {d['step']})"
+    if a.type == "stage_changed":
+        return f"stage {d['from']} → {d['to']}: {d['because']}"
+    if a.type == "handoff":
+        sla = f", SLA until {d['sla_deadline']}" if d.get("sla_deadline") else ""
+        return f"hand off to {d['owner']}{sla}"
+    if a.type == "notify":
+        return f"notify {d['to']}: {d['message']}"
+    if a.type == "crm_update":
+        return f"CRM stage → {d['stage']}"
+    if a.type == "enter_sequence":
+        return f"enter sequence {d['sequence']}"
+    if a.type == "exit_sequence":
+        return f"exit sequence {d['sequence']} ({d['reason']})"
+    if a.type == "consent_recorded":
+        return f"consent recorded from {d['magnet']}: \"{d['consent']}\""
+    if a.type == "rejected":
+        return f"REJECTED: {d['reason']}"
+    return f"{a.type} {d}"
+
+
+def timeline(plan: Plan, events: Tuple[Event, ...], until: Optional[int] = None) -> List[Applied]:
+    horizon = until if until is not None else (max((e.at for e in events), default=0) + DEFAULT_HORIZON)
+    return list(drive(plan, events, horizon))
+
+
+def render_text(steps: List[Applied]) -> str:
+    lines: List[str] = []
+    for item in steps:
+        actions = item.result.actions
+        if item.event.type == "tick" and not actions:
+            continue
+        state = item.result.state
+        score = f"score {state.score:.1f}, {state.stage}" if state else "no lead"
+        head = "clock" if item.event.type == "tick" else _describe_event(item.event)
+        lines.append(f"{iso(item.event.at)}  {item.event.lead}  {head}  [{score}]")
+        for a in actions:
+            when = f" at {iso(a.at)}" if a.at != item.event.at else ""
+            lines.append(f"    → {_describe_action(a)}{when}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(steps: List[Applied]) -> str:
+    out = []
+    for item in steps:
+        state = item.result.state
+        out.append(json.dumps({
+            "event": item.event.to_json(),
+            "actions": [a.to_json() for a in item.result.actions],
+            "score": round(state.score, 6) if state else None,
+            "stage": state.stage if state else None,
+        }, sort_keys=True, ensure_ascii=False))
+    return "\n".join(out) + ("\n" if out else "")
