@@ -204,6 +204,26 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
     return EXIT_OK
 
 
+@cli.command()
+@click.argument("funnel", metavar="FUNNEL")
+@click.option("--format", "fmt", type=click.Choice(("mermaid", "dot")), default="mermaid",
+              help="mermaid (renders in GitHub comments) or dot (Graphviz).")
+def graph(funnel: str, fmt: str) -> int:
+    """Draw the funnel: stages, transitions, sequences per segment, handoff.
+
+    \b
+    Examples:
+      fnl graph funnels/acme > funnel.mmd
+      fnl graph funnels/acme --format dot | dot -Tsvg > funnel.svg
+    """
+    from engine import graph as g
+    from engine.pipeline import plan_for
+
+    plan = plan_for(funnel)
+    click.echo(g.mermaid(plan) if fmt == "mermaid" else g.dot(plan), nl=False)
+    return EXIT_OK
+
+
 def run(argv: Optional[List[str]] = None) -> int:
     """Run the CLI and return its exit code; never lets a traceback reach the user."""
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])

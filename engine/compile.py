@@ -66,18 +66,20 @@ def _template_hash(root: Path, name: str, seen: Optional[Set[str]] = None) -> st
 
 
 def _stages(funnel: model.Funnel) -> Tuple[p.Stage, ...]:
+    """Stages in order. A handoff's suppression holds from its stage on, terminal
+    stages included (customers get no prospect nurture); sales owns the lead from the
+    first handoff stage until a terminal stage."""
     handoff_idx = [funnel.stage_index(h.stage) for h in funnel.handoff if funnel.stage_index(h.stage) >= 0]
     first = min(handoff_idx) if handoff_idx else None
     out = []
     for i, name in enumerate(funnel.stages):
         terminal = name in funnel.terminal_stages
-        sales = first is not None and i >= first and not terminal
         suppress: List[str] = []
-        if sales:
-            for h in funnel.handoff:
-                if 0 <= funnel.stage_index(h.stage) <= i:
-                    suppress.extend(x for x in h.suppress if x not in suppress)
-        out.append(p.Stage(name, i, terminal, sales, tuple(sorted(suppress))))
+        for h in funnel.handoff:
+            if 0 <= funnel.stage_index(h.stage) <= i:
+                suppress.extend(x for x in h.suppress if x not in suppress)
+        out.append(p.Stage(name, i, terminal, first is not None and i >= first and not terminal,
+                           tuple(sorted(suppress))))
     return tuple(out)
 
 

@@ -117,11 +117,9 @@ class Context:
 
     def suppressing(self, stage: str) -> Set[str]:
         """Sequence kinds and names suppressed for a lead in `stage`: a handoff's
-        suppression holds from its stage on while sales owns the lead."""
+        suppression holds from its stage on (the same rule the compiler applies)."""
         f = self.funnel
         out: Set[str] = set()
-        if stage not in self.sales_stages:
-            return out
         for h in f.handoff:
             if 0 <= f.stage_index(h.stage) <= f.stage_index(stage):
                 out.update(h.suppress)
