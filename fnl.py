@@ -15,7 +15,7 @@ from typing import List, Optional
 import click
 
 from engine import __version__
-from engine.errors import EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, ProblemsFound, UsageError
+from engine.errors import EXIT_CHANGES, EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, ProblemsFound, UsageError
 
 FORMATS = ("text", "json", "github", "sarif")
 
@@ -221,6 +221,46 @@ def graph(funnel: str, fmt: str) -> int:
 
     plan = plan_for(funnel)
     click.echo(g.mermaid(plan) if fmt == "mermaid" else g.dot(plan), nl=False)
+    return EXIT_OK
+
+
+@cli.command("plan")
+@click.argument("paths", nargs=-1, metavar="[OLD NEW | FUNNEL...]")
+@click.option("--base", "base", default=None, metavar="REV",
+              help="Compare the working tree with this git revision.")
+@click.option("--format", "fmt", type=click.Choice(("text", "markdown", "json")), default="text",
+              help="text, markdown (for a PR comment) or json.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 for no changes, 2 for changes, 1 for errors.")
+def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: bool) -> int:
+    """Show what a change does to the compiled funnel, and to leads in flight.
+
+    \b
+    Examples:
+      fnl plan --base origin/main funnels/acme
+      fnl plan --base HEAD~1 --format markdown > plan.md
+      fnl plan old-plan.json funnels/acme
+    """
+    from engine import diff as d
+    from engine.planning import plans_against_base, plans_between
+
+    if base is not None:
+        pairs = plans_against_base(base, tuple(paths) or ("funnels",))
+    else:
+        if len(paths) != 2:
+            raise UsageError("give OLD and NEW (definitions or plan JSON files), or --base REV",
+                             "for example: fnl plan --base origin/main funnels/acme")
+        pairs = [plans_between(paths[0], paths[1])]
+    diffs = [d.diff(old, new) for old, new in pairs]
+    if fmt == "json":
+        import json as _json
+
+        click.echo(_json.dumps({"format_version": d.FORMAT_VERSION, "plans": [d.to_json(x) for x in diffs]},
+                               indent=2, ensure_ascii=False))
+    else:
+        render = d.render_text if fmt == "text" else d.render_markdown
+        click.echo(("\n" if fmt == "text" else "\n---\n\n").join(render(x) for x in diffs), nl=False)
+    if detailed_exitcode and any(x.changed for x in diffs):
+        return EXIT_CHANGES
     return EXIT_OK
 
 

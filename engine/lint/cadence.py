@@ -33,7 +33,8 @@ def worst_window(times: List[int], per: int) -> Tuple[int, int]:
 
 def capped(funnel: Funnel, seq: Sequence) -> bool:
     cap = funnel.policies.frequency_cap
-    return cap is not None and (not cap.applies_to or seq.kind in cap.applies_to)
+    # A zero-length window (`per: 0d`) caps nothing; the runtime ignores it too.
+    return cap is not None and cap.per_minutes > 0 and (not cap.applies_to or seq.kind in cap.applies_to)
 
 
 def days(minutes: int) -> str:

@@ -33,19 +33,30 @@ def check(ctx: Context) -> Iterator[Finding]:
         for s in t.sources:
             edges.setdefault(s, []).append(t.index)
     reported: Set[frozenset] = set()
-    # Depth-first search that records the path of stages; a back edge closes a cycle.
-    for start in f.stages:
-        stack = [(start, [start], [])]
-        while stack:
-            stage, trail, via = stack.pop()
-            for ti in edges.get(stage, []):
-                nxt = f.transitions[ti].to
-                if nxt == start:
-                    cycle = frozenset(trail)
-                    if cycle not in reported:
-                        reported.add(cycle)
-                        loop = " → ".join(trail + [start])
-                        yield Finding(f.transitions[ti].path, f"transitions form a cycle: {loop}",
-                                      "remove one of these transitions, or send the lead to a terminal stage")
-                elif nxt not in trail and nxt in f.stages and len(trail) < len(f.stages):
-                    stack.append((nxt, trail + [nxt], via + [ti]))
+    done: Set[str] = set()
+    # One depth-first search in stage order. Every cycle has a transition back to a stage
+    # still on the search path, so reporting those finds every looping set of stages in
+    # time linear in the transitions; listing every simple path (or every loop) instead
+    # is exponential, and a funnel whose stages can skip ahead would never finish.
+    for root in f.stages:
+        if root in done:
+            continue
+        trail: List[str] = [root]
+        pending: List[Iterator[int]] = [iter(edges.get(root, []))]
+        while pending:
+            ti = next(pending[-1], None)
+            if ti is None:
+                done.add(trail.pop())
+                pending.pop()
+                continue
+            nxt = f.transitions[ti].to
+            if nxt in trail:
+                loop = trail[trail.index(nxt):]
+                cycle = frozenset(loop)
+                if cycle not in reported:
+                    reported.add(cycle)
+                    yield Finding(f.transitions[ti].path, f"transitions form a cycle: {' → '.join(loop + [nxt])}",
+                                  "remove one of these transitions, or send the lead to a terminal stage")
+            elif nxt not in done and nxt in f.stages:
+                trail.append(nxt)
+                pending.append(iter(edges.get(nxt, [])))

@@ -47,7 +47,7 @@ def bound(ctx: Context) -> float:
     emails += sum(1 for m in f.lead_magnets if m.delivers)
     cap = f.policies.frequency_cap
     window = f.scoring.decay.window_minutes if f.scoring.decay else None
-    if cap and window:
+    if cap and cap.per_minutes > 0 and window:
         emails = min(emails, cap.max * math.ceil(window / cap.per_minutes))
     engagement = sum(v for k, v in per_email.items() if k != "magnet")
     magnets = sum(max(m.score, 0) for m in f.lead_magnets) + per_email.get("magnet", 0) * len(f.lead_magnets)

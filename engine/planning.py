@@ -1,0 +1,75 @@
+"""Pairs of plans for `fnl plan`: two paths, or the working tree against a revision."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Tuple
+
+from . import plan as p
+from .errors import UsageError
+from .pipeline import plan_for, plan_for_source
+from .plan import Plan
+from .revision import export, repo_root
+from .sources import Source, discover
+
+
+def _empty(name: str) -> Plan:
+    """The plan of a definition that does not exist (yet): nothing in it."""
+    return p.Plan(p.FORMAT_VERSION, name, "sha256:none", p.Sender("", None, "", None), (), (), (), None, (), (), (),
+                  p.Scoring((), (), None, ()), (), (), (), p.Policies(None, None, (), None, None, "timezone", "UTC"), ())
+
+
+def load_plan(path: str) -> Plan:
+    """A plan from a compiled plan JSON file or from a definition."""
+    if path.endswith(".json") and Path(path).is_file():
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return p.from_dict(data)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
+            raise UsageError(f"{path}: not a readable fnl plan ({exc})",
+                             "give a file written by `fnl compile`, or a definition") from None
+    return plan_for(path)
+
+
+def plans_between(old: str, new: str) -> Tuple[Plan, Plan]:
+    return load_plan(old), load_plan(new)
+
+
+def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Plan, Plan]]:
+    root = repo_root(Path.cwd())
+    pairs: List[Tuple[Plan, Plan]] = []
+    with export(root, rev) as base_dir:
+        base = Path(base_dir)
+        for raw in paths:
+            here = Path(raw).resolve()
+            try:
+                rel = here.relative_to(root)
+            except ValueError:
+                raise UsageError(f"{raw} is outside the git repository {root}", "name a path inside it") from None
+            then = base / rel
+            current = discover((raw,)) if here.exists() else []
+            old_sources = _discover_at(then)
+            old_by = {_key(s, base): s for s in old_sources}
+            new_by = {_key(s, root): s for s in current}
+            for key in sorted(set(old_by) | set(new_by)):
+                old_plan = plan_for_source(old_by[key]) if key in old_by else None
+                new_plan = plan_for_source(new_by[key]) if key in new_by else None
+                name = (new_plan or old_plan).funnel  # type: ignore[union-attr]
+                pairs.append((old_plan or _empty(name), new_plan or _empty(name)))
+            if not old_by and not new_by:
+                raise UsageError(f"{raw}: no definitions here or at {rev}", "name a definition file or directory")
+    return pairs
+
+
+def _discover_at(path: Path) -> List[Source]:
+    return discover((str(path),)) if path.exists() else []
+
+
+def _key(source: Source, root: Path) -> str:
+    first = source.files[0].resolve()
+    try:
+        rel = first.relative_to(root.resolve())
+    except ValueError:
+        rel = first
+    # A split definition is keyed by its directory, a single file by itself.
+    return str(rel.parent if first.name == "funnel.yaml" else rel)
