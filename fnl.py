@@ -122,11 +122,12 @@ def rules(rule_id: Optional[str]) -> int:
 
 
 @cli.command()
-def schema() -> int:
-    """Print the funnel definition JSON Schema."""
+@click.argument("name", type=click.Choice(("funnel", "plan")), default="funnel")
+def schema(name: str) -> int:
+    """Print a JSON Schema: the funnel definition (default) or the compiled plan."""
     from engine.validate import schema as load_schema
 
-    click.echo(json.dumps(load_schema("funnel"), indent=2, ensure_ascii=False))
+    click.echo(json.dumps(load_schema(name), indent=2, ensure_ascii=False))
     return EXIT_OK
 
 

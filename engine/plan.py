@@ -296,3 +296,70 @@ def from_dict(data: Dict[str, Any]) -> Plan:
     plan = _from_json(Plan, data)
     assert isinstance(plan, Plan)
     return plan
+
+
+# -- schema ---------------------------------------------------------------------------
+
+_TREE_SCHEMA: Dict[str, Any] = {
+    "title": "Condition tree",
+    "description": "A compiled condition: a constant, a profile attribute, an engine value, an operator, a list or "
+                   "a predicate call.",
+    "type": "object",
+    "oneOf": [
+        {"required": ["lit"], "properties": {"lit": {"type": ["string", "number", "boolean", "null"]}},
+         "additionalProperties": False},
+        {"required": ["attr"], "properties": {"attr": {"type": "string"}}, "additionalProperties": False},
+        {"required": ["var"], "properties": {"var": {"type": "string"}}, "additionalProperties": False},
+        {"required": ["op", "args"], "additionalProperties": False, "properties": {
+            "op": {"enum": ["and", "or", "not", "neg", "==", "!=", "<", "<=", ">", ">=", "in", "not in",
+                           "+", "-", "*", "/"]},
+            "args": {"type": "array", "items": {"$ref": "#/definitions/Tree"}, "minItems": 1, "maxItems": 2}}},
+        {"required": ["list"], "additionalProperties": False,
+         "properties": {"list": {"type": "array", "items": {"$ref": "#/definitions/Tree"}}}},
+        {"required": ["call", "args", "kwargs"], "additionalProperties": False, "properties": {
+            "call": {"type": "string"}, "args": {"type": "array", "items": {"$ref": "#/definitions/Tree"}},
+            "kwargs": {"type": "object", "additionalProperties": {"$ref": "#/definitions/Tree"}}}},
+    ],
+}
+
+
+def _schema_for(tp: Any, defs: Dict[str, Any]) -> Dict[str, Any]:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union:
+        inner = [a for a in args if a is not type(None)]
+        return {"anyOf": [_schema_for(inner[0], defs), {"type": "null"}]}
+    if tp is Tree or origin is dict:
+        return {"$ref": "#/definitions/Tree"}
+    if dataclasses.is_dataclass(tp):
+        name = tp.__name__
+        if name not in defs:
+            defs[name] = {}
+            hints = typing.get_type_hints(tp)
+            props = {f.name.rstrip("_"): _schema_for(hints[f.name], defs) for f in dataclasses.fields(tp)}
+            defs[name] = {"title": name, "description": (tp.__doc__ or name).strip().splitlines()[0],
+                          "type": "object", "properties": props, "required": sorted(props),
+                          "additionalProperties": False}
+        return {"$ref": f"#/definitions/{name}"}
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return {"type": "array", "items": _schema_for(args[0], defs)}
+        return {"type": "array", "items": [_schema_for(a, defs) for a in args], "minItems": len(args),
+                "maxItems": len(args)}
+    if tp is Any:
+        return {}
+    return {"type": {str: "string", int: "integer", float: "number", bool: "boolean"}[tp]}
+
+
+def json_schema() -> Dict[str, Any]:
+    """The JSON Schema of the plan format, derived from these dataclasses (so the
+    schema file cannot drift from the code; a test compares them)."""
+    defs: Dict[str, Any] = {"Tree": _TREE_SCHEMA}
+    root = _schema_for(Plan, defs)
+    plan_def = defs.pop("Plan")
+    plan_def["properties"]["format_version"] = {"const": FORMAT_VERSION}
+    plan_def["properties"]["content_hash"] = {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"}
+    del root
+    return {"$schema": "http://json-schema.org/draft-07/schema#", "$id": "https://fnl.dev/schemas/plan.schema.json",
+            "title": "fnl plan", "description": "A compiled funnel: the artifact the runtime and the simulator execute.",
+            **{k: v for k, v in plan_def.items() if k not in ("title", "description")}, "definitions": defs}

@@ -51,10 +51,11 @@ def _file_line(loc: Location) -> str:
     return ""
 
 
-def _suppressions(lines_by_file: Dict[str, Sequence[str]]) -> Dict[Tuple[str, int], Tuple[Set[str], int]]:
-    """(file, line a suppression covers) -> (codes, line of the comment). A comment
-    covers its own line and the line after it."""
-    out: Dict[Tuple[str, int], Tuple[Set[str], int]] = {}
+def _suppressions(lines_by_file: Dict[str, Sequence[str]]) -> Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]]:
+    """(file, line a suppression covers) -> [(codes, line, column of the comment)]. A
+    comment covers its own line and the line after it, so one line may be covered by
+    two comments; each keeps its own codes, and a finding uses the comment naming it."""
+    out: Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]] = {}
     for file, lines in lines_by_file.items():
         for i, text in enumerate(lines, 1):
             m = SUPPRESSION.search(text)
@@ -62,8 +63,7 @@ def _suppressions(lines_by_file: Dict[str, Sequence[str]]) -> Dict[Tuple[str, in
                 continue
             codes = {c.strip() for c in m.group(1).split(",") if c.strip()}
             for covered in (i, i + 1):
-                prev = out.get((file, covered))
-                out[(file, covered)] = ((prev[0] if prev else set()) | codes, i)
+                out.setdefault((file, covered), []).append((codes, i, m.start() + 1))
     return out
 
 
@@ -81,23 +81,22 @@ def lint(funnel: Funnel, selection: Selection = Selection()) -> Tuple[Problem, .
     used: Set[Tuple[str, int, str]] = set()
     kept = []
     for p in found:
-        entry = suppress.get((p.location.file, p.location.line))
-        if entry and p.code in entry[0]:
+        entry = next((e for e in suppress.get((p.location.file, p.location.line), ()) if p.code in e[0]), None)
+        if entry:
             used.add((p.location.file, entry[1], p.code))
             continue
         kept.append(p)
     if selection.wants(UNUSED_SUPPRESSION):
-        seen_comments = set()
-        for (file, _covered), (codes, comment_line) in suppress.items():
+        comments = {(file, line): (codes, column)
+                    for (file, _covered), entries in suppress.items() for codes, line, column in entries}
+        for (file, comment_line), (codes, column) in sorted(comments.items()):
             for code in sorted(codes):
-                key = (file, comment_line, code)
-                if key in seen_comments or any(u[0] == file and u[1] == comment_line and u[2] == code for u in used):
+                if (file, comment_line, code) in used:
                     continue
-                seen_comments.add(key)
                 if not selection.wants(code) and code.startswith("FNL"):
                     continue  # the rule did not run, so the comment cannot be judged
                 text = lines[file][comment_line - 1]
-                loc = Location(file, comment_line, text.find("#") + 1)
+                loc = Location(file, comment_line, column)
                 kept.append(Problem(UNUSED_SUPPRESSION, f"suppression of {code} matches nothing on this line or the next",
                                     loc, (), "remove the comment; the problem it silenced is gone", "warning", text))
     kept.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
