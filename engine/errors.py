@@ -21,6 +21,7 @@ EXIT_USAGE = 3
 EXIT_INTERNAL = 4
 
 SEVERITIES = ("error", "warning", "info")
+MAX_SOURCE_LINE = 400
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,16 @@ class Problem:
     source_line: str = ""
     # Less relevant alternatives, shown only with -v.
     related: Tuple[str, ...] = field(default=())
+    # Where `source_line` starts within the real line (non-zero only for clipped lines).
+    source_offset: int = 0
+
+    def __post_init__(self) -> None:
+        # Keep memory bounded for minified or hostile one-line files.
+        if len(self.source_line) > MAX_SOURCE_LINE:
+            start = max(0, self.location.column - 1 - MAX_SOURCE_LINE // 2)
+            clipped = self.source_line[start:start + MAX_SOURCE_LINE]
+            object.__setattr__(self, "source_line", clipped)
+            object.__setattr__(self, "source_offset", self.source_offset + start)
 
     @property
     def dotted_path(self) -> str:

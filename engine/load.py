@@ -127,6 +127,8 @@ def _invisible(ch: str) -> bool:
 
 def normalise_key(key: str) -> str:
     """The key as a reader sees it: invisible characters dropped, Unicode normalised."""
+    if key.isascii():  # no invisible characters, and NFKC leaves ASCII alone
+        return key.strip()
     return unicodedata.normalize("NFKC", "".join(c for c in key if not _invisible(c))).strip()
 
 

@@ -10,6 +10,7 @@ Conditions are parsed here too, so a syntax error points at its column in the fi
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import re
@@ -303,8 +304,7 @@ def validate(doc: Document) -> Tuple[Problem, ...]:
     for entries in grouped.values():
         best = min(entries, key=lambda e: _PRIORITY.get(e[1].code, 9))[1]
         others = tuple(f"{p.code} {p.message}" for _, p in entries if p is not best)
-        problems.append(Problem(best.code, best.message, best.location, best.path, best.help, best.severity,
-                                best.source_line, others))
+        problems.append(dataclasses.replace(best, related=others))
     problems.extend(check_conditions(doc))
     problems.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
     return tuple(problems)

@@ -2,10 +2,28 @@
 caret, and a `help:` line."""
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 from ..check import Checked
 from ..errors import Problem
+
+
+WIDTH = 100
+
+
+def clip(line: str, at: int) -> Tuple[str, int]:
+    """A window of a long line around position `at`, and the caret's place in it."""
+    at = min(max(at, 0), len(line))
+    if len(line) <= WIDTH:
+        return line, at
+    start = max(0, min(at - WIDTH // 2, len(line) - WIDTH))
+    text = line[start:start + WIDTH]
+    caret = at - start
+    if start > 0:
+        text, caret = "…" + text, caret + 1
+    if start + WIDTH < len(line):
+        text += "…"
+    return text, caret
 
 
 def problem_block(p: Problem, verbose: bool) -> List[str]:
@@ -13,10 +31,9 @@ def problem_block(p: Problem, verbose: bool) -> List[str]:
     path = f" {p.dotted_path}" if p.path else ""
     out = [f"{loc.file}:{loc.line}:{loc.column}: {p.severity} {p.code}{path}: {p.message}"]
     if p.source_line:
-        line = p.source_line.replace("\t", " ")
+        line, caret_at = clip(p.source_line.replace("\t", " ").rstrip(), loc.column - 1 - p.source_offset)
         gutter = f"{loc.line:>5} | "
-        out.append(gutter + line.rstrip())
-        caret_at = min(max(loc.column - 1, 0), len(line))
+        out.append(gutter + line)
         out.append(" " * (len(gutter) - 2) + "| " + " " * caret_at + "^")
     if p.help:
         out.append(f"  help: {p.help}")
