@@ -156,8 +156,14 @@ def _explain(error: ValidationError, doc: Document) -> List[Problem]:
                 help = "a sales sequence starts on a CRM event: add `on: crm.demo_booked` (or another event)"
             elif kind in ("nurture", "broadcast"):
                 help = f"a {kind} sequence needs the `stage` whose leads it mails, such as `stage: subscriber`"
-        return [at(path, "FNL101", f"missing required key `{missing}`" + (f" in {json_path(path)}" if path else ""),
-                   help, key=True)]
+        every = [k for k in error.validator_value if isinstance(inst, dict) and k not in inst] \
+            if isinstance(error.validator_value, list) else []
+        where = f" in {json_path(path)}" if path else ""
+        if len(every) > 1 and "then" not in error.schema_path and "anyOf" not in error.schema_path:
+            names = ", ".join(f"`{k}`" for k in every)
+            return [at(path, "FNL101", f"missing required keys {names}{where}",
+                       f"add {', '.join(f'`{k}:`' for k in every)}", key=True)]
+        return [at(path, "FNL101", f"missing required key `{missing}`{where}", help, key=True)]
     if v == "type":
         want = error.validator_value
         wants = [want] if isinstance(want, str) else list(want)
@@ -303,7 +309,8 @@ def validate(doc: Document) -> Tuple[Problem, ...]:
     problems: List[Problem] = []
     for entries in grouped.values():
         best = min(entries, key=lambda e: _PRIORITY.get(e[1].code, 9))[1]
-        others = tuple(f"{p.code} {p.message}" for _, p in entries if p is not best)
+        others = tuple(dict.fromkeys(f"{p.code} {p.message}" for _, p in entries
+                                     if p is not best and p.message != best.message))
         problems.append(dataclasses.replace(best, related=others))
     problems.extend(check_conditions(doc))
     problems.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
