@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,29 @@ class Document:
         loc = scalar.location
         if scalar.multiline or scalar.style in ("|", ">"):
             return loc
-        shift = 1 if scalar.style in ("'", '"') else 0
-        return Location(loc.file, loc.line, loc.column + shift + offset)
+        if scalar.style not in ("'", '"'):
+            return Location(loc.file, loc.line, loc.column + offset)
+        raw = self.source_line(loc)[loc.column:]  # after the opening quote
+        return Location(loc.file, loc.line, loc.column + 1 + _raw_offset(raw, offset, scalar.style))
+
+
+_ESCAPE_LENGTH = {"x": 3, "u": 5, "U": 9}
+
+
+def _raw_offset(raw: str, offset: int, quote: str) -> int:
+    """How many source characters of a quoted scalar hold its first `offset` decoded
+    characters: `''` is one quote in single quotes, `\\x41` one character in double."""
+    i = 0
+    for _ in range(offset):
+        if i >= len(raw):
+            break
+        if quote == "'" and raw.startswith("''", i):
+            i += 2
+        elif quote == '"' and raw[i] == "\\" and i + 1 < len(raw):
+            i += _ESCAPE_LENGTH.get(raw[i + 1], 2)
+        else:
+            i += 1
+    return i
 
 
 @dataclass(frozen=True)
@@ -170,7 +192,7 @@ class _Builder:
                 f"write {meaning} if you meant a boolean, or quote it (\"{value}\") if you meant text", path)
             return value
         if _INT.match(value):
-            if len(value) > MAX_NUMBER_CHARS or abs(int(value)) > MAX_INT:
+            if len(value) > MAX_NUMBER_CHARS or not -MAX_INT - 1 <= int(value) <= MAX_INT:
                 self.problem("FNL012", mark, f"number `{value[:24]}…` is too large",
                              "integers must fit in 64 bits (up to 9223372036854775807); quote it if it is an identifier", path)
                 return None
@@ -227,6 +249,7 @@ class _Builder:
 
     def node(self, events: Any, event: Any, path: JsonPath, depth: int) -> Any:
         if isinstance(event, yaml.AliasEvent):
+            self.values[path] = self.loc(event.start_mark)
             self.problem("FNL013", event.start_mark, f"alias `*{event.anchor}` is not allowed",
                          "fnl definitions do not use anchors or aliases; repeat the value instead", path)
             return None
@@ -267,7 +290,12 @@ class _Builder:
             norm = normalise_key(key)
             if norm in seen:
                 first_key, first_loc = seen[norm]
-                differ = " (the two differ only by invisible characters)" if first_key != key else ""
+                differ = ""
+                if first_key != key:
+                    visible = "".join(c for c in key if not _invisible(c)) == \
+                        "".join(c for c in first_key if not _invisible(c))
+                    differ = (" (the two differ only by invisible characters)" if visible else
+                              " (the two differ only in how their characters are encoded in Unicode)")
                 self.problem("FNL016", key_loc,
                              f"duplicate key `{norm}`{differ}: first defined at line {first_loc.line}",
                              "YAML keeps only one of them; remove or rename one", path + (key,))
@@ -284,26 +312,49 @@ class _Builder:
         raise _Stop
 
 
+_POSITION = re.compile(r'\s*in "<unicode string>", position \d+')
+
+
 def _yaml_error(file: str, lines: Tuple[str, ...], exc: yaml.YAMLError) -> Problem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    loc = Location(file, mark.line + 1, mark.column + 1) if mark is not None else Location(file)
-    problem = getattr(exc, "problem", None) or str(exc)
+    problem = _POSITION.sub("", str(getattr(exc, "problem", None) or exc)).strip()
     context = getattr(exc, "context", None)
+    context_mark = getattr(exc, "context_mark", None)
+    mark = getattr(exc, "problem_mark", None) or context_mark
+    # An unclosed quote or bracket is found at the end of the file; the place to fix is
+    # where it was opened.
+    unclosed_flow = "did not find expected ',' or" in problem
+    if context_mark is not None and context and (
+            ("quoted scalar" in context and "end of stream" in problem) or unclosed_flow):
+        mark = context_mark
+    loc = Location(file, mark.line + 1, mark.column + 1) if mark is not None else Location(file)
+    position = getattr(exc, "position", None)  # reader errors carry an offset, not a mark
+    if mark is None and isinstance(position, int):
+        text = "\n".join(lines)
+        line_no = text.count("\n", 0, position) + 1
+        loc = Location(file, line_no, position - (text.rfind("\n", 0, position) + 1) + 1)
+    if loc.line > max(len(lines), 1):
+        loc = Location(file, max(len(lines), 1), len(lines[-1]) + 1 if lines else 1)
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
-    help = "check indentation and quoting around this position"
-    text = str(problem)
     line = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
     at = line[loc.column - 1:loc.column]
-    if at == "\t" or "\\t" in text or "tab" in text:
+    if "unacceptable character" in problem or "special characters are not allowed" in problem:
+        help = "remove the control character; definitions must be plain UTF-8 text"
+    elif at == "\t" or "\\t" in problem:
         help = "YAML indents with spaces, not tabs; replace the tab with spaces"
-    elif "mapping values are not allowed" in text:
+    elif "quoted scalar" in (context or "") and "end of stream" in problem:
+        help = "this quote is never closed; add the closing quote"
+    elif unclosed_flow:
+        closer = "]" if "sequence" in (context or "") else "}"
+        help = f"the {'list' if closer == ']' else 'mapping'} opened here is not closed; add `{closer}` " \
+               "or separate its items with commas"
+    elif "mapping values are not allowed" in problem:
         help = "a value contains `: `; quote the whole value"
-    elif "could not find expected ':'" in text:
+    elif "could not find expected ':'" in problem:
         help = "each entry needs `key: value`; check for a missing colon or a stray line"
-    elif "found character" in text and "cannot start any token" in text:
+    elif "found character" in problem and "cannot start any token" in problem:
         help = "quote the value; this character cannot start a plain YAML value"
-    elif "special characters are not allowed" in text or "unacceptable character" in text:
-        help = "remove control characters; definitions must be plain UTF-8 text"
+    else:
+        help = "check indentation and quoting around this position"
     return Problem("FNL002", message, loc, (), help, source_line=line)
 
 
@@ -373,7 +424,11 @@ def load_file(path: Path, display: Optional[str] = None) -> Loaded:
     """Read and parse one YAML file within the size bound."""
     name = display or str(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # never open a pipe or device: reading could block forever
+            return Loaded(None, (Problem("FNL006", "cannot read file: it is a pipe, device or socket",
+                                         Location(name), help="point fnl at a regular YAML file"),))
+        size = info.st_size
         if size > MAX_BYTES:
             return Loaded(None, (Problem("FNL005", f"file is {size / 1048576:.1f} MiB; fnl reads definitions up to 1 MiB",
                                          Location(name), help="split the definition into several files in a directory"),))

@@ -44,7 +44,8 @@ def _yaml_files(directory: Path) -> List[Path]:
     for root, dirs, files in os.walk(directory):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
-            if f.endswith(YAML_SUFFIXES) and not f.startswith("."):
+            # Anything named like YAML is checked (a broken link or a pipe is reported, not skipped).
+            if f.endswith(YAML_SUFFIXES) and not f.startswith(".") and not (Path(root) / f).is_dir():
                 found.append(Path(root) / f)
                 if len(found) > MAX_FILES:
                     raise UsageError(f"{display_path(directory)}: more than {MAX_FILES:,} YAML files",
@@ -81,6 +82,9 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
         path = Path(raw)
         if not path.exists():
             raise UsageError(f"{raw}: no such file or directory", "check the path; run `fnl validate funnels/` for the examples")
+        if not path.is_file() and not path.is_dir():
+            raise UsageError(f"{raw}: is a pipe, device or socket, not a YAML file",
+                             "point fnl at a definition file, or at a folder of them")
         if path.is_file():
             if not os.access(path, os.R_OK):
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
@@ -125,6 +129,7 @@ def load_source(source: Source) -> Loaded:
         return Loaded(docs[0], problems)
     merged = merge(docs)
     return Loaded(merged.document, problems + merged.problems)
+
 
 
 def merge(docs: List[Document]) -> Loaded:
@@ -175,7 +180,6 @@ def merge(docs: List[Document]) -> Loaded:
         scalars.update({p: s for p, s in doc.scalars.items() if p not in scalars})
     # The merged root is located at the root file.
     values[()] = docs[0].values.get((), Location(docs[0].files[0]))
-    if problems:
-        return Loaded(None, tuple(problems))
+    # A conflict keeps the first definition and goes on, so the rest is still checked.
     files = tuple(f for d in docs for f in d.files)
-    return Loaded(Document(data, files, values, keys, scalars, lines), ())
+    return Loaded(Document(data, files, values, keys, scalars, lines), tuple(problems))

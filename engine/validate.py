@@ -191,8 +191,11 @@ def _explain(error: ValidationError, doc: Document) -> List[Problem]:
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
                 "exclusiveMaximum": "less than"}[v]
-        return [at(path, "FNL105", f"{_show(inst)} is out of range: must be {word} {error.validator_value}",
-                   _example(error))]
+        low = sch.get("minimum", sch.get("exclusiveMinimum"))
+        high = sch.get("maximum", sch.get("exclusiveMaximum"))
+        span = f"use a number from {low} to {high}" if low is not None and high is not None else \
+            f"use a number {word} {error.validator_value}"
+        return [at(path, "FNL105", f"{_show(inst)} is out of range: must be {word} {error.validator_value}", span)]
     if v in ("minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"):
         if v == "maxProperties" and error.validator_value == 1:
             keys = ", ".join(f"`{k}`" for k in inst)
@@ -204,6 +207,8 @@ def _explain(error: ValidationError, doc: Document) -> List[Problem]:
         kind = {"minItems": "items", "maxItems": "items", "minProperties": "entries", "maxProperties": "entries",
                 "minLength": "characters", "maxLength": "characters"}[v]
         bound = "at least" if v.startswith("min") else "at most"
+        if error.validator_value == 1:
+            kind = {"items": "item", "entries": "entry", "characters": "character"}[kind]
         return [at(path, "FNL106", f"needs {bound} {error.validator_value} {kind}", _example(error))]
     if v == "uniqueItems":
         seen: Dict[str, int] = {}

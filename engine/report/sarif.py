@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import PurePath
+from urllib.parse import quote
 from typing import Any, Dict, List
 
 from .. import __version__
@@ -45,7 +46,7 @@ def render(results: List[Checked], verbose: bool = False) -> str:
             "message": {"text": text},
             "locations": [{
                 "physicalLocation": {
-                    "artifactLocation": {"uri": PurePath(p.location.file).as_posix()},
+                    "artifactLocation": {"uri": quote(PurePath(p.location.file).as_posix(), safe="/")},
                     "region": {"startLine": p.location.line, "startColumn": p.location.column},
                 },
             }],
@@ -64,6 +65,8 @@ def render(results: List[Checked], verbose: bool = False) -> str:
                 "rules": rules,
             }},
             "results": sarif_results,
+            # fnl counts columns in characters, as editors show them.
+            "columnKind": "unicodeCodePoints",
         }],
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

@@ -31,7 +31,8 @@ def problem_block(p: Problem, verbose: bool) -> List[str]:
     path = f" {p.dotted_path}" if p.path else ""
     out = [f"{loc.file}:{loc.line}:{loc.column}: {p.severity} {p.code}{path}: {p.message}"]
     if p.source_line:
-        line, caret_at = clip(p.source_line.replace("\t", " ").rstrip(), loc.column - 1 - p.source_offset)
+        shown = "".join(c if c.isprintable() else "�" for c in p.source_line.replace("\t", " ").rstrip())
+        line, caret_at = clip(shown, loc.column - 1 - p.source_offset)
         gutter = f"{loc.line:>5} | "
         out.append(gutter + line)
         out.append(" " * (len(gutter) - 2) + "| " + " " * caret_at + "^")

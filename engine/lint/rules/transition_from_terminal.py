@@ -26,9 +26,12 @@ SEVERITY = "error"
 def check(ctx: Context) -> Iterator[Finding]:
     f = ctx.funnel
     for t in f.transitions:
-        for stage in t.sources:
+        listed = isinstance(ctx.doc.data["transitions"][t.index]["from"], list)
+        for i, stage in enumerate(t.sources):
             if stage in f.terminal_stages:
-                yield Finding(t.path + ("from",), f"`{stage}` is terminal, so no transition may leave it",
+                # Point at the terminal stage itself, also inside a `from:` list.
+                yield Finding(t.path + (("from", i) if listed else ("from",)),
+                              f"`{stage}` is terminal, so no transition may leave it",
                               f"remove the transition, or take `{stage}` out of `terminal_stages`")
             elif stage == t.to:
                 yield Finding(t.path + ("to",), f"transition from `{stage}` to itself", "remove it")

@@ -1,0 +1,76 @@
+"""Shared helpers: where the repository is, how to run the CLI, and a minimal funnel.
+
+Tests import the engine from the repository root (not an installed copy), so the root
+goes on sys.path first; the CLI runs as a real subprocess from the same root.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+CASES = REPO / "tests" / "cases"
+
+# A small definition that passes the schema and every lint rule, as users would write it.
+MINIMAL = """\
+fnl: 1
+funnel: acme-b2b
+sender: {from: "Acme <hello@acme.example>", postal_address: "1 Main St, Springfield"}
+stages: [subscriber, customer]
+transitions:
+  - {from: subscriber, to: customer, on: crm.deal_won}
+"""
+
+
+def clean_env(**extra: str) -> Dict[str, str]:
+    """The environment for a subprocess: no CI format switch unless asked for."""
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
+    env.update(extra)
+    return env
+
+
+def run_fnl(*args: Union[str, Path], env: Optional[Dict[str, str]] = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python fnl.py ARGS` from the repository root, as a user or CI would run it."""
+    return subprocess.run(
+        [sys.executable, "fnl.py", *map(str, args)],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        env=env if env is not None else clean_env(),
+    )
+
+
+def write(directory: Path, name: str, content: Union[str, bytes]) -> Path:
+    """Write a file (creating parent folders) and return its path."""
+    path = directory / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def check(*paths: Union[str, Path]):
+    """Every problem the `validate` pipeline finds under `paths`."""
+    from engine.check import check_paths
+
+    return [p for checked in check_paths(tuple(str(p) for p in paths)) for p in checked.problems]
+
+
+def spots(problems: Sequence) -> List[Tuple[str, int, int]]:
+    """(code, line, column) of each problem, sorted."""
+    return sorted((p.code, p.location.line, p.location.column) for p in problems)
+
+
+@pytest.fixture(autouse=True)
+def _no_ci_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process CLI calls must not pick the GitHub format because CI runs on Actions."""
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)

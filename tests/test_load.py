@@ -1,0 +1,603 @@
+"""The strict YAML loader: what it refuses, exactly where it says so, and how fast.
+
+Every hostile input is written to a real file and read with `load_file`, the same call
+`fnl validate` makes. Each test pins the problem code, line and column (1-based), and
+that no exception escapes.
+"""
+from __future__ import annotations
+
+import time
+import tracemalloc
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Set, Tuple
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import run_fnl, write
+from engine.errors import Location
+from engine.load import MAX_BYTES, Loaded, decode, load_file, parse_text
+
+FAST = 2.0  # seconds; every hostile file is rejected well within this
+
+
+def load(tmp_path: Path, content, name: str = "f.yaml") -> Loaded:
+    """Write `content` to a real file, load it, and check the invariants every load keeps."""
+    path = write(tmp_path, name, content)
+    start = time.perf_counter()
+    loaded = load_file(path, name)
+    elapsed = time.perf_counter() - start
+    assert elapsed < FAST, f"loading took {elapsed:.2f}s"
+    for p in loaded.problems:
+        assert p.message.strip(), p
+        assert p.help.strip(), p
+        assert p.location.file == name
+        assert p.location.line >= 1 and p.location.column >= 1, p
+    return loaded
+
+
+def found(loaded: Loaded) -> Set[Tuple[str, int, int]]:
+    return {(p.code, p.location.line, p.location.column) for p in loaded.problems}
+
+
+def only(loaded: Loaded, code: str, line: int, column: int):
+    """Assert exactly one problem, at that place, and return it."""
+    assert found(loaded) == {(code, line, column)}, [(p.code, p.location, p.message) for p in loaded.problems]
+    assert len(loaded.problems) == 1
+    return loaded.problems[0]
+
+
+# -- duplicate keys ------------------------------------------------------------------
+
+def test_duplicate_key_is_reported_at_the_second_key(tmp_path):
+    loaded = load(tmp_path, "a: 1\nb: 2\na: 3\n")
+    p = only(loaded, "FNL016", 3, 1)
+    assert "duplicate key `a`" in p.message and "line 1" in p.message
+    assert "remove or rename" in p.help
+
+
+def test_duplicate_nested_key(tmp_path):
+    loaded = load(tmp_path, "outer:\n  x: 1\n  y: 2\n  x: 3\n")
+    p = only(loaded, "FNL016", 4, 3)
+    assert p.path == ("outer", "x")
+
+
+@pytest.mark.parametrize("second", ["a\u200b", "\u200ba", "a\u2060", "a\ufeff", "a\u00ad"],
+                         ids=["zwsp-after", "zwsp-before", "word-joiner", "bom", "soft-hyphen"])
+def test_duplicate_key_differing_by_an_invisible_character(tmp_path, second):
+    loaded = load(tmp_path, f"a: 1\n{second}: 2\n")
+    p = only(loaded, "FNL016", 2, 1)
+    assert "invisible" in p.message
+
+
+@pytest.mark.parametrize("first,second", [
+    ("caf\u00e9", "cafe\u0301"),      # NFC vs NFD
+    ("\uff41", "a"),                  # fullwidth a (NFKC)
+    ("\ufb01le", "file"),             # the fi ligature (NFKC)
+], ids=["nfc-nfd", "fullwidth", "ligature"])
+def test_duplicate_key_differing_by_unicode_normalisation(tmp_path, first, second):
+    assert first != second and unicodedata.normalize("NFKC", first) == unicodedata.normalize("NFKC", second)
+    loaded = load(tmp_path, f"{first}: 1\n{second}: 2\n")
+    p = only(loaded, "FNL016", 2, 1)
+    assert "duplicate key" in p.message
+
+
+def test_normalisation_duplicate_message_does_not_blame_invisible_characters(tmp_path):
+    loaded = load(tmp_path, "caf\u00e9: 1\ncafe\u0301: 2\n")
+    p = only(loaded, "FNL016", 2, 1)
+    assert "invisible" not in p.message
+
+
+def test_invisible_character_in_a_single_key(tmp_path):
+    loaded = load(tmp_path, "fnl: 1\nfun\u200bnel: acme\n")
+    p = only(loaded, "FNL017", 2, 1)
+    assert "U+200B" in p.message and "funnel" in p.message
+
+
+def test_different_keys_are_not_duplicates(tmp_path):
+    loaded = load(tmp_path, "a: 1\nA: 2\na_: 3\n")
+    assert loaded.problems == ()
+    assert loaded.document.data == {"a": 1, "A": 2, "a_": 3}
+
+
+# -- anchors, aliases, tags ----------------------------------------------------------
+
+def test_anchor_rejected(tmp_path):
+    p = only(load(tmp_path, "a: &x 1\nb: 2\n"), "FNL013", 1, 4)
+    assert "anchor `&x`" in p.message
+
+
+def test_alias_rejected(tmp_path):
+    loaded = load(tmp_path, "a: &x 1\nb: *x\n")
+    assert found(loaded) == {("FNL013", 1, 4), ("FNL013", 2, 4)}
+    assert any("alias `*x`" in p.message for p in loaded.problems)
+    # The alias is not resolved to the anchored value.
+    assert loaded.document.data["b"] != 1
+
+
+def test_merge_key_alias_rejected(tmp_path):
+    loaded = load(tmp_path, "base: &b {x: 1}\nother:\n  <<: *b\n")
+    assert ("FNL013", 1, 7) in found(loaded)
+    assert ("FNL013", 3, 7) in found(loaded)
+
+
+def test_billion_laughs_is_rejected_fast_without_expansion(tmp_path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    names = "abcdefghi"
+    for prev, cur in zip(names, names[1:]):
+        lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
+    text = "\n".join(lines) + "\n"
+    start = time.perf_counter()
+    loaded = load(tmp_path, text)
+    assert time.perf_counter() - start < 0.5
+    expected = {("FNL013", n, 4) for n in range(1, 10)}  # one anchor per line
+    expected |= {("FNL013", n, 8 + 3 * k) for n in range(2, 10) for k in range(9)}  # nine aliases per line
+    assert found(loaded) == expected
+    # Nothing was expanded: 9**9 strings would not fit in memory.
+    assert len(repr(loaded.document.data)) < 2000
+
+
+@pytest.mark.parametrize("text,col,shown", [
+    ("a: !!str 12\n", 4, "tag:yaml.org,2002:str"),
+    ("a: !!binary aGk=\n", 4, "binary"),
+    ("a: !foo bar\n", 4, "!foo"),
+    ("a: ! bar\n", 4, "`!`"),
+    ("a: !!python/object:os.system ls\n", 4, "python/object"),
+], ids=["str", "binary", "custom", "non-specific", "python"])
+def test_tags_rejected(tmp_path, text, col, shown):
+    p = only(load(tmp_path, text), "FNL013", 1, col)
+    assert shown in p.message
+
+
+def test_tag_on_a_collection(tmp_path):
+    only(load(tmp_path, "!!map {a: 1}\n"), "FNL013", 1, 1)
+    only(load(tmp_path, "a: !!seq [1]\n", "g.yaml"), "FNL013", 1, 4)
+
+
+# -- documents and encodings ---------------------------------------------------------
+
+def test_multi_document_stream_rejected(tmp_path):
+    loaded = load(tmp_path, "a: 1\n---\nb: 2\n")
+    p = only(loaded, "FNL003", 2, 1)
+    assert "more than one" in p.message
+    assert loaded.document is None
+
+
+def test_explicit_single_document_markers_are_fine(tmp_path):
+    for i, text in enumerate(["---\na: 1\n", "a: 1\n...\n", "%YAML 1.2\n---\na: 1\n"]):
+        loaded = load(tmp_path, text, f"d{i}.yaml")
+        assert loaded.problems == ()
+        assert loaded.document.data == {"a": 1}
+
+
+@pytest.mark.parametrize("raw", [
+    "fnl: 1\n".encode("utf-16"),
+    "fnl: 1\n".encode("utf-16-le").join([b"\xff\xfe", b""]),
+    b"\xfe\xff" + "fnl: 1\n".encode("utf-16-be"),
+    "fnl: 1\n".encode("utf-32"),
+], ids=["utf-16", "utf-16-le-bom", "utf-16-be-bom", "utf-32"])
+def test_utf16_and_utf32_rejected(tmp_path, raw):
+    p = only(load(tmp_path, raw), "FNL001", 1, 1)
+    assert "UTF-16" in p.message
+    assert "UTF-8" in p.help
+
+
+def test_utf16_without_bom_is_still_rejected(tmp_path):
+    loaded = load(tmp_path, "fnl: 1\n".encode("utf-16-le"))
+    assert [p.code for p in loaded.problems] == ["FNL001"]
+    assert loaded.document is None
+
+
+@pytest.mark.parametrize("raw,line,col,byte", [
+    (b"a: 1\nb: caf\xe9\n", 2, 7, "0xe9"),
+    (b"\xff\n", 1, 1, "0xff"),
+    (b"a: \xc3\xa9\xc3\n", 1, 5, "0xc3"),            # truncated sequence after a valid one
+    (b"a: 1\nb: 2\nc: \xed\xa0\x80\n", 3, 4, "0xed"),  # an encoded surrogate
+], ids=["latin1", "first-byte", "truncated", "surrogate"])
+def test_invalid_utf8_rejected_at_the_bad_byte(tmp_path, raw, line, col, byte):
+    p = only(load(tmp_path, raw), "FNL001", line, col)
+    assert "UTF-8" in p.message and byte in p.message
+
+
+def test_utf8_bom_is_accepted_and_positions_ignore_it(tmp_path):
+    loaded = load(tmp_path, b"\xef\xbb\xbffnl: 1\nname: x\n")
+    assert loaded.problems == ()
+    assert loaded.document.data == {"fnl": 1, "name": "x"}
+    assert loaded.document.keys[("fnl",)] == Location("f.yaml", 1, 1)
+    assert loaded.document.values[("fnl",)] == Location("f.yaml", 1, 6)
+
+
+@pytest.mark.parametrize("raw,line,col", [
+    (b"a: 1\nb: x\x00y\n", 2, 5),
+    (b"\x00", 1, 1),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 3, 1),
+    (b"\x7fELF\x02\x01\x01\x00", 1, 8),
+], ids=["nul-in-value", "single-nul", "png", "elf"])
+def test_binary_files_rejected(tmp_path, raw, line, col):
+    p = only(load(tmp_path, raw), "FNL001", line, col)
+    assert "binary" in p.message
+
+
+@pytest.mark.parametrize("raw", [b"", b"\n\n", b"   \n\t\n", b"# only a comment\n", b"# one\n\n# two\n"],
+                         ids=["empty", "newlines", "blank", "comment", "comments"])
+def test_empty_and_comment_only_files(tmp_path, raw):
+    loaded = load(tmp_path, raw)
+    p = only(loaded, "FNL004", 1, 1)
+    assert "empty" in p.message
+    assert "fnl: 1" in p.help
+    assert loaded.document is None
+
+
+# -- scalars -------------------------------------------------------------------------
+
+YAML11_BOOLEANS = ["yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
+                   "y", "Y", "n", "N", "yEs", "oFf"]
+
+
+@pytest.mark.parametrize("word", YAML11_BOOLEANS)
+def test_yaml11_booleans_rejected(tmp_path, word):
+    loaded = load(tmp_path, f"flag: {word}\n")
+    p = only(loaded, "FNL010", 1, 7)
+    assert f"`{word}`" in p.message
+    meaning = "true" if word.lower() in ("yes", "on", "y") else "false"
+    assert f"boolean {meaning}" in p.message
+    assert f'"{word}"' in p.help  # the quoted spelling is the fix
+
+
+def test_yaml11_boolean_inside_a_flow_list(tmp_path):
+    only(load(tmp_path, "a: [x, no, z]\n"), "FNL010", 1, 8)
+
+
+@pytest.mark.parametrize("value,code", [
+    ("1:30", "FNL011"), ("20:00", "FNL011"), ("08:00", "FNL011"), ("190:20:30", "FNL011"),
+    ("012", "FNL011"), ("-012", "FNL011"), ("00", "FNL011"),
+    ("0x1F", "FNL011"), ("0o17", "FNL011"), ("0b101", "FNL011"), ("1_000", "FNL011"), ("1_000.5", "FNL011"),
+    ("1e400", "FNL012"), ("-1e400", "FNL012"), ("1" + "0" * 400 + ".0", "FNL012"),
+    (".inf", "FNL012"), ("-.inf", "FNL012"), ("+.Inf", "FNL012"), (".nan", "FNL012"), (".NaN", "FNL012"),
+    ("9223372036854775808", "FNL012"), ("-9223372036854775809", "FNL012"), ("1" * 5000, "FNL012"),
+])
+def test_ambiguous_and_out_of_range_scalars_rejected(tmp_path, value, code):
+    loaded = load(tmp_path, f"v: {value}\n")
+    p = only(loaded, code, 1, 4)
+    if code == "FNL011":
+        assert f'"{value}"' in p.help  # quoting is always offered as the fix
+
+
+def test_sexagesimal_help_says_quote_it(tmp_path):
+    p = only(load(tmp_path, "at: 20:00\n"), "FNL011", 1, 5)
+    assert "base-60" in p.message
+    assert p.help == 'quote it: "20:00"'
+
+
+def test_leading_zero_help_names_the_octal_reading(tmp_path):
+    p = only(load(tmp_path, "n: 012\n"), "FNL011", 1, 4)
+    assert "octal" in p.message and "(10)" in p.message
+
+
+def test_largest_int64_is_accepted(tmp_path):
+    loaded = load(tmp_path, "a: 9223372036854775807\nb: -9223372036854775807\n")
+    assert loaded.problems == ()
+    assert loaded.document.data == {"a": 2**63 - 1, "b": -(2**63 - 1)}
+
+
+def test_smallest_int64_is_accepted(tmp_path):
+    loaded = load(tmp_path, "a: -9223372036854775808\n")
+    assert loaded.problems == ()
+    assert loaded.document.data == {"a": -(2**63)}
+
+
+def test_numbers_that_are_fine(tmp_path):
+    loaded = load(tmp_path, "a: 0\nb: -7\nc: 0.5\nd: 1e3\ne: 1.5e-3\nf: +3\ng: .5\n")
+    assert loaded.problems == ()
+    assert loaded.document.data == {"a": 0, "b": -7, "c": 0.5, "d": 1000.0, "e": 0.0015, "f": 3, "g": 0.5}
+    assert isinstance(loaded.document.data["a"], int) and isinstance(loaded.document.data["d"], float)
+
+
+def test_quoted_scalars_stay_strings(tmp_path):
+    text = ("a: '012'\nb: \"no\"\nc: \"20:00\"\nd: 'yes'\ne: \"0x1F\"\nf: '1e400'\ng: \".inf\"\n"
+            "h: 'true'\ni: \"null\"\nj: |\n  012\nk: >-\n  no\n")
+    loaded = load(tmp_path, text)
+    assert loaded.problems == ()
+    assert loaded.document.data == {"a": "012", "b": "no", "c": "20:00", "d": "yes", "e": "0x1F", "f": "1e400",
+                                    "g": ".inf", "h": "true", "i": "null", "j": "012\n", "k": "no"}
+
+
+def test_core_schema_booleans_and_nulls_resolve(tmp_path):
+    text = "a: true\nb: false\nc: null\nd: ~\ne:\nf: True\ng: FALSE\nh: Null\ni: [true, ~]\n"
+    loaded = load(tmp_path, text)
+    assert loaded.problems == ()
+    assert loaded.document.data == {"a": True, "b": False, "c": None, "d": None, "e": None, "f": True,
+                                    "g": False, "h": None, "i": [True, None]}
+    assert loaded.document.data["a"] is True and loaded.document.data["b"] is False
+
+
+def test_ambiguous_scalars_leave_a_usable_document(tmp_path):
+    """One bad value does not hide the rest: the document is still built."""
+    loaded = load(tmp_path, "a: yes\nb: 012\nc: fine\n")
+    assert found(loaded) == {("FNL010", 1, 4), ("FNL011", 2, 4)}
+    assert loaded.document is not None and loaded.document.data["c"] == "fine"
+
+
+# -- bounds --------------------------------------------------------------------------
+
+def test_deep_block_nesting_rejected(tmp_path):
+    text = "".join("  " * i + f"k{i}:\n" for i in range(80)) + "  " * 80 + "leaf\n"
+    loaded = load(tmp_path, text)
+    # Key k63 is the first node deeper than 64 levels: line 64, after 63 two-space indents.
+    p = only(loaded, "FNL014", 64, 127)
+    assert "deeper than 64" in p.message
+    assert loaded.document is None
+
+
+def test_nesting_of_exactly_64_is_allowed(tmp_path):
+    loaded = load(tmp_path, "[" * 64 + "]" * 64 + "\n")
+    assert loaded.problems == ()
+
+
+@pytest.mark.parametrize("text,col", [
+    ("a: " + "[" * 70 + "]" * 70 + "\n", 67),
+    ("[" * 65 + "]" * 65, 65),
+    ("a: " + "[" * 200_000 + "\n", 67),          # never closed: still rejected by depth first
+    ("a: " + "{b: " * 100 + "1" + "}" * 100, 5 + 4 * 62),  # the key inside the 63rd mapping
+], ids=["flow-70", "flow-65", "flow-200k-unclosed", "flow-mappings"])
+def test_deep_flow_nesting_rejected_quickly(tmp_path, text, col):
+    start = time.perf_counter()
+    loaded = load(tmp_path, text)
+    assert time.perf_counter() - start < 0.5
+    only(loaded, "FNL014", 1, col)
+
+
+def test_file_over_one_mebibyte_rejected_without_reading_it(tmp_path):
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as fh:
+        fh.truncate(64 * MAX_BYTES)  # 64 MiB, sparse: cheap to make, costly to read
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        loaded = load_file(path, "huge.yaml")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 0.5
+    assert peak < 4 * 1024 * 1024, f"peak {peak} bytes: the file was read"
+    p = only(loaded, "FNL005", 1, 1)
+    assert "1 MiB" in p.message and p.help
+
+
+def test_file_just_over_the_bound(tmp_path):
+    raw = b"a: '" + b"x" * MAX_BYTES + b"'\n"
+    only(load(tmp_path, raw), "FNL005", 1, 1)
+
+
+def test_file_exactly_at_the_bound_is_read(tmp_path):
+    raw = b"a: '" + b"x" * (MAX_BYTES - 6) + b"'\n"
+    assert len(raw) == MAX_BYTES
+    loaded = load(tmp_path, raw)
+    assert loaded.problems == ()
+    assert len(loaded.document.data["a"]) == MAX_BYTES - 6
+
+
+def test_endless_stream_is_cut_at_the_bound():
+    """A device is never read (it could be endless or block): one clear problem, at once."""
+    dev = Path("/dev/zero")
+    if not dev.exists():
+        pytest.skip("no /dev/zero on this system")
+    start = time.perf_counter()
+    loaded = load_file(dev, "zero")
+    assert time.perf_counter() - start < FAST
+    assert [p.code for p in loaded.problems] == ["FNL006"]
+    assert "pipe, device or socket" in loaded.problems[0].message
+
+
+def test_more_than_100000_values_rejected(tmp_path):
+    text = "a: [" + ",".join(["1"] * 100_001) + "]\n"
+    loaded = load(tmp_path, text)
+    # Root mapping, key, list: item k is value number k + 4; item 99,997 starts at column 5 + 2 * 99,997.
+    p = only(loaded, "FNL014", 1, 199_999)
+    assert "100,000" in p.message
+    assert loaded.document is None
+
+
+def test_100000_values_are_allowed(tmp_path):
+    text = "a: [" + ",".join(["1"] * 99_997) + "]\n"  # exactly 100,000 values with the root, key and list
+    loaded = load(tmp_path, text)
+    assert loaded.problems == ()
+    assert len(loaded.document.data["a"]) == 99_997
+
+
+def test_many_mapping_entries_rejected(tmp_path):
+    text = "".join(f"k{i}: {i}\n" for i in range(60_000))
+    loaded = load(tmp_path, text)
+    # Each line is two values (key and value); the root is one more.
+    only(loaded, "FNL014", 50_000, 9)
+
+
+# -- syntax errors -------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,line,col,help_word", [
+    ("a:\n\tb: 1\n", 2, 1, "tab"),
+    ("a: 1\n\tb: 2\n", 2, 1, "tab"),
+    ("a:\n  b: 1\n c: 2\n", 3, 2, "indentation"),
+    ("a: b: c\n", 1, 5, "quote"),
+    ("a: 1\nb\n", 2, 2, "colon"),
+    ("key: @bad\n", 1, 6, "quote"),
+    ("key: `bad\n", 1, 6, "quote"),
+    ("a: [1, 2\n", 1, 4, "not closed"),
+    ("{a: 1", 1, 1, "not closed"),
+    ("a:\n  - b\n  c: 1\n", 3, 3, "indentation"),
+], ids=["tab-indent", "tab-second-line", "bad-indent", "colon-in-value", "missing-colon", "at-sign",
+        "backtick", "unclosed-flow-list", "unclosed-flow-map", "list-then-map"])
+def test_syntax_errors_are_located_with_help(tmp_path, text, line, col, help_word):
+    loaded = load(tmp_path, text)
+    p = only(loaded, "FNL002", line, col)
+    assert p.message.startswith("YAML syntax error")
+    assert help_word in p.help
+    assert loaded.document is None
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_unclosed_quote_is_a_syntax_error(tmp_path, quote):
+    loaded = load(tmp_path, f"a: {quote}abc\n")
+    assert [p.code for p in loaded.problems] == ["FNL002"]
+    assert "quoted scalar" in loaded.problems[0].message
+    assert loaded.problems[0].help
+
+
+def test_unclosed_quote_points_at_the_opening_quote(tmp_path):
+    loaded = load(tmp_path, 'a: "abc\nb: 1\nc: 2\nd: 3\n')
+    only(loaded, "FNL002", 1, 4)
+
+
+@pytest.mark.parametrize("text,col", [("a: b\x07c\n", 5), ("a: \x1b[31m\n", 4)], ids=["bell", "escape"])
+def test_control_character_is_located_with_the_right_help(tmp_path, text, col):
+    loaded = load(tmp_path, text)
+    p = only(loaded, "FNL002", 1, col)
+    assert "tab" not in p.help
+    assert "<unicode string>" not in p.message
+
+
+def test_control_character_is_a_syntax_error_not_a_crash(tmp_path):
+    loaded = load(tmp_path, "a: b\x07c\n")
+    assert [p.code for p in loaded.problems] == ["FNL002"]
+    assert loaded.document is None
+
+
+def test_non_scalar_mapping_key_rejected(tmp_path):
+    loaded = load(tmp_path, "? [a, b]\n: 1\nc: 2\n")
+    assert ("FNL015", 1, 3) in found(loaded)
+
+
+# -- positions -----------------------------------------------------------------------
+
+def test_positions_of_keys_and_values_are_one_based(tmp_path):
+    text = ("fnl: 1\n"
+            "sender:\n"
+            "  from: \"a@b.example\"\n"
+            "stages: [subscriber, mql]\n"
+            "steps:\n"
+            "  - send: x\n"
+            "    wait: 2d\n"
+            "  - {send: y}\n")
+    doc = load(tmp_path, text).document
+    loc = lambda line, col: Location("f.yaml", line, col)  # noqa: E731
+    assert doc.values[()] == loc(1, 1)
+    assert doc.keys[("fnl",)] == loc(1, 1)
+    assert doc.values[("fnl",)] == loc(1, 6)
+    assert doc.keys[("sender",)] == loc(2, 1)
+    assert doc.values[("sender",)] == loc(3, 3)
+    assert doc.keys[("sender", "from")] == loc(3, 3)
+    assert doc.values[("sender", "from")] == loc(3, 9)
+    assert doc.values[("stages",)] == loc(4, 9)
+    assert doc.values[("stages", 0)] == loc(4, 10)
+    assert doc.values[("stages", 1)] == loc(4, 22)
+    assert doc.values[("steps", 0)] == loc(6, 5)
+    assert doc.keys[("steps", 0, "wait")] == loc(7, 5)
+    assert doc.values[("steps", 0, "wait")] == loc(7, 11)
+    assert doc.values[("steps", 1)] == loc(8, 5)
+    assert doc.keys[("steps", 1, "send")] == loc(8, 6)
+    assert doc.values[("steps", 1, "send")] == loc(8, 12)
+
+
+def test_locate_falls_back_to_the_nearest_ancestor(tmp_path):
+    doc = load(tmp_path, "a:\n  b: 1\n").document
+    assert doc.locate(("a", "b", "missing")) == Location("f.yaml", 2, 6)
+    assert doc.locate(("a", "b"), key=True) == Location("f.yaml", 2, 3)
+    assert doc.locate(("nope",)) == Location("f.yaml", 1, 1)
+    assert doc.source_line(Location("f.yaml", 2, 1)) == "  b: 1"
+
+
+def test_unicode_before_a_value_counts_characters_not_bytes(tmp_path):
+    doc = load(tmp_path, "é: x\nb: [ü, v]\n").document
+    assert doc.values[("é",)] == Location("f.yaml", 1, 4)
+    assert doc.values[("b", 1)] == Location("f.yaml", 2, 8)
+
+
+def test_crlf_line_endings_keep_positions(tmp_path):
+    loaded = load(tmp_path, b"a: 1\r\nb: yes\r\n")
+    only(loaded, "FNL010", 2, 4)
+    assert loaded.document.source_line(Location("f.yaml", 2, 4)) == "b: yes"
+
+
+# -- no input makes it raise ---------------------------------------------------------
+
+def _assert_result(loaded: Loaded) -> None:
+    assert isinstance(loaded, Loaded)
+    assert loaded.document is not None or loaded.problems
+    for p in loaded.problems:
+        assert p.message and p.location.line >= 1 and p.location.column >= 1
+
+
+YAMLISH = st.lists(st.sampled_from(
+    list(":-[]{}&*!|>'\"#%@`?, \n\t.0a") + ["yes", "1:30", "---", "...", "\ufeff", "\u200b", "\x85", "\u2028",
+                                           "\r", "  ", "key: ", "- ", "!!str", "&a ", "*a", "\x00", "\x07"]),
+    max_size=60).map("".join)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text() | YAMLISH)
+def test_arbitrary_text_never_raises(text):
+    _assert_result(parse_text("fuzz.yaml", text))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary() | YAMLISH.map(lambda s: s.encode("utf-8")))
+def test_arbitrary_bytes_never_raise(raw):
+    text, problem = decode("fuzz.yaml", raw)
+    assert (text is None) != (problem is None)
+    if problem is not None:
+        assert problem.code == "FNL001"
+        assert problem.location.line >= 1 and problem.location.column >= 1
+        return
+    _assert_result(parse_text("fuzz.yaml", text))
+
+
+# -- the CLI on every hostile file at once -------------------------------------------
+
+HOSTILE = {
+    "dup.yaml": b"a: 1\na: 2\n",
+    "bomb.yaml": b'a: &a ["lol","lol"]\nb: &b [*a,*a,*a]\nc: [*b,*b,*b]\n',
+    "tag.yaml": b"a: !foo bar\n",
+    "multi.yaml": b"a: 1\n---\nb: 2\n",
+    "utf16.yaml": "a: 1\n".encode("utf-16"),
+    "latin1.yaml": b"a: caf\xe9\n",
+    "binary.yaml": b"\x00\x01\x02",
+    "empty.yaml": b"",
+    "comment.yaml": b"# nothing\n",
+    "yes.yaml": b"a: yes\n",
+    "deep.yaml": b"[" * 100 + b"]" * 100,
+    "tab.yaml": b"a:\n\tb: 1\n",
+    "huge.yaml": b"a: '" + b"x" * (MAX_BYTES + 1) + b"'\n",
+    "many.yaml": b"a: [" + b",".join([b"1"] * 100_001) + b"]\n",
+}
+
+
+def test_cli_reports_every_hostile_file_without_a_traceback(tmp_path):
+    for name, raw in HOSTILE.items():
+        write(tmp_path, name, raw)
+    start = time.perf_counter()
+    result = run_fnl("validate", tmp_path)
+    assert time.perf_counter() - start < 20
+    out = result.stdout + result.stderr
+    assert "Traceback" not in out
+    assert result.returncode == 1, out
+    for name in HOSTILE:
+        assert f"{name}:" in result.stdout, f"{name} not reported"
+    assert f"in {len(HOSTILE)} of {len(HOSTILE)} definitions" in result.stdout
+
+
+def _codes(loaded: Loaded) -> Iterable[str]:
+    return sorted({p.code for p in loaded.problems})
+
+
+def test_each_hostile_file_alone(tmp_path):
+    expected = {
+        "dup.yaml": ["FNL016"], "bomb.yaml": ["FNL013"], "tag.yaml": ["FNL013"], "multi.yaml": ["FNL003"],
+        "utf16.yaml": ["FNL001"], "latin1.yaml": ["FNL001"], "binary.yaml": ["FNL001"], "empty.yaml": ["FNL004"],
+        "comment.yaml": ["FNL004"], "yes.yaml": ["FNL010"], "deep.yaml": ["FNL014"], "tab.yaml": ["FNL002"],
+        "huge.yaml": ["FNL005"], "many.yaml": ["FNL014"],
+    }
+    assert set(expected) == set(HOSTILE)
+    for name, raw in HOSTILE.items():
+        assert list(_codes(load(tmp_path, raw, name))) == expected[name], name
