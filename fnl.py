@@ -24,7 +24,51 @@ def _default_format() -> str:
     return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class FnlGroup(click.Group):
+    """Maps fnl's errors to exit codes inside click, so `fnl` behaves the same from the
+    console script, `run()` and click's test runner: usage errors exit 3 (not click's
+    2), problems 1, internal errors 4 with no traceback unless --traceback is given."""
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
+    def invoke(self, ctx: click.Context) -> None:
+        try:
+            rv = super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except ProblemsFound as exc:
+            from engine.report.text import problem_block
+
+            for problem in exc.problems:
+                click.echo("\n".join(problem_block(problem, False)), err=True)
+            ctx.exit(EXIT_PROBLEMS)
+        except FnlError as exc:
+            click.echo(f"fnl: error: {exc.message}", err=True)
+            if exc.help:
+                click.echo(f"  help: {exc.help}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            ctx.exit(130)
+        except BrokenPipeError:
+            ctx.exit(EXIT_OK)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if ctx.params.get("show_traceback"):
+                traceback.print_exc()
+            click.echo(f"fnl: internal error: {type(exc).__name__}: {exc}", err=True)
+            click.echo("  help: this is a bug in fnl; rerun with --traceback and report it", err=True)
+            ctx.exit(EXIT_INTERNAL)
+        ctx.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+@click.group(cls=FnlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fnl")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show Python tracebacks of internal errors.")
 @click.pass_context
@@ -267,12 +311,8 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
 
 def run(argv: Optional[List[str]] = None) -> int:
     """Run the CLI and return its exit code; never lets a traceback reach the user."""
-    show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
     try:
         rv = cli.main(args=argv, prog_name="fnl", standalone_mode=False)
-        return rv if isinstance(rv, int) else EXIT_OK
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
     except click.UsageError as exc:
         exc.show()
         return EXIT_USAGE
@@ -281,25 +321,7 @@ def run(argv: Optional[List[str]] = None) -> int:
         return 130
     except KeyboardInterrupt:
         return 130
-    except ProblemsFound as exc:
-        from engine.report.text import problem_block
-
-        for problem in exc.problems:
-            click.echo("\n".join(problem_block(problem, False)), err=True)
-        return EXIT_PROBLEMS
-    except FnlError as exc:
-        click.echo(f"fnl: error: {exc.message}", err=True)
-        if exc.help:
-            click.echo(f"  help: {exc.help}", err=True)
-        return exc.exit_code
-    except BrokenPipeError:
-        return EXIT_OK
-    except Exception as exc:  # noqa: BLE001 - the last line of defence
-        if show_traceback:
-            traceback.print_exc()
-        click.echo(f"fnl: internal error: {type(exc).__name__}: {exc}", err=True)
-        click.echo("  help: this is a bug in fnl; rerun with --traceback and report it", err=True)
-        return EXIT_INTERNAL
+    return rv if isinstance(rv, int) else EXIT_OK
 
 
 def main() -> None:

@@ -147,8 +147,6 @@ def _explain(error: ValidationError, doc: Document) -> List[Problem]:
         missing = error.message.split("'")[1] if "'" in error.message else str(error.validator_value)
         prop = (sch.get("properties") or {}).get(missing, {})
         what = prop.get("description", "") if isinstance(prop, dict) else ""
-        if not what and isinstance(prop, dict) and "$ref" in prop:
-            what = ""
         help = f"add `{missing}:`" + (f" ({what.rstrip('.')})" if what else "")
         if "then" in error.schema_path or "anyOf" in error.schema_path:
             kind = inst.get("kind") if isinstance(inst, dict) else None
