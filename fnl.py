@@ -117,12 +117,17 @@ def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ign
 
     from engine import baseline, config
     from engine.check import check_paths, failing, without_baseline
-    from engine.lint.runner import Selection
+    from engine.lint.runner import Selection, check_codes
     from engine.report import REPORTERS
 
     settings = config.find()
-    selection = None if no_lint else Selection(_codes(select) or settings.select,
-                                                _codes(ignore) or settings.ignore)
+    chosen, skipped = _codes(select), _codes(ignore)
+    check_codes(chosen, "--select")
+    check_codes(skipped, "--ignore")
+    if settings.source:
+        check_codes(settings.select, f"{settings.source}: select")
+        check_codes(settings.ignore, f"{settings.source}: ignore")
+    selection = None if no_lint else Selection(chosen or settings.select, skipped or settings.ignore)
     results = check_paths(tuple(paths), selection)
     if write_baseline:
         count = baseline.write(Path(write_baseline), [(r.source.name, p) for r in results for p in r.problems])

@@ -1,12 +1,13 @@
 """Baselines: accept today's findings and fail only on new ones.
 
-A finding is keyed by definition, rule ID and JSON path (not line number), so edits
-elsewhere in a file do not disturb it. Keys are counted, so a second finding of the
-same rule at the same path is new.
+A finding is keyed by definition, rule ID, JSON path and message (never by line
+number), so edits elsewhere in a file do not disturb it. Keys are counted, so a second
+finding of the same rule at the same path is new.
 """
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, List, Tuple
@@ -14,19 +15,25 @@ from typing import Iterable, List, Tuple
 from .errors import Problem, UsageError
 
 FORMAT_VERSION = 1
-Key = Tuple[str, str, str]
+Key = Tuple[str, str, str, str]
+
+
+_PLACES = re.compile(r"\b(line \d+|[\w./-]+:\d+)")
 
 
 def key(definition: str, p: Problem) -> Key:
-    # Findings without a JSON path (a template file) are keyed by their file instead.
-    return (definition, p.code, p.dotted_path if p.path else p.location.file)
+    """Rule, JSON path (or the file, for a template) and the message with any line
+    numbers in it masked: stable across edits elsewhere, but two different findings of
+    one rule at one path (two unsent templates) stay two."""
+    where = p.dotted_path if p.path else p.location.file
+    return (definition, p.code, where, _PLACES.sub("…", p.message))
 
 
 def write(path: Path, findings: Iterable[Tuple[str, Problem]]) -> int:
     # One entry per finding (repeats kept), so counts survive the round trip.
-    ordered = sorted(findings, key=lambda x: key(*x) + (x[1].message,))
+    ordered = sorted(findings, key=lambda x: key(*x))
     doc = {"format_version": FORMAT_VERSION, "findings": [
-        {"definition": d, "code": p.code, "path": key(d, p)[2], "message": p.message} for d, p in ordered]}
+        {"definition": k[0], "code": k[1], "path": k[2], "message": k[3]} for k in (key(d, p) for d, p in ordered)]}
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return len(doc["findings"])
 
@@ -43,9 +50,10 @@ def read(path: Path) -> Counter:
                          "recreate it with --write-baseline")
     counts: Counter = Counter()
     for entry in doc["findings"]:
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("definition", "code", "path")):
+        fields = ("definition", "code", "path", "message")
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in fields):
             raise UsageError(f"{path}: malformed baseline entry {str(entry)[:80]}", "recreate it with --write-baseline")
-        counts[(entry["definition"], entry["code"], entry["path"])] += 1
+        counts[tuple(entry[k] for k in fields)] += 1
     return counts
 
 

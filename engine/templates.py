@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -184,11 +183,16 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
 
 
 def error_line(exc: BaseException, path: Path) -> int:
-    """The template line a render error came from (Jinja rewrites tracebacks to it)."""
+    """The template line a render error came from. Blocks are called directly, so the
+    traceback holds frames of Jinja's generated Python code, not template lines; the
+    compiled template's debug info maps them back (the last frame in `path` wins)."""
     line = 1
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == str(path) and frame.lineno:
-            line = frame.lineno
+    tb = exc.__traceback__
+    while tb is not None:
+        compiled = tb.tb_frame.f_globals.get("__jinja_template__")
+        if compiled is not None and tb.tb_frame.f_code.co_filename == str(path):
+            line = compiled.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
     return line
 
 

@@ -16,6 +16,20 @@ SUPPRESSION = re.compile(r"#\s*fnl:\s*ignore\[([A-Z0-9, ]+)\]\s*(.*)$")
 UNUSED_SUPPRESSION = "FNL020"
 
 
+def check_codes(codes: Tuple[str, ...], where: str) -> None:
+    """Every ID or prefix must name at least one rule: a typo must not turn lint off."""
+    import difflib
+
+    from ..errors import UsageError
+
+    known = [r.ID for r in RULES] + [UNUSED_SUPPRESSION]
+    for code in codes:
+        if not any(k.startswith(code) for k in known):
+            guess = difflib.get_close_matches(code, known, n=1, cutoff=0.6)
+            raise UsageError(f"{where}: no rule matches `{code}`",
+                             f"did you mean {guess[0]}?" if guess else "run `fnl rules` for the list of IDs")
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which rules run: IDs or prefixes (`FNL4`) to select and to ignore."""

@@ -13,9 +13,9 @@ Passes:
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
+from ... import templates
 from .. import Finding
 from ..context import Context
 from ..template_findings import template_location
@@ -23,20 +23,6 @@ from ..template_findings import template_location
 ID = "FNL224"
 NAME = "template-render"
 SEVERITY = "error"
-
-
-def _template_line(exc: BaseException, path: Path) -> int:
-    """The template line a render error came from. Blocks are called directly, so the
-    traceback holds frames of Jinja's generated Python code, not template lines; the
-    compiled template's debug info maps them back (the last frame in `path` wins)."""
-    line = 1
-    tb = exc.__traceback__
-    while tb is not None:
-        compiled = tb.tb_frame.f_globals.get("__jinja_template__")
-        if compiled is not None and tb.tb_frame.f_code.co_filename == str(path):
-            line = compiled.get_corresponding_lineno(tb.tb_lineno)
-        tb = tb.tb_next
-    return line
 
 
 def check(ctx: Context) -> Iterator[Finding]:
@@ -48,7 +34,7 @@ def check(ctx: Context) -> Iterator[Finding]:
         seen.add(name)
         for variant, result in ctx.renders(name):
             if isinstance(result, Exception):
-                line = _template_line(result, tpl.path)
+                line = templates.error_line(result, tpl.path)
                 which = f" (variant {variant})" if variant else ""
                 message = getattr(result, "message", None) or str(result)
                 yield Finding(path, f"`{name}`{which} fails to render: {message}",
