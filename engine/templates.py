@@ -11,6 +11,8 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import stat
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -57,9 +59,12 @@ class Rendered:
     text: str
 
 
+@lru_cache(maxsize=64)
 def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
     """The sandbox. The HTML part renders with autoescaping, so lead data such as
-    `<script>` in a name arrives as text; subject and text parts render unescaped."""
+    `<script>` in a name arrives as text; subject and text parts render unescaped.
+    One environment per directory and mode, so compiled templates are reused (Jinja
+    recompiles a template whose file changed)."""
     return SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,
@@ -133,8 +138,19 @@ def _check_names(tree: nodes.Template, lines: List[str], attributes: Tuple[str, 
 def load(root: Path, name: str, attributes: Tuple[str, ...] = ()) -> Optional[Template]:
     """Read and statically check one template; None if the file does not exist."""
     path = root / f"{name}{SUFFIX}"
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except OSError:
         return None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return _load(root, name, attributes, info.st_mtime_ns, info.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _load(root: Path, name: str, attributes: Tuple[str, ...], _mtime: int, _size: int) -> Template:
+    """`load`, cached by file identity (the last two arguments only key the cache)."""
+    path = root / f"{name}{SUFFIX}"
     raw = path.read_bytes()[: MAX_TEMPLATE_BYTES + 1]
     digest = hashlib.sha256(raw).hexdigest()
     if len(raw) > MAX_TEMPLATE_BYTES:
