@@ -17,6 +17,34 @@ EMAIL_EVENTS = ("email.delivered", "email.opened", "email.clicked", "email.repli
                 "email.unsubscribed")
 
 
+def suggest(name: str, known: List[str], what: str, section: str, cutoff: float = 0.6) -> str:
+    """Help for a name that is not defined: the close match, else what exists."""
+    import difflib
+
+    guess = difflib.get_close_matches(name, known, n=1, cutoff=cutoff)
+    if guess:
+        return f"did you mean `{guess[0]}`?"
+    return f"defined {what}: {', '.join(known)}" if known else f"define it under `{section}:`"
+
+
+def group_mentions(ctx: Context, kind: str) -> Iterator[Tuple[str, JsonPath, Optional[Location]]]:
+    """(name, path, exact location or None) wherever a segment or persona is named:
+    `segment:`/`persona:` on sequences (and `segment:` on lead magnets), and in
+    conditions as `segment == 'x'`."""
+    f = ctx.funnel
+    for seq in f.sequences:
+        value = seq.segment if kind == "segment" else seq.persona
+        if value:
+            yield value, seq.path + (kind,), None
+    if kind == "segment":
+        for m in f.lead_magnets:
+            if m.segment:
+                yield m.segment, m.path + ("segment",), None
+    for cond in ctx.conditions:
+        for lit in compared_literals(cond.tree, kind):
+            yield str(lit.value), cond.path, ctx.location_in_condition(cond, lit.offset)
+
+
 def _literal_arg(call: expr.Call, index: int = 0) -> Optional[expr.Literal]:
     if len(call.args) > index and isinstance(call.args[index], expr.Literal) and isinstance(call.args[index].value, str):
         return call.args[index]  # type: ignore[return-value]

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from .. import Finding
 from ..context import Context
-from ..refs import compared_literals
+from ..refs import group_mentions
 
 ID = "FNL212"
 NAME = "unused-persona"
@@ -20,11 +20,8 @@ SEVERITY = "info"
 
 
 def check(ctx: Context) -> Iterator[Finding]:
-    f = ctx.funnel
-    used = {s.persona for s in f.sequences}
-    for cond in ctx.conditions:
-        used.update(lit.value for lit in compared_literals(cond.tree, "persona"))  # type: ignore[misc]
-    for persona in f.personas:
+    used = {name for name, _path, _loc in group_mentions(ctx, "persona")}
+    for persona in ctx.funnel.personas:
         if persona.name not in used:
             yield Finding(persona.path, f"persona `{persona.name}` is not used by any sequence or condition",
                           f"use it (`persona: {persona.name}` on a sequence, or `persona == '{persona.name}'`) "

@@ -15,7 +15,7 @@ from typing import Iterator
 
 from .. import Finding
 from ..context import Context
-from ..refs import compared_literals
+from ..refs import group_mentions
 
 ID = "FNL210"
 NAME = "unused-segment"
@@ -23,11 +23,8 @@ SEVERITY = "warning"
 
 
 def check(ctx: Context) -> Iterator[Finding]:
-    f = ctx.funnel
-    used = {s.segment for s in f.sequences} | {m.segment for m in f.lead_magnets}
-    for cond in ctx.conditions:
-        used.update(lit.value for lit in compared_literals(cond.tree, "segment"))  # type: ignore[misc]
-    for seg in f.segments:
+    used = {name for name, _path, _loc in group_mentions(ctx, "segment")}
+    for seg in ctx.funnel.segments:
         if seg.name not in used:
             yield Finding(seg.path, f"segment `{seg.name}` is not used by any sequence",
                           f"give it a track (`segment: {seg.name}` on a sequence) or remove it", key=True)
