@@ -56,6 +56,7 @@ class _Lead:
         self.owner = s.owner
         self.sla_deadline = s.sla_deadline
         self.emails_sent = s.emails_sent
+        self.points = list(s.points)
 
     def freeze(self, now: int, cap_minutes: Optional[int]) -> LeadState:
         sends = self.sends
@@ -66,7 +67,8 @@ class _Lead:
                        unsubscribed=self.unsubscribed, bounced=self.bounced, owner=self.owner,
                        sla_deadline=self.sla_deadline, facts=tuple(sorted(self.facts.items())),
                        running=tuple(self.running), finished=tuple(self.finished),
-                       sends=tuple(sends[-MAX_SENDS_KEPT:]), emails_sent=self.emails_sent, last_at=now)
+                       sends=tuple(sends[-MAX_SENDS_KEPT:]), emails_sent=self.emails_sent, last_at=now,
+                       points=tuple(self.points))
 
 
 class _Step:
@@ -79,6 +81,7 @@ class _Step:
         self.now = event.at
         self.shared = shared
         self.actions: List[Action] = []
+        self.created = False
 
     # -- reading the lead ---------------------------------------------------------
     def act(self, action_type: str, at: Optional[int] = None, **detail: Any) -> None:
@@ -137,7 +140,7 @@ class _Step:
             if arg == "optin":
                 start: Optional[int] = self.lead.s.consent_at
             elif arg == "last_email":
-                start = self.lead.sends[-1] if self.lead.sends else None
+                start = self.fact("email.sent")
             else:
                 start = self.lead.entered.get(str(arg))
             return None if start is None else (self.now - start) / 1440
@@ -152,14 +155,28 @@ class _Step:
 
     # -- 1. score -----------------------------------------------------------------
     def decay(self) -> None:
+        """Bring the score to `now`: multiply by the factor once per whole period
+        boundary crossed. With a window, the score is recomputed from the points still
+        inside it, each decayed from when it was earned."""
         d = self.plan.scoring.decay
-        if d is None or d.every_minutes <= 0:
-            self.lead.score_at = self.now
-            return
-        periods = self.now // d.every_minutes - self.lead.score_at // d.every_minutes
-        if periods > 0:
-            self.lead.score *= d.factor ** periods
+        if d is not None and d.window_minutes is not None:
+            every = d.every_minutes if d.every_minutes > 0 else 0
+            self.lead.points = [(t, n) for t, n in self.lead.points if t > self.now - d.window_minutes]
+            self.lead.score = sum(n * (d.factor ** (self.now // every - t // every) if every else 1.0)
+                                  for t, n in self.lead.points)
+        elif d is not None and d.every_minutes > 0:
+            periods = self.now // d.every_minutes - self.lead.score_at // d.every_minutes
+            if periods > 0:
+                self.lead.score *= d.factor ** periods
         self.lead.score_at = self.now
+
+    def add_points(self, points: float) -> None:
+        if not points:
+            return
+        self.lead.score += points
+        d = self.plan.scoring.decay
+        if d is not None and d.window_minutes is not None:
+            self.lead.points.append((self.now, points))
 
     def points(self, kind: str, detail: str) -> int:
         narrow = next((e.points for e in self.plan.scoring.events if e.base == kind and e.detail == detail and detail),
@@ -183,13 +200,26 @@ class _Step:
             return
         if e.type in ("optin", "magnet.downloaded") and e.magnet:
             magnet = self.plan.magnet(e.magnet)
-            if magnet is not None and self.lead.s.source != e.magnet:
-                self.lead.score += magnet.score
-        self.lead.score += self.points(kind, detail)
+            if magnet is not None and (self.lead.s.source != e.magnet or self.created):
+                self.add_points(magnet.score)
+            if magnet is not None and magnet.delivers:
+                self.deliver(magnet)
+        self.add_points(self.points(kind, detail))
         if e.type == "email.unsubscribed":
             self.lead.unsubscribed = True
         elif e.type == "email.bounced":
             self.lead.bounced = True
+
+    def deliver(self, magnet: p.Magnet) -> None:
+        """The lead magnet's delivery email goes out at once: the lead asked for it, so
+        quiet hours and the frequency cap do not hold it back; unsubscribes do."""
+        if self.lead.unsubscribed or self.lead.bounced:
+            return
+        self.lead.emails_sent += 1
+        self.lead.facts["email.sent"] = self.now
+        self.lead.facts[f"email.sent.{magnet.delivers}"] = self.now
+        self.act("send_email", sequence=None, step=None, template=magnet.delivers, variant=None, kind="delivery",
+                 magnet=magnet.name)
 
     # -- 3. stages ----------------------------------------------------------------
     def transitions(self) -> None:
@@ -369,6 +399,7 @@ class _Step:
         variant = _variant(self.lead.s.lead, seq.name, step)
         self.lead.sends.append(moment)
         self.lead.emails_sent += 1
+        self.lead.facts["email.sent"] = moment
         self.lead.facts[f"email.sent.{step.template}"] = moment
         self.act("send_email", at=moment, sequence=seq.name, step=step.id, template=step.template, variant=variant,
                  kind=seq.kind)
@@ -490,7 +521,7 @@ def new_lead(plan: p.Plan, event: Event) -> Tuple[Optional[LeadState], Optional[
     if problem:
         return None, problem
     state = LeadState(lead=event.lead, profile=tuple(sorted(profile.items())), stage=magnet.enters,
-                      entered=((magnet.enters, event.at),), score=float(magnet.score), score_at=event.at,
+                      entered=((magnet.enters, event.at),), score=0.0, score_at=event.at,
                       consent=magnet.consent, consent_at=event.at, source=magnet.name, last_at=event.at)
     return state, None
 
@@ -518,9 +549,11 @@ def step(plan: p.Plan, state: Optional[LeadState], event: Event, shared: Shared 
             return Result(state, (Action("rejected", event.at, event.lead, (("reason", problem),)),), shared)
     work = _Step(plan, _Lead(state), event, shared)
     if created:
+        work.created = True
         work.act("consent_recorded", magnet=state.source, consent=state.consent)
-        work.lead.score += sum(fp.points for fp in plan.scoring.fit if ev.holds(fp.when.tree, work.resolve))
+        work.add_points(sum(fp.points for fp in plan.scoring.fit if ev.holds(fp.when.tree, work.resolve)))
         rule = plan.handoff_for(state.stage)
+        work.act("crm_update", stage=(rule.crm_stage if rule and rule.crm_stage else state.stage))
         if rule is not None:
             work.handoff(rule)
     work.decay()

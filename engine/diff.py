@@ -107,6 +107,10 @@ def _keyed(out: List[Change], category: str, path: str, old: Dict[str, Any], new
                               f"{label} {key} {_short(old[key])} → {_short(new[key])}"))
 
 
+def _sign(before: Any, after: Any) -> str:
+    return "+" if before is None else "-" if after is None else "~"
+
+
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= 60 else text[:57] + "…"
@@ -148,7 +152,7 @@ def diff(old: Plan, new: Plan) -> Diff:
            {f.when.source: f.points for f in new.scoring.fit}, "fit points for")
     od, nd = old.scoring.decay, new.scoring.decay
     if od != nd:
-        out.append(Change("~", "decay", "scoring.decay", od and od.factor, nd and nd.factor,
+        out.append(Change(_sign(od, nd), "decay", "scoring.decay", od and od.factor, nd and nd.factor,
                           f"decay factor {od and round(od.factor, 4)} → {nd and round(nd.factor, 4)}"))
     # Stages and transitions.
     _keyed(out, "stage", "stages", {s.name: s.index for s in old.stages}, {s.name: s.index for s in new.stages},
@@ -162,7 +166,7 @@ def diff(old: Plan, new: Plan) -> Diff:
     _keyed(out, "persona", "personas", {g.name: g.when.source for g in old.personas},
            {g.name: g.when.source for g in new.personas}, "persona")
     if _cond(old.fit) != _cond(new.fit):
-        out.append(Change("~", "fit", "fit", _cond(old.fit), _cond(new.fit),
+        out.append(Change(_sign(old.fit, new.fit), "fit", "fit", _cond(old.fit), _cond(new.fit),
                           f"fit {_cond(old.fit)} → {_cond(new.fit)}"))
     # Handoff, magnets, policies, templates.
     def handoff(h: Any) -> Dict[str, Any]:
@@ -227,13 +231,18 @@ def _in_flight(old: Plan, new: Plan) -> List[str]:
     return notes
 
 
+# Categories whose plural is not the noun plus "s".
+_PLURAL = {"points": "points", "policy": "policies", "variants": "variants", "decay": "decay changes",
+           "fit": "fit changes", "lead magnet": "lead magnets"}
+
+
 def summary(d: Diff) -> str:
     if not d.changes:
         return "No changes."
     counts = Counter((c.sign, c.category) for c in d.changes if c.category != "threshold")
     parts = []
     for (sign, cat), n in sorted(counts.items(), key=lambda kv: ("+-~".index(kv[0][0]), kv[0][1])):
-        noun = cat if n == 1 else (cat + "es" if cat.endswith("h") else cat + "s")
+        noun = cat if n == 1 else _PLURAL.get(cat, cat + "s")
         parts.append(f"{sign} {n} {noun}")
     for c in d.changes:
         if c.category == "threshold":

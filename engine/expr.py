@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import List, Optional, Tuple, Union
 
 MAX_LENGTH = 2000
@@ -334,8 +335,10 @@ class _Parser:
         return ListExpr(tuple(items), start.offset)
 
 
+@lru_cache(maxsize=8192)
 def parse(source: str) -> Node:
-    """Parse a condition; raise ExprSyntaxError with the offending offset."""
+    """Parse a condition; raise ExprSyntaxError with the offending offset. Trees are
+    immutable, so validation and the model share one parse per distinct condition."""
     if len(source) > MAX_LENGTH:
         raise ExprSyntaxError(f"condition is longer than {MAX_LENGTH} characters", MAX_LENGTH,
                               "split it into named segments, personas or fit rules")

@@ -54,7 +54,8 @@ _FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
 _LEADING_ZERO = re.compile(r"[-+]?0[0-9]+\Z")
 _PREFIXED = re.compile(r"[-+]?0[xXoObB][0-9a-fA-F_]+\Z")
 _UNDERSCORED = re.compile(r"[-+]?[0-9][0-9_]*_[0-9_]*(\.[0-9_]*)?\Z")
-_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?\Z")
+# YAML 1.1 base 60 (`1:30` is 90); a leading zero (`08:00`) is a string there too.
+_SEXAGESIMAL = re.compile(r"[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?\Z")
 _NONFINITE = re.compile(r"[-+]?\.(inf|Inf|INF)\Z|\.(nan|NaN|NAN)\Z")
 _YAML11_BOOL = {"y", "yes", "n", "no", "on", "off"}
 _NULLS = {"", "~", "null", "Null", "NULL"}

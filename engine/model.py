@@ -365,6 +365,19 @@ def _decay(raw: Optional[Dict[str, Any]]) -> Optional[Decay]:
     return Decay(1.0, 1440, None, window, path)
 
 
+def _enum_type(values: Optional[Any]) -> str:
+    """An attribute's type when only its enum is given: the type its values share."""
+    if not values:
+        return "string"
+    if all(isinstance(v, bool) for v in values):
+        return "boolean"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "integer"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "number"
+    return "string"
+
+
 def build(doc: Document) -> Funnel:
     """The typed model of a schema-valid document with valid condition syntax."""
     d = doc.data
@@ -372,8 +385,9 @@ def build(doc: Document) -> Funnel:
     sender = Sender(sender_raw["from"], sender_raw.get("reply_to"), sender_raw["postal_address"],
                     sender_raw.get("timezone", "UTC"), sender_raw.get("unsubscribe_url"))
     profile = tuple(
-        Attribute(name, a.get("type", "string"), tuple(a["enum"]) if "enum" in a else None, a.get("minimum"),
-                  a.get("maximum"), a.get("format"), bool(a.get("required", False)), ("profile", name))
+        Attribute(name, a.get("type") or _enum_type(a.get("enum")), tuple(a["enum"]) if "enum" in a else None,
+                  a.get("minimum"), a.get("maximum"), a.get("format"), bool(a.get("required", False)),
+                  ("profile", name))
         for name, a in (d.get("profile") or {}).items())
 
     def named(group: str) -> Tuple[Named, ...]:

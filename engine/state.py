@@ -129,6 +129,8 @@ class LeadState:
     sends: Tuple[int, ...] = ()  # recent send minutes, for the frequency cap
     emails_sent: int = 0
     last_at: int = 0
+    # (minute, points) of every scoring event, kept only when the decay has a window.
+    points: Tuple[Tuple[int, float], ...] = ()
 
     def profile_dict(self) -> Dict[str, Any]:
         return dict(self.profile)

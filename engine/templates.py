@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
+import os
 import re
 import stat
 from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Tuple
 
 import jinja2
-from jinja2 import nodes
+from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 SUFFIX = ".j2"
@@ -78,12 +80,14 @@ def discover(root: Path) -> List[str]:
     if not root.is_dir():
         return []
     names = []
-    for path in sorted(root.rglob(f"*{SUFFIX}")):
-        rel = path.relative_to(root)
-        if any(part.startswith("_") or part.startswith(".") for part in rel.parts):
-            continue
-        names.append(rel.as_posix()[: -len(SUFFIX)])
-    return names
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        rel = os.path.relpath(folder, root)
+        for f in files:
+            if f.endswith(SUFFIX) and not f.startswith(("_", ".")):
+                path = f if rel == "." else f"{rel}/{f}"
+                names.append(path.replace(os.sep, "/")[: -len(SUFFIX)])
+    return sorted(names)
 
 
 def _column(source_line: str, needle: str) -> int:
@@ -186,8 +190,73 @@ def _syntax_help(message: str) -> str:
     return "fix the Jinja2 syntax at this line"
 
 
+def _identity(path: str) -> Tuple[str, int, int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (path, -1, -1)
+    return (path, info.st_mtime_ns, info.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _reads(root: Path, filename: str, _identity: Tuple[str, int, int]) -> Tuple[FrozenSet[str], Tuple[str, ...]]:
+    """(variables the template reads, templates it includes or extends), from its AST."""
+    try:
+        source = (root / filename).read_text(encoding="utf-8")
+        tree = environment(root).parse(source)
+    except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+        return frozenset(), ()
+    refs = tuple(sorted(r for r in meta.find_referenced_templates(tree) if isinstance(r, str)))
+    return frozenset(meta.find_undeclared_variables(tree)), refs
+
+
+def _render_key(root: Path, name: str, context: Mapping[str, Any]) -> Tuple[Any, ...]:
+    """What a render depends on: the files (with their identities) of the template and
+    everything it includes, and the values of just the variables they read. Two funnels
+    that share templates, profile and sender render them once between them."""
+    base = os.fspath(root)
+    files: Dict[str, Tuple[str, int, int]] = {}
+    reads: set = set()
+    todo = [f"{name}{SUFFIX}"]
+    while todo and len(files) < 64:
+        filename = todo.pop()
+        if filename in files:
+            continue
+        ident = _identity(os.path.join(base, filename))
+        files[filename] = ident
+        variables, refs = _reads(root, filename, ident)
+        reads |= variables
+        todo.extend(refs)
+    values = json.dumps({k: context.get(k) for k in sorted(reads)}, sort_keys=True, default=str)
+    return (base, tuple(sorted(files.values())), values)
+
+
+_RENDERED: Dict[Tuple[Any, ...], Any] = {}
+_RENDER_CACHE_SIZE = 4096
+
+
 def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
-    """Render every part of a template in the sandbox. Raises jinja2 errors as they come."""
+    """Render every part of a template in the sandbox. Raises jinja2 errors as they come.
+    Renders are pure, so they are remembered by `_render_key`."""
+    key = _render_key(root, name, context)
+    if key in _RENDERED:
+        cached = _RENDERED[key]
+        if isinstance(cached, Exception):
+            raise cached
+        return cached  # type: ignore[no-any-return]
+    try:
+        result: Any = _render(root, name, context)
+    except Exception as exc:  # noqa: BLE001 - remembered and raised again, as it came
+        result = exc
+    if len(_RENDERED) >= _RENDER_CACHE_SIZE:
+        _RENDERED.clear()
+    _RENDERED[key] = result
+    if isinstance(result, Exception):
+        raise result
+    return result  # type: ignore[no-any-return]
+
+
+def _render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     parts = {}
     for html in (False, True):
         template = environment(root, html).get_template(f"{name}{SUFFIX}")

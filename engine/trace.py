@@ -89,6 +89,8 @@ def _describe_action(a: Any) -> str:
     d = dict(a.detail)
     if a.type == "send_email":
         variant = f" variant {d['variant']}" if d.get("variant") else ""
+        if d.get("kind") == "delivery":
+            return f"send {d['template']}  (delivery of lead magnet {d.get('magnet')})"
         return f"send {d['template']}{variant}  ({d['kind']} {d['sequence']}, step {d['step']})"
     if a.type == "stage_changed":
         return f"stage {d['from']} → {d['to']}: {d['because']}"

@@ -511,7 +511,7 @@ def test_baseline_accepts_todays_findings_and_survives_edits(tmp_path: Path, mon
 
     # A new finding is not in the baseline: it alone is reported, and it fails the run.
     path.write_text(text.replace('    exit: {stage_at_least: mql}\n',
-                                 '      - {wait: 2d, at: "23:00", send: nurture/insight}\n'
+                                 '      - {id: insight-again, wait: 2d, at: "23:00", send: nurture/insight}\n'
                                  '    exit: {stage_at_least: mql}\n'), encoding="utf-8")
     code, out, _ = run_cli(["validate", path.name, "--baseline", "fnl-baseline.json", "--format", "json"],
                            tmp_path, monkeypatch, capsys)

@@ -251,7 +251,7 @@ def test_yaml11_boolean_inside_a_flow_list(tmp_path):
 
 
 @pytest.mark.parametrize("value,code", [
-    ("1:30", "FNL011"), ("20:00", "FNL011"), ("08:00", "FNL011"), ("190:20:30", "FNL011"),
+    ("1:30", "FNL011"), ("20:00", "FNL011"), ("190:20:30", "FNL011"),
     ("012", "FNL011"), ("-012", "FNL011"), ("00", "FNL011"),
     ("0x1F", "FNL011"), ("0o17", "FNL011"), ("0b101", "FNL011"), ("1_000", "FNL011"), ("1_000.5", "FNL011"),
     ("1e400", "FNL012"), ("-1e400", "FNL012"), ("1" + "0" * 400 + ".0", "FNL012"),
@@ -601,3 +601,10 @@ def test_each_hostile_file_alone(tmp_path):
     assert set(expected) == set(HOSTILE)
     for name, raw in HOSTILE.items():
         assert list(_codes(load(tmp_path, raw, name))) == expected[name], name
+
+
+def test_times_with_a_leading_zero_are_strings_everywhere(tmp_path):
+    """`08:00` is a string to YAML 1.1 (base 60 needs a leading 1-9) and 1.2 alike."""
+    loaded = load(tmp_path, "to: 08:00\nat: 09:30\n")
+    assert loaded.problems == ()
+    assert loaded.document.data == {"to": "08:00", "at": "09:30"}

@@ -34,23 +34,38 @@ class Context:
             self._cache[key] = templates.load(self.funnel.template_dir, name, self.attribute_names)
         return self._cache[key]  # type: ignore[no-any-return]
 
+    @cached_property
+    def _send_index(self) -> Dict[str, Tuple[List[str], List[str]]]:
+        """Template -> (purposes it is sent for, A/B variants it is sent with)."""
+        index: Dict[str, Tuple[List[str], List[str]]] = {}
+        for name, _path, purpose in self.sends:
+            purposes, _ = index.setdefault(name, ([], []))
+            if purpose not in purposes:
+                purposes.append(purpose)
+        for seq in self.funnel.sequences:
+            for step in seq.steps:
+                if step.send:
+                    variants = index.setdefault(step.send, ([], []))[1]
+                    variants.extend(v for v, _ in step.variants if v not in variants)
+        return index
+
+    def sample(self, purpose: str, variant: Optional[str]) -> Dict[str, Any]:
+        key = f"sample:{purpose}:{variant}"
+        if key not in self._cache:
+            self._cache[key] = templates.sample_context(self.funnel, variant, purpose)
+        return self._cache[key]  # type: ignore[no-any-return]
+
     def renders(self, name: str) -> List[Tuple[Optional[str], Any]]:
         """(variant, Rendered or the exception rendering raised) for each purpose and
         variant the funnel sends this template with (variant None when it has none)."""
         key = f"render:{name}"
         if key not in self._cache:
-            variants: List[Optional[str]] = []
-            for seq in self.funnel.sequences:
-                for step in seq.steps:
-                    if step.send == name:
-                        variants.extend(v for v, _ in step.variants)
-            purposes = sorted({purpose for sent, _path, purpose in self.sends if sent == name}) or ["nurture"]
+            purposes, variants = self._send_index.get(name, ([], []))
             out: List[Tuple[Optional[str], Any]] = []
-            for purpose in purposes:
-                for variant in sorted(set(variants)) or [None]:
+            for purpose in sorted(purposes) or ["nurture"]:
+                for variant in sorted(variants) or [None]:
                     try:
-                        result: Any = templates.render(self.funnel.template_dir, name,
-                                                       templates.sample_context(self.funnel, variant, purpose))
+                        result: Any = templates.render(self.funnel.template_dir, name, self.sample(purpose, variant))
                     except Exception as exc:  # noqa: BLE001 - any render failure is a finding
                         result = exc
                     out.append((variant, result))
