@@ -259,6 +259,9 @@ def check_suppression(plan: Plan, applied: List[Applied]) -> None:
     for item in applied:
         state = item.result.state
         for a in _sends(item):
+            if a.get("kind") == "delivery":  # the lead magnet the lead just asked for
+                assert a.get("template") == plan.magnet(a.get("magnet")).delivers
+                continue
             stage = plan.stage(state.stage)
             seq = plan.sequence(a.get("sequence"))
             assert seq.kind == a.get("kind")
@@ -310,6 +313,10 @@ def check_quiet_hours(plan: Plan, applied: List[Applied]) -> None:
         profile = dict(item.result.state.profile) if item.result.state else {}
         zone = ZoneInfo(profile.get(pol.timezone_attribute) or pol.default_timezone)
         for a in _sends(item):
+            if a.get("kind") == "delivery":
+                # Requested content goes out at once, quiet hours or not, and only on an opt-in.
+                assert item.event.type in ("optin", "magnet.downloaded") and a.at == item.event.at
+                continue
             local = datetime.fromtimestamp(a.at * 60, tz=timezone.utc).astimezone(zone)
             minute = local.hour * 60 + local.minute
             start, end = pol.quiet_from, pol.quiet_to
