@@ -1,0 +1,20 @@
+"""The installed fnl is the same program as the source tree: every engine package ships."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_every_engine_package_is_in_the_wheel():
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "engine").rglob("__init__.py")}
+    assert on_disk - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
+    assert "fnl_schemas" in listed and config["tool"]["setuptools"]["package-dir"]["fnl_schemas"] == "schemas"
