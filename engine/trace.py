@@ -43,8 +43,8 @@ def read_events(path: Path, display: str) -> Events:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        return Events((), (Problem("FNL601", "events file is not UTF-8", Location(display, line, 1),
+        bad_line = raw.count(b"\n", 0, exc.start) + 1
+        return Events((), (Problem("FNL601", "events file is not UTF-8", Location(display, bad_line, 1),
                                    help="write events as UTF-8 JSON Lines"),))
     last: Dict[str, int] = {}
     for n, line in enumerate(text.splitlines(), 1):

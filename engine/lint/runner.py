@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Sequence, Set, Tuple
 
 from ..errors import Location, Problem
 from ..model import Funnel
@@ -65,7 +65,7 @@ def _file_line(loc: Location) -> str:
     return ""
 
 
-def _suppressions(lines_by_file: Dict[str, Sequence[str]]) -> Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]]:
+def _suppressions(lines_by_file: Mapping[str, Sequence[str]]) -> Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]]:
     """(file, line a suppression covers) -> [(codes, line, column of the comment)]. A
     comment covers its own line and the line after it, so one line may be covered by
     two comments; each keeps its own codes, and a finding uses the comment naming it."""

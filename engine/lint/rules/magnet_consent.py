@@ -28,7 +28,6 @@ def check(ctx: Context) -> Iterator[Finding]:
         if not (m.consent or "").strip():
             yield Finding(m.path, f"lead magnet `{m.name}` has no consent text",
                           "add `consent:` with the exact wording shown at opt-in", key=True)
-        elif "unsubscribe" not in m.consent.lower() and "opt out" not in m.consent.lower() \
-                and "withdraw" not in m.consent.lower():
+        elif not any(word in (m.consent or "").lower() for word in ("unsubscribe", "opt out", "withdraw")):
             yield Finding(m.path + ("consent",), f"consent text of `{m.name}` does not say how to unsubscribe",
                           "add a sentence such as \"Unsubscribe at any time.\"")
