@@ -12,15 +12,19 @@ import difflib
 import hashlib
 import json
 import os
+import signal
+import threading
 import re
 import stat
 from functools import lru_cache
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Tuple
 
 import jinja2
 from jinja2 import meta, nodes
+import jinja2.sandbox
 from jinja2.sandbox import SandboxedEnvironment
 
 SUFFIX = ".j2"
@@ -61,13 +65,64 @@ class Rendered:
     text: str
 
 
+MAX_OUTPUT = 1024 * 1024  # characters one part may render to
+RENDER_SECONDS = 2.0
+MAX_REPEAT = 100_000  # longest string or list `*` may build
+
+
+class RenderBudget(Exception):
+    """A template that renders too much or for too long (a hostile or runaway loop)."""
+
+    def __init__(self, message: str, part: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.part = part
+
+
+class Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, plus bounds on `*` and `**`: `{{ 'x' * 10**9 }}` would otherwise
+    build a gigabyte before any other check could run."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
+            raise jinja2.sandbox.SecurityError("exponent larger than 1000")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
+                    raise jinja2.sandbox.SecurityError(f"repetition longer than {MAX_REPEAT:,}")
+        return super().call_binop(context, operator, left, right)
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Interrupt a render that runs past `seconds` (Unix, main thread; elsewhere the
+    output bound still applies)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise RenderBudget(f"rendering took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 @lru_cache(maxsize=64)
 def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
     """The sandbox. The HTML part renders with autoescaping, so lead data such as
     `<script>` in a name arrives as text; subject and text parts render unescaped.
     One environment per directory and mode, so compiled templates are reused (Jinja
     recompiles a template whose file changed)."""
-    return SandboxedEnvironment(
+    return Sandbox(
         loader=jinja2.FileSystemLoader(str(root)),
         undefined=jinja2.StrictUndefined,
         autoescape=html,
@@ -258,13 +313,25 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
 
 def _render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     parts = {}
-    for html in (False, True):
-        template = environment(root, html).get_template(f"{name}{SUFFIX}")
-        ctx = template.new_context(dict(context))
-        for part in (("html",) if html else ("subject", "preheader", "text")):
-            block = template.blocks.get(part)
-            parts[part] = "".join(block(ctx)) if block else ""
+    with _deadline(RENDER_SECONDS):
+        for html in (False, True):
+            template = environment(root, html).get_template(f"{name}{SUFFIX}")
+            ctx = template.new_context(dict(context))
+            for part in (("html",) if html else ("subject", "preheader", "text")):
+                block = template.blocks.get(part)
+                parts[part] = _bounded(block(ctx), part) if block else ""
     return Rendered(parts["subject"].strip(), parts["preheader"].strip(), parts["html"], parts["text"])
+
+
+def _bounded(chunks: Iterator[str], part: str) -> str:
+    out: List[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise RenderBudget(f"the {part} part renders to more than {MAX_OUTPUT // 1024} KiB", part)
+        out.append(chunk)
+    return "".join(out)
 
 
 def error_line(exc: BaseException, path: Path) -> int:
@@ -272,6 +339,14 @@ def error_line(exc: BaseException, path: Path) -> int:
     traceback holds frames of Jinja's generated Python code, not template lines; the
     compiled template's debug info maps them back (the last frame in `path` wins)."""
     line = 1
+    if isinstance(exc, RenderBudget) and exc.part:
+        # Raised outside the template's code: point at the block that rendered too much.
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        marker = re.compile(r"{%-?\s*block\s+" + exc.part + r"\b")
+        return next((i for i, text in enumerate(lines, 1) if marker.search(text)), 1)
     tb = exc.__traceback__
     while tb is not None:
         compiled = tb.tb_frame.f_globals.get("__jinja_template__")
