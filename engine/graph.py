@@ -8,7 +8,8 @@ where sales takes over.
 from __future__ import annotations
 
 import re
-from typing import Dict, List
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
 
 from .model import format_duration
 from .plan import Plan
@@ -73,75 +74,98 @@ def _sequence_label(seq) -> str:  # type: ignore[no-untyped-def]
     return " · ".join(parts)
 
 
-def mermaid(plan: Plan) -> str:
+@dataclass(frozen=True)
+class Node:
+    id: str
+    label: str
+    shape: str  # stage | terminal | magnet | handoff | sequence | event
+    group: str = ""  # a sequence's colour class: nurture | sales | postsale
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    label: str = ""
+    style: str = "flow"  # flow | runs (a sequence in a stage) | rule (a handoff beside its stage)
+
+
+def _transition_label(t) -> str:  # type: ignore[no-untyped-def]
+    label = t.when.source if t.when else ""
+    if t.on:
+        label = f"on {t.on}" + (f" and {label}" if label else "")
+    return label
+
+
+def layout(plan: Plan) -> Tuple[List[Node], List[Node], List[Edge]]:
+    """(stages, other nodes, edges): the one walk over the plan both formats draw."""
     ids = _Ids()
-    out: List[str] = ["flowchart LR"]
-    out.append(f"  %% fnl plan {plan.funnel} {plan.content_hash[:19]}")
-    out.append("  subgraph lifecycle[" + _m("Lifecycle stages") + "]")
-    out.append("    direction LR")
-    for st in plan.stages:
-        shape = ("([", "])") if st.terminal else ("[", "]")
-        out.append(f"    {ids('stage', st.name)}{shape[0]}{_m(st.name)}{shape[1]}")
-    out.append("  end")
+    stages = [Node(ids("stage", st.name), st.name, "terminal" if st.terminal else "stage") for st in plan.stages]
+    nodes: List[Node] = []
+    edges: List[Edge] = []
     for m in plan.lead_magnets:
-        out.append(f"  {ids('magnet', m.name)}[/{_m(m.name + ' (' + m.kind + ')')}/] --> {ids('stage', m.enters)}")
+        nodes.append(Node(ids("magnet", m.name), f"{m.name} ({m.kind})", "magnet"))
+        edges.append(Edge(ids("magnet", m.name), ids("stage", m.enters)))
     for t in plan.transitions:
-        label = t.when.source if t.when else ""
-        if t.on:
-            label = f"on {t.on}" + (f" and {label}" if label else "")
         for src in t.sources:
-            out.append(f"  {ids('stage', src)} -->|{_m(label, 60)}| {ids('stage', t.to)}")
+            edges.append(Edge(ids("stage", src), ids("stage", t.to), _transition_label(t)))
     for h in plan.handoff:
-        node = ids("handoff", h.stage)
-        out.append(f"  {node}{{{{{_m(_assignment(plan, h.stage))}}}}}")
-        out.append(f"  {ids('stage', h.stage)} --- {node}")
+        nodes.append(Node(ids("handoff", h.stage), _assignment(plan, h.stage), "handoff"))
+        edges.append(Edge(ids("stage", h.stage), ids("handoff", h.stage), style="rule"))
+    events = set()
     for seq in plan.sequences:
-        node = ids("seq", seq.name)
-        out.append(f"  {node}[[{_m(_sequence_label(seq))}]]")
+        group = {"nurture": "nurture", "broadcast": "nurture", "sales": "sales"}.get(seq.kind, "postsale")
+        nodes.append(Node(ids("seq", seq.name), _sequence_label(seq), "sequence", group))
         for stage in seq.stages:
-            out.append(f"  {ids('stage', stage)} -.-> {node}")
+            edges.append(Edge(ids("stage", stage), ids("seq", seq.name), style="runs"))
         if not seq.stages and seq.on:
-            out.append(f"  {ids('event', seq.on)}>{_m(seq.on)}] -.-> {node}")
+            if seq.on not in events:
+                events.add(seq.on)
+                nodes.append(Node(ids("event", seq.on), seq.on, "event"))
+            edges.append(Edge(ids("event", seq.on), ids("seq", seq.name), style="runs"))
+    return stages, nodes, edges
+
+
+_MERMAID_SHAPE = {"stage": ("[", "]"), "terminal": ("([", "])"), "magnet": ("[/", "/]"), "handoff": ("{{", "}}"),
+                  "sequence": ("[[", "]]"), "event": (">", "]")}
+_MERMAID_ARROW = {"flow": "-->", "runs": "-.->", "rule": "---"}
+
+
+def mermaid(plan: Plan) -> str:
+    stages, nodes, edges = layout(plan)
+    out: List[str] = ["flowchart LR", f"  %% fnl plan {plan.funnel} {plan.content_hash[:19]}",
+                      "  subgraph lifecycle[" + _m("Lifecycle stages") + "]", "    direction LR"]
+    for n in stages:
+        open_, close = _MERMAID_SHAPE[n.shape]
+        out.append(f"    {n.id}{open_}{_m(n.label)}{close}")
+    out.append("  end")
+    for n in nodes:
+        open_, close = _MERMAID_SHAPE[n.shape]
+        out.append(f"  {n.id}{open_}{_m(n.label)}{close}")
+    for e in edges:
+        label = f"|{_m(e.label, 60)}|" if e.label else ""
+        out.append(f"  {e.source} {_MERMAID_ARROW[e.style]}{label} {e.target}")
     out.append("  classDef nurture fill:#e8f4ff,stroke:#3b82f6")
     out.append("  classDef sales fill:#fff4e5,stroke:#f59e0b")
     out.append("  classDef postsale fill:#eafbea,stroke:#22c55e")
-    for seq in plan.sequences:
-        cls = {"nurture": "nurture", "broadcast": "nurture", "sales": "sales"}.get(seq.kind, "postsale")
-        out.append(f"  class {ids('seq', seq.name)} {cls}")
+    out.extend(f"  class {n.id} {n.group}" for n in nodes if n.group)
     return "\n".join(out) + "\n"
 
 
+_DOT_SHAPE = {"stage": "box", "terminal": "doublecircle", "magnet": "parallelogram", "handoff": "hexagon",
+              "sequence": "component", "event": "cds"}
+_DOT_STYLE = {"flow": "", "runs": " [style=dashed]", "rule": " [arrowhead=none]"}
+
+
 def dot(plan: Plan) -> str:
-    ids = _Ids()
-    out: List[str] = [f"digraph {_d(plan.funnel)} {{", "  rankdir=LR;", '  node [fontname="Helvetica"];']
-    out.append("  subgraph cluster_lifecycle {")
-    out.append('    label="Lifecycle stages";')
-    for st in plan.stages:
-        shape = "doublecircle" if st.terminal else "box"
-        out.append(f"    {ids('stage', st.name)} [label={_d(st.name)}, shape={shape}];")
+    stages, nodes, edges = layout(plan)
+    out: List[str] = [f"digraph {_d(plan.funnel)} {{", "  rankdir=LR;", '  node [fontname="Helvetica"];',
+                      "  subgraph cluster_lifecycle {", '    label="Lifecycle stages";']
+    out.extend(f"    {n.id} [label={_d(n.label)}, shape={_DOT_SHAPE[n.shape]}];" for n in stages)
     out.append("  }")
-    for m in plan.lead_magnets:
-        node = ids("magnet", m.name)
-        out.append(f"  {node} [label={_d(m.name + ' (' + m.kind + ')')}, shape=parallelogram];")
-        out.append(f"  {node} -> {ids('stage', m.enters)};")
-    for t in plan.transitions:
-        label = t.when.source if t.when else ""
-        if t.on:
-            label = f"on {t.on}" + (f" and {label}" if label else "")
-        for src in t.sources:
-            out.append(f"  {ids('stage', src)} -> {ids('stage', t.to)} [label={_d(label, 60)}];")
-    for h in plan.handoff:
-        node = ids("handoff", h.stage)
-        out.append(f"  {node} [label={_d(_assignment(plan, h.stage))}, shape=hexagon];")
-        out.append(f"  {ids('stage', h.stage)} -> {node} [arrowhead=none];")
-    for seq in plan.sequences:
-        node = ids("seq", seq.name)
-        out.append(f"  {node} [label={_d(_sequence_label(seq))}, shape=component];")
-        for stage in seq.stages:
-            out.append(f"  {ids('stage', stage)} -> {node} [style=dashed];")
-        if not seq.stages and seq.on:
-            ev = ids("event", seq.on)
-            out.append(f"  {ev} [label={_d(seq.on)}, shape=cds];")
-            out.append(f"  {ev} -> {node} [style=dashed];")
+    out.extend(f"  {n.id} [label={_d(n.label)}, shape={_DOT_SHAPE[n.shape]}];" for n in nodes)
+    for e in edges:
+        attrs = f" [label={_d(e.label, 60)}]" if e.label else _DOT_STYLE[e.style]
+        out.append(f"  {e.source} -> {e.target}{attrs};")
     out.append("}")
     return "\n".join(out) + "\n"
