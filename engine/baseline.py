@@ -32,10 +32,10 @@ def key(definition: str, p: Problem) -> Key:
 def write(path: Path, findings: Iterable[Tuple[str, Problem]]) -> int:
     # One entry per finding (repeats kept), so counts survive the round trip.
     ordered = sorted(findings, key=lambda x: key(*x))
-    doc = {"format_version": FORMAT_VERSION, "findings": [
-        {"definition": k[0], "code": k[1], "path": k[2], "message": k[3]} for k in (key(d, p) for d, p in ordered)]}
+    entries = [{"definition": k[0], "code": k[1], "path": k[2], "message": k[3]} for k in (key(d, p) for d, p in ordered)]
+    doc = {"format_version": FORMAT_VERSION, "findings": entries}
     path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return len(doc["findings"])
+    return len(entries)
 
 
 def read(path: Path) -> Counter:

@@ -241,7 +241,8 @@ class _Step:
         before = self.lead.stage
         self.lead.stage = stage
         self.lead.entered[stage] = self.now
-        self.act("stage_changed", **{"from": before, "to": stage, "because": because, "transition": transition})
+        self.act("stage_changed", None, **{"from": before, "to": stage, "because": because,  # type: ignore[arg-type]
+                                           "transition": transition})
         rule = self.plan.handoff_for(stage)
         self.act("crm_update", stage=(rule.crm_stage if rule and rule.crm_stage else stage))
         if rule is not None:

@@ -275,9 +275,9 @@ def _from_json(tp: Any, value: Any) -> Any:
         for f in dataclasses.fields(tp):
             key = f.name.rstrip("_")
             if key not in value:
-                raise ValueError(f"missing `{key}` in {tp.__name__}")
+                raise ValueError(f"missing `{key}` in {tp.__name__}")  # type: ignore[union-attr]
             kwargs[f.name] = _from_json(hints[f.name], value[key])
-        return tp(**kwargs)
+        return tp(**kwargs)  # type: ignore[operator]
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_from_json(args[0], v) for v in value)
@@ -332,7 +332,7 @@ def _schema_for(tp: Any, defs: Dict[str, Any]) -> Dict[str, Any]:
     if tp is Tree or origin is dict:
         return {"$ref": "#/definitions/Tree"}
     if dataclasses.is_dataclass(tp):
-        name = tp.__name__
+        name = tp.__name__  # type: ignore[union-attr]
         if name not in defs:
             defs[name] = {}
             hints = typing.get_type_hints(tp)

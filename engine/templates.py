@@ -20,7 +20,7 @@ from functools import lru_cache
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Set, Tuple
 
 import jinja2
 from jinja2 import meta, nodes
@@ -169,21 +169,21 @@ def _check_names(tree: nodes.Template, lines: List[str], attributes: Tuple[str, 
     fields = {"lead": tuple(attributes) + ("email",), "sender": SENDER_FIELDS, "owner": OWNER_FIELDS,
               "magnet": MAGNET_FIELDS}
     issues = []
-    seen = set()
+    seen: Set[Tuple[str, Optional[str], int]] = set()
     for var, attr, line in _names_used(tree):
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         if var not in GLOBALS and var not in ("loop", "self", "super", "range", "true", "false", "none"):
-            key = (var, None, line)
-            if key not in seen:
-                seen.add(key)
+            unknown: Tuple[str, Optional[str], int] = (var, None, line)
+            if unknown not in seen:
+                seen.add(unknown)
                 guess = difflib.get_close_matches(var, GLOBALS, n=1)
                 issues.append(TemplateIssue(
                     "undefined", f"`{var}` is not a template variable", line, _column(text, var),
                     f"did you mean `{guess[0]}`?" if guess else f"available: {', '.join(GLOBALS)}"))
         elif attr is not None and var in fields and attr not in fields[var]:
-            key = (var, attr, line)
-            if key not in seen:
-                seen.add(key)
+            bad_field: Tuple[str, Optional[str], int] = (var, attr, line)
+            if bad_field not in seen:
+                seen.add(bad_field)
                 guess = difflib.get_close_matches(attr, fields[var], n=1)
                 what = "a profile attribute" if var == "lead" else f"a field of `{var}`"
                 hint = f"did you mean `{var}.{guess[0]}`?" if guess else (

@@ -250,8 +250,8 @@ def _explain(error: ValidationError, doc: Document) -> List[Problem]:
                    "split it into two steps")]
     if v == "anyOf" and isinstance(inst, dict) and all(
             isinstance(b, dict) and set(b) == {"required"} for b in error.validator_value):
-        options = " or ".join(f"`{b['required'][0]}`" for b in error.validator_value)
-        return [at(path, "FNL101", f"needs {options}", f"add {options}")]
+        either = " or ".join(f"`{b['required'][0]}`" for b in error.validator_value)
+        return [at(path, "FNL101", f"needs {either}", f"add {either}")]
     if v in ("anyOf", "oneOf"):
         kinds = []
         for branch in error.validator_value:

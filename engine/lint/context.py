@@ -63,7 +63,8 @@ class Context:
             purposes, variants = self._send_index.get(name, ([], []))
             out: List[Tuple[Optional[str], Any]] = []
             for purpose in sorted(purposes) or ["nurture"]:
-                for variant in sorted(variants) or [None]:
+                choices: List[Optional[str]] = list(sorted(variants)) or [None]
+                for variant in choices:
                     try:
                         result: Any = templates.render(self.funnel.template_dir, name, self.sample(purpose, variant))
                     except Exception as exc:  # noqa: BLE001 - any render failure is a finding

@@ -49,7 +49,7 @@ def _values(funnel: Funnel, name: str, trees: Sequence[expr.Node]) -> List[Any]:
     elif attr.type in ("integer", "number"):
         nums = {v for v in mentioned if isinstance(v, (int, float)) and not isinstance(v, bool)}
         step = 1 if attr.type == "integer" else 0.5
-        candidates = set()
+        candidates: set = set()
         for n in nums:
             candidates.update((n - step, n, n + step))
         for bound in (attr.minimum, attr.maximum):
@@ -61,7 +61,7 @@ def _values(funnel: Funnel, name: str, trees: Sequence[expr.Node]) -> List[Any]:
         hi = attr.maximum if attr.maximum is not None else float("inf")
         values = sorted(c for c in candidates if lo <= c <= hi)
     else:
-        values = sorted({v for v in mentioned if isinstance(v, str)}) + ["\x00other"]
+        values = [*sorted({v for v in mentioned if isinstance(v, str)}), "\x00other"]
     if not attr.required:
         values.append(MISSING)
     return values

@@ -46,9 +46,8 @@ def group_mentions(ctx: Context, kind: str) -> Iterator[Tuple[str, JsonPath, Opt
 
 
 def _literal_arg(call: expr.Call, index: int = 0) -> Optional[expr.Literal]:
-    if len(call.args) > index and isinstance(call.args[index], expr.Literal) and isinstance(call.args[index].value, str):
-        return call.args[index]  # type: ignore[return-value]
-    return None
+    arg = call.args[index] if len(call.args) > index else None
+    return arg if isinstance(arg, expr.Literal) and isinstance(arg.value, str) else None
 
 
 def _kwarg(call: expr.Call, name: str) -> Optional[expr.Literal]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Optional, Set, Tuple
+from typing import Dict, Iterator, Optional, Set, Tuple
 
 from ..errors import JsonPath, Location
 from ..sources import display_path
@@ -20,7 +20,7 @@ def template_issues(ctx: Context, kind: str) -> Iterator[Finding]:
     """Static issues of one kind in every template that exists and is sent (or is an
     email in the directory), located in the template file."""
     names: Set[str] = set(ctx.template_names)
-    first_use = {}
+    first_use: Dict[str, JsonPath] = {}
     for name, path, _purpose in ctx.sends:
         first_use.setdefault(name, path)
     for name in sorted(names):

@@ -11,7 +11,7 @@ Passes:
 """
 from __future__ import annotations
 
-from typing import Iterator, Tuple
+from typing import Dict, Iterator, Tuple
 
 from ...errors import JsonPath
 from .. import Finding
@@ -26,7 +26,7 @@ def _check_list(reps: Tuple[str, ...], path: JsonPath, what: str) -> Iterator[Fi
     if not reps:
         yield Finding(path, f"{what} is empty, so these leads go to nobody", "list at least one rep")
         return
-    seen = {}
+    seen: Dict[str, int] = {}
     for i, rep in enumerate(reps):
         key = rep.lower()
         if key in seen:
