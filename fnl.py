@@ -197,8 +197,12 @@ def compile_cmd(funnel: str, output: Optional[str]) -> int:
 
     text = plan_mod.dumps(plan_for(funnel))
     if output:
-        with open(output, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        try:
+            with open(output, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}",
+                             "write into a directory that exists and is writable") from None
         click.echo(f"Wrote {output} ({len(text):,} bytes).", err=True)
     else:
         click.echo(text, nl=False)

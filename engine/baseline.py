@@ -34,7 +34,11 @@ def write(path: Path, findings: Iterable[Tuple[str, Problem]]) -> int:
     ordered = sorted(findings, key=lambda x: key(*x))
     entries = [{"definition": k[0], "code": k[1], "path": k[2], "message": k[3]} for k in (key(d, p) for d, p in ordered)]
     doc = {"format_version": FORMAT_VERSION, "findings": entries}
-    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write the baseline: {exc.strerror or exc}",
+                         "write it into a directory that exists and is writable") from None
     return len(entries)
 
 

@@ -15,6 +15,7 @@ from typing import List, Optional, Set, Tuple
 from . import expr, model
 from . import plan as p
 from .lint.refs import split_event
+from .templates import check_file
 
 _INCLUDES = re.compile(rb"""{%-?\s*(?:include|extends|import|from)\s+["']([^"']+)["']""")
 
@@ -51,6 +52,8 @@ def _template_hash(root: Path, name: str, seen: Optional[Set[str]] = None) -> st
     seen = seen if seen is not None else set()
     digest = hashlib.sha256()
     path = root / f"{name}.j2" if not name.endswith(".j2") else root / name
+    if check_file(root, path) is not None:
+        return "missing"
     try:
         data = path.read_bytes()
     except OSError:

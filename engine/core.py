@@ -494,6 +494,8 @@ def validate_profile(plan: p.Plan, profile: Dict[str, Any]) -> Optional[str]:
             if a.required:
                 return f"required attribute `{a.name}` is missing"
             continue
+        if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+            return f"`{a.name}` is too large (integers must fit in 64 bits)"
         ok = {"string": isinstance(value, str), "boolean": isinstance(value, bool),
               "integer": isinstance(value, int) and not isinstance(value, bool),
               "number": isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -191,6 +191,10 @@ def diff(old: Plan, new: Plan) -> Diff:
 
 def _in_flight(old: Plan, new: Plan) -> List[str]:
     notes: List[str] = []
+    if not new.stages and old.stages:
+        return [f"the definition is removed: leads in {old.funnel} get nothing more from it"]
+    if not old.stages:
+        return []
     for seq in old.sequences:
         new_seq = new.sequence(seq.name)
         if new_seq is None:

@@ -21,17 +21,23 @@ def _compare(op: str, a: Any, b: Any) -> bool:
     if op == "!=":
         return bool(a != b)
     if op in ("in", "not in"):
-        inside = isinstance(b, (list, tuple)) and a is not None and a in b
+        try:
+            inside = isinstance(b, (list, tuple)) and a is not None and a in b
+        except TypeError:
+            inside = False
         return inside if op == "in" else not inside
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool) or isinstance(a, str) != isinstance(b, str):
         return False
-    if op == "<":
-        return bool(a < b)
-    if op == "<=":
-        return bool(a <= b)
-    if op == ">":
-        return bool(a > b)
-    return bool(a >= b)
+    try:
+        if op == "<":
+            return bool(a < b)
+        if op == "<=":
+            return bool(a <= b)
+        if op == ">":
+            return bool(a > b)
+        return bool(a >= b)
+    except TypeError:  # a list against a number, say: no ordering holds
+        return False
 
 
 def _arith(op: str, a: Any, b: Any) -> Any:

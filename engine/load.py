@@ -18,6 +18,7 @@ point at the source of any problem.
 from __future__ import annotations
 
 import math
+import os
 import re
 import stat
 import unicodedata
@@ -421,9 +422,19 @@ def _events(parser: Any) -> Any:
         yield parser.get_event()
 
 
-def load_file(path: Path, display: Optional[str] = None) -> Loaded:
-    """Read and parse one YAML file within the size bound."""
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links followed, lies within `root` (also with links followed)."""
+    real, base = os.path.realpath(path), os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def load_file(path: Path, display: Optional[str] = None, root: Optional[Path] = None) -> Loaded:
+    """Read and parse one YAML file within the size bound. With `root`, a link that
+    leads out of it is refused (a pull request must not make fnl read /etc/passwd)."""
     name = display or str(path)
+    if root is not None and not inside(path, root):
+        return Loaded(None, (Problem("FNL006", "cannot read file: it is a link to a file outside the definition's "
+                                     "directory", Location(name), help="replace the link with the file itself"),))
     try:
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):  # never open a pipe or device: reading could block forever

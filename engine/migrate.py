@@ -49,7 +49,7 @@ def _index(seq: Sequence, step_id: str) -> int:
 
 
 def stage_move(old: Plan, new: Plan, stage: str) -> str:
-    if new.stage(stage) is not None:
+    if new.stage(stage) is not None or not new.stages:
         return stage
     names = [s.name for s in old.stages]
     earlier = names[: names.index(stage)] if stage in names else []

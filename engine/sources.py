@@ -29,12 +29,16 @@ class Source:
 
     name: str
     files: Tuple[Path, ...]
+    # The directory the files were found in: links out of it are not followed.
+    root: Optional[Path] = None
 
 
 def display_path(path: Path) -> str:
     """A path as users see it: relative to the working directory when inside it."""
     try:
-        return path.resolve().relative_to(Path.cwd().resolve()).as_posix() if path.is_absolute() else path.as_posix()
+        here = Path(os.path.realpath(Path.cwd()))
+        real = Path(os.path.realpath(path.parent)) / path.name  # the link itself, not where it points
+        return real.relative_to(here).as_posix() if path.is_absolute() else path.as_posix()
     except ValueError:
         return path.as_posix()
 
@@ -59,7 +63,7 @@ def discover(paths: Tuple[str, ...]) -> List[Source]:
     sources: List[Source] = []
     seen = set()
     for source in _expand(paths):
-        key = tuple(f.resolve() for f in source.files)
+        key = tuple(os.path.realpath(f) for f in source.files)
         if key not in seen:  # the same definition named twice is checked once
             seen.add(key)
             sources.append(source)
@@ -68,10 +72,10 @@ def discover(paths: Tuple[str, ...]) -> List[Source]:
 
 def _split_root(path: Path) -> Optional[Path]:
     """The directory of the split definition a file belongs to, if any."""
-    for folder in path.resolve().parents:
+    for folder in Path(os.path.realpath(path)).parents:
         if (folder / ROOT_FILE).is_file():
             return folder
-        if folder == Path.cwd().resolve() or (folder / ".git").exists():
+        if folder == Path(os.path.realpath(Path.cwd())) or (folder / ".git").exists():
             break
     return None
 
@@ -106,7 +110,7 @@ def _find(directory: Path) -> List[Source]:
     if (directory / ROOT_FILE).is_file():
         files = _yaml_files(directory)
         root = directory / ROOT_FILE
-        return [Source(display_path(directory), (root,) + tuple(f for f in files if f != root))]
+        return [Source(display_path(directory), (root,) + tuple(f for f in files if f != root), directory)]
     out: List[Source] = []
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith("."):
@@ -114,13 +118,13 @@ def _find(directory: Path) -> List[Source]:
         if entry.is_dir():
             out.extend(_find(entry))
         elif entry.name.endswith(YAML_SUFFIXES):
-            out.append(Source(display_path(entry), (entry,)))
+            out.append(Source(display_path(entry), (entry,), directory))
     return out
 
 
 def load_source(source: Source) -> Loaded:
     """Load every file of a definition and merge them."""
-    loaded = [load_file(f, display_path(f)) for f in source.files]
+    loaded = [load_file(f, display_path(f), source.root) for f in source.files]
     problems = tuple(p for item in loaded for p in item.problems)
     if any(item.document is None for item in loaded):
         return Loaded(None, problems)

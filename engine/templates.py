@@ -83,9 +83,33 @@ class Sandbox(SandboxedEnvironment):
     """Jinja's sandbox, plus bounds on `*` and `**`: `{{ 'x' * 10**9 }}` would otherwise
     build a gigabyte before any other check could run."""
 
-    intercepted_binops = frozenset(["*", "**"])
+    intercepted_binops = frozenset(["*", "**", "%"])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Filters whose numeric argument sets the size of what they build.
+        for name in ("center", "indent", "wordwrap", "truncate", "format"):
+            if name in self.filters:
+                self.filters[name] = _bounded_filter(self.filters[name], name)
+        self.filters["join"] = _bounded_join(self.filters["join"])
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """`'{:999999999}'.format(1)`: check the format string before formatting."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        text = getattr(value, "__self__", "")
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if isinstance(text, str):
+                _check_widths(text)
+            return wrapped(*args, **kwargs)
+
+        return guarded
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "%" and isinstance(left, str):
+            _check_widths(left)
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
             raise jinja2.sandbox.SecurityError("exponent larger than 1000")
         if operator == "*":
@@ -93,6 +117,47 @@ class Sandbox(SandboxedEnvironment):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
                     raise jinja2.sandbox.SecurityError(f"repetition longer than {MAX_REPEAT:,}")
         return super().call_binop(context, operator, left, right)
+
+
+_WIDTH = re.compile(r"%[-+ #0]*(\d+)|%[-+ #0]*\d*\.(\d+)|{[^{}]*:[^{}]*?(\d{5,})[^{}]*}")
+
+
+def _check_widths(fmt: str) -> None:
+    """Refuse format strings whose width or precision would build a huge string."""
+    for m in _WIDTH.finditer(fmt):
+        width = next(int(g) for g in m.groups() if g)
+        if width > MAX_REPEAT:
+            raise jinja2.sandbox.SecurityError(f"format width {width:,} is larger than {MAX_REPEAT:,}")
+
+
+def _bounded_filter(func: Any, name: str) -> Any:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        for value in list(args[1:]) + list(kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEAT:
+                raise jinja2.sandbox.SecurityError(f"`{name}` size {value:,} is larger than {MAX_REPEAT:,}")
+            if isinstance(value, str) and name == "format":
+                _check_widths(value)
+        if name == "format" and args and isinstance(args[0], str):
+            _check_widths(args[0])
+        return func(*args, **kwargs)
+
+    for attr in ("jinja_pass_arg",):
+        if hasattr(func, attr):
+            setattr(guarded, attr, getattr(func, attr))
+    return guarded
+
+
+def _bounded_join(func: Any) -> Any:
+    """`join` with a separator repeated between many items can build gigabytes from
+    two small values; refuse a result larger than one part may be."""
+    def guarded(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
+        items = list(value) if not isinstance(value, (str, bytes)) else list(str(value))
+        if len(str(d)) * max(len(items) - 1, 0) + sum(len(str(i)) for i in items) > MAX_OUTPUT:
+            raise jinja2.sandbox.SecurityError(f"`join` would build more than {MAX_OUTPUT // 1024} KiB")
+        return func(eval_ctx, items, d, attribute)
+
+    guarded.jinja_pass_arg = getattr(func, "jinja_pass_arg", None)  # type: ignore[attr-defined]
+    return guarded
 
 
 @contextmanager
@@ -116,6 +181,34 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+class RootedLoader(jinja2.FileSystemLoader):
+    """Loads only regular files inside the template directory: no links out of it (a
+    pull request must not make fnl render /etc/passwd into an email), no pipes."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> Tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        root = self.searchpath[0]
+        real = os.path.realpath(filename)
+        if not real.startswith(os.path.realpath(root).rstrip(os.sep) + os.sep):
+            raise jinja2.TemplateNotFound(f"{template} (outside the template directory)")
+        return source, filename, uptodate
+
+
+def check_file(root: Path, path: Path) -> Optional[str]:
+    """Why a template file cannot be used, or None: a link out of the directory, a pipe
+    or device, a loop of links."""
+    real = os.path.realpath(path)
+    if not real.startswith(os.path.realpath(root).rstrip(os.sep) + os.sep):
+        return "is a link to a file outside the template directory"
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a pipe, device or folder)"
+    return None
+
+
 @lru_cache(maxsize=64)
 def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
     """The sandbox. The HTML part renders with autoescaping, so lead data such as
@@ -123,7 +216,7 @@ def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
     One environment per directory and mode, so compiled templates are reused (Jinja
     recompiles a template whose file changed)."""
     return Sandbox(
-        loader=jinja2.FileSystemLoader(str(root)),
+        loader=RootedLoader(str(root)),
         undefined=jinja2.StrictUndefined,
         autoescape=html,
         keep_trailing_newline=False,
@@ -197,12 +290,14 @@ def _check_names(tree: nodes.Template, lines: List[str], attributes: Tuple[str, 
 def load(root: Path, name: str, attributes: Tuple[str, ...] = ()) -> Optional[Template]:
     """Read and statically check one template; None if the file does not exist."""
     path = root / f"{name}{SUFFIX}"
-    try:
-        info = path.stat()
-    except OSError:
+    if not os.path.lexists(path):
         return None
-    if not stat.S_ISREG(info.st_mode):
-        return None
+    problem = check_file(root, path)
+    if problem is not None:
+        return Template(name, path, "", (), (TemplateIssue("syntax", f"template {problem}", 1, 1,
+                                                           "make it a regular file in the template directory"),),
+                        "unreadable")
+    info = path.stat()
     return _load(root, name, attributes, info.st_mtime_ns, info.st_size)
 
 
@@ -256,6 +351,8 @@ def _identity(path: str) -> Tuple[str, int, int]:
 @lru_cache(maxsize=4096)
 def _reads(root: Path, filename: str, _identity: Tuple[str, int, int]) -> Tuple[FrozenSet[str], Tuple[str, ...]]:
     """(variables the template reads, templates it includes or extends), from its AST."""
+    if check_file(root, root / filename) is not None:
+        return frozenset(), ()
     try:
         source = (root / filename).read_text(encoding="utf-8")
         tree = environment(root).parse(source)

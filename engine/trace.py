@@ -40,6 +40,8 @@ def read_events(path: Path, display: str) -> Events:
     except OSError as exc:
         return Events((), (Problem("FNL601", f"cannot read events: {exc.strerror or exc}", Location(display),
                                    help="check the path"),))
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -55,10 +57,15 @@ def read_events(path: Path, display: str) -> Events:
                                     help="one event per line, each a small JSON object"))
             continue
         try:
-            data = json.loads(line)
+            data = json.loads(line, object_pairs_hook=_no_duplicates)
         except json.JSONDecodeError as exc:
             problems.append(Problem("FNL602", f"invalid JSON: {exc.msg}", Location(display, n, exc.colno),
                                     help="one JSON object per line", source_line=line[:200]))
+            continue
+        except ValueError as exc:  # a duplicate key, or a number too long to convert
+            what = "a number has thousands of digits" if "digits" in str(exc) else str(exc)[:120]
+            problems.append(Problem("FNL602", f"invalid event: {what}", Location(display, n, 1),
+                                    help="give each field once, with ordinary numbers", source_line=line[:200]))
             continue
         except RecursionError:
             problems.append(Problem("FNL602", "JSON nests too deeply", Location(display, n, 1),
@@ -78,6 +85,15 @@ def read_events(path: Path, display: str) -> Events:
         last[event.lead] = event.at
         events.append(event)
     return Events(tuple(events), tuple(problems))
+
+
+def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    seen: Dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"field `{key}` is given twice")
+        seen[key] = value
+    return seen
 
 
 def _describe_event(e: Event) -> str:

@@ -54,3 +54,45 @@ def test_hostile_template_is_one_located_problem(tmp_path: Path, html: str, mess
     assert time.perf_counter() - start < 10
     assert [(p.code, p.location.line) for p in result.problems] == [("FNL224", line)]
     assert message in result.problems[0].message
+
+
+@pytest.mark.parametrize("html, message", [
+    ('{{ "%999999999d" % 1 }}', "format width"),
+    ('{{ "x" | center(999999999) }}', "`center` size"),
+    ('{{ "x\\n" | indent(999999999) }}', "`indent` size"),
+    ('{{ "{:999999999}".format(1) }}', "format width"),
+    ('{{ (range(99999) | list) | join("x" * 99999) }}', "`join` would build"),
+    ('{% include "../../../../../../etc/passwd" %}', "outside the template directory"),
+])
+def test_size_and_path_attacks_are_refused(tmp_path: Path, html: str, message: str) -> None:
+    (tmp_path / "templates" / "n").mkdir(parents=True)
+    (tmp_path / "funnel.yaml").write_text(DEFINITION, encoding="utf-8")
+    (tmp_path / "templates" / "n" / "hostile.j2").write_text(
+        "{% block subject %}Hi{% endblock %}\n"
+        f"{{% block html %}}<a href=\"{{{{ unsubscribe_url }}}}\">u</a> {FOOTER}\n{html}{{% endblock %}}\n"
+        f"{{% block text %}}{FOOTER}{{% endblock %}}\n", encoding="utf-8")
+    start = time.perf_counter()
+    [result] = check_paths((str(tmp_path / "funnel.yaml"),), Selection(select=("FNL224",)))
+    assert time.perf_counter() - start < 10
+    assert [p.code for p in result.problems] == ["FNL224"]
+    assert message in result.problems[0].message
+
+
+def test_links_and_pipes_among_templates_are_refused_without_reading_them(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "templates" / "n").mkdir(parents=True)
+    (tmp_path / "funnel.yaml").write_text(DEFINITION.replace("steps: [{send: n/hostile}]",
+                                                             "steps: [{send: n/a}, {id: b, wait: 7d, send: n/b}]"),
+                                          encoding="utf-8")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOKEN=hunter2\n", encoding="utf-8")
+    os.symlink(secret, tmp_path / "templates" / "n" / "a.j2")
+    os.mkfifo(tmp_path / "templates" / "n" / "b.j2")
+    start = time.perf_counter()
+    [result] = check_paths((str(tmp_path / "funnel.yaml"),), Selection())
+    assert time.perf_counter() - start < 10
+    messages = {p.message for p in result.problems if p.code == "FNL220"}
+    assert any("link to a file outside the template directory" in m for m in messages)
+    assert any("not a regular file" in m for m in messages)
+    assert all("hunter2" not in p.source_line and "hunter2" not in p.message for p in result.problems)

@@ -1,7 +1,9 @@
 """Run the selected rules over a funnel and turn findings into located problems."""
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Dict, List, Mapping, Sequence, Set, Tuple
@@ -55,7 +57,11 @@ def _problem(ctx: Context, rule: ModuleType, f: Finding) -> Problem:
 
 
 def _file_line(loc: Location) -> str:
+    """The source line of a finding in a template file. Never through a link (it could
+    point anywhere) and never from a pipe (reading could block)."""
     try:
+        if os.path.islink(loc.file) or not stat.S_ISREG(os.stat(loc.file).st_mode):
+            return ""
         with open(loc.file, encoding="utf-8", errors="replace") as fh:
             for i, line in enumerate(fh, 1):
                 if i == loc.line:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import jinja2
+
 from ... import templates
 from .. import Finding
 from ..context import Context
@@ -36,7 +38,9 @@ def check(ctx: Context) -> Iterator[Finding]:
             if isinstance(result, Exception):
                 line = templates.error_line(result, tpl.path)
                 which = f" (variant {variant})" if variant else ""
-                message = getattr(result, "message", None) or str(result)
+                message = getattr(result, "message", None) or str(result) or type(result).__name__
+                if isinstance(result, jinja2.TemplateNotFound):
+                    message = f"it includes `{result.name}`, which is not a file inside the template directory"
                 yield Finding(path, f"`{name}`{which} fails to render: {message}",
                               "fix the expression on this line; templates render in a sandbox",
                               location=template_location(ctx, name, line))
