@@ -62,7 +62,7 @@ def test_hostile_template_is_one_located_problem(tmp_path: Path, html: str, mess
     ('{{ "x\\n" | indent(999999999) }}', "`indent` size"),
     ('{{ "{:999999999}".format(1) }}', "format width"),
     ('{{ (range(99999) | list) | join("x" * 99999) }}', "`join` would build"),
-    ('{% include "../../../../../../etc/passwd" %}', "outside the template directory"),
+    ('{% include "../../../../../../etc/passwd" %}', "not a file inside the template directory"),
 ])
 def test_size_and_path_attacks_are_refused(tmp_path: Path, html: str, message: str) -> None:
     (tmp_path / "templates" / "n").mkdir(parents=True)
