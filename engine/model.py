@@ -6,7 +6,6 @@ Durations are normalised to minutes and conditions are parsed once, here.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -14,40 +13,11 @@ from typing import Any, Dict, Optional, Tuple
 from . import expr
 from .errors import JsonPath
 from .load import Document
+from .units import format_duration, parse_clock, parse_duration  # noqa: F401 - re-exported
 
 BUILTIN_CRM_EVENTS = ("demo_booked", "opportunity_opened", "deal_won", "deal_lost")
 MARKETING_KINDS = ("nurture", "broadcast")
 POST_SALE_KINDS = ("onboarding", "retention", "expansion")
-
-_UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440, "w": 10080}
-_DURATION_PART = re.compile(r"([0-9]+)([mhdw])")
-
-
-def parse_duration(text: str) -> int:
-    """`1d12h` → 2160 (minutes). The schema guarantees the format."""
-    return sum(int(n) * _UNIT_MINUTES[u] for n, u in _DURATION_PART.findall(text))
-
-
-def format_duration(minutes: int) -> str:
-    """2160 → `1d12h`; the inverse of parse_duration for display."""
-    if minutes == 0:
-        return "0d"
-    out = ""
-    for unit in ("w", "d", "h", "m"):
-        size = _UNIT_MINUTES[unit]
-        if unit == "w" and minutes % size:
-            continue
-        if minutes >= size:
-            out += f"{minutes // size}{unit}"
-            minutes %= size
-    return out
-
-
-def parse_clock(text: str) -> int:
-    """`20:00` → minutes after midnight."""
-    hours, mins = text.split(":")
-    return int(hours) * 60 + int(mins)
-
 
 @dataclass(frozen=True)
 class Condition:

@@ -26,6 +26,7 @@ from jsonschema.exceptions import ValidationError
 from . import expr
 from .errors import JsonPath, Problem, json_path
 from .load import Document
+from .units import parse_duration
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -318,6 +319,59 @@ def check_conditions(doc: Document) -> List[Problem]:
 _PRIORITY = {"FNL102": 0, "FNL103": 1, "FNL104": 2, "FNL108": 3, "FNL101": 4, "FNL100": 5}
 
 
+DURATION_KEYS = ("wait", "sla", "per", "half_life", "every", "window")
+POSITIVE_KEYS = ("per", "half_life", "every")  # a zero here divides by zero or resets every score
+MAX_DURATION = 3650 * 1440  # ten years, in minutes
+_DURATION = re.compile(r"^[0-9]+[mhdw]([0-9]+[mhdw])*$")
+
+
+def _walk(data: Any, path: JsonPath = ()) -> Iterator[Tuple[JsonPath, Any]]:
+    stack: List[Tuple[JsonPath, Any]] = [(path, data)]
+    while stack:
+        here, value = stack.pop()
+        yield here, value
+        if isinstance(value, dict):
+            stack.extend((here + (k,), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((here + (i,), v) for i, v in enumerate(value))
+
+
+def check_values(doc: Document) -> List[Problem]:
+    """What the schema cannot say: durations within bounds, a timezone that exists."""
+    problems = []
+
+    def at(path: JsonPath, message: str, help: str) -> Problem:
+        loc = doc.locate(path)
+        return Problem("FNL105", message, loc, path, help, source_line=doc.source_line(loc))
+
+    for path, value in _walk(doc.data):
+        if not path or path[-1] not in DURATION_KEYS or not isinstance(value, str) or not _DURATION.match(value):
+            continue
+        minutes = parse_duration(value)
+        if minutes > MAX_DURATION:
+            problems.append(at(path, f"`{value}` is longer than ten years", "use a duration of at most 3650d"))
+        elif minutes == 0 and path[-1] in POSITIVE_KEYS:
+            problems.append(at(path, f"`{path[-1]}` must be longer than zero", "use a duration such as `1d`"))
+    sender = doc.data.get("sender") if isinstance(doc.data, dict) else None
+    zone = sender.get("timezone") if isinstance(sender, dict) else None
+    if isinstance(zone, str) and not _known_zone(zone):
+        loc = doc.locate(("sender", "timezone"))
+        problems.append(Problem("FNL104", f"`{zone}` is not a known timezone", loc, ("sender", "timezone"),
+                                "use an IANA timezone name such as America/New_York or Europe/Berlin",
+                                source_line=doc.source_line(loc)))
+    return problems
+
+
+def _known_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+        return True
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError, OSError alike
+        return False
+
+
 def validate(doc: Document) -> Tuple[Problem, ...]:
     """All schema and condition-syntax problems of a document, one per location."""
     grouped: Dict[Tuple[str, int, int, str], List[Tuple[ValidationError, Problem]]] = {}
@@ -334,5 +388,7 @@ def validate(doc: Document) -> Tuple[Problem, ...]:
                                      if p is not best and p.message != best.message))
         problems.append(dataclasses.replace(best, related=others))
     problems.extend(check_conditions(doc))
+    if not problems:
+        problems.extend(check_values(doc))
     problems.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
     return tuple(problems)
