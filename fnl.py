@@ -255,6 +255,13 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
         raise UsageError(f"--until: {exc}") from None
     steps = tr.timeline(plan, loaded.events, horizon)
     click.echo(tr.render_text(steps) if fmt == "text" else tr.render_json(steps), nl=False)
+    rejected = tr.rejections(steps, loaded, display_path(path))
+    if rejected:
+        from engine.report.text import problem_block
+
+        for problem in rejected:
+            click.echo("\n".join(problem_block(problem, False)), err=True)
+        return EXIT_PROBLEMS
     return EXIT_OK
 
 

@@ -81,7 +81,7 @@ def _steps(out: List[Change], old: Sequence, new: Sequence) -> None:
             if of[key] != nf[key]:
                 cat = "send" if key == "template" else "variants" if key == "variants" else "step"
                 out.append(Change("~", cat, f"{base}.{s.id}.{key}", of[key], nf[key],
-                                  f"{new.name}: {s.id} {key} {of[key]} → {nf[key]}"))
+                                  f"{new.name}: {s.id} {key} {_short(of[key])} → {_short(nf[key])}"))
     old_order = [s.id for s in old.steps if s.id in new_by]
     new_order = [s.id for s in new.steps if s.id in old_by]
     if old_order != new_order:
@@ -112,6 +112,8 @@ def _sign(before: Any, after: Any) -> str:
 
 
 def _short(value: Any) -> str:
+    if value is None:
+        return "none"
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= 60 else text[:57] + "…"
 
@@ -152,8 +154,10 @@ def diff(old: Plan, new: Plan) -> Diff:
            {f.when.source: f.points for f in new.scoring.fit}, "fit points for")
     od, nd = old.scoring.decay, new.scoring.decay
     if od != nd:
+        before = "none" if od is None else f"×{round(od.factor, 4)}"
+        after = "none" if nd is None else f"×{round(nd.factor, 4)}"
         out.append(Change(_sign(od, nd), "decay", "scoring.decay", od and od.factor, nd and nd.factor,
-                          f"decay factor {od and round(od.factor, 4)} → {nd and round(nd.factor, 4)}"))
+                          f"decay {before} → {after} per period"))
     # Stages and transitions.
     _keyed(out, "stage", "stages", {s.name: s.index for s in old.stages}, {s.name: s.index for s in new.stages},
            "stage")
@@ -167,7 +171,7 @@ def diff(old: Plan, new: Plan) -> Diff:
            {g.name: g.when.source for g in new.personas}, "persona")
     if _cond(old.fit) != _cond(new.fit):
         out.append(Change(_sign(old.fit, new.fit), "fit", "fit", _cond(old.fit), _cond(new.fit),
-                          f"fit {_cond(old.fit)} → {_cond(new.fit)}"))
+                          f"fit {_cond(old.fit) or 'none'} → {_cond(new.fit) or 'none'}"))
     # Handoff, magnets, policies, templates.
     def handoff(h: Any) -> Dict[str, Any]:
         a = h.assign

@@ -25,6 +25,7 @@ DEFAULT_HORIZON = 120 * 1440
 class Events:
     events: Tuple[Event, ...]
     problems: Tuple[Problem, ...]
+    lines: Tuple[int, ...] = ()  # the line of each event in the file
 
 
 def read_events(path: Path, display: str) -> Events:
@@ -49,6 +50,7 @@ def read_events(path: Path, display: str) -> Events:
         return Events((), (Problem("FNL601", "events file is not UTF-8", Location(display, bad_line, 1),
                                    help="write events as UTF-8 JSON Lines"),))
     last: Dict[str, int] = {}
+    numbers: List[int] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -84,7 +86,24 @@ def read_events(path: Path, display: str) -> Events:
             continue
         last[event.lead] = event.at
         events.append(event)
-    return Events(tuple(events), tuple(problems))
+        numbers.append(n)
+    if not events and not problems:
+        problems.append(Problem("FNL601", "events file holds no events", Location(display),
+                                help="write one JSON event per line, starting with an opt-in"))
+    return Events(tuple(events), tuple(problems), tuple(numbers))
+
+
+def rejections(steps: List[Applied], loaded: Events, display: str) -> List[Problem]:
+    """A located problem for every event of the file the engine rejected."""
+    line_of = {id(e): n for e, n in zip(loaded.events, loaded.lines)}
+    out = []
+    for item in steps:
+        for a in item.result.actions:
+            if a.type == "rejected" and id(item.event) in line_of:
+                out.append(Problem("FNL603", f"event rejected: {a.get('reason')}",
+                                   Location(display, line_of[id(item.event)], 1),
+                                   help="fix the event, or the definition it does not fit"))
+    return out
 
 
 def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:

@@ -291,11 +291,22 @@ def test_missing_events_file_exits_3(tmp_path):
     assert "nope.jsonl" in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
 
 
-def test_empty_events_file_is_an_empty_timeline(tmp_path):
+def test_empty_events_file_is_one_located_problem(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text("\n\n", encoding="utf-8")
     r = fnl("trace", REPO / ACME, "--events", path, "--format", "json")
-    assert r.returncode == 0 and r.stdout == ""
+    assert r.returncode == 1 and r.stdout == ""
+    assert "empty.jsonl:1:1: error FNL601: events file holds no events" in r.stderr
+
+
+def test_rejected_events_are_located_and_fail_the_run(tmp_path, events):
+    path = tmp_path / "rejected.jsonl"
+    bad = dict(events[0], profile=dict(events[0]["profile"], industry="retail"))
+    path.write_text(json.dumps(bad) + "\n", encoding="utf-8")
+    r = fnl("trace", REPO / ACME, "--events", path)
+    assert r.returncode == 1
+    assert "REJECTED" in r.stdout
+    assert "rejected.jsonl:1:1: error FNL603: event rejected: `industry` must be one of" in r.stderr
 
 
 def test_read_events_in_process_keeps_good_lines_and_locates_bad_ones(tmp_path):
