@@ -206,7 +206,8 @@ def test_rejected_events_are_shown_not_hidden(tmp_path):
                                     "magnet": "whitepaper", "profile": {"first_name": "B", "industry": "retail"}})
                       + "\n")
     r = fnl("trace", ACME, "--events", events)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "stranger.jsonl:1:1: error FNL603" in r.stderr and "stranger.jsonl:2:1: error FNL603" in r.stderr
     assert "REJECTED: unknown lead: the first event must be an opt-in, not email.clicked" in r.stdout
     assert re.search(r"REJECTED: `industry` must be one of .*'retail'", r.stdout)
 
