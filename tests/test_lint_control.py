@@ -667,3 +667,13 @@ def test_baseline_tells_two_findings_of_one_rule_apart(tmp_path: Path, monkeypat
     assert code == 1
     assert [p["message"] for p in json.loads(out)["definitions"][0]["problems"]] == [
         "template `nurture/new-teaser` is never sent"]
+
+
+def test_a_suppression_inside_a_quoted_value_is_text_not_a_comment(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    text = WARN_ONLY.replace("sla: 4h, suppress", "sla: 4h, crm_stage: \"SQL # fnl: ignore[FNL505] x\", suppress")
+    path = definition(tmp_path, text)
+    code, out, _ = run_cli(["validate", path.name, "--select", "FNL505", "--format", "json"], tmp_path,
+                           monkeypatch, capsys)
+    assert codes_in_json(out) == ["FNL505"]

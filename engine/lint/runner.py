@@ -71,6 +71,31 @@ def _file_line(loc: Location) -> str:
     return ""
 
 
+def _comment(line: str) -> str:
+    """The YAML comment on a line, if any: a `#` outside quotes, at the start or after
+    white space. A `# fnl: ignore[...]` inside a quoted value is text, not a comment."""
+    quote = ""
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote == "'":
+            if ch == "'" and line[i + 1:i + 2] == "'":
+                i += 1
+            elif ch == "'":
+                quote = ""
+        elif quote == '"':
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quote = ""
+        elif ch in "'\"" and (i == 0 or line[i - 1] in " \t[{:,-"):
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[i:]
+        i += 1
+    return ""
+
+
 def _suppressions(lines_by_file: Mapping[str, Sequence[str]]) -> Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]]:
     """(file, line a suppression covers) -> [(codes, line, column of the comment)]. A
     comment covers its own line and the line after it, so one line may be covered by
@@ -78,12 +103,14 @@ def _suppressions(lines_by_file: Mapping[str, Sequence[str]]) -> Dict[Tuple[str,
     out: Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]] = {}
     for file, lines in lines_by_file.items():
         for i, text in enumerate(lines, 1):
-            m = SUPPRESSION.search(text)
+            comment = _comment(text)
+            m = SUPPRESSION.search(comment) if comment else None
             if not m:
                 continue
             codes = {c.strip() for c in m.group(1).split(",") if c.strip()}
             for covered in (i, i + 1):
-                out.setdefault((file, covered), []).append((codes, i, m.start() + 1))
+                start = len(text) - len(comment) + m.start()
+                out.setdefault((file, covered), []).append((codes, i, start + 1))
     return out
 
 
