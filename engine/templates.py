@@ -246,6 +246,10 @@ def _column(source_line: str, needle: str) -> int:
 def _names_used(tree: nodes.Template) -> Iterator[Tuple[str, Optional[str], int]]:
     """(variable, attribute or None, line) for every variable read in the template."""
     assigned = {n.name for n in tree.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    assigned |= {n.name for n in tree.find_all(nodes.Macro)}
+    assigned |= {n.target for n in tree.find_all(nodes.Import)}
+    for imp in tree.find_all(nodes.FromImport):
+        assigned |= {name if isinstance(name, str) else name[1] for name in imp.names}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
         if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name):
             if node.node.name not in assigned:
@@ -414,10 +418,24 @@ def _render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
         for html in (False, True):
             template = environment(root, html).get_template(f"{name}{SUFFIX}")
             ctx = template.new_context(dict(context))
+            if template.filename and _top_level_code(template.filename):
+                # Parts render block by block, which skips code outside the blocks (`set`,
+                # `macro`, `import`): run the whole template once so its names exist.
+                _bounded(template.root_render_func(ctx), "template")
             for part in (("html",) if html else ("subject", "preheader", "text")):
                 block = template.blocks.get(part)
                 parts[part] = _bounded(block(ctx), part) if block else ""
     return Rendered(parts["subject"].strip(), parts["preheader"].strip(), parts["html"], parts["text"])
+
+
+@lru_cache(maxsize=4096)
+def _top_level_code(filename: str) -> bool:
+    try:
+        tree = environment(Path(filename).parent).parse(Path(filename).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+        return False
+    return any(isinstance(n, (nodes.Assign, nodes.Macro, nodes.Import, nodes.FromImport, nodes.AssignBlock))
+               for n in tree.body)
 
 
 def _bounded(chunks: Iterator[str], part: str) -> str:

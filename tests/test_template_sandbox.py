@@ -96,3 +96,26 @@ def test_links_and_pipes_among_templates_are_refused_without_reading_them(tmp_pa
     assert any("link to a file outside the template directory" in m for m in messages)
     assert any("not a regular file" in m for m in messages)
     assert all("hunter2" not in p.source_line and "hunter2" not in p.message for p in result.problems)
+
+
+def test_macros_imports_and_top_level_set_work_in_every_part(tmp_path: Path) -> None:
+    """Parts render block by block; names defined outside the blocks still reach them."""
+    (tmp_path / "templates" / "n").mkdir(parents=True)
+    (tmp_path / "templates" / "_p").mkdir()
+    (tmp_path / "funnel.yaml").write_text(DEFINITION, encoding="utf-8")
+    (tmp_path / "templates" / "_p" / "macros.j2").write_text(
+        '{% macro button(url, label) %}<a href="{{ url }}">{{ label }}</a>{% endmacro %}\n', encoding="utf-8")
+    (tmp_path / "templates" / "n" / "hostile.j2").write_text(
+        '{% import "_p/macros.j2" as m %}{% set greeting = "Hello" %}{% macro sig() %}The team{% endmacro %}\n'
+        "{% block subject %}{{ greeting }} from Acme{% endblock %}\n"
+        '{% block html %}{{ m.button("https://acme.example", "Read") }} {{ sig() }} ' + FOOTER
+        + ' <a href="{{ unsubscribe_url }}">u</a>{% endblock %}\n'
+        "{% block text %}{{ greeting }} {{ sig() }} " + FOOTER + "{% endblock %}\n", encoding="utf-8")
+    [result] = check_paths((str(tmp_path / "funnel.yaml"),), Selection())
+    assert result.problems == ()
+    from engine.templates import render, sample_context
+
+    out = render(tmp_path / "templates", "n/hostile", sample_context(result.funnel))
+    assert out.subject == "Hello from Acme"
+    assert '<a href="https://acme.example">Read</a> The team' in out.html
+    assert out.text.startswith("Hello The team")
