@@ -135,7 +135,7 @@ def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ign
         return EXIT_OK
     accepted_file = baseline_file or settings.baseline
     if accepted_file:
-        results = without_baseline(results, baseline.read(Path(accepted_file)))
+        results = without_baseline(results, baseline.read(Path(accepted_file)), Path(accepted_file).parent)
     out = REPORTERS[fmt or _default_format()](results, verbose)
     click.echo(out, nl=False)
     return EXIT_PROBLEMS if failing(results, fail_on or settings.fail_on) else EXIT_OK

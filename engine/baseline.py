@@ -7,10 +7,11 @@ finding of the same rule at the same path is new.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, List, Tuple
+from typing import Iterable, List, Optional, Tuple
 
 from .errors import Problem, UsageError
 
@@ -21,18 +22,26 @@ Key = Tuple[str, str, str, str]
 _PLACES = re.compile(r"\b(line \d+|[\w./-]+:\d+)")
 
 
-def key(definition: str, p: Problem) -> Key:
+def _relative(path: str, anchor: Optional[Path]) -> str:
+    """A path as seen from the baseline file's folder, so the baseline matches whichever
+    directory fnl runs from (a developer's shell, CI, pre-commit)."""
+    if anchor is None:
+        return path
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(anchor))).as_posix()
+
+
+def key(definition: str, p: Problem, anchor: Optional[Path] = None) -> Key:
     """Rule, JSON path (or the file, for a template) and the message with any line
     numbers in it masked: stable across edits elsewhere, but two different findings of
     one rule at one path (two unsent templates) stay two."""
-    where = p.dotted_path if p.path else p.location.file
-    return (definition, p.code, where, _PLACES.sub("…", p.message))
+    where = p.dotted_path if p.path else _relative(p.location.file, anchor)
+    return (_relative(definition, anchor), p.code, where, _PLACES.sub("…", p.message))
 
 
 def write(path: Path, findings: Iterable[Tuple[str, Problem]]) -> int:
     # One entry per finding (repeats kept), so counts survive the round trip.
-    ordered = sorted(findings, key=lambda x: key(*x))
-    entries = [{"definition": k[0], "code": k[1], "path": k[2], "message": k[3]} for k in (key(d, p) for d, p in ordered)]
+    keys = sorted(key(d, p, path.parent) for d, p in findings)
+    entries = [{"definition": k[0], "code": k[1], "path": k[2], "message": k[3]} for k in keys]
     doc = {"format_version": FORMAT_VERSION, "findings": entries}
     try:
         path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -61,12 +70,13 @@ def read(path: Path) -> Counter:
     return counts
 
 
-def new_only(findings: List[Tuple[str, Problem]], accepted: Counter) -> List[Tuple[str, Problem]]:
+def new_only(findings: List[Tuple[str, Problem]], accepted: Counter,
+             anchor: Optional[Path] = None) -> List[Tuple[str, Problem]]:
     """The findings not covered by the baseline."""
     left = Counter(accepted)
     out = []
     for d, p in findings:
-        k = key(d, p)
+        k = key(d, p, anchor)
         if left[k] > 0:
             left[k] -= 1
         else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 from . import baseline
@@ -53,10 +54,11 @@ def check_paths(paths: Tuple[str, ...], selection: Optional[Selection] = Selecti
     return [check_source(source, selection) for source in discover(paths)]
 
 
-def without_baseline(results: List[Checked], accepted: Counter) -> List[Checked]:
-    """Results with the baseline's accepted findings removed."""
+def without_baseline(results: List[Checked], accepted: Counter, anchor: Optional[Path] = None) -> List[Checked]:
+    """Results with the baseline's accepted findings removed (paths are keyed relative to
+    `anchor`, the baseline file's folder)."""
     pairs = [(r.source.name, p) for r in results for p in r.problems]
-    keep = {id(p) for _, p in baseline.new_only(pairs, accepted)}
+    keep = {id(p) for _, p in baseline.new_only(pairs, accepted, anchor)}
     return [replace(r, problems=tuple(p for p in r.problems if id(p) in keep)) for r in results]
 
 

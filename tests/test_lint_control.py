@@ -677,3 +677,17 @@ def test_a_suppression_inside_a_quoted_value_is_text_not_a_comment(tmp_path: Pat
     code, out, _ = run_cli(["validate", path.name, "--select", "FNL505", "--format", "json"], tmp_path,
                            monkeypatch, capsys)
     assert codes_in_json(out) == ["FNL505"]
+
+
+def test_a_baseline_matches_from_any_working_directory(tmp_path: Path) -> None:
+    """Keys are relative to the baseline file, so CI at the repository root matches a
+    baseline written from inside the funnel's folder."""
+    folder = tmp_path / "funnels"
+    folder.mkdir()
+    path = definition(folder, WARN_ONLY)
+    written = run_proc(["validate", path.name, "--write-baseline", "accepted.json"], folder)
+    assert written.returncode == 0, written.stderr
+    again = run_proc(["validate", f"funnels/{path.name}", "--baseline", "funnels/accepted.json", "--fail-on",
+                      "warning"], tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "no problems" in again.stdout
