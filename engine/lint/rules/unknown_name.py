@@ -15,7 +15,7 @@ Passes:
 from __future__ import annotations
 
 import difflib
-from typing import Iterator, List
+from typing import Iterator, List, Optional, Tuple
 
 from ... import expr
 from .. import Finding
@@ -27,6 +27,33 @@ SEVERITY = "error"
 
 # Predicates that also read as booleans without a call: `replied` means `replied()`.
 BARE_PREDICATES = ("opened", "clicked", "replied", "visited", "downloaded", "attended")
+
+
+# Predicate -> (least and most positional arguments, whether `since=` is allowed).
+SIGNATURES = {
+    "opened": (0, 1, True), "clicked": (0, 1, True), "replied": (0, 1, True), "visited": (0, 1, True),
+    "downloaded": (0, 1, True), "attended": (0, 0, True), "stage_at_least": (1, 1, False),
+    "days_since": (1, 1, False),
+}
+
+
+def _signature_problem(call: expr.Call) -> Optional[Tuple[str, str]]:
+    least, most, since = SIGNATURES[call.name]
+    example = {"stage_at_least": "stage_at_least('sql')", "days_since": "days_since('optin')",
+               "attended": "attended()"}.get(call.name, f"{call.name}('name')")
+    if not least <= len(call.args) <= most:
+        count = "no arguments" if most == 0 else ("one argument" if least == 1 else "at most one argument")
+        return f"`{call.name}` takes {count}, not {len(call.args)}", f"write `{example}`"
+    for arg in call.args:
+        if not (isinstance(arg, expr.Literal) and isinstance(arg.value, str)):
+            return f"`{call.name}` takes a quoted name", f"write `{example}`"
+    keys = [k for k, _ in call.kwargs]
+    if len(keys) != len(set(keys)):
+        return f"`{call.name}` gives `since=` twice", "keep one `since='<stage>'`"
+    if any(k != "since" for k in keys) or (keys and not since) or len(keys) != len(set(keys)):
+        return f"`{call.name}` does not take {', '.join(f'`{k}=`' for k in keys)}", (
+            "the only keyword is `since='<stage>'`" if since else f"write `{example}`")
+    return None
 
 
 def check(ctx: Context) -> Iterator[Finding]:
@@ -65,10 +92,7 @@ def check(ctx: Context) -> Iterator[Finding]:
                 help = f"did you mean `{guess[0]}(…)`?" if guess else f"predicates: {', '.join(expr.PREDICATES)}"
                 yield Finding(cond.path, f"`{call.name}(…)` is not an engine predicate", help,
                               location=ctx.location_in_condition(cond, call.offset))
-            elif call.name in ("stage_at_least", "days_since") and len(call.args) != 1:
-                yield Finding(cond.path, f"`{call.name}` takes exactly one argument", f"write `{call.name}('sql')`",
-                              location=ctx.location_in_condition(cond, call.offset))
-            elif call.kwargs and any(k != "since" for k, _ in call.kwargs):
-                bad = next(k for k, _ in call.kwargs if k != "since")
-                yield Finding(cond.path, f"`{call.name}` has no argument `{bad}`", "the only keyword is `since='<stage>'`",
-                              location=ctx.location_in_condition(cond, call.offset))
+            else:
+                problem = _signature_problem(call)
+                if problem:
+                    yield Finding(cond.path, problem[0], problem[1], location=ctx.location_in_condition(cond, call.offset))
