@@ -233,3 +233,22 @@ policies:
     problems = [p for c in check_paths((str(path),), Selection()) for p in c.problems]
     assert [(p.code, p.dotted_path) for p in problems] == [("FNL105", "policies.frequency_cap.per")]
     assert "must be longer than zero" in problems[0].message
+
+
+@pytest.mark.parametrize("condition, message", [
+    ("visited('pricing', 'demo')", "`visited` takes at most one argument, not 2"),
+    ("clicked(5)", "`clicked` takes a quoted name"),
+    ("visited('pricing', since='mql', since='sql')", "`visited` gives `since=` twice"),
+    ("attended('x')", "`attended` takes no arguments, not 1"),
+    ("stage_at_least()", "`stage_at_least` takes one argument, not 0"),
+    ("days_since('optin', since='mql')", "`days_since` does not take `since=`"),
+    ("replied or visited('pricing', since='mql')", None),
+])
+def test_predicate_signatures(tmp_path: Path, condition: str, message: str) -> None:
+    path = _write(tmp_path, f"""\
+stages: [subscriber, mql]
+transitions:
+  - {{from: subscriber, to: mql, when: "{condition}"}}
+""")
+    [result] = check_paths((str(path),), Selection(select=("FNL208",)))
+    assert [p.message for p in result.problems] == ([message] if message else [])
