@@ -33,6 +33,16 @@ sequences:
 FOOTER = "{{ sender.postal_address }} {{ unsubscribe_url }}"
 
 
+def _write_hostile(tmp_path: Path, html: str) -> None:
+    """The definition and one email whose HTML part carries `html` on line 3."""
+    (tmp_path / "templates" / "n").mkdir(parents=True)
+    (tmp_path / "funnel.yaml").write_text(DEFINITION, encoding="utf-8")
+    (tmp_path / "templates" / "n" / "hostile.j2").write_text(
+        "{% block subject %}Hi{% endblock %}\n"
+        f"{{% block html %}}<a href=\"{{{{ unsubscribe_url }}}}\">u</a> {FOOTER}\n{html}{{% endblock %}}\n"
+        f"{{% block text %}}{FOOTER}{{% endblock %}}\n", encoding="utf-8")
+
+
 # The hostile line is line 3; a part that renders too much is reported at its block (line 2).
 @pytest.mark.parametrize("html, message, line", [
     ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "longer than 2 s", 3),
@@ -43,12 +53,7 @@ FOOTER = "{{ sender.postal_address }} {{ unsubscribe_url }}"
     ("{{ lead | attr('__class__') }}", "unsafe", 3),
 ])
 def test_hostile_template_is_one_located_problem(tmp_path: Path, html: str, message: str, line: int) -> None:
-    (tmp_path / "templates" / "n").mkdir(parents=True)
-    (tmp_path / "funnel.yaml").write_text(DEFINITION, encoding="utf-8")
-    (tmp_path / "templates" / "n" / "hostile.j2").write_text(
-        "{% block subject %}Hi{% endblock %}\n"
-        f"{{% block html %}}<a href=\"{{{{ unsubscribe_url }}}}\">u</a> {FOOTER}\n{html}{{% endblock %}}\n"
-        f"{{% block text %}}{FOOTER}{{% endblock %}}\n", encoding="utf-8")
+    _write_hostile(tmp_path, html)
     start = time.perf_counter()
     [result] = check_paths((str(tmp_path / "funnel.yaml"),), Selection(select=("FNL224",)))
     assert time.perf_counter() - start < 10
@@ -65,12 +70,7 @@ def test_hostile_template_is_one_located_problem(tmp_path: Path, html: str, mess
     ('{% include "../../../../../../etc/passwd" %}', "not a file inside the template directory"),
 ])
 def test_size_and_path_attacks_are_refused(tmp_path: Path, html: str, message: str) -> None:
-    (tmp_path / "templates" / "n").mkdir(parents=True)
-    (tmp_path / "funnel.yaml").write_text(DEFINITION, encoding="utf-8")
-    (tmp_path / "templates" / "n" / "hostile.j2").write_text(
-        "{% block subject %}Hi{% endblock %}\n"
-        f"{{% block html %}}<a href=\"{{{{ unsubscribe_url }}}}\">u</a> {FOOTER}\n{html}{{% endblock %}}\n"
-        f"{{% block text %}}{FOOTER}{{% endblock %}}\n", encoding="utf-8")
+    _write_hostile(tmp_path, html)
     start = time.perf_counter()
     [result] = check_paths((str(tmp_path / "funnel.yaml"),), Selection(select=("FNL224",)))
     assert time.perf_counter() - start < 10
