@@ -39,6 +39,8 @@ CODES: Dict[str, str] = {
     "FNL108": "Keys that cannot be combined, or a key that needs another.",
     "FNL109": "Another schema violation.",
     "FNL110": "A condition with a syntax error.",
+    "FNL111": "A duration out of bounds (zero where it must be positive, or over ten years).",
+    "FNL112": "A timezone that does not exist.",
     "FNL601": "An events file that cannot be read (missing, too large, not UTF-8).",
     "FNL602": "An events line that is not valid JSON.",
     "FNL603": "An event that is not valid (unknown type, bad time, out of order).",

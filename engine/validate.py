@@ -342,7 +342,7 @@ def check_values(doc: Document) -> List[Problem]:
 
     def at(path: JsonPath, message: str, help: str) -> Problem:
         loc = doc.locate(path)
-        return Problem("FNL105", message, loc, path, help, source_line=doc.source_line(loc))
+        return Problem("FNL111", message, loc, path, help, source_line=doc.source_line(loc))
 
     for path, value in _walk(doc.data):
         if not path or path[-1] not in DURATION_KEYS or not isinstance(value, str) or not _DURATION.match(value):
@@ -356,7 +356,7 @@ def check_values(doc: Document) -> List[Problem]:
     zone = sender.get("timezone") if isinstance(sender, dict) else None
     if isinstance(zone, str) and not _known_zone(zone):
         loc = doc.locate(("sender", "timezone"))
-        problems.append(Problem("FNL104", f"`{zone}` is not a known timezone", loc, ("sender", "timezone"),
+        problems.append(Problem("FNL112", f"`{zone}` is not a known timezone", loc, ("sender", "timezone"),
                                 "use an IANA timezone name such as America/New_York or Europe/Berlin",
                                 source_line=doc.source_line(loc)))
     return problems

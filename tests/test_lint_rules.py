@@ -231,7 +231,7 @@ policies:
   frequency_cap: {max: 1, per: 0d}
 """)
     problems = [p for c in check_paths((str(path),), Selection()) for p in c.problems]
-    assert [(p.code, p.dotted_path) for p in problems] == [("FNL105", "policies.frequency_cap.per")]
+    assert [(p.code, p.dotted_path) for p in problems] == [("FNL111", "policies.frequency_cap.per")]
     assert "must be longer than zero" in problems[0].message
 
 
