@@ -253,6 +253,8 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
         horizon = parse_time(until) if until else None
     except ValueError as exc:
         raise UsageError(f"--until: {exc}") from None
+    if horizon is not None and loaded.events and horizon < loaded.events[0].at:
+        raise UsageError(f"--until {until} is before the first event", "give a time after the events to follow")
     steps = tr.timeline(plan, loaded.events, horizon)
     click.echo(tr.render_text(steps) if fmt == "text" else tr.render_json(steps), nl=False)
     rejected = tr.rejections(steps, loaded, display_path(path))

@@ -30,7 +30,8 @@ def minutes(moment: datetime) -> int:
 
 
 def iso(minute: int) -> str:
-    return datetime.fromtimestamp(minute * 60, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+    return f"{moment.year:04d}-{moment.strftime('%m-%dT%H:%M:%S')}Z"  # %Y is not padded for early years
 
 
 def parse_time(text: str) -> int:

@@ -340,3 +340,12 @@ def test_the_lead_magnet_is_delivered_at_opt_in(plan, events, tmp_path):
     magnet = plan.magnet("whitepaper")
     assert first and first[0].get("kind") == "delivery" and first[0].get("template") == magnet.delivers
     assert first[0].at == steps[0].event.at  # at once, even inside quiet hours
+
+
+def test_until_before_the_first_event_is_a_usage_error():
+    r = fnl("trace", ACME, "--events", DANA.relative_to(REPO), "--until", "1900-01-01T00:00:00Z")
+    assert r.returncode == 3 and "before the first event" in r.stderr and r.stdout == ""
+
+
+def test_early_years_print_with_four_digits():
+    assert iso(parse_time("0001-01-01T00:00:00Z")) == "0001-01-01T00:00:00Z"
