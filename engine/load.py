@@ -27,21 +27,27 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.scanner import Scanner
 
 from .errors import JsonPath, Location, Problem
+
+
+class PurePythonParser(Reader, Scanner, Parser):
+    """PyYAML's own parser, written in Python: what fnl uses where PyYAML was built
+    without libyaml. It yields the same events, more slowly."""
+
+    def __init__(self, stream: str) -> None:
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+
 
 try:  # libyaml is an order of magnitude faster; the pure-Python parser behaves the same.
     from yaml.cyaml import CParser as _Parser
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml.parser import Parser as _PyParser
-    from yaml.reader import Reader as _Reader
-    from yaml.scanner import Scanner as _Scanner
-
-    class _Parser(_Reader, _Scanner, _PyParser):  # type: ignore[no-redef]
-        def __init__(self, stream: str) -> None:
-            _Reader.__init__(self, stream)
-            _Scanner.__init__(self)
-            _PyParser.__init__(self)
+    _Parser = PurePythonParser  # type: ignore[misc,assignment]
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -165,6 +171,7 @@ class _Builder:
         self.keys: Dict[JsonPath, Location] = {}
         self.scalars: Dict[JsonPath, Scalar] = {}
         self.nodes = 0
+        self.out_of_bounds = False  # stopped at MAX_NODES or MAX_DEPTH
 
     def loc(self, mark: Any) -> Location:
         return Location(self.file, mark.line + 1, mark.column + 1)
@@ -231,10 +238,12 @@ class _Builder:
         if self.nodes > MAX_NODES:
             self.problem("FNL014", event.start_mark, f"definition has more than {MAX_NODES:,} values",
                          "split it into smaller funnels; no real funnel needs this many", path)
+            self.out_of_bounds = True
             raise _Stop
         if depth > MAX_DEPTH:
             self.problem("FNL014", event.start_mark, f"nesting is deeper than {MAX_DEPTH} levels",
                          "flatten the structure; funnel definitions never nest this deep", path)
+            self.out_of_bounds = True
             raise _Stop
         anchor = getattr(event, "anchor", None)
         if anchor is not None:
@@ -385,28 +394,20 @@ def decode(file: str, raw: bytes) -> Tuple[Optional[str], Optional[Problem]]:
 def parse_text(file: str, text: str) -> Loaded:
     """Build a Document from YAML text; never raises for bad input."""
     lines = tuple(text.splitlines())
-    builder = _Builder(file, lines)
-    data: Any = None
-    documents = 0
-    fatal = False
-    events = _events(_Parser(text))
-    try:
-        for ev in events:
-            if isinstance(ev, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    builder.problem("FNL003", ev.start_mark, "file holds more than one YAML document",
-                                    "keep one definition per file; remove the `---` separator or split the file")
-                    fatal = True
-                    break
-            elif isinstance(ev, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent,
-                                 yaml.AliasEvent)):
-                data = builder.node(events, ev, (), 1)
-    except _Stop:
-        fatal = True
-    except yaml.YAMLError as exc:
-        builder.problems.append(_yaml_error(file, lines, exc))
-        fatal = True
+    builder, data, fatal, error = _build(file, text, lines)
+    if error is not None:
+        # The parser reads ahead of the events it has handed out (to the end of a line,
+        # 1,024 characters, or the end of a long token), and some libyaml versions stop at
+        # their own nesting limit (1,000 levels) while reading ahead. Neither may decide
+        # what fnl reports: if the text before the error already crosses fnl's bounds,
+        # that is the problem, at the place where it is crossed, whatever the parser.
+        for end in _error_offsets(error, len(text)):
+            before, _, _, _ = _build(file, text[:end], lines)
+            if before.out_of_bounds:
+                builder, error = before, None
+                break
+        if error is not None:
+            builder.problems.append(_yaml_error(file, lines, error))
     if data is None and not builder.problems:
         builder.problem("FNL004", Location(file), "file is empty: it holds no YAML document",
                         "add a definition (start with `fnl: 1`) or delete the file")
@@ -415,6 +416,39 @@ def parse_text(file: str, text: str) -> Loaded:
     # document, so validation goes on and reports everything else in the same run.
     doc = Document(data, (file,), builder.values, builder.keys, builder.scalars, {file: lines})
     return Loaded(None if fatal else doc, tuple(builder.problems))
+
+
+def _error_offsets(error: yaml.YAMLError, size: int) -> List[int]:
+    """Where the parser was when it failed, and where the token it was reading began
+    (an unclosed quote fails at the end of the file), latest first, inside the text."""
+    offsets = {getattr(getattr(error, name, None), "index", None) for name in ("problem_mark", "context_mark")}
+    offsets.add(getattr(error, "position", None))  # reader errors carry an offset, not a mark
+    return sorted((o for o in offsets if isinstance(o, int) and 0 < o < size), reverse=True)
+
+
+def _build(file: str, text: str, lines: Tuple[str, ...]) -> Tuple[_Builder, Any, bool, Optional[yaml.YAMLError]]:
+    """Parse `text` and build its data: the builder (with its problems), the data, whether
+    a problem was fatal, and the parser's error if it raised one (not yet a problem)."""
+    builder = _Builder(file, lines)
+    data: Any = None
+    documents = 0
+    events = _events(_Parser(text))
+    try:
+        for ev in events:
+            if isinstance(ev, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    builder.problem("FNL003", ev.start_mark, "file holds more than one YAML document",
+                                    "keep one definition per file; remove the `---` separator or split the file")
+                    return builder, data, True, None
+            elif isinstance(ev, (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent,
+                                 yaml.AliasEvent)):
+                data = builder.node(events, ev, (), 1)
+    except _Stop:
+        return builder, data, True, None
+    except yaml.YAMLError as exc:
+        return builder, data, True, exc
+    return builder, data, False, None
 
 
 def _events(parser: Any) -> Any:

@@ -15,10 +15,12 @@ from typing import Iterable, Set, Tuple
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yaml.scanner import ScannerError
 
+import engine.load
 from conftest import run_fnl, write
 from engine.errors import Location
-from engine.load import MAX_BYTES, Loaded, decode, load_file, parse_text
+from engine.load import MAX_BYTES, Loaded, PurePythonParser, decode, load_file, parse_text
 
 FAST = 2.0  # seconds; every hostile file is rejected well within this
 
@@ -322,7 +324,39 @@ def test_ambiguous_scalars_leave_a_usable_document(tmp_path):
 
 # -- bounds --------------------------------------------------------------------------
 
-def test_deep_block_nesting_rejected(tmp_path):
+class NestingLimitedParser(PurePythonParser):
+    """A parser with a nesting limit of its own, met while it reads ahead of the events it
+    has handed out, and its own wording: like the libyaml in recent PyYAML wheels (1,000
+    levels), but nearer fnl's 64. fnl's bounds must not depend on the limit or its message."""
+
+    LIMIT = 100
+
+    def fetch_flow_collection_start(self, TokenClass):  # noqa: N803 - PyYAML's name
+        if self.flow_level >= self.LIMIT:
+            raise ScannerError("while opening a bracket", None, "too deep for this parser", self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column):
+        if len(self.indents) >= self.LIMIT:
+            raise ScannerError("while indenting", None, "too deep for this parser", self.get_mark())
+        return super().add_indent(column)
+
+
+PARSERS = {
+    "installed": engine.load._Parser,  # what pip picked: libyaml where PyYAML's wheel has it
+    "pure-python": PurePythonParser,   # PyYAML built without libyaml
+    "limit-100": NestingLimitedParser,
+}
+
+
+@pytest.fixture(params=sorted(PARSERS))
+def parser(request, monkeypatch):
+    """Each bound test runs with every kind of parser fnl may get from PyYAML."""
+    monkeypatch.setattr(engine.load, "_Parser", PARSERS[request.param])
+    return request.param
+
+
+def test_deep_block_nesting_rejected(tmp_path, parser):
     text = "".join("  " * i + f"k{i}:\n" for i in range(80)) + "  " * 80 + "leaf\n"
     loaded = load(tmp_path, text)
     # Key k63 is the first node deeper than 64 levels: line 64, after 63 two-space indents.
@@ -331,22 +365,57 @@ def test_deep_block_nesting_rejected(tmp_path):
     assert loaded.document is None
 
 
-def test_nesting_of_exactly_64_is_allowed(tmp_path):
+def test_nesting_of_exactly_64_is_allowed(tmp_path, parser):
     loaded = load(tmp_path, "[" * 64 + "]" * 64 + "\n")
     assert loaded.problems == ()
+
+
+def test_block_nesting_of_exactly_64_is_allowed(tmp_path, parser):
+    loaded = load(tmp_path, "- " * 63 + "x\n")  # 63 sequences and the scalar in the innermost
+    assert loaded.problems == ()
+    assert loaded.document is not None
+
+
+@pytest.mark.parametrize("text,line,col", [
+    ("- " * 64 + "x\n", 1, 129),                                     # the scalar is the 65th level
+    ("- " * 2000 + "x\n", 1, 129),                                   # past libyaml's 1,000 levels
+    # One more level a line, 1,200 lines (past libyaml's 1,000 levels) in under 1 MiB.
+    ("".join(" " * i + "-\n" for i in range(1200)) + " " * 1200 + "x\n", 65, 65),
+    ("".join(" " * i + f"k{i}:\n" for i in range(1200)) + " " * 1200 + "leaf\n", 64, 64),
+    # A sequence holding a mapping on each line: the key `a` on line n is at level 2n + 1.
+    ("".join("  " * i + "- a:\n" for i in range(600)), 32, 65),
+    ("- " * 40 + "[" * 40 + "\n", 1, 105),                           # block then flow: the 25th bracket
+    ("- " * 10 + "{a: " * 1000 + "\n", 1, 234),                      # the key inside the 54th mapping
+], ids=["dashes-65", "dashes-2000", "dash-lines-1200", "mappings-1200", "sequence-mappings", "dashes-brackets",
+        "dashes-flow-mappings"])
+def test_deep_block_nesting_rejected_where_it_crosses(tmp_path, parser, text, line, col):
+    loaded = load(tmp_path, text)
+    p = only(loaded, "FNL014", line, col)
+    assert "deeper than 64" in p.message
+    assert loaded.document is None
 
 
 @pytest.mark.parametrize("text,col", [
     ("a: " + "[" * 70 + "]" * 70 + "\n", 67),
     ("[" * 65 + "]" * 65, 65),
     ("a: " + "[" * 200_000 + "\n", 67),          # never closed: still rejected by depth first
+    ("a: " + "[" * 2000 + "]" * 2000 + "\n", 67),  # closed, and past libyaml's 1,000 levels
     ("a: " + "{b: " * 100 + "1" + "}" * 100, 5 + 4 * 62),  # the key inside the 63rd mapping
-], ids=["flow-70", "flow-65", "flow-200k-unclosed", "flow-mappings"])
-def test_deep_flow_nesting_rejected_quickly(tmp_path, text, col):
+    ("[" * 70 + " @", 65),                         # the parser reads ahead to a bad character...
+    ("[" * 70 + " 'never closed", 65),             # ...or to the end of the file in a quote
+], ids=["flow-70", "flow-65", "flow-200k-unclosed", "flow-2000", "flow-mappings", "then-bad-character",
+        "then-unclosed-quote"])
+def test_deep_flow_nesting_rejected_quickly(tmp_path, parser, text, col):
     start = time.perf_counter()
     loaded = load(tmp_path, text)
     assert time.perf_counter() - start < 0.5
     only(loaded, "FNL014", 1, col)
+
+
+def test_syntax_error_before_the_nesting_bound_is_reported_as_such(tmp_path, parser):
+    loaded = load(tmp_path, "a: [ @ " + "[" * 2000 + "\n")
+    p = only(loaded, "FNL002", 1, 6)
+    assert p.source_line.startswith("a: [ @")
 
 
 def test_file_over_one_mebibyte_rejected_without_reading_it(tmp_path):
