@@ -12,17 +12,12 @@ one directory `fnl.toml` comes first. Command-line options override file setting
 from __future__ import annotations
 
 import difflib
-import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 from .errors import UsageError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on older Pythons only
-    import tomli as tomllib
 
 FAIL_ON = ("error", "warning", "info", "never")
 KEYS = ("select", "ignore", "fail-on", "baseline")
