@@ -116,7 +116,7 @@ def compile_funnel(funnel: model.Funnel) -> p.Plan:
     sent = sorted({step.send for seq in funnel.sequences for step in seq.steps if step.send}
                   | {m.delivers for m in funnel.lead_magnets if m.delivers})
     pol = funnel.policies
-    cap, quiet = pol.frequency_cap, pol.quiet_hours
+    cap, quiet, bh = pol.frequency_cap, pol.quiet_hours, pol.business_hours
     plan = p.Plan(
         format_version=p.FORMAT_VERSION,
         funnel=funnel.name,
@@ -130,19 +130,23 @@ def compile_funnel(funnel: model.Funnel) -> p.Plan:
         stages=_stages(funnel),
         lead_magnets=tuple(p.Magnet(m.name, m.kind, m.consent or "", m.enters, m.score, m.delivers)
                            for m in funnel.lead_magnets),
+        entries=tuple(p.Entry(e.name, e.on, e.enters, e.basis, e.consent or "") for e in funnel.entries),
         crm_events=funnel.crm_events,
         scoring=p.Scoring(tuple(_points(e, n) for e, n in sc.events),
                           tuple(p.FitPoints(compile_condition(r.when, funnel), r.points) for r in sc.fit),  # type: ignore[arg-type]
-                          decay, sc.thresholds),
+                          decay, sc.thresholds, sc.count_repeats),
         transitions=tuple(p.Transition(f"t{t.index + 1}-{'-'.join(t.sources)}-to-{t.to}", t.sources, t.to,
                                        compile_condition(t.when, funnel), t.on) for t in funnel.transitions),
         sequences=tuple(_sequence(s, funnel) for s in funnel.sequences),
         handoff=tuple(p.Handoff(h.stage, p.Assignment(h.assign.kind, h.assign.reps, h.assign.by, h.assign.routes,
                                                       h.assign.default),
-                                h.sla_minutes, h.notify, h.suppress, h.crm_stage) for h in funnel.handoff),
+                                h.sla_minutes, h.notify, h.suppress, h.crm_stage, h.sla_clock, h.answered_by)
+                for h in funnel.handoff),
         policies=p.Policies(cap.max if cap else None, cap.per_minutes if cap else None,
                             cap.applies_to if cap else (), quiet.start if quiet else None,
-                            quiet.end if quiet else None, pol.timezone_attribute, funnel.sender.timezone),
+                            quiet.end if quiet else None, pol.timezone_attribute, funnel.sender.timezone,
+                            pol.soft_bounce_limit, bh.days if bh else (), bh.start if bh else None,
+                            bh.end if bh else None),
         templates=tuple(p.Template(name, _template_hash(funnel.template_dir, name)) for name in sent),
     )
     body = p.to_dict(plan)

@@ -3,36 +3,54 @@
     step(plan, state, event, shared) -> Result(state, actions, shared)
 
 The runtime, the trace and the simulator all call this, so a dry run and production
-cannot disagree. Within one event the order is fixed:
+cannot disagree. The rules, in the order one step applies them:
 
-1. bring the score up to date (decay, in whole periods since the epoch);
-2. apply the event: facts for predicates, points, unsubscribe and bounce;
-3. stage transitions, each checked once, in declaration order (so a lead can pass
-   through several stages on one event), with handoff on entering a handoff stage;
-4. leave sequences whose exit criteria hold or that the new stage suppresses;
-5. enter sequences whose entry now holds (each sequence at most once per lead);
-6. run every step that is due, enforcing consent, unsubscribes, quiet hours in the
-   lead's timezone and the frequency cap, here and nowhere else.
+1. Catch up to the event's minute: decay the score (whole periods in the sender's
+   timezone, `engine.score`), breach an SLA whose deadline has passed, and run every
+   step due at or before this minute. So an email due at 09:00 goes out before an
+   unsubscribe, open or CRM event stamped 09:00, whatever the seconds say.
+2. Apply the event. Engagement (open, click, reply) counts only for an email the lead
+   was sent, once per email and kind unless the funnel counts repeats; machine-made
+   opens and clicks are recorded, not scored. An unsubscribe is honoured at once and
+   forever; a complaint also suppresses the address, as a hard bounce or
+   `soft_bounce_limit` soft bounces in a row do. A new opt-in or `profile.updated`
+   updates the profile, and with it fit, segment and persona. A CRM event that answers
+   a pending SLA meets it.
+3. Stage transitions, each checked once, in declaration order (a lead can pass several
+   stages on one event), with handoff on entering a handoff stage. An unsubscribed lead
+   makes no engagement-driven move: only transitions `on: crm.<event>` (sales acting)
+   still apply, and a handoff then says "do not email".
+4. Leave sequences whose exit criteria hold, that the stage suppresses, or whose
+   segment or persona no longer matches; enter sequences whose entry now holds (each at
+   most once per lead); run the steps now due, enforcing consent, unsubscribes, quiet
+   hours in the lead's timezone and the frequency cap, here and nowhere else.
+
+Activity from someone who has not opted in yet (a site visit in an export) is held,
+bounded, and applied at the opt-in minute in order; engagement with email before any
+email was sent is ignored with a reason.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
+from . import clock
 from . import evaluate as ev
 from . import plan as p
-from .state import Action, Event, LeadState, Running, Shared
+from . import score as sc
+from .state import (ENGAGEMENT, HELD_FOR_MINUTES, MAX_HELD, Action, Event, LeadState, Prospect, Running, Shared,
+                    iso)
 
 MAX_SENDS_KEPT = 1000
+State = Union[LeadState, Prospect, None]
+_LABEL = {"email.opened": "open", "email.clicked": "click", "email.replied": "reply"}
 
 
 @dataclass(frozen=True)
 class Result:
-    state: Optional[LeadState]
+    state: State
     actions: Tuple[Action, ...]
     shared: Shared
 
@@ -52,9 +70,12 @@ class _Lead:
         self.score = s.score
         self.score_at = s.score_at
         self.unsubscribed = s.unsubscribed
+        self.unsubscribed_at = s.unsubscribed_at
         self.bounced = s.bounced
+        self.soft_bounces = s.soft_bounces
         self.owner = s.owner
         self.sla_deadline = s.sla_deadline
+        self.sla_stage = s.sla_stage
         self.emails_sent = s.emails_sent
         self.points = list(s.points)
 
@@ -64,11 +85,12 @@ class _Lead:
             sends = [t for t in sends if t > now - cap_minutes]
         return replace(self.s, profile=tuple(sorted(self.profile.items())), stage=self.stage,
                        entered=tuple(sorted(self.entered.items())), score=self.score, score_at=self.score_at,
-                       unsubscribed=self.unsubscribed, bounced=self.bounced, owner=self.owner,
-                       sla_deadline=self.sla_deadline, facts=tuple(sorted(self.facts.items())),
+                       unsubscribed=self.unsubscribed, unsubscribed_at=self.unsubscribed_at, bounced=self.bounced,
+                       soft_bounces=self.soft_bounces, owner=self.owner, sla_deadline=self.sla_deadline,
+                       sla_stage=self.sla_stage, facts=tuple(sorted(self.facts.items())),
                        running=tuple(self.running), finished=tuple(self.finished),
-                       sends=tuple(sends[-MAX_SENDS_KEPT:]), emails_sent=self.emails_sent, last_at=now,
-                       points=tuple(self.points))
+                       sends=tuple(sends[-MAX_SENDS_KEPT:]), emails_sent=self.emails_sent,
+                       last_at=max(now, self.s.last_at), points=tuple(self.points))
 
 
 class _Step:
@@ -101,7 +123,7 @@ class _Step:
 
     def var(self, name: str) -> Any:
         if name == "score":
-            return round(self.lead.score, 6)
+            return sc.shown(self.lead.score)
         if name == "stage":
             return self.lead.stage
         if name == "fit":
@@ -114,6 +136,10 @@ class _Step:
             return self.lead.s.lead
         if name == "emails_sent":
             return self.lead.emails_sent
+        if name == "unsubscribed":
+            return self.lead.unsubscribed
+        if name == "bounced":
+            return self.lead.bounced
         if name in ("opened", "clicked", "replied", "visited", "downloaded", "attended"):
             return self.call(name, [], {})
         return None
@@ -131,6 +157,7 @@ class _Step:
                 return False
             since = kwargs.get("since")
             if since is not None:
+                # By minute: something in the minute a stage was entered is not after it.
                 entered = self.lead.entered.get(since)
                 return entered is not None and seen > entered
             return True
@@ -153,22 +180,29 @@ class _Step:
             return f"fit: {values}" if values else "fit"
         return f"{name}={self.var(name)}"
 
-    # -- 1. score -----------------------------------------------------------------
+    @property
+    def timezone(self) -> str:
+        return self.plan.policies.default_timezone
+
+    # -- 1. catching up to the minute ---------------------------------------------
+    def catch_up(self) -> None:
+        """Everything due at or before this minute happens before the event."""
+        self.decay()
+        self.sla_breach()
+        self.exits(by_event=False)
+        self.run_due()
+
     def decay(self) -> None:
-        """Bring the score to `now`: multiply by the factor once per whole period
-        boundary crossed. With a window, the score is recomputed from the points still
-        inside it, each decayed from when it was earned."""
+        """Bring the score to `now` (`engine.score`): the factor once per period boundary
+        crossed in the sender's timezone; with a window, the points still inside it."""
         d = self.plan.scoring.decay
         if d is not None and d.window_minutes is not None:
-            every = d.every_minutes if d.every_minutes > 0 else 0
-            self.lead.points = [(t, n) for t, n in self.lead.points if t > self.now - d.window_minutes]
-            self.lead.score = sum(n * (d.factor ** (self.now // every - t // every) if every else 1.0)
-                                  for t, n in self.lead.points)
-        elif d is not None and d.every_minutes > 0:
-            periods = self.now // d.every_minutes - self.lead.score_at // d.every_minutes
-            if periods > 0:
-                self.lead.score *= d.factor ** periods
-        self.lead.score_at = self.now
+            self.lead.score, self.lead.points = sc.windowed(self.lead.points, d.factor, d.every_minutes,
+                                                            d.window_minutes, self.now, self.timezone)
+        elif d is not None:
+            self.lead.score = sc.decayed(self.lead.score, d.factor, d.every_minutes, self.lead.score_at, self.now,
+                                         self.timezone)
+        self.lead.score_at = max(self.now, self.lead.score_at)
 
     def add_points(self, points: float) -> None:
         if not points:
@@ -186,40 +220,117 @@ class _Step:
         return next((e.points for e in self.plan.scoring.events if e.base == kind and not e.detail), 0)
 
     # -- 2. the event -------------------------------------------------------------
+    def handle(self, event: Event) -> None:
+        """Apply one event at `now`, then the transitions and SLA it may cause."""
+        self.event = event
+        self.apply_event()
+        self.sla_answer()  # before transitions: the event that makes a handoff does not answer it
+        self.transitions()
+
+    def ignore(self, reason: str) -> None:
+        self.act("ignored", event=self.event.type, reason=reason)
+
     def apply_event(self) -> None:
         e = self.event
         if e.type == "tick":
+            return
+        if e.type in ENGAGEMENT:
+            self.engage(e)
             return
         kind = "magnet.downloaded" if e.type == "optin" else e.type
         detail = e.detail
         self.lead.facts[kind] = self.now
         if detail:
             self.lead.facts[f"{kind}.{detail}"] = self.now
+        if e.type == "email.delivered":
+            self.lead.soft_bounces = 0
+            return
         if e.type == "profile.updated":
-            self.lead.profile.update(e.profile)
+            self.update_profile(e.profile)
             return
         if e.type in ("optin", "magnet.downloaded") and e.magnet:
             magnet = self.plan.magnet(e.magnet)
+            if e.type == "optin" and not self.created:
+                self.update_profile(e.profile)
+                if magnet is not None:
+                    self.act("consent_recorded", magnet=magnet.name, consent=magnet.consent, basis="consent")
             if magnet is not None and (self.lead.s.source != e.magnet or self.created):
                 self.add_points(magnet.score)
             if magnet is not None and magnet.delivers:
                 self.deliver(magnet)
         self.add_points(self.points(kind, detail))
-        if e.type == "email.unsubscribed":
-            self.lead.unsubscribed = True
+        if e.type in ("email.unsubscribed", "email.complained"):
+            if not self.lead.unsubscribed:
+                self.lead.unsubscribed = True
+                self.lead.unsubscribed_at = self.now
+            if e.type == "email.complained" and not self.lead.bounced:
+                self.lead.bounced = True
+                self.act("suppressed", reason="spam complaint: no email of any kind from now on")
         elif e.type == "email.bounced":
-            self.lead.bounced = True
+            self.bounce(e)
+
+    def engage(self, e: Event) -> None:
+        """An open, click or reply: real only for an email this lead was sent."""
+        label = _LABEL[e.type]
+        template = e.template
+        if not template:
+            self.ignore(f"{label} ignored: the event names no email (give its `template`)")
+            return
+        if self.fact(f"email.sent.{template}") is None:
+            known = any(t.name == template for t in self.plan.templates)
+            why = "not sent to this lead" if known else "no such email in this funnel"
+            self.ignore(f"{label} of {template} ignored: {why}")
+            return
+        self.lead.soft_bounces = 0
+        if e.machine:
+            self.act("recorded", event=e.type, reason=f"{label} of {template} is machine-made (privacy proxy or "
+                                                      "link scanner): recorded, not scored")
+            return
+        key = f"{e.type}.{template}"
+        first = key not in self.lead.facts
+        self.lead.facts[e.type] = self.now
+        self.lead.facts[key] = self.now
+        if first or self.plan.scoring.count_repeats:
+            self.add_points(self.points(e.type, template))
+        else:
+            self.act("not_scored", event=e.type,
+                     reason=f"{label} of {template} already counted (each email scores once per kind)")
+
+    def bounce(self, e: Event) -> None:
+        if self.lead.bounced:
+            return
+        if e.bounce == "soft":
+            self.lead.soft_bounces += 1
+            limit = self.plan.policies.soft_bounce_limit
+            if self.lead.soft_bounces < limit:
+                return
+            reason = f"{limit} soft bounces in a row: the address is suppressed"
+        else:
+            reason = "hard bounce: the address is suppressed"
+        self.lead.bounced = True
+        self.act("suppressed", reason=reason)
+
+    def update_profile(self, profile: Any) -> None:
+        """New profile values (validated by `step`); segment and persona follow them."""
+        if profile:
+            self.lead.profile.update(profile)
 
     def deliver(self, magnet: p.Magnet) -> None:
         """The lead magnet's delivery email goes out at once: the lead asked for it, so
         quiet hours and the frequency cap do not hold it back; unsubscribes do."""
         if self.lead.unsubscribed or self.lead.bounced:
+            self.act("not_sent", template=magnet.delivers, reason=self.no_email_reason())
             return
         self.lead.emails_sent += 1
         self.lead.facts["email.sent"] = self.now
         self.lead.facts[f"email.sent.{magnet.delivers}"] = self.now
         self.act("send_email", sequence=None, step=None, template=magnet.delivers, variant=None, kind="delivery",
                  magnet=magnet.name)
+
+    def no_email_reason(self) -> str:
+        if self.lead.unsubscribed and self.lead.unsubscribed_at is not None:
+            return f"unsubscribed at {iso(self.lead.unsubscribed_at)}"
+        return "the address is suppressed" if self.lead.bounced else "unsubscribed"
 
     # -- 3. stages ----------------------------------------------------------------
     def transitions(self) -> None:
@@ -229,6 +340,12 @@ class _Step:
             if t.on is not None and not _matches(t.on, self.event):
                 continue
             if not ev.holds(t.when.tree if t.when else None, self.resolve):
+                continue
+            if self.lead.unsubscribed and not (t.on or "").startswith("crm."):
+                if self.event.type != "tick":
+                    self.act("not_moved", to=t.to, transition=t.id,
+                             reason=f"{self.no_email_reason()}: engagement no longer moves the lead "
+                                    f"(only `on: crm.<event>` transitions do)")
                 continue
             reasons = []
             if t.on is not None:
@@ -262,43 +379,78 @@ class _Step:
             return
         owner, self.shared = self.shared.take(key, reps)
         self.lead.owner = owner
-        self.lead.sla_deadline = self.now + rule.sla_minutes if rule.sla_minutes is not None else None
-        self.act("handoff", stage=rule.stage, owner=owner,
-                 sla_deadline=_iso(self.lead.sla_deadline) if self.lead.sla_deadline is not None else None)
+        deadline = None
+        if rule.sla_minutes is not None:
+            pol = self.plan.policies
+            hours = (pol.business_days, pol.business_from, pol.business_to) \
+                if rule.sla_clock == "business" and pol.business_from is not None else None
+            deadline = clock.business_deadline(self.now, rule.sla_minutes, hours, self.timezone)  # type: ignore[arg-type]
+        self.lead.sla_deadline = deadline
+        self.lead.sla_stage = rule.stage if deadline is not None else None
+        detail: Dict[str, Any] = {"stage": rule.stage, "owner": owner,
+                                  "sla_deadline": iso(deadline) if deadline is not None else None}
+        message = f"{self.lead.s.lead} reached {rule.stage}; owner {owner}"
+        if self.lead.unsubscribed or self.lead.bounced:
+            detail["do_not_email"] = self.no_email_reason()
+            message += f"; do not email: {self.no_email_reason()}"
+        self.act("handoff", **detail)
         for target in rule.notify:
-            self.act("notify", to=target if target != "owner" else owner,
-                     message=f"{self.lead.s.lead} reached {rule.stage}; owner {owner}")
+            self.act("notify", to=target if target != "owner" else owner, message=message)
 
-    # -- 4/5. sequences -----------------------------------------------------------
+    # -- 4. SLA -------------------------------------------------------------------
+    def sla_breach(self) -> None:
+        deadline = self.lead.sla_deadline
+        if deadline is not None and self.now > deadline:
+            self.act("sla_breached", at=deadline + 1, stage=self.lead.sla_stage, owner=self.lead.owner,
+                     deadline=iso(deadline))
+            self.lead.sla_deadline = None
+
+    def sla_answer(self) -> None:
+        if self.lead.sla_deadline is None or not self.event.type.startswith("crm."):
+            return
+        rule = self.plan.handoff_for(self.lead.sla_stage or "")
+        if rule is not None and rule.answered_by and not any(_matches(on, self.event) for on in rule.answered_by):
+            return
+        self.act("sla_met", stage=self.lead.sla_stage, owner=self.lead.owner, by=self.event.type,
+                 deadline=iso(self.lead.sla_deadline))
+        self.lead.sla_deadline = None
+
+    # -- 5. sequences ---------------------------------------------------------------
     def suppressed(self, seq: p.Sequence) -> bool:
         stage = self.plan.stage(self.lead.stage)
         return stage is not None and (seq.kind in stage.suppress or seq.name in stage.suppress)
 
-    def exit_reason(self, seq: p.Sequence) -> Optional[str]:
-        if self.lead.unsubscribed:
-            return "unsubscribed"
-        if self.lead.bounced:
-            return "bounced"
+    def exit_reason(self, seq: p.Sequence, by_event: bool = True) -> Optional[str]:
+        if self.lead.unsubscribed or self.lead.bounced:
+            return self.no_email_reason()
         if self.suppressed(seq):
             return f"suppressed in {self.lead.stage}"
+        if seq.segment is not None and self.var("segment") != seq.segment:
+            return f"segment is now {self.var('segment') or 'none'}"
+        if seq.persona is not None and self.var("persona") != seq.persona:
+            return f"persona is now {self.var('persona') or 'none'}"
         x = seq.exit
         if x is not None:
             if x.stage_at_least and self.plan.stage_index(self.lead.stage) >= self.plan.stage_index(x.stage_at_least) >= 0:
                 return f"reached {self.lead.stage}"
-            if any(_matches(on, self.event) for on in x.on):
+            if by_event and any(_matches(on, self.event) for on in x.on):
                 return f"{self.event.type} happened"
             if x.when is not None and ev.holds(x.when.tree, self.resolve):
                 return f"exit condition holds: {x.when.source}"
         return None
 
-    def exits(self) -> None:
+    def exits(self, by_event: bool = True) -> None:
         keep = []
         for run in self.lead.running:
             seq = self.plan.sequence(run.sequence)
-            reason = "removed from the plan" if seq is None else self.exit_reason(seq)
+            reason = "removed from the plan" if seq is None else self.exit_reason(seq, by_event)
             if reason is None:
                 keep.append(run)
                 continue
+            unsent = _unsent(seq, run.index) if seq is not None else []
+            if unsent and (self.lead.unsubscribed or self.lead.bounced):
+                more = f" and {len(unsent) - 1} later" if len(unsent) > 1 else ""
+                reason = f"{reason}; not sent: {unsent[0]}{more}"
             self.act("exit_sequence", sequence=run.sequence, reason=reason)
         self.lead.running = keep
 
@@ -327,7 +479,11 @@ class _Step:
                 self.lead.finished.append(seq.name)
                 self.act("enter_sequence", sequence=seq.name)
 
-    # -- 6. due steps ---------------------------------------------------------------
+    def settle(self) -> None:
+        self.exits()
+        self.enrol()
+        self.run_due()
+
     def run_due(self) -> None:
         order = {s.name: (-s.priority, i) for i, s in enumerate(self.plan.sequences)}
         for _ in range(10_000):  # bounded: each pass advances or defers one step
@@ -384,9 +540,9 @@ class _Step:
         for _ in range(8):  # each rule can only push later; settles in a few rounds
             before = moment
             if step.at_minute is not None:
-                moment = _next_local(moment, step.at_minute, tz)
+                moment = clock.next_local(moment, step.at_minute, tz)
             if pol.quiet_from is not None and pol.quiet_to is not None:
-                moment = _after_quiet(moment, pol.quiet_from, pol.quiet_to, tz)
+                moment = clock.after_quiet(moment, pol.quiet_from, pol.quiet_to, tz)
             if pol.cap_max is not None and pol.cap_per_minutes and (not pol.cap_applies_to
                                                                     or seq.kind in pol.cap_applies_to):
                 window = [t for t in self.lead.sends if moment - pol.cap_per_minutes < t <= moment]
@@ -404,6 +560,38 @@ class _Step:
         self.lead.facts[f"email.sent.{step.template}"] = moment
         self.act("send_email", at=moment, sequence=seq.name, step=step.id, template=step.template, variant=variant,
                  kind=seq.kind)
+
+    # -- the new lead ----------------------------------------------------------------
+    def enter(self, held: Tuple[Event, ...]) -> None:
+        """A lead just created: consent, fit points, CRM, a handoff if its first stage
+        has one; then its event and the activity held from before it."""
+        s = self.lead.s
+        self.created = True
+        self.act("consent_recorded", magnet=s.source, consent=s.consent, basis=s.basis)
+        self.add_points(sum(fp.points for fp in self.plan.scoring.fit if ev.holds(fp.when.tree, self.resolve)))
+        rule = self.plan.handoff_for(s.stage)
+        self.act("crm_update", stage=(rule.crm_stage if rule and rule.crm_stage else s.stage))
+        if rule is not None:
+            self.handoff(rule)
+        self.handle(self.event)
+        for old in held:
+            if old.at <= self.now - HELD_FOR_MINUTES:
+                self.event = old
+                self.ignore(f"{_describe(old)} from {iso(old.at)} ignored: more than 30 days before the lead "
+                            "entered the funnel")
+                continue
+            self.act("applied", event=old.type, reason=f"{_describe(old)} from {iso(old.at)}, held until the "
+                                                       "lead entered the funnel")
+            self.handle(replace(old, at=self.now))
+
+
+def _unsent(seq: p.Sequence, index: int) -> List[str]:
+    return [s.template for s in seq.steps[index:] if s.action == "send" and s.template]
+
+
+def _describe(e: Event) -> str:
+    extra = e.magnet or e.template or e.page
+    return e.type + (f" {extra}" if extra else "")
 
 
 def _names(tree: p.Tree) -> List[str]:
@@ -440,48 +628,6 @@ def _variant(lead: str, sequence: str, step: p.Step) -> Optional[str]:
     return step.variants[-1].name  # pragma: no cover
 
 
-@lru_cache(maxsize=256)
-def _zone(name: str) -> Any:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return timezone.utc
-
-
-def _local(minute: int, tz: str) -> datetime:
-    return datetime.fromtimestamp(minute * 60, tz=timezone.utc).astimezone(_zone(str(tz)))
-
-
-def _to_minute(moment: datetime) -> int:
-    return int(moment.timestamp() // 60)
-
-
-def _next_local(minute: int, at: int, tz: str) -> int:
-    """The first moment >= minute whose local time of day is `at`."""
-    local = _local(minute, tz)
-    target = local.replace(hour=at // 60, minute=at % 60, second=0, microsecond=0)
-    if target < local.replace(second=0, microsecond=0):
-        target = (target + timedelta(days=1)).replace(hour=at // 60, minute=at % 60)
-    return max(minute, _to_minute(target))
-
-
-def _after_quiet(minute: int, start: int, end: int, tz: str) -> int:
-    local = _local(minute, tz)
-    mod = local.hour * 60 + local.minute
-    inside = start <= mod < end if start <= end else (mod >= start or mod < end)
-    if not inside:
-        return minute
-    return _next_local(minute, end, tz)
-
-
-def _iso(minute: int) -> str:
-    from .state import iso
-
-    return iso(minute)
-
-
 def validate_profile(plan: p.Plan, profile: Dict[str, Any]) -> Optional[str]:
     """Why a lead's profile does not fit the plan's declared attributes, or None."""
     declared = {a.name: a for a in plan.profile}
@@ -513,56 +659,88 @@ def validate_profile(plan: p.Plan, profile: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+def creates_lead(plan: p.Plan, event: Event) -> bool:
+    """Whether this event creates a lead fnl does not know yet: an opt-in, or the event
+    of an entry (a CRM event or an import)."""
+    return event.type == "optin" or (event.type.startswith("crm.") or event.type == "lead.imported") and \
+        plan.entry_for(event.type, event.entry) is not None
+
+
 def new_lead(plan: p.Plan, event: Event) -> Tuple[Optional[LeadState], Optional[str]]:
-    """The state of a lead created by an opt-in, or why the opt-in is rejected."""
-    magnet = plan.magnet(event.magnet or "")
-    if magnet is None:
-        known = ", ".join(m.name for m in plan.lead_magnets) or "none defined"
-        return None, f"opt-in names unknown lead magnet `{event.magnet}` (known: {known})"
+    """The state of a lead created by an opt-in or an entry, or why it is rejected."""
+    if event.type == "optin":
+        magnet = plan.magnet(event.magnet or "")
+        if magnet is None:
+            known = ", ".join(m.name for m in plan.lead_magnets) or "none defined"
+            return None, f"opt-in names unknown lead magnet `{event.magnet}` (known: {known})"
+        stage, consent, source, basis = magnet.enters, magnet.consent, magnet.name, "consent"
+    else:
+        entry = plan.entry_for(event.type, event.entry)
+        if entry is None:
+            return None, f"no entry of this funnel takes `{event.type}`"
+        stage, consent, source, basis = entry.enters, entry.consent or entry.basis, entry.name, entry.basis
     profile = dict(event.profile)
     problem = validate_profile(plan, profile)
     if problem:
         return None, problem
-    state = LeadState(lead=event.lead, profile=tuple(sorted(profile.items())), stage=magnet.enters,
-                      entered=((magnet.enters, event.at),), score=0.0, score_at=event.at,
-                      consent=magnet.consent, consent_at=event.at, source=magnet.name, last_at=event.at)
+    state = LeadState(lead=event.lead, profile=tuple(sorted(profile.items())), stage=stage,
+                      entered=((stage, event.at),), score=0.0, score_at=event.at,
+                      consent=consent, consent_at=event.at, source=source, basis=basis, last_at=event.at)
     return state, None
 
 
-def step(plan: p.Plan, state: Optional[LeadState], event: Event, shared: Shared = Shared()) -> Result:
+def _reject(state: State, event: Event, shared: Shared, reason: str) -> Result:
+    return Result(state, (Action("rejected", event.at, event.lead, (("reason", reason),)),), shared)
+
+
+def _before_entry(plan: p.Plan, state: Optional[Prospect], event: Event, shared: Shared) -> Result:
+    """An event for someone who is not a lead yet: held until they enter, or ignored."""
+    if event.type == "tick":
+        return Result(state, (), shared)
+    if event.type == "lead.imported":
+        names = ", ".join(e.name for e in plan.entries if e.on == "lead.imported") or "none"
+        return _reject(state, event, shared, f"import names no entry of this funnel (`entry`: {names})")
+    if event.type.startswith("email."):
+        note = (f"{_describe(event)} ignored: {event.lead} has not entered the funnel, so no email was sent to it")
+        return Result(state, (Action("ignored", event.at, event.lead, (("event", event.type), ("reason", note))),),
+                      shared)
+    held = state.held if state is not None else ()
+    if len(held) >= MAX_HELD:
+        note = f"{_describe(event)} ignored: {MAX_HELD} events are already held for a lead that has not opted in"
+        return Result(state, (Action("ignored", event.at, event.lead, (("event", event.type), ("reason", note))),),
+                      shared)
+    prospect = Prospect(event.lead, held + (event,), event.at)
+    note = f"{_describe(event)} held until {event.lead} opts in (applied then, in order)"
+    return Result(prospect, (Action("held", event.at, event.lead, (("event", event.type), ("reason", note))),), shared)
+
+
+def step(plan: p.Plan, state: State, event: Event, shared: Shared = Shared()) -> Result:
     """Apply one event to one lead. Pure: the inputs are not changed."""
+    held: Tuple[Event, ...] = ()
     created = False
-    if state is None:
-        if event.type != "optin":
-            return Result(None, (Action("rejected", event.at, event.lead,
-                                        (("reason", f"unknown lead: the first event must be an opt-in, not {event.type}"),)),),
-                          shared)
-        state, problem = new_lead(plan, event)
-        if state is None:
-            return Result(None, (Action("rejected", event.at, event.lead, (("reason", problem),)),), shared)
-        created = True
+    if state is None or isinstance(state, Prospect):
+        if not creates_lead(plan, event):
+            return _before_entry(plan, state, event, shared)
+        if state is not None and event.at < state.last_at:
+            return _reject(state, event, shared, f"event at {iso(event.at)} is older than the lead's last event "
+                                                 f"({iso(state.last_at)}); send events in time order")
+        held = state.held if state is not None else ()
+        lead, problem = new_lead(plan, event)
+        if lead is None:
+            return _reject(state, event, shared, problem or "rejected")
+        state, created = lead, True
     if event.at < state.last_at:
-        return Result(state, (Action("rejected", event.at, event.lead,
-                                     (("reason", f"event at {_iso(event.at)} is older than the lead's last event "
-                                                 f"({_iso(state.last_at)}); send events in time order"),)),), shared)
-    if event.type == "profile.updated":
-        merged = {**dict(state.profile), **dict(event.profile)}
-        problem = validate_profile(plan, merged)
+        return _reject(state, event, shared, f"event at {iso(event.at)} is older than the lead's last event "
+                                             f"({iso(state.last_at)}); send events in time order")
+    if not created and event.profile and event.type in ("profile.updated", "optin"):
+        problem = validate_profile(plan, {**dict(state.profile), **dict(event.profile)})
         if problem:
-            return Result(state, (Action("rejected", event.at, event.lead, (("reason", problem),)),), shared)
+            return _reject(state, event, shared, problem)
     work = _Step(plan, _Lead(state), event, shared)
     if created:
-        work.created = True
-        work.act("consent_recorded", magnet=state.source, consent=state.consent)
-        work.add_points(sum(fp.points for fp in plan.scoring.fit if ev.holds(fp.when.tree, work.resolve)))
-        rule = plan.handoff_for(state.stage)
-        work.act("crm_update", stage=(rule.crm_stage if rule and rule.crm_stage else state.stage))
-        if rule is not None:
-            work.handoff(rule)
-    work.decay()
-    work.apply_event()
-    work.transitions()
-    work.exits()
-    work.enrol()
-    work.run_due()
+        work.enter(held)
+    else:
+        work.catch_up()
+        work.handle(event)
+    work.settle()
     return Result(work.lead.freeze(work.now, plan.policies.cap_per_minutes), tuple(work.actions), work.shared)

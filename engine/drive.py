@@ -1,14 +1,24 @@
 """Drive the core with a stream of events and the clock between them.
 
-Steps fall due between events (a wait of two days runs out whether or not the lead
-does anything), so before each event the clock is advanced to every earlier due time,
-and after the last event it runs on until `until`. The runtime and the trace use this
-loop; the simulator will drive the same `core.step` with synthetic events.
+Steps fall due between events (a wait of two days runs out whether or not the lead does
+anything), and SLA deadlines pass whether or not sales acts. `drive` keeps one queue of
+every lead's next due time and applies, in this order:
+
+* time: minute by minute;
+* within a minute, lead by lead (by lead ID), so state shared between leads (round-robin
+  assignment) advances in (minute, lead) order, whatever order the leads' events arrive
+  in and however they are batched or split;
+* within a minute and a lead: first the clock (every step due at or before the minute
+  runs), then the lead's events of that minute by timestamp (seconds included), ties in
+  the order they were given.
+
+The runtime and the trace use this loop; the simulator drives the same `core.step`.
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import core
 from .plan import Plan
@@ -20,20 +30,33 @@ MAX_TICKS_PER_GAP = 10_000
 @dataclass(frozen=True)
 class Applied:
     event: Event
-    before: Optional[LeadState]
+    before: core.State
     result: core.Result
 
 
-def _next_due(state: Optional[LeadState]) -> Optional[int]:
-    if state is None or not state.running:
+def next_due(state: core.State) -> Optional[int]:
+    """The next minute at which the clock alone changes this lead: a due step, or the
+    minute after an SLA deadline."""
+    if not isinstance(state, LeadState):
         return None
-    return min(r.due for r in state.running)
+    times = [r.due for r in state.running]
+    if state.sla_deadline is not None:
+        times.append(state.sla_deadline + 1)
+    return min(times) if times else None
+
+
+def event_order(events: Iterable[Event]) -> List[Event]:
+    """Events in the order the engine applies them (see the module docstring)."""
+    indexed = list(enumerate(events))
+    indexed.sort(key=lambda item: (item[1].at, item[1].lead, item[1].second, item[0]))
+    return [e for _, e in indexed]
 
 
 def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None) -> Iterator[Applied]:
-    """Apply events in order (per lead), ticking the clock at every due step between them."""
-    states: Dict[str, Optional[LeadState]] = {}
+    """Apply events and the clock in engine order (see the module docstring)."""
+    states: Dict[str, core.State] = {}
     shared = Shared()
+    queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
 
     def apply(event: Event) -> Applied:
         nonlocal shared
@@ -42,23 +65,26 @@ def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None) -> I
         shared = result.shared
         if result.state is not None:
             states[event.lead] = result.state
+        due = next_due(states.get(event.lead))
+        if due is not None:
+            heapq.heappush(queue, (due, event.lead))
         return Applied(event, before, result)
 
-    def ticks(lead: str, limit: int) -> Iterator[Applied]:
-        for _ in range(MAX_TICKS_PER_GAP):
-            due = _next_due(states.get(lead))
-            if due is None or due > limit:
+    def clock_until(limit: Tuple[int, str]) -> Iterator[Applied]:
+        """Every due time ordered before (minute, lead) = limit."""
+        for _ in range(MAX_TICKS_PER_GAP * max(1, len(states))):
+            if not queue or queue[0] >= limit:
                 return
-            yield apply(Event("tick", max(due, states[lead].last_at), lead))  # type: ignore[union-attr]
+            due, lead = heapq.heappop(queue)
+            if next_due(states.get(lead)) != due:
+                continue  # stale: the lead's next due time moved
+            yield apply(Event("tick", due, lead))
 
-    for event in events:
+    for event in event_order(events):
         if event.type == "tick" and not event.lead:
-            for lead in sorted(states):
-                yield from ticks(lead, event.at)
+            yield from clock_until((event.at + 1, ""))
             continue
-        if event.lead in states:
-            yield from ticks(event.lead, event.at - 1 if event.at > 0 else 0)
+        yield from clock_until((event.at, event.lead + "\x00"))
         yield apply(event)
     if until is not None:
-        for lead in sorted(states):
-            yield from ticks(lead, until)
+        yield from clock_until((until + 1, ""))

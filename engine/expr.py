@@ -44,6 +44,9 @@ NAMES = {
     "thresholds": "score thresholds, as `thresholds.<name>`",
     "email": "the lead's email address",
     "emails_sent": "marketing emails sent to the lead so far",
+    "unsubscribed": "whether the lead has unsubscribed (or complained): `not unsubscribed` keeps a move from "
+                    "happening after it",
+    "bounced": "whether the lead's address is suppressed (a hard bounce, repeated soft bounces or a complaint)",
 }
 
 

@@ -70,6 +70,18 @@ class LeadMagnet:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A way in without a lead magnet: a CRM event or an import creates the lead."""
+
+    name: str
+    on: str  # crm.<event> or lead.imported
+    enters: str
+    basis: str  # consent | contract | legitimate_interest
+    consent: Optional[str]
+    path: JsonPath
+
+
+@dataclass(frozen=True)
 class FitRule:
     when: Condition
     points: int
@@ -94,6 +106,7 @@ class Scoring:
     decay: Optional[Decay]
     thresholds: Tuple[Tuple[str, int], ...]
     path: JsonPath
+    count_repeats: bool = False
 
     def threshold(self, name: str) -> Optional[int]:
         return dict(self.thresholds).get(name)
@@ -178,6 +191,8 @@ class Handoff:
     suppress: Tuple[str, ...]
     crm_stage: Optional[str]
     path: JsonPath
+    sla_clock: str = "calendar"  # calendar | business
+    answered_by: Tuple[str, ...] = ()  # CRM events that meet the SLA; () means any crm.<event>
 
 
 @dataclass(frozen=True)
@@ -204,11 +219,24 @@ class QuietHours:
         return (self.end - self.start) % 1440
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    days: Tuple[int, ...]  # 0 = Monday
+    start: int  # minutes after midnight, sender's timezone
+    end: int
+    path: JsonPath
+
+
 @dataclass(frozen=True)
 class Policies:
     frequency_cap: Optional[FrequencyCap]
     quiet_hours: Optional[QuietHours]
     timezone_attribute: str
+    soft_bounce_limit: int = 3
+    business_hours: Optional[BusinessHours] = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +259,7 @@ class Funnel:
     handoff: Tuple[Handoff, ...]
     policies: Policies
     document: Document = field(compare=False, repr=False)
+    entries: Tuple[Entry, ...] = ()
 
     def attribute(self, name: str) -> Optional[Attribute]:
         return next((a for a in self.profile if a.name == name), None)
@@ -335,6 +364,13 @@ def _decay(raw: Optional[Dict[str, Any]]) -> Optional[Decay]:
     return Decay(1.0, 1440, None, window, path)
 
 
+def _business_hours(raw: Optional[Dict[str, Any]]) -> Optional[BusinessHours]:
+    if not raw:
+        return None
+    days = tuple(sorted(WEEKDAYS.index(d) for d in raw.get("days") or WEEKDAYS[:5]))
+    return BusinessHours(days, parse_clock(raw["from"]), parse_clock(raw["to"]), ("policies", "business_hours"))
+
+
 def _enum_type(values: Optional[Any]) -> str:
     """An attribute's type when only its enum is given: the type its values share."""
     if not values:
@@ -377,7 +413,7 @@ def build(doc: Document) -> Funnel:
               for i, r in enumerate(sc.get("fit") or [])),
         _decay(sc.get("decay")),
         tuple((sc.get("thresholds") or {}).items()),
-        ("scoring",))
+        ("scoring",), bool(sc.get("count_repeats", False)))
     transitions = tuple(
         Transition(i, _stages(t["from"]), t["to"], _condition(t, "when", ("transitions", i)), t.get("on"),
                    t.get("description", ""), ("transitions", i))
@@ -385,7 +421,8 @@ def build(doc: Document) -> Funnel:
     handoff = tuple(
         Handoff(stage, _assignment(h["assign"], ("handoff", stage, "assign")),
                 parse_duration(h["sla"]) if "sla" in h else None, tuple(h.get("notify") or ()),
-                tuple(h.get("suppress") or ()), h.get("crm_stage"), ("handoff", stage))
+                tuple(h.get("suppress") or ()), h.get("crm_stage"), ("handoff", stage),
+                h.get("sla_clock", "calendar"), tuple(h.get("answered_by") or ()))
         for stage, h in (d.get("handoff") or {}).items())
     pol = d.get("policies") or {}
     cap = pol.get("frequency_cap")
@@ -394,7 +431,10 @@ def build(doc: Document) -> Funnel:
         FrequencyCap(cap["max"], parse_duration(cap["per"]), tuple(cap.get("applies_to") or ()),
                      ("policies", "frequency_cap")) if cap else None,
         QuietHours(parse_clock(quiet["from"]), parse_clock(quiet["to"]), ("policies", "quiet_hours")) if quiet else None,
-        pol.get("timezone_attribute", "timezone"))
+        pol.get("timezone_attribute", "timezone"), int(pol.get("soft_bounce_limit", 3)),
+        _business_hours(pol.get("business_hours")))
+    entries = tuple(Entry(n, e["on"], e["enters"], e["basis"], e.get("consent"), ("entries", n))
+                    for n, e in (d.get("entries") or {}).items())
     return Funnel(
         name=d["funnel"], description=d.get("description", ""), template_dir=_template_dir(doc, d, d["funnel"]),
         sender=sender, profile=profile, personas=named("personas"), segments=named("segments"), fit=fit,
@@ -403,4 +443,4 @@ def build(doc: Document) -> Funnel:
                                               if e not in BUILTIN_CRM_EVENTS),
         scoring=scoring, transitions=transitions,
         sequences=tuple(_sequence(n, s) for n, s in (d.get("sequences") or {}).items()),
-        handoff=handoff, policies=policies, document=doc)
+        handoff=handoff, policies=policies, document=doc, entries=entries)

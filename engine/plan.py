@@ -23,7 +23,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 Tree = Dict[str, Any]
 
 
@@ -69,6 +69,17 @@ class Magnet:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A CRM event or an import that creates a lead in a stage, with its basis for email."""
+
+    name: str
+    on: str
+    enters: str
+    basis: str
+    consent: str
+
+
+@dataclass(frozen=True)
 class Points:
     event: str  # full event name, e.g. site.visited.pricing
     base: str  # site.visited
@@ -95,6 +106,7 @@ class Scoring:
     fit: Tuple[FitPoints, ...]
     decay: Optional[Decay]
     thresholds: Tuple[Tuple[str, int], ...]
+    count_repeats: bool
 
 
 @dataclass(frozen=True)
@@ -166,6 +178,8 @@ class Handoff:
     notify: Tuple[str, ...]
     suppress: Tuple[str, ...]
     crm_stage: Optional[str]
+    sla_clock: str  # calendar | business
+    answered_by: Tuple[str, ...]  # CRM events that meet the SLA; empty: any crm.<event>
 
 
 @dataclass(frozen=True)
@@ -177,6 +191,10 @@ class Policies:
     quiet_to: Optional[int]
     timezone_attribute: str
     default_timezone: str
+    soft_bounce_limit: int
+    business_days: Tuple[int, ...]  # 0 = Monday; empty when no business hours are set
+    business_from: Optional[int]
+    business_to: Optional[int]
 
 
 @dataclass(frozen=True)
@@ -205,6 +223,7 @@ class Plan:
     fit: Optional[Cond]
     stages: Tuple[Stage, ...]
     lead_magnets: Tuple[Magnet, ...]
+    entries: Tuple[Entry, ...]
     crm_events: Tuple[str, ...]
     scoring: Scoring
     transitions: Tuple[Transition, ...]
@@ -225,6 +244,11 @@ class Plan:
 
     def magnet(self, name: str) -> Optional[Magnet]:
         return next((m for m in self.lead_magnets if m.name == name), None)
+
+    def entry_for(self, event_type: str, name: Optional[str]) -> Optional[Entry]:
+        """The entry through which an event creates a lead, if any."""
+        return next((e for e in self.entries if e.on == event_type
+                     and (event_type != "lead.imported" or name is None or e.name == name)), None)
 
     def handoff_for(self, stage: str) -> Optional[Handoff]:
         return next((h for h in self.handoff if h.stage == stage), None)
@@ -289,8 +313,25 @@ def _from_json(tp: Any, value: Any) -> Any:
     return value
 
 
+def _upgrade(data: Dict[str, Any]) -> Dict[str, Any]:
+    """A format-1 plan (before entries, repeat counting, soft-bounce limits and SLA
+    clocks) as format 2, with the defaults those plans ran with."""
+    out = dict(data, format_version=FORMAT_VERSION, entries=[])
+    if isinstance(out.get("scoring"), dict):
+        out["scoring"] = dict(out["scoring"], count_repeats=False)
+    if isinstance(out.get("policies"), dict):
+        out["policies"] = dict(out["policies"], soft_bounce_limit=3, business_days=[], business_from=None,
+                               business_to=None)
+    if isinstance(out.get("handoff"), list):
+        out["handoff"] = [dict(h, sla_clock="calendar", answered_by=[]) if isinstance(h, dict) else h
+                          for h in out["handoff"]]
+    return out
+
+
 def from_dict(data: Dict[str, Any]) -> Plan:
     """A Plan from its JSON form. Raises ValueError for a plan of another format."""
+    if isinstance(data, dict) and data.get("format_version") == 1:
+        data = _upgrade(data)
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"not an fnl plan of format_version {FORMAT_VERSION}")
     plan = _from_json(Plan, data)

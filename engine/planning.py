@@ -16,7 +16,8 @@ from .sources import Source, discover
 def _empty(name: str) -> Plan:
     """The plan of a definition that does not exist (yet): nothing in it."""
     return p.Plan(p.FORMAT_VERSION, name, "sha256:none", p.Sender("", None, "", None), (), (), (), None, (), (), (),
-                  p.Scoring((), (), None, ()), (), (), (), p.Policies(None, None, (), None, None, "timezone", "UTC"), ())
+                  (), p.Scoring((), (), None, (), False), (), (), (),
+                  p.Policies(None, None, (), None, None, "timezone", "UTC", 3, (), None, None), ())
 
 
 def load_plan(path: str) -> Plan:

@@ -17,9 +17,12 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Event types the engine understands. Email events carry the template they are about;
 # site visits the page; CRM events are `crm.<name>`.
 EMAIL_EVENTS = ("email.delivered", "email.opened", "email.clicked", "email.replied", "email.bounced",
-                "email.unsubscribed")
-OTHER_EVENTS = ("optin", "magnet.downloaded", "site.visited", "webinar.registered", "webinar.attended",
-                "profile.updated", "tick")
+                "email.unsubscribed", "email.complained")
+# Engagement: what a lead does with an email it was sent. It counts (and scores) only for
+# an email the lead was sent, once per email and kind unless the funnel counts repeats.
+ENGAGEMENT = ("email.opened", "email.clicked", "email.replied")
+OTHER_EVENTS = ("optin", "lead.imported", "magnet.downloaded", "site.visited", "webinar.registered",
+                "webinar.attended", "profile.updated", "tick")
 _CRM = re.compile(r"crm\.[a-z][a-z0-9_]*\Z")
 
 
@@ -29,18 +32,31 @@ def minutes(moment: datetime) -> int:
     return int((moment - EPOCH).total_seconds() // 60)
 
 
-def iso(minute: int) -> str:
-    moment = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+def iso(minute: int, second: int = 0) -> str:
+    moment = datetime.fromtimestamp(minute * 60 + second, tz=timezone.utc)
     return f"{moment.year:04d}-{moment.strftime('%m-%dT%H:%M:%S')}Z"  # %Y is not padded for early years
 
 
-def parse_time(text: str) -> int:
-    """ISO 8601 (`2026-03-02T09:30:00Z`, offsets allowed; no zone means UTC) → minutes."""
+def parse_instant(text: str) -> Tuple[int, int]:
+    """ISO 8601 (`2026-03-02T09:30:15Z`, offsets allowed; no zone means UTC) → (minute,
+    second within it). The engine works in whole minutes; the second only orders the
+    events of one minute."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (ValueError, TypeError, AttributeError):
         raise ValueError(f"`{text}` is not an ISO 8601 time such as 2026-03-02T09:30:00Z") from None
-    return minutes(moment)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        seconds = int((moment - EPOCH).total_seconds())
+    except OverflowError:  # pragma: no cover - datetime bounds keep this in range
+        raise ValueError(f"`{text}` is out of range") from None
+    return seconds // 60, seconds % 60
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 → whole minutes since the epoch (see `parse_instant`)."""
+    return parse_instant(text)[0]
 
 
 def is_event_type(kind: str) -> bool:
@@ -58,6 +74,10 @@ class Event:
     profile: Mapping[str, Any] = field(default_factory=dict)
     template: Optional[str] = None
     page: Optional[str] = None
+    second: int = 0  # within the minute: orders the events of one minute, nothing else
+    machine: bool = False  # an open or click the sending service marks as machine-made
+    bounce: Optional[str] = None  # email.bounced: "hard" (default) or "soft"
+    entry: Optional[str] = None  # lead.imported: the entry it comes through
 
     @property
     def detail(self) -> str:
@@ -67,13 +87,17 @@ class Event:
             return self.page or ""
         if self.type in ("optin", "magnet.downloaded"):
             return self.magnet or ""
+        if self.type == "lead.imported":
+            return self.entry or ""
         return ""
 
     def to_json(self) -> Dict[str, Any]:
-        out: Dict[str, Any] = {"type": self.type, "at": iso(self.at), "lead": self.lead}
-        for key in ("magnet", "template", "page"):
+        out: Dict[str, Any] = {"type": self.type, "at": iso(self.at, self.second), "lead": self.lead}
+        for key in ("magnet", "template", "page", "bounce", "entry"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
+        if self.machine:
+            out["machine"] = True
         if self.profile:
             out["profile"] = dict(self.profile)
         return out
@@ -119,11 +143,15 @@ class LeadState:
     score_at: int  # minute the score was last brought up to date
     consent: str
     consent_at: int
-    source: str  # lead magnet of the opt-in
+    source: str  # lead magnet of the opt-in, or the entry of an import or CRM event
+    basis: str = "consent"  # consent | contract | legitimate_interest: why fnl may email the lead
     unsubscribed: bool = False
-    bounced: bool = False
+    unsubscribed_at: Optional[int] = None
+    bounced: bool = False  # the address is suppressed: a hard bounce, soft bounces or a complaint
+    soft_bounces: int = 0  # soft bounces since the last delivery, open, click or reply
     owner: Optional[str] = None
-    sla_deadline: Optional[int] = None
+    sla_deadline: Optional[int] = None  # the last minute of a pending SLA; None once answered or breached
+    sla_stage: Optional[str] = None
     facts: Tuple[Tuple[str, int], ...] = ()  # event key -> last minute seen
     running: Tuple[Running, ...] = ()
     finished: Tuple[str, ...] = ()  # sequences a lead has been through (never restarted)
@@ -141,11 +169,30 @@ class LeadState:
             "lead": self.lead, "profile": dict(self.profile), "stage": self.stage,
             "entered": {k: iso(v) for k, v in self.entered}, "score": round(self.score, 6),
             "consent": self.consent, "consent_at": iso(self.consent_at), "source": self.source,
-            "unsubscribed": self.unsubscribed, "bounced": self.bounced, "owner": self.owner,
+            "basis": self.basis, "unsubscribed": self.unsubscribed,
+            "unsubscribed_at": iso(self.unsubscribed_at) if self.unsubscribed_at is not None else None,
+            "bounced": self.bounced, "owner": self.owner,
             "sla_deadline": iso(self.sla_deadline) if self.sla_deadline is not None else None,
             "running": [{"sequence": r.sequence, "step": r.step_id, "due": iso(r.due)} for r in self.running],
             "finished": list(self.finished), "emails_sent": self.emails_sent,
         }
+
+
+# Activity held for a lead that has not opted in yet: bounded, and only recent activity
+# counts once the lead opts in.
+MAX_HELD = 100
+HELD_FOR_MINUTES = 30 * 1440
+
+
+@dataclass(frozen=True)
+class Prospect:
+    """Someone fnl has seen activity from (a site visit in an export, a CRM event) but
+    who has not opted in or been imported yet. Their activity waits here and is applied
+    at the entry minute, in order."""
+
+    lead: str
+    held: Tuple[Event, ...] = ()
+    last_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -165,10 +212,9 @@ def event_from_json(data: Any, where: str = "event") -> Event:
     """An Event from untrusted JSON; ValueError with a clear message if malformed."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object")
-    unknown = set(data) - {"type", "at", "lead", "magnet", "profile", "template", "page"}
+    unknown = set(data) - set(EVENT_FIELDS)
     if unknown:
-        raise ValueError(f"{where}: unknown field `{sorted(unknown)[0]}` (fields: type, at, lead, magnet, profile, "
-                         "template, page)")
+        raise ValueError(f"{where}: unknown field `{sorted(unknown)[0]}` (fields: {', '.join(EVENT_FIELDS)})")
     kind = data.get("type")
     if not isinstance(kind, str) or not is_event_type(kind):
         raise ValueError(f"{where}: `type` must be an event such as optin, email.opened, site.visited, crm.deal_won "
@@ -182,7 +228,18 @@ def event_from_json(data: Any, where: str = "event") -> Event:
     profile = data.get("profile", {})
     if not isinstance(profile, dict) or not all(isinstance(k, str) for k in profile):
         raise ValueError(f"{where}: `profile` must be an object of attribute values")
-    for key in ("magnet", "template", "page"):
+    for key in ("magnet", "template", "page", "entry"):
         if key in data and not isinstance(data[key], str):
             raise ValueError(f"{where}: `{key}` must be a string")
-    return Event(kind, parse_time(at), lead, data.get("magnet"), profile, data.get("template"), data.get("page"))
+    machine = data.get("machine", False)
+    if not isinstance(machine, bool):
+        raise ValueError(f"{where}: `machine` must be true or false")
+    bounce = data.get("bounce")
+    if bounce is not None and (kind != "email.bounced" or bounce not in ("hard", "soft")):
+        raise ValueError(f"{where}: `bounce` is \"hard\" or \"soft\", on email.bounced events only")
+    minute, second = parse_instant(at)
+    return Event(kind, minute, lead, data.get("magnet"), profile, data.get("template"), data.get("page"), second,
+                 machine, bounce, data.get("entry"))
+
+
+EVENT_FIELDS = ("type", "at", "lead", "magnet", "profile", "template", "page", "entry", "bounce", "machine")

@@ -14,7 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from .drive import Applied, drive
 from .errors import Location, Problem
 from .plan import Plan
-from .state import Event, event_from_json, iso
+from .score import shown
+from .state import Event, LeadState, event_from_json, iso
 
 MAX_EVENTS_BYTES = 64 * 1024 * 1024
 MAX_LINE = 1024 * 1024
@@ -49,7 +50,6 @@ def read_events(path: Path, display: str) -> Events:
         bad_line = raw.count(b"\n", 0, exc.start) + 1
         return Events((), (Problem("FNL601", "events file is not UTF-8", Location(display, bad_line, 1),
                                    help="write events as UTF-8 JSON Lines"),))
-    last: Dict[str, int] = {}
     numbers: List[int] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -79,12 +79,6 @@ def read_events(path: Path, display: str) -> Events:
             problems.append(Problem("FNL603", str(exc).removeprefix("event: "), Location(display, n, 1),
                                     help="see `fnl trace --help` for the event format", source_line=line[:200]))
             continue
-        if event.lead and event.at < last.get(event.lead, event.at):
-            problems.append(Problem("FNL603", f"event at {iso(event.at)} comes before the lead's previous event",
-                                    Location(display, n, 1), help="list each lead's events in time order",
-                                    source_line=line[:200]))
-            continue
-        last[event.lead] = event.at
         events.append(event)
         numbers.append(n)
     if not events and not problems:
@@ -131,7 +125,21 @@ def _describe_action(a: Any) -> str:
         return f"stage {d['from']} → {d['to']}: {d['because']}"
     if a.type == "handoff":
         sla = f", SLA until {d['sla_deadline']}" if d.get("sla_deadline") else ""
-        return f"hand off to {d['owner']}{sla}"
+        dne = f"; do not email: {d['do_not_email']}" if d.get("do_not_email") else ""
+        return f"hand off to {d['owner']}{sla}{dne}"
+    if a.type in ("ignored", "not_moved"):
+        return str(d["reason"]) if a.type == "ignored" else f"not moved to {d['to']}: {d['reason']}"
+    if a.type in ("not_scored", "recorded", "held", "suppressed"):
+        return {"not_scored": "not scored: ", "recorded": "", "held": "", "suppressed": "suppressed: "}[a.type] \
+            + str(d["reason"])
+    if a.type == "applied":
+        return f"applied {d['reason']}"
+    if a.type == "not_sent":
+        return f"not sent: {d['template']}: {d['reason']}"
+    if a.type == "sla_breached":
+        return f"SLA breached: {d['owner']} did not follow up on {d['stage']} by {d['deadline']}"
+    if a.type == "sla_met":
+        return f"SLA met: {d['by']} before {d['deadline']} ({d['owner']}, {d['stage']})"
     if a.type == "notify":
         return f"notify {d['to']}: {d['message']}"
     if a.type == "crm_update":
@@ -141,7 +149,8 @@ def _describe_action(a: Any) -> str:
     if a.type == "exit_sequence":
         return f"exit sequence {d['sequence']} ({d['reason']})"
     if a.type == "consent_recorded":
-        return f"consent recorded from {d['magnet']}: \"{d['consent']}\""
+        basis = "" if d.get("basis", "consent") == "consent" else f" (basis: {d['basis']})"
+        return f"consent recorded from {d['magnet']}: \"{d['consent']}\"{basis}"
     if a.type == "rejected":
         return f"REJECTED: {d['reason']}"
     return f"{a.type} {d}"
@@ -159,9 +168,9 @@ def render_text(steps: List[Applied]) -> str:
         if item.event.type == "tick" and not actions:
             continue
         state = item.result.state
-        score = f"score {state.score:.1f}, {state.stage}" if state else "no lead"
+        score = f"score {state.score:.1f}, {state.stage}" if isinstance(state, LeadState) else "not a lead yet"
         head = "clock" if item.event.type == "tick" else _describe_event(item.event)
-        lines.append(f"{iso(item.event.at)}  {item.event.lead}  {head}  [{score}]")
+        lines.append(f"{iso(item.event.at, item.event.second)}  {item.event.lead}  {head}  [{score}]")
         for a in actions:
             when = f" at {iso(a.at)}" if a.at != item.event.at else ""
             lines.append(f"    → {_describe_action(a)}{when}")
@@ -172,10 +181,12 @@ def render_json(steps: List[Applied]) -> str:
     out = []
     for item in steps:
         state = item.result.state
+        lead = state if isinstance(state, LeadState) else None
         out.append(json.dumps({
             "event": item.event.to_json(),
             "actions": [a.to_json() for a in item.result.actions],
-            "score": round(state.score, 6) if state else None,
-            "stage": state.stage if state else None,
+            "score": shown(lead.score) if lead else None,
+            "stage": lead.stage if lead else None,
+            "unsubscribed": lead.unsubscribed if lead else None,
         }, sort_keys=True, ensure_ascii=False))
     return "\n".join(out) + ("\n" if out else "")

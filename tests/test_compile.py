@@ -128,7 +128,7 @@ def test_plan_validates_against_the_plan_schema(name):
 
 @pytest.mark.parametrize("mutate", [
     lambda d: d.update(content_hash="md5:1234"),
-    lambda d: d.update(format_version=2),
+    lambda d: d.update(format_version=P.FORMAT_VERSION + 1),
     lambda d: d.pop("sequences"),
     lambda d: d.update(surprise=True),
     lambda d: d["sequences"][0]["steps"][0].update(wait_minutes="2d"),

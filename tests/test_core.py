@@ -11,6 +11,7 @@ import sys
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
+from dataclasses import replace
 from typing import Iterable, List, Optional, Sequence
 from zoneinfo import ZoneInfo
 
@@ -114,6 +115,14 @@ def sends(actions: Iterable[Action], lead: Optional[str] = None) -> List[Action]
     return of(actions, "send_email", lead)
 
 
+def was_sent(state: LeadState, template: str, at: int) -> LeadState:
+    """The state as if `template` had gone out to the lead at `at` (for tests of what
+    engagement does, apart from the sequence that would send it)."""
+    facts = dict(state.facts)
+    facts[f"email.sent.{template}"] = at
+    return replace(state, facts=tuple(sorted(facts.items())))
+
+
 def chain(plan: Plan, events: Sequence[Event], state: Optional[LeadState] = None,
           shared: Shared = Shared()) -> List[core.Result]:
     """Apply events one by one with core.step (no clock in between)."""
@@ -204,13 +213,22 @@ def test_profile_update_with_a_bad_value_is_rejected_and_state_kept(tmp_path):
     assert dict(ok.state.profile)["employees"] == 500
 
 
-@pytest.mark.parametrize("kind", ["email.opened", "site.visited", "crm.demo_booked", "tick", "email.unsubscribed"])
-def test_events_before_optin_are_rejected(tmp_path, kind):
+@pytest.mark.parametrize("kind, outcome", [
+    ("email.opened", "ignored"), ("email.unsubscribed", "ignored"),   # no email was sent to a stranger
+    ("site.visited", "held"), ("crm.demo_booked", "held"),            # applied once the lead opts in
+    ("tick", None),
+])
+def test_events_before_optin_are_held_or_ignored_never_rejected(tmp_path, kind, outcome):
     plan = build(tmp_path, TWO_MAGNETS)
     r = core.step(plan, None, ev(kind, T0, "stranger@corp.example"))
-    assert r.state is None
-    assert [a.type for a in r.actions] == ["rejected"]
-    assert "opt-in" in r.actions[0].get("reason")
+    assert [a.type for a in r.actions] == ([outcome] if outcome else [])
+    if outcome == "held":
+        assert isinstance(r.state, core.Prospect) and [e.type for e in r.state.held] == [kind]
+        assert "held until stranger@corp.example opts in" in r.actions[0].get("reason")
+    else:
+        assert r.state is None
+    if outcome == "ignored":
+        assert "has not entered the funnel" in r.actions[0].get("reason")
 
 
 def test_out_of_order_event_is_rejected_and_changes_nothing(tmp_path):
@@ -267,6 +285,8 @@ def test_scoring_uses_the_narrowest_matching_entry(tmp_path, event, points):
     plan = build(tmp_path, SCORING, ["n/case-study"])
     lead = "s@corp.example"
     state = core.step(plan, None, optin(lead)).state
+    if "template" in event:  # engagement counts only for an email the lead was sent
+        state = was_sent(state, event["template"], T0)
     assert state.score == 5  # the guide's points
     kind = event.pop("kind")
     r = core.step(plan, state, Event(kind, T0 + 10, lead, **event))
@@ -376,7 +396,7 @@ def test_no_mql_without_fit_however_high_the_score(tmp_path):
 def test_transitions_run_in_order_within_one_event(tmp_path):
     plan = build(tmp_path, FUNNEL)
     lead = "r@corp.example"
-    state = core.step(plan, None, optin(lead, employees=120)).state
+    state = was_sent(core.step(plan, None, optin(lead, employees=120)).state, "x", T0)
     # a reply is worth 25: 5 + 25 >= 30 makes an MQL, and the reply itself makes the MQL an SQL
     r = core.step(plan, state, ev("email.replied", T0 + 60, lead, template="x"))
     changes = [(a.get("from"), a.get("to")) for a in of(r.actions, "stage_changed")]
@@ -397,8 +417,9 @@ def test_transitions_are_each_checked_once_in_declaration_order(tmp_path):
     assert body != FUNNEL
     plan = build(tmp_path, body)
     lead = "r@corp.example"
-    results = chain(plan, [optin(lead, employees=120), ev("email.replied", T0 + 60, lead, template="x"),
-                           ev("tick", T0 + 61, lead)])
+    first = was_sent(core.step(plan, None, optin(lead, employees=120)).state, "x", T0)
+    results = [None] + chain(plan, [ev("email.replied", T0 + 60, lead, template="x"), ev("tick", T0 + 61, lead)],
+                             first)
     assert [(a.get("from"), a.get("to")) for a in of(results[1].actions, "stage_changed")] == [("subscriber", "mql")]
     assert [(a.get("from"), a.get("to")) for a in of(results[2].actions, "stage_changed")] == [("mql", "sql")]
 
@@ -520,7 +541,8 @@ def test_unsubscribe_exits_every_sequence_and_nothing_is_sent_after(tmp_path):
     assert all(a.at <= gone for a in sends(actions))
     assert not [a for a in sends(actions) if a.at >= gone]
     exits = [(a.get("sequence"), a.get("reason")) for a in of(actions, "exit_sequence") if a.at == gone]
-    assert exits == [("follow-up", "unsubscribed")]  # nurture had already been suppressed in sql
+    # nurture had already been suppressed in sql; the trace says what the unsubscribe stopped
+    assert exits == [("follow-up", f"unsubscribed at {iso(gone)}; not sent: s/nudge")]
     state = final_states(plan, events, until=T0 + 60 * DAY)[lead]
     assert state.unsubscribed and state.running == ()
 
@@ -533,7 +555,8 @@ def test_unsubscribe_in_the_middle_of_nurture(tmp_path):
               ev("crm.demo_booked", gone + DAY, lead)]  # sales takes over: still no email
     actions = run(plan, events, until=T0 + 90 * DAY)
     assert [a.get("template") for a in sends(actions)] == ["n/one", "n/two"]
-    assert [(a.get("sequence"), a.get("reason")) for a in of(actions, "exit_sequence")] == [("nurture", "unsubscribed")]
+    assert [(a.get("sequence"), a.get("reason")) for a in of(actions, "exit_sequence")] == [
+        ("nurture", f"unsubscribed at {iso(gone)}; not sent: n/three and 1 later")]
     assert not of(actions, "enter_sequence", lead)[1:]  # nothing entered after the unsubscribe
 
 
