@@ -2,6 +2,9 @@
 
 Tests import the engine from the repository root (not an installed copy), so the root
 goes on sys.path first; the CLI runs as a real subprocess from the same root.
+
+A few tests check fnl's output with real outside tools and skip where one is missing.
+With FNL_REQUIRE_ALL=1 (CI sets it, in .ci/run) a skip fails instead, saying what to install.
 """
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import pytest
 
@@ -68,6 +71,33 @@ def check(*paths: Union[str, Path]):
 def spots(problems: Sequence) -> List[Tuple[str, int, int]]:
     """(code, line, column) of each problem, sorted."""
     return sorted((p.code, p.location.line, p.location.column) for p in problems)
+
+
+REQUIRE_ALL = os.environ.get("FNL_REQUIRE_ALL", "") not in ("", "0")
+WHOLE_SUITE = ("the whole suite needs the test extra (pip install -e \".[test]\"), git, Graphviz `dot` "
+               "(apt-get install graphviz), and node 20.19+ with npm and `npm install` in tests/js "
+               "(Mermaid's parser); .ci/run installs all of them")
+
+
+def _no_skipping(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if REQUIRE_ALL and report.skipped and not hasattr(report, "wasxfail"):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but FNL_REQUIRE_ALL=1 runs every test: {reason}\n{WHOLE_SUITE}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    _no_skipping(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    outcome = yield
+    _no_skipping(outcome.get_result())
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -35,11 +35,26 @@ def fnl(*args: Any, cwd: Path = REPO) -> subprocess.CompletedProcess:
                           text=True, timeout=120, env=env)
 
 
-def mermaid_parse(path: Path) -> subprocess.CompletedProcess:
+def mermaid_missing() -> Optional[str]:
+    """Why Mermaid's own parser cannot run here, or None."""
     if shutil.which("node") is None:
-        pytest.skip("node is not installed: Mermaid's parser runs in node")
+        return "node is not installed: Mermaid's parser runs in node (install node and npm, then `npm install` in tests/js)"
     if not (JS / "node_modules" / "mermaid").is_dir():
-        pytest.skip("tests/js/node_modules is missing: run `npm install` in tests/js (CI does)")
+        return "tests/js/node_modules is missing: run `npm install` in tests/js (CI does)"
+    return None
+
+
+def dot_missing() -> Optional[str]:
+    """Why Graphviz cannot render here, or None."""
+    if shutil.which("dot") is None:
+        return "Graphviz `dot` is not installed (apt-get install graphviz; CI does)"
+    return None
+
+
+def mermaid_parse(path: Path) -> subprocess.CompletedProcess:
+    reason = mermaid_missing()
+    if reason:
+        pytest.skip(reason)
     return subprocess.run(["node", str(JS / "mermaid_parse.mjs"), str(path)], capture_output=True, text=True,
                           timeout=120)
 
@@ -200,11 +215,16 @@ def test_quotes_and_brackets_in_a_condition_still_parse(tmp_path, condition):
     # the dot label reads back as the condition (long ones are cut at 60 characters with …)
     assert any(s.rstrip("…") and condition.startswith(s.rstrip("…")) and len(s) >= min(len(condition), 59)
                for s in dot_tokens(dot.stdout)[1])
-    render_dot(dot.stdout, tmp_path)
-    path = tmp_path / "nasty.mmd"
-    path.write_text(r.stdout, encoding="utf-8")
-    parsed = mermaid_parse(path)  # last: skips when node is missing
-    assert parsed.returncode == 0 and parsed.stdout.startswith("ok"), (r.stdout, parsed.stdout)
+    if not dot_missing():
+        render_dot(dot.stdout, tmp_path)
+    if not mermaid_missing():
+        path = tmp_path / "nasty.mmd"
+        path.write_text(r.stdout, encoding="utf-8")
+        parsed = mermaid_parse(path)
+        assert parsed.returncode == 0 and parsed.stdout.startswith("ok"), (r.stdout, parsed.stdout)
+    missing = [reason for reason in (dot_missing(), mermaid_missing()) if reason]
+    if missing:  # everything else was checked; say what was not
+        pytest.skip("; ".join(missing))
 
 
 # -- dot ---------------------------------------------------------------------------------------
@@ -250,8 +270,9 @@ def assert_balanced(text: str) -> None:
 
 
 def render_dot(text: str, tmp_path: Path) -> None:
-    if shutil.which("dot") is None:
-        return  # rendering is checked where Graphviz is installed; the syntax checks above still ran
+    reason = dot_missing()
+    if reason:
+        pytest.skip(reason)
     path = tmp_path / "funnel.dot"
     path.write_text(text, encoding="utf-8")
     r = subprocess.run(["dot", "-Tsvg", str(path)], capture_output=True, text=True, timeout=120)
@@ -281,7 +302,6 @@ def test_dot_is_well_formed_and_complete(example, tmp_path):
     assert graph.dot(plan) == text
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_dot_renders_to_svg(name, tmp_path):
     r = fnl("graph", name, "--format", "dot")
