@@ -38,7 +38,8 @@ def fnl(*args: Any, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def mermaid_missing() -> Optional[str]:
     """Why Mermaid's own parser cannot run here, or None."""
     if shutil.which("node") is None:
-        return "node is not installed: Mermaid's parser runs in node (install node and npm, then `npm install` in tests/js)"
+        return ("node is not installed: Mermaid's parser runs in node "
+                "(install node and npm, then `npm install` in tests/js)")
     if not (JS / "node_modules" / "mermaid").is_dir():
         return "tests/js/node_modules is missing: run `npm install` in tests/js (CI does)"
     return None
