@@ -104,6 +104,7 @@ class _Step:
         self.shared = shared
         self.actions: List[Action] = []
         self.created = False
+        self.answering = True  # whether a CRM event may answer a pending SLA
 
     # -- reading the lead ---------------------------------------------------------
     def act(self, action_type: str, at: Optional[int] = None, **detail: Any) -> None:
@@ -406,7 +407,7 @@ class _Step:
             self.lead.sla_deadline = None
 
     def sla_answer(self) -> None:
-        if self.lead.sla_deadline is None or not self.event.type.startswith("crm."):
+        if self.lead.sla_deadline is None or not self.answering or not self.event.type.startswith("crm."):
             return
         rule = self.plan.handoff_for(self.lead.sla_stage or "")
         if rule is not None and rule.answered_by and not any(_matches(on, self.event) for on in rule.answered_by):
@@ -564,8 +565,10 @@ class _Step:
     # -- the new lead ----------------------------------------------------------------
     def enter(self, held: Tuple[Event, ...]) -> None:
         """A lead just created: consent, fit points, CRM, a handoff if its first stage
-        has one; then its event and the activity held from before it."""
+        has one; then the activity held from before it, in order, and last the event
+        that created it (its profile is the newest)."""
         s = self.lead.s
+        creating = self.event
         self.created = True
         self.act("consent_recorded", magnet=s.source, consent=s.consent, basis=s.basis)
         self.add_points(sum(fp.points for fp in self.plan.scoring.fit if ev.holds(fp.when.tree, self.resolve)))
@@ -573,16 +576,26 @@ class _Step:
         self.act("crm_update", stage=(rule.crm_stage if rule and rule.crm_stage else s.stage))
         if rule is not None:
             self.handoff(rule)
-        self.handle(self.event)
+        # Nothing from before the lead existed, nor the event that created it, answers
+        # the SLA of a handoff made at entry.
+        self.answering = False
         for old in held:
-            if old.at <= self.now - HELD_FOR_MINUTES:
-                self.event = old
+            self.event = old
+            if old.at < self.now - HELD_FOR_MINUTES:
                 self.ignore(f"{_describe(old)} from {iso(old.at)} ignored: more than 30 days before the lead "
                             "entered the funnel")
                 continue
+            if old.type == "profile.updated":
+                problem = validate_profile(self.plan, {**self.lead.profile, **dict(old.profile)})
+                if problem:
+                    self.ignore(f"profile.updated from {iso(old.at)} ignored: {problem}")
+                    continue
             self.act("applied", event=old.type, reason=f"{_describe(old)} from {iso(old.at)}, held until the "
                                                        "lead entered the funnel")
             self.handle(replace(old, at=self.now))
+        self.update_profile(creating.profile)  # the newest profile wins over held updates
+        self.handle(creating)
+        self.answering = True
 
 
 def _unsent(seq: p.Sequence, index: int) -> List[str]:

@@ -28,8 +28,8 @@ fnl: 1
 funnel: acme-b2b
 sender: {from: "Acme <hello@acme.example>", postal_address: "1 Main St, Springfield"}
 stages: [subscriber, customer]
-transitions:
-  - {from: subscriber, to: customer, on: crm.deal_won}
+transitions: [{from: subscriber, to: customer, on: crm.deal_won}]
+entries: {imported: {on: lead.imported, enters: subscriber, basis: legitimate_interest}}
 """
 
 

@@ -59,6 +59,7 @@ handoff:
   sql: {{assign: {{owner: ana@acme.example}}, sla: 4h, suppress: [nurture, broadcast]}}
 policies:
   quiet_hours: {{from: "20:00", to: "08:00"}}
+entries: {{imported: {{on: lead.imported, enters: subscriber, basis: legitimate_interest}}}}
 """
 MIXED_CODES = ["FNL212", "FNL309", "FNL405", "FNL505", "FNL506"]
 
@@ -171,10 +172,10 @@ def test_rules_accepts_lower_case_id(monkeypatch: pytest.MonkeyPatch, capsys: py
 
 
 def test_unknown_rule_exits_3_with_a_suggestion() -> None:
-    proc = run_proc(["rules", "FNL3011"], REPO)
+    proc = run_proc(["rules", "FNL5055"], REPO)
     assert proc.returncode == 3
     assert proc.stdout == ""
-    assert "no rule 'FNL3011'" in proc.stderr and "did you mean FNL301?" in proc.stderr
+    assert "no rule 'FNL5055'" in proc.stderr and "did you mean FNL505?" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -394,6 +395,7 @@ sequences:
     exit: {{stage_at_least: mql}}
 policies:
   quiet_hours: {{from: "20:00", to: "08:00"}}
+entries: {{imported: {{on: lead.imported, enters: subscriber, basis: legitimate_interest}}}}
 """
 STEP = '      - {wait: 1d, at: "21:30"'
 

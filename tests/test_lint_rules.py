@@ -95,7 +95,7 @@ RULE_IDS = [r.ID for r in RULES]
 
 
 def test_registry_has_every_rule_once() -> None:
-    assert len(RULES) == 42
+    assert len(RULES) == 44
     assert len(set(RULE_IDS)) == len(RULE_IDS)
     assert RULE_IDS == sorted(RULE_IDS)
 
@@ -200,7 +200,9 @@ def test_cycle_search_is_fast_when_every_stage_can_skip_ahead(tmp_path: Path) ->
     stages = [f"s{i:02d}" for i in range(40)]
     rows = [f"  - {{from: [{', '.join(stages[:i])}], to: {stages[i]}, when: \"score >= {i}\"}}"
             for i in range(1, len(stages))]
-    path = _write(tmp_path, f"stages: [{', '.join(stages)}]\ntransitions:\n" + "\n".join(rows) + "\n")
+    path = _write(tmp_path, f"stages: [{', '.join(stages)}]\n"
+                  "entries: {imported: {on: lead.imported, enters: s00, basis: legitimate_interest}}\n"
+                  "transitions:\n" + "\n".join(rows) + "\n")
     started = time.perf_counter()
     assert [p for c in check_paths((str(path),), Selection()) for p in c.problems] == []
     assert time.perf_counter() - started < 5

@@ -28,6 +28,7 @@ sequences:
     stage: subscriber
     steps: [{send: n/hostile}]
     exit: {stage_at_least: mql}
+entries: {imported: {on: lead.imported, enters: subscriber, basis: legitimate_interest}}
 """
 
 FOOTER = "{{ sender.postal_address }} {{ unsubscribe_url }}"

@@ -107,10 +107,10 @@ class Context:
 
     @cached_property
     def reachable_stages(self) -> Set[str]:
-        """Stages a lead can reach: entered by a lead magnet (or the first stage), then
-        along transitions."""
+        """Stages a lead can reach: entered by a lead magnet or an entry (the first stage
+        when there are neither: FNL311 reports that), then along transitions."""
         f = self.funnel
-        start = {m.enters for m in f.lead_magnets} or {f.stages[0]}
+        start = {m.enters for m in f.lead_magnets} | {e.enters for e in f.entries} or {f.stages[0]}
         seen = set(s for s in start if s in f.stages)
         frontier = list(seen)
         while frontier:

@@ -14,7 +14,7 @@ from .context import Context
 
 TEMPLATE_PREDICATES = ("opened", "clicked", "replied")
 EMAIL_EVENTS = ("email.delivered", "email.opened", "email.clicked", "email.replied", "email.bounced",
-                "email.unsubscribed")
+                "email.unsubscribed", "email.complained")
 
 
 def suggest(name: str, known: List[str], what: str, section: str, cutoff: float = 0.6) -> str:
@@ -91,6 +91,12 @@ def event_mentions(ctx: Context) -> Iterator[Tuple[str, JsonPath, bool]]:
         if seq.exit:
             for i, event in enumerate(seq.exit.on):
                 yield event, seq.exit.path + ("on", i), False
+    for entry in f.entries:
+        if entry.on.startswith("crm."):
+            yield entry.on, entry.path + ("on",), False
+    for h in f.handoff:
+        for i, event in enumerate(h.answered_by):
+            yield event, h.path + ("answered_by", i), False
 
 
 def split_event(event: str) -> Tuple[str, str]:
@@ -117,6 +123,8 @@ def stage_mentions(ctx: Context) -> Iterator[Tuple[str, JsonPath, Optional[Locat
             yield stage, ("terminal_stages", i), None
     for m in f.lead_magnets:
         yield m.enters, m.path + ("enters",), None
+    for entry in f.entries:
+        yield entry.enters, entry.path + ("enters",), None
     for t in f.transitions:
         raw_from = ctx.doc.data["transitions"][t.index]["from"]
         for i, stage in enumerate(t.sources):

@@ -28,7 +28,8 @@ def check(ctx: Context) -> Iterator[Finding]:
     if quiet is None:
         return
     for h in ctx.funnel.handoff:
-        if h.sla_minutes is not None and h.sla_minutes < quiet.length_minutes:
+        # An SLA on business hours does not run at night: quiet hours cannot break it.
+        if h.sla_minutes is not None and h.sla_clock != "business" and h.sla_minutes < quiet.length_minutes:
             yield Finding(h.path + ("sla",),
                           f"SLA {format_duration(h.sla_minutes)} is shorter than the {format_duration(quiet.length_minutes)} "
                           "of quiet hours, so leads handed off at night miss it",

@@ -1,7 +1,7 @@
 """A stage no lead can ever reach.
 
-Leads enter at the stages their lead magnets name (the first stage when there are no
-lead magnets) and move only along `transitions`. A stage outside that graph is dead
+Leads enter at the stages their lead magnets and entries name (the first stage when
+there are neither) and move only along `transitions`. A stage outside that graph is dead
 configuration, or a missing transition.
 
 Fails:
@@ -31,5 +31,5 @@ def check(ctx: Context) -> Iterator[Finding]:
     for i, stage in enumerate(f.stages):
         if stage not in ctx.reachable_stages:
             yield Finding(("stages", i), f"no lead can reach stage `{stage}`",
-                          f"add a transition `to: {stage}` from a reachable stage, or a lead magnet that "
-                          f"`enters: {stage}`")
+                          f"add a transition `to: {stage}` from a reachable stage, or a lead magnet or entry "
+                          f"that `enters: {stage}`")
