@@ -230,9 +230,11 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
       {"type": "crm.demo_booked", "at": "...", "lead": "..."}
 
     \b
-    Event types: optin, email.delivered|opened|clicked|replied|bounced|unsubscribed,
-    site.visited, magnet.downloaded, webinar.registered|attended, profile.updated,
-    crm.<event>, tick.
+    Event types: optin, lead.imported (with "entry"), email.delivered|opened|clicked|
+    replied|bounced|unsubscribed|complained, site.visited, magnet.downloaded,
+    webinar.registered|attended, profile.updated, crm.<event>, tick. Opens and clicks
+    may carry "machine": true; bounces "bounce": "hard" or "soft". Lines need not be in
+    time order: the engine applies them by minute, then lead, then timestamp.
     """
     from pathlib import Path
 

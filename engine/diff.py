@@ -176,7 +176,8 @@ def diff(old: Plan, new: Plan) -> Diff:
     def handoff(h: Any) -> Dict[str, Any]:
         a = h.assign
         return {"assign": a.kind, "reps": list(a.reps), "routes": {k: list(v) for k, v in a.routes},
-                "sla": _dur(h.sla_minutes), "notify": list(h.notify), "suppress": list(h.suppress)}
+                "sla": _dur(h.sla_minutes), "sla_clock": h.sla_clock, "answered_by": list(h.answered_by),
+                "notify": list(h.notify), "suppress": list(h.suppress)}
 
     _keyed(out, "handoff", "handoff", {h.stage: handoff(h) for h in old.handoff},
            {h.stage: handoff(h) for h in new.handoff}, "handoff for")
@@ -185,6 +186,14 @@ def diff(old: Plan, new: Plan) -> Diff:
             for m in old.lead_magnets},
            {m.name: {"enters": m.enters, "score": m.score, "consent": m.consent, "delivers": m.delivers}
             for m in new.lead_magnets}, "lead magnet")
+    _keyed(out, "entry", "entries",
+           {e.name: {"on": e.on, "enters": e.enters, "basis": e.basis, "consent": e.consent} for e in old.entries},
+           {e.name: {"on": e.on, "enters": e.enters, "basis": e.basis, "consent": e.consent} for e in new.entries},
+           "entry")
+    if old.scoring.count_repeats != new.scoring.count_repeats:
+        out.append(Change("~", "points", "scoring.count_repeats", old.scoring.count_repeats,
+                          new.scoring.count_repeats, f"count repeats {old.scoring.count_repeats} → "
+                          f"{new.scoring.count_repeats}"))
     _keyed(out, "policy", "policies",
            {k.rstrip("_"): v for k, v in old.policies.__dict__.items()},
            {k.rstrip("_"): v for k, v in new.policies.__dict__.items()}, "policy")

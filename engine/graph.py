@@ -106,6 +106,9 @@ def layout(plan: Plan) -> Tuple[List[Node], List[Node], List[Edge]]:
     for m in plan.lead_magnets:
         nodes.append(Node(ids("magnet", m.name), f"{m.name} ({m.kind})", "magnet"))
         edges.append(Edge(ids("magnet", m.name), ids("stage", m.enters)))
+    for e in plan.entries:
+        nodes.append(Node(ids("entry", e.name), f"{e.name} ({e.on}, {e.basis.replace('_', ' ')})", "magnet"))
+        edges.append(Edge(ids("entry", e.name), ids("stage", e.enters)))
     for t in plan.transitions:
         for src in t.sources:
             edges.append(Edge(ids("stage", src), ids("stage", t.to), _transition_label(t)))
