@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Tuple
 
 from . import clock
 
@@ -44,8 +44,3 @@ def windowed(points: Iterable[Tuple[int, float]], factor: float, every: int, win
     for t, n in kept:
         total += decayed(n, factor, every, t, now, tz) if every > 0 else n
     return total, kept
-
-
-def best_of(values: Iterable[Optional[int]]) -> Optional[int]:
-    present = [v for v in values if v is not None]
-    return min(present) if present else None

@@ -114,6 +114,28 @@ def _describe_event(e: Event) -> str:
     return f"{e.type}" + (f" {extra}" if extra else "")
 
 
+# How each kind of action reads in the timeline (send, stage change, handoff and consent
+# need more than one template and are written out below).
+_PHRASES = {
+    "ignored": "{reason}",
+    "not_moved": "not moved to {to}: {reason}",
+    "not_scored": "not scored: {reason}",
+    "recorded": "{reason}",
+    "held": "{reason}",
+    "applied": "applied {reason}",
+    "suppressed": "suppressed: {reason}",
+    "not_sent": "not sent: {template}: {reason}",
+    "sla_breached": "SLA breached: {owner} did not follow up on {stage} by {deadline}",
+    "sla_met": "SLA met: {by} before {deadline} ({owner}, {stage})",
+    "notify": "notify {to}: {message}",
+    "crm_update": "CRM stage → {stage}",
+    "enter_sequence": "enter sequence {sequence}",
+    "exit_sequence": "exit sequence {sequence} ({reason})",
+    "rejected": "REJECTED: {reason}",
+    "stage_changed": "stage {from} → {to}: {because}",
+}
+
+
 def _describe_action(a: Any) -> str:
     d = dict(a.detail)
     if a.type == "send_email":
@@ -121,38 +143,15 @@ def _describe_action(a: Any) -> str:
         if d.get("kind") == "delivery":
             return f"send {d['template']}  (delivery of lead magnet {d.get('magnet')})"
         return f"send {d['template']}{variant}  ({d['kind']} {d['sequence']}, step {d['step']})"
-    if a.type == "stage_changed":
-        return f"stage {d['from']} → {d['to']}: {d['because']}"
     if a.type == "handoff":
         sla = f", SLA until {d['sla_deadline']}" if d.get("sla_deadline") else ""
         dne = f"; do not email: {d['do_not_email']}" if d.get("do_not_email") else ""
         return f"hand off to {d['owner']}{sla}{dne}"
-    if a.type in ("ignored", "not_moved"):
-        return str(d["reason"]) if a.type == "ignored" else f"not moved to {d['to']}: {d['reason']}"
-    if a.type in ("not_scored", "recorded", "held", "suppressed"):
-        return {"not_scored": "not scored: ", "recorded": "", "held": "", "suppressed": "suppressed: "}[a.type] \
-            + str(d["reason"])
-    if a.type == "applied":
-        return f"applied {d['reason']}"
-    if a.type == "not_sent":
-        return f"not sent: {d['template']}: {d['reason']}"
-    if a.type == "sla_breached":
-        return f"SLA breached: {d['owner']} did not follow up on {d['stage']} by {d['deadline']}"
-    if a.type == "sla_met":
-        return f"SLA met: {d['by']} before {d['deadline']} ({d['owner']}, {d['stage']})"
-    if a.type == "notify":
-        return f"notify {d['to']}: {d['message']}"
-    if a.type == "crm_update":
-        return f"CRM stage → {d['stage']}"
-    if a.type == "enter_sequence":
-        return f"enter sequence {d['sequence']}"
-    if a.type == "exit_sequence":
-        return f"exit sequence {d['sequence']} ({d['reason']})"
     if a.type == "consent_recorded":
         basis = "" if d.get("basis", "consent") == "consent" else f" (basis: {d['basis']})"
         return f"consent recorded from {d['magnet']}: \"{d['consent']}\"{basis}"
-    if a.type == "rejected":
-        return f"REJECTED: {d['reason']}"
+    if a.type in _PHRASES:
+        return _PHRASES[a.type].format_map(d)
     return f"{a.type} {d}"
 
 
