@@ -246,8 +246,8 @@ class _Step:
         if e.type == "email.delivered":
             self.lead.soft_bounces = 0
             return
-        if e.type == "profile.updated":
-            self.update_profile(e.profile)
+        if e.type in ("profile.updated", "lead.imported"):
+            self.update_profile(e.profile)  # an import of a known lead refreshes its profile
             return
         if e.type in ("optin", "magnet.downloaded") and e.magnet:
             magnet = self.plan.magnet(e.magnet)
@@ -745,7 +745,7 @@ def step(plan: p.Plan, state: State, event: Event, shared: Shared = Shared()) ->
     if event.at < state.last_at:
         return _reject(state, event, shared, f"event at {iso(event.at)} is older than the lead's last event "
                                              f"({iso(state.last_at)}); send events in time order")
-    if not created and event.profile and event.type in ("profile.updated", "optin"):
+    if not created and event.profile and event.type in ("profile.updated", "optin", "lead.imported"):
         problem = validate_profile(plan, {**dict(state.profile), **dict(event.profile)})
         if problem:
             return _reject(state, event, shared, problem)

@@ -905,6 +905,20 @@ def test_crm_entry_event_for_an_existing_lead_does_not_recreate_it(tmp_path):
     assert sent(actions) == [("n/one", T0), ("c/welcome", won), ("c/tips", won + 3 * DAY)]
 
 
+def test_an_import_of_a_known_lead_refreshes_its_profile_and_keeps_its_consent(tmp_path):
+    """`lead.imported` for a lead that exists updates (and validates) its profile; it does not re-create it."""
+    plan = build(tmp_path, ENTRIES, ENTRY_TEMPLATES)
+    lead = "known@corp.example"
+    state = core.step(plan, None, optin(lead)).state
+    again = core.step(plan, state, ev("lead.imported", T0 + DAY, lead, entry="webinar-list",
+                                      profile={"employees": 250}))
+    assert not of(again.actions, "consent_recorded")
+    assert dict(again.state.profile)["employees"] == 250 and again.state.source == "guide"
+    bad = core.step(plan, again.state, ev("lead.imported", T0 + 2 * DAY, lead, entry="webinar-list",
+                                          profile={"region": "mars"}))
+    assert [a.type for a in bad.actions] == ["rejected"] and bad.state == again.state
+
+
 # == 7. SLA in the core =========================================================================
 
 SLA = """\
