@@ -49,6 +49,11 @@ def wall(minute: int, tz: str) -> int:
     """Local wall-clock minutes since 0001-01-01 00:00 (a Monday) in `tz`."""
     if zone(str(tz)) is timezone.utc:
         return minute + _EPOCH_WALL
+    return _wall(minute, str(tz))
+
+
+@lru_cache(maxsize=65536)
+def _wall(minute: int, tz: str) -> int:
     t = local(minute, tz)
     return (t.toordinal() - 1) * DAY + t.hour * 60 + t.minute
 
@@ -94,26 +99,39 @@ BusinessHours = Tuple[Tuple[int, ...], int, int]  # weekdays (0 = Monday), from,
 def business_deadline(start: int, length: int, hours: Optional[BusinessHours], tz: str) -> int:
     """The minute by which `length` minutes have passed, counting only business hours
     when they are given (local time in `tz`): a 4h SLA handed off at 16:00 on a Friday
-    with 09:00-17:00 Monday to Friday runs out at 12:00 on Monday."""
+    with 09:00-17:00 Monday to Friday runs out at 12:00 on Monday. Each day's hours are
+    real minutes between its local opening and closing, so a day that changes to or from
+    daylight saving counts what the clock on the wall shows."""
     if hours is None:
         return start + length
     days, opens, closes = hours
     if not days or closes <= opens:
         return start + length
+    zone_ = zone(str(tz))
     left = length
-    moment = start
-    for _ in range(4000):  # about ten years of days: the bound for any SLA
-        here = local(moment, tz)
-        now_of_day = here.hour * 60 + here.minute
-        if here.weekday() in days and opens <= now_of_day < closes:
-            room = closes - now_of_day
-            if left <= room:
-                return moment + left
-            left -= room
-            moment += room
-        # jump to the next opening
-        nxt = next_local(moment + 1, opens, tz)
-        if nxt <= moment:
+    day = local(start, tz).date()
+    week = len(days) * (closes - opens)  # business minutes in a week (before daylight saving)
+    for _ in range(100_000):
+        if left > 2 * week:  # whole weeks at once: an SLA of years must not walk day by day
+            skip = left // week - 1
+            day += timedelta(weeks=skip)
+            left -= skip * week
+            start = max(start, _at(day, 0, zone_))
+            continue
+        if day.weekday() in days:
+            open_at, close_at = _at(day, opens, zone_), _at(day, closes, zone_)
+            begin = max(start, open_at)
+            if begin < close_at:
+                if left <= close_at - begin:
+                    return begin + left
+                left -= close_at - begin
+        if day >= date(9999, 12, 30):
             break
-        moment = nxt
-    return moment + left
+        day += timedelta(days=1)
+    return start + left
+
+
+def _at(day: date, minute_of_day: int, zone_: Any) -> int:
+    """The real minute at which a local date shows a time of day."""
+    moment = datetime(day.year, day.month, day.day, minute_of_day // 60, minute_of_day % 60, tzinfo=zone_)
+    return to_minute(moment)

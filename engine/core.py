@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from . import clock
 from . import evaluate as ev
@@ -104,6 +104,7 @@ class _Step:
         self.shared = shared
         self.actions: List[Action] = []
         self.created = False
+        self.creating: Optional[Event] = None  # the event that created the lead, in this step
         self.answering = True  # whether a CRM event may answer a pending SLA
 
     # -- reading the lead ---------------------------------------------------------
@@ -241,7 +242,7 @@ class _Step:
         kind = "magnet.downloaded" if e.type == "optin" else e.type
         detail = e.detail
         self.lead.facts[kind] = self.now
-        if detail:
+        if detail and detail in known_details(self.plan):  # a page nothing asks about is not kept
             self.lead.facts[f"{kind}.{detail}"] = self.now
         if e.type == "email.delivered":
             self.lead.soft_bounces = 0
@@ -255,7 +256,7 @@ class _Step:
                 self.update_profile(e.profile)
                 if magnet is not None:
                     self.act("consent_recorded", magnet=magnet.name, consent=magnet.consent, basis="consent")
-            if magnet is not None and (self.lead.s.source != e.magnet or self.created):
+            if magnet is not None and (self.lead.s.source != e.magnet or e is self.creating):
                 self.add_points(magnet.score)
             if magnet is not None and magnet.delivers:
                 self.deliver(magnet)
@@ -379,6 +380,10 @@ class _Step:
             self.act("handoff_failed", stage=rule.stage, reason="no rep to assign")
             return
         owner, self.shared = self.shared.take(key, reps)
+        if self.lead.sla_deadline is not None:
+            self.act("sla_superseded", stage=self.lead.sla_stage, owner=self.lead.owner,
+                     deadline=iso(self.lead.sla_deadline), reason=f"the lead reached {rule.stage} before anyone "
+                                                                  "followed up")
         self.lead.owner = owner
         deadline = None
         if rule.sla_minutes is not None:
@@ -568,7 +573,7 @@ class _Step:
         has one; then the activity held from before it, in order, and last the event
         that created it (its profile is the newest)."""
         s = self.lead.s
-        creating = self.event
+        creating = self.creating = self.event
         self.created = True
         self.act("consent_recorded", magnet=s.source, consent=s.consent, basis=s.basis)
         self.add_points(sum(fp.points for fp in self.plan.scoring.fit if ev.holds(fp.when.tree, self.resolve)))
@@ -593,9 +598,43 @@ class _Step:
             self.act("applied", event=old.type, reason=f"{_describe(old)} from {iso(old.at)}, held until the "
                                                        "lead entered the funnel")
             self.handle(replace(old, at=self.now))
+            self.exits()  # sequences and exits `on:` this event see it, as they would live
+            self.enrol()
         self.update_profile(creating.profile)  # the newest profile wins over held updates
         self.handle(creating)
         self.answering = True
+
+
+_DETAILS: Dict[int, Tuple[p.Plan, FrozenSet[str]]] = {}  # by id(plan); holding the plan keeps its id unique
+
+
+def known_details(plan: p.Plan) -> FrozenSet[str]:
+    """Every page, template, lead magnet or entry name the plan can ask about: the only
+    event details worth keeping as facts (a lead visiting 20,000 distinct pages must not
+    grow its state by 20,000 entries)."""
+    cached = _DETAILS.get(id(plan))
+    if cached is not None and cached[0] is plan:
+        return cached[1]
+    names = {t.name for t in plan.templates} | {m.name for m in plan.lead_magnets} | {e.name for e in plan.entries}
+    names |= {e.detail for e in plan.scoring.events if e.detail}
+    conds = [plan.fit] + [g.when for g in plan.segments + plan.personas] + [t.when for t in plan.transitions]
+    conds += [f.when for f in plan.scoring.fit]
+    for seq in plan.sequences:
+        conds += [seq.when, seq.exit.when if seq.exit else None]
+        conds += [c for step in seq.steps for c in (step.when, step.unless)]
+    for cond in conds:
+        stack = [cond.tree] if cond is not None else []
+        while stack:
+            node = stack.pop()
+            if "call" in node:
+                names.update(a["lit"] for a in node["args"] if isinstance(a.get("lit"), str))
+            stack.extend(node.get("args", []))
+            stack.extend(node.get("list", []))
+            stack.extend(node.get("kwargs", {}).values())
+    if len(_DETAILS) > 64:
+        _DETAILS.clear()
+    _DETAILS[id(plan)] = (plan, frozenset(names))
+    return _DETAILS[id(plan)][1]
 
 
 def _unsent(seq: p.Sequence, index: int) -> List[str]:
@@ -717,14 +756,19 @@ def _before_entry(plan: p.Plan, state: Optional[Prospect], event: Event, shared:
         note = (f"{_describe(event)} ignored: {event.lead} has not entered the funnel, so no email was sent to it")
         return Result(state, (Action("ignored", event.at, event.lead, (("event", event.type), ("reason", note))),),
                       shared)
-    held = state.held if state is not None else ()
+    # Activity more than 30 days older than this event can never apply; past that, the
+    # most recent MAX_HELD events are kept.
+    held = tuple(e for e in (state.held if state is not None else ()) if e.at >= event.at - HELD_FOR_MINUTES)
+    actions = []
     if len(held) >= MAX_HELD:
-        note = f"{_describe(event)} ignored: {MAX_HELD} events are already held for a lead that has not opted in"
-        return Result(state, (Action("ignored", event.at, event.lead, (("event", event.type), ("reason", note))),),
-                      shared)
+        oldest, held = held[0], held[len(held) - MAX_HELD + 1:]
+        note = (f"{_describe(oldest)} from {iso(oldest.at)} dropped: only the latest {MAX_HELD} events are held for "
+                "a lead that has not opted in")
+        actions.append(Action("ignored", event.at, event.lead, (("event", oldest.type), ("reason", note))))
     prospect = Prospect(event.lead, held + (event,), event.at)
     note = f"{_describe(event)} held until {event.lead} opts in (applied then, in order)"
-    return Result(prospect, (Action("held", event.at, event.lead, (("event", event.type), ("reason", note))),), shared)
+    actions.append(Action("held", event.at, event.lead, (("event", event.type), ("reason", note))))
+    return Result(prospect, tuple(actions), shared)
 
 
 def step(plan: p.Plan, state: State, event: Event, shared: Shared = Shared()) -> Result:

@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 from . import clock
 
@@ -40,7 +40,15 @@ def windowed(points: Iterable[Tuple[int, float]], factor: float, every: int, win
     """The score from the points earned inside the window, each decayed from when it was
     earned; and the points still inside it."""
     kept = [(t, n) for t, n in points if t > now - window]
-    total = 0.0
+    if every <= 0 or factor == 1.0:
+        return sum(n for _, n in kept), kept
+    # Points earned in the same period decay alike: sum them first, then decay each sum.
+    by_period: Dict[int, float] = {}
     for t, n in kept:
-        total += decayed(n, factor, every, t, now, tz) if every > 0 else n
+        period = clock.wall(t, tz) // every
+        by_period[period] = by_period.get(period, 0.0) + n
+    current = clock.wall(now, tz) // every
+    total = 0.0
+    for period in sorted(by_period):
+        total += by_period[period] * factor ** max(0, current - period)
     return total, kept

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -32,8 +32,16 @@ def minutes(moment: datetime) -> int:
     return int((moment - EPOCH).total_seconds() // 60)
 
 
+# The instants fnl accepts in events and for --until. Steps and deadlines computed from
+# them may run later; `iso` still prints those.
+FIRST_YEAR, LAST_YEAR = 1900, 9000
+
+
 def iso(minute: int, second: int = 0) -> str:
-    moment = datetime.fromtimestamp(minute * 60 + second, tz=timezone.utc)
+    try:
+        moment = datetime.fromtimestamp(minute * 60 + second, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):  # beyond year 9999: a wait of centuries
+        return f"{'after 9999' if minute > 0 else 'before 0001'} (minute {minute})"
     return f"{moment.year:04d}-{moment.strftime('%m-%dT%H:%M:%S')}Z"  # %Y is not padded for early years
 
 
@@ -47,10 +55,9 @@ def parse_instant(text: str) -> Tuple[int, int]:
         raise ValueError(f"`{text}` is not an ISO 8601 time such as 2026-03-02T09:30:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    try:
-        seconds = int((moment - EPOCH).total_seconds())
-    except OverflowError:  # pragma: no cover - datetime bounds keep this in range
-        raise ValueError(f"`{text}` is out of range") from None
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise ValueError(f"`{text}` is outside the times fnl accepts (years {FIRST_YEAR} to {LAST_YEAR})")
+    seconds = (moment - EPOCH) // timedelta(seconds=1)  # floor, also before 1970
     return seconds // 60, seconds % 60
 
 
@@ -237,9 +244,22 @@ def event_from_json(data: Any, where: str = "event") -> Event:
     bounce = data.get("bounce")
     if bounce is not None and (kind != "email.bounced" or bounce not in ("hard", "soft")):
         raise ValueError(f"{where}: `bounce` is \"hard\" or \"soft\", on email.bounced events only")
+    for name, value in [("lead", lead), *((k, data.get(k)) for k in ("magnet", "template", "page", "entry")),
+                        *(("profile", v) for v in list(profile) + list(profile.values()))]:
+        if isinstance(value, str) and not _encodable(value):
+            raise ValueError(f"{where}: `{name}` holds text that is not valid Unicode (a lone surrogate such as "
+                             "\\ud800)")
     minute, second = parse_instant(at)
     return Event(kind, minute, lead, data.get("magnet"), profile, data.get("template"), data.get("page"), second,
                  machine, bounce, data.get("entry"))
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 EVENT_FIELDS = ("type", "at", "lead", "magnet", "profile", "template", "page", "entry", "bounce", "machine")

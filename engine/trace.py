@@ -127,6 +127,7 @@ _PHRASES = {
     "not_sent": "not sent: {template}: {reason}",
     "sla_breached": "SLA breached: {owner} did not follow up on {stage} by {deadline}",
     "sla_met": "SLA met: {by} before {deadline} ({owner}, {stage})",
+    "sla_superseded": "SLA for {stage} ({owner}, until {deadline}) closed unanswered: {reason}",
     "notify": "notify {to}: {message}",
     "crm_update": "CRM stage → {stage}",
     "enter_sequence": "enter sequence {sequence}",

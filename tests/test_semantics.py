@@ -1046,3 +1046,121 @@ def test_business_sla_clock_uses_the_senders_timezone(tmp_path):
     actions = run(plan, [optin(lead, at=friday - HOUR), ev("crm.demo_booked", friday, lead)], until=friday + 7 * DAY)
     assert [h.get("sla_deadline") for h in of(actions, "handoff")] == [iso(monday_noon)] == ["2026-03-09T16:00:00Z"]
     assert [a.at for a in of(actions, "sla_breached")] == [monday_noon + 1]
+
+
+# == Edge cases found in review =================================================================
+
+HELD = """\
+  demo-request: {kind: trial, consent: "Call me about a demo. I can unsubscribe at any time.", enters: subscriber}
+stages: [subscriber, sql]
+transitions:
+  - {from: subscriber, to: sql, on: crm.demo_booked}
+handoff:
+  mql: {assign: {owner: ana@lab.example}, sla: 4h}
+  sql: {assign: {owner: ben@lab.example}, sla: 4h}
+scoring:
+  events: {site.visited.pricing: 20}
+sequences:
+  deal-support:
+    kind: sales
+    on: crm.demo_booked
+    steps:
+      - {send: s/prep}
+    exit: {on: [crm.deal_won]}
+"""
+
+
+def test_a_held_crm_event_starts_the_sequence_it_would_start_live(tmp_path):
+    """Held activity is applied like live activity: `on: crm.demo_booked` enters deal-support at the opt-in."""
+    plan = build(tmp_path, HELD.replace("  mql: {assign: {owner: ana@lab.example}, sla: 4h}\n", ""), ["s/prep"])
+    lead = "early@corp.example"
+    actions = run(plan, [ev("crm.demo_booked", T0 - HOUR, lead), optin(lead)], until=T0 + DAY)
+    assert sent(actions) == [("s/prep", T0)]
+    assert [a.get("sequence") for a in of(actions, "enter_sequence")] == ["deal-support"]
+
+
+def test_the_held_cap_keeps_the_latest_activity(tmp_path):
+    """Old activity that can never apply makes no room for the pricing visit an hour before the opt-in."""
+    plan = build(tmp_path, HELD.replace("  mql: {assign: {owner: ana@lab.example}, sla: 4h}\n", ""), ["s/prep"])
+    lead = "busy@corp.example"
+    events = [ev("site.visited", T0 - 60 * DAY + i, lead, page="blog") for i in range(100)]
+    events += [ev("site.visited", T0 - HOUR, lead, page="pricing"), optin(lead)]
+    state = final_states(plan, events)[lead]
+    assert state.score == 5 + 20  # the guide's points and the pricing visit
+    applied = [a for a in run(plan, events) if a.type == "applied"]
+    assert len(applied) == 1 and "pricing" in applied[0].get("reason")
+
+
+def test_a_held_download_of_the_same_magnet_does_not_score_or_deliver_twice(tmp_path):
+    """Only the opt-in that creates the lead scores its magnet; a held download of it is a repeat."""
+    plan = build(tmp_path, HELD.replace("  mql: {assign: {owner: ana@lab.example}, sla: 4h}\n", ""), ["s/prep"])
+    lead = "twice@corp.example"
+    events = [ev("magnet.downloaded", T0 - HOUR, lead, magnet="guide"), optin(lead)]
+    state = final_states(plan, events)[lead]
+    assert state.score == 5
+
+
+def test_a_second_handoff_closes_the_pending_sla_as_superseded(tmp_path):
+    """A later handoff does not drop the earlier SLA silently: `sla_superseded`, then the new SLA runs."""
+    body = HELD.replace("stages: [subscriber, sql]", "stages: [subscriber, mql, sql]").replace(
+        "  - {from: subscriber, to: sql, on: crm.demo_booked}",
+        "  - {from: subscriber, to: mql, when: \"score >= 20\"}\n  - {from: mql, to: sql, on: crm.demo_booked}")
+    plan = build(tmp_path, body, ["s/prep"])
+    lead = "fast@corp.example"
+    visit, booked = T0 + HOUR, T0 + 2 * HOUR
+    actions = run(plan, [optin(lead), ev("site.visited", visit, lead, page="pricing"),
+                         ev("crm.demo_booked", booked, lead)], until=T0 + DAY)
+    # the demo booking answers ana's SLA (a CRM touch) before it makes the sql handoff to ben
+    assert [(a.type, a.get("owner")) for a in actions if a.type.startswith("sla_")] == [
+        ("sla_met", "ana@lab.example"), ("sla_breached", "ben@lab.example")]
+    body2 = body.replace("  - {from: mql, to: sql, on: crm.demo_booked}", "  - {from: mql, to: sql, when: \"score >= 40\"}")
+    plan2 = build(tmp_path / "two", body2, ["s/prep"])
+    actions = run(plan2, [optin(lead), ev("site.visited", visit, lead, page="pricing"),
+                          ev("site.visited", booked, lead, page="pricing")], until=T0 + DAY)
+    [closed] = of(actions, "sla_superseded")
+    assert (closed.at, closed.get("owner"), closed.get("deadline")) == (booked, "ana@lab.example", iso(visit + 4 * HOUR))
+    assert [a.get("owner") for a in of(actions, "sla_breached")] == ["ben@lab.example"]
+
+
+def test_business_hours_on_a_daylight_saving_day_count_real_minutes():
+    """00:00-06:00 on the day New York springs forward holds 5 real hours, not 6."""
+    from engine import clock
+
+    start = at_ny(2026, 3, 8, 0, 0)
+    every_day = (tuple(range(7)), 0, 6 * 60)
+    assert clock.business_deadline(start, 300, every_day, "America/New_York") == at_ny(2026, 3, 8, 6, 0)
+    assert clock.business_deadline(start, 330, every_day, "America/New_York") == at_ny(2026, 3, 9, 0, 30)
+
+
+def test_a_ten_year_business_sla_ends_inside_business_hours():
+    """Long SLAs jump whole weeks and still end at a business minute."""
+    from engine import clock
+
+    start = at_ny(2026, 3, 6, 16, 0)
+    hours = ((0, 1, 2, 3, 4), 9 * 60, 17 * 60)
+    end = clock.business_deadline(start, 520 * 7 * 1440, hours, "America/New_York")
+    local = datetime.fromtimestamp(end * 60, tz=NY)
+    assert local.year > 2060 and local.weekday() < 5 and 9 <= local.hour <= 17
+
+
+def test_windowed_decay_sums_by_period_like_point_by_point():
+    """The per-period sum equals decaying each point on its own."""
+    from engine import clock, score
+
+    pts = [(T0 + i * 397, float(i % 7 + 1)) for i in range(300)]
+    now = T0 + 300 * 397 + 5
+    total, kept = score.windowed(pts, 0.95, 1440, 60 * DAY, now, "Europe/Berlin")
+    one_by_one = sum(n * 0.95 ** clock.periods_between(t, now, 1440, "Europe/Berlin") for t, n in kept)
+    assert total == pytest.approx(one_by_one, rel=1e-12)
+    assert 0 < len(kept) < len(pts) and all(t > now - 60 * DAY for t, _ in kept)  # the window dropped the oldest
+
+
+def test_pages_nothing_asks_about_do_not_grow_the_lead(tmp_path):
+    """Facts keep only details the plan can ask about: 2,000 distinct pages add no facts."""
+    plan = build(tmp_path, HELD.replace("  mql: {assign: {owner: ana@lab.example}, sla: 4h}\n", ""), ["s/prep"])
+    lead = "reader@corp.example"
+    events = [optin(lead)] + [ev("site.visited", T0 + i, lead, page=f"blog/{i}") for i in range(1, 2001)]
+    events.append(ev("site.visited", T0 + 3000, lead, page="pricing"))
+    state = final_states(plan, events)[lead]
+    keys = [k for k, _ in state.facts if k.startswith("site.visited")]
+    assert keys == ["site.visited", "site.visited.pricing"]

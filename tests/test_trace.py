@@ -349,4 +349,23 @@ def test_until_before_the_first_event_is_a_usage_error():
 
 
 def test_early_years_print_with_four_digits():
-    assert iso(parse_time("0001-01-01T00:00:00Z")) == "0001-01-01T00:00:00Z"
+    assert iso(parse_time("1900-01-01T00:00:00Z")) == "1900-01-01T00:00:00Z"
+    assert iso(-62135596800 // 60) == "0001-01-01T00:00:00Z"
+    assert iso(10**12).startswith("after 9999")  # a due time centuries out still prints
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+05:00", "9999-12-31T20:00:00Z", "1899-12-31T23:59:59Z"])
+def test_times_outside_the_accepted_years_are_located_problems(tmp_path, at):
+    path = tmp_path / "far.jsonl"
+    path.write_text(GOOD.replace("2026-03-02T15:00:00Z", at) + "\n", encoding="utf-8")
+    r = fnl("trace", ACME, "--events", path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "far.jsonl:1:1: error FNL603" in r.stderr and "years 1900 to 9000" in r.stderr
+
+
+def test_a_lone_surrogate_in_a_lead_id_is_a_located_problem(tmp_path):
+    path = tmp_path / "sur.jsonl"
+    path.write_text(GOOD.replace('"a@x.example"', '"a\\ud800@x.example"') + "\n", encoding="utf-8")
+    r = fnl("trace", ACME, "--events", path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "sur.jsonl:1:1: error FNL603" in r.stderr and "lone surrogate" in r.stderr
