@@ -16,6 +16,7 @@ import click
 
 from engine import __version__
 from engine.errors import EXIT_CHANGES, EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, ProblemsFound, UsageError
+from engine.terminal import escape
 
 FORMATS = ("text", "json", "github", "sarif")
 
@@ -51,9 +52,9 @@ class FnlGroup(click.Group):
                 click.echo("\n".join(problem_block(problem, False)), err=True)
             ctx.exit(EXIT_PROBLEMS)
         except FnlError as exc:
-            click.echo(f"fnl: error: {exc.message}", err=True)
+            click.echo(f"fnl: error: {escape(exc.message)}", err=True)
             if exc.help:
-                click.echo(f"  help: {exc.help}", err=True)
+                click.echo(f"  help: {escape(exc.help)}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             ctx.exit(130)
@@ -62,7 +63,7 @@ class FnlGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence
             if ctx.params.get("show_traceback"):
                 traceback.print_exc()
-            click.echo(f"fnl: internal error: {type(exc).__name__}: {exc}", err=True)
+            click.echo(f"fnl: internal error: {type(exc).__name__}: {escape(exc)}", err=True)
             click.echo("  help: this is a bug in fnl; rerun with --traceback and report it", err=True)
             ctx.exit(EXIT_INTERNAL)
         ctx.exit(rv if isinstance(rv, int) else EXIT_OK)
@@ -131,7 +132,7 @@ def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ign
     results = check_paths(tuple(paths), selection)
     if write_baseline:
         count = baseline.write(Path(write_baseline), [(r.source.name, p) for r in results for p in r.problems])
-        click.echo(f"Wrote {count} finding{'s' if count != 1 else ''} to {write_baseline}.")
+        click.echo(f"Wrote {count} finding{'s' if count != 1 else ''} to {escape(write_baseline)}.")
         return EXIT_OK
     accepted_file = baseline_file or settings.baseline
     if accepted_file:
@@ -203,7 +204,7 @@ def compile_cmd(funnel: str, output: Optional[str]) -> int:
         except OSError as exc:
             raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}",
                              "write into a directory that exists and is writable") from None
-        click.echo(f"Wrote {output} ({len(text):,} bytes).", err=True)
+        click.echo(f"Wrote {escape(output)} ({len(text):,} bytes).", err=True)
     else:
         click.echo(text, nl=False)
     return EXIT_OK
@@ -319,8 +320,10 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
     if fmt == "json":
         import json as _json
 
-        click.echo(_json.dumps({"format_version": d.FORMAT_VERSION, "plans": [d.to_json(x) for x in diffs]},
-                               indent=2, ensure_ascii=False))
+        from engine.terminal import for_json
+
+        doc = {"format_version": d.FORMAT_VERSION, "plans": [d.to_json(x) for x in diffs]}
+        click.echo(_json.dumps(for_json(doc), indent=2, ensure_ascii=False))
     else:
         render = d.render_text if fmt == "text" else d.render_markdown
         click.echo(("\n" if fmt == "text" else "\n---\n\n").join(render(x) for x in diffs), nl=False)

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .migrate import step_move
 from .model import format_duration
 from .plan import Plan, Sequence, Step
+from .terminal import escape
 
 FORMAT_VERSION = 1
 
@@ -269,25 +270,26 @@ def summary(d: Diff) -> str:
 
 
 def render_text(d: Diff) -> str:
-    lines = [f"Plan for {d.funnel}: {summary(d)}"]
+    # Names, paths and conditions come from the plans: escaped for the terminal.
+    lines = [f"Plan for {escape(d.funnel)}: {escape(summary(d))}"]
     if d.changes:
         lines.append("")
         for c in d.changes:
-            lines.append(f"  {c.sign} {c.path}")
-            lines.append(f"      {c.text}")
+            lines.append(f"  {c.sign} {escape(c.path)}")
+            lines.append(f"      {escape(c.text)}")
     if d.in_flight:
         lines.append("")
         lines.append("Leads in flight:")
-        lines.extend(f"  - {n}" for n in d.in_flight)
+        lines.extend(f"  - {escape(n)}" for n in d.in_flight)
     return "\n".join(lines) + "\n"
 
 
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape(text).replace("|", "\\|")
 
 
 def render_markdown(d: Diff) -> str:
-    lines = [f"### fnl plan: `{d.funnel}`", "", f"**{_md(summary(d))}**", ""]
+    lines = [f"### fnl plan: `{_md(d.funnel)}`", "", f"**{_md(summary(d))}**", ""]
     if d.changes:
         lines += ["| | path | before | after |", "|---|---|---|---|"]
         for c in d.changes:
@@ -297,7 +299,7 @@ def render_markdown(d: Diff) -> str:
         lines.append("")
     if d.in_flight:
         lines += ["**Leads in flight**", ""] + [f"- {_md(n)}" for n in d.in_flight] + [""]
-    lines.append(f"<sub>{d.old_hash[:19]} → {d.new_hash[:19]}</sub>")
+    lines.append(f"<sub>{_md(d.old_hash[:19])} → {_md(d.new_hash[:19])}</sub>")
     return "\n".join(lines) + "\n"
 
 

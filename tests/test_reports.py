@@ -159,8 +159,9 @@ def test_github_escapes_data_and_properties(tmp_path):
     assert ann["level"] == "error"
     assert ann["file"] == str(path)
     assert (ann["line"], ann["col"]) == ("7", "1")
-    assert ann["title"] == "FNL100 50%\r\nof: it"
-    assert ann["data"] == problem.message + "\nhelp: " + problem.help
+    # CR and LF from the input reach the log as visible escapes (engine.terminal), not as line breaks.
+    assert ann["title"] == "FNL100 50%\\r\\nof: it"
+    assert ann["data"] == problem.message.replace("\r", "\\r").replace("\n", "\\n") + "\nhelp: " + problem.help
     assert lines[-1] == "fnl: 1 problem in 1 definition(s)"
 
 

@@ -8,6 +8,7 @@ from typing import Any, Dict, List
 
 from .. import __version__
 from ..check import Checked
+from ..terminal import for_json
 from ..codes import DOCS_URL, describe
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -46,7 +47,9 @@ def render(results: List[Checked], verbose: bool = False) -> str:
             "message": {"text": text},
             "locations": [{
                 "physicalLocation": {
-                    "artifactLocation": {"uri": quote(PurePath(p.location.file).as_posix(), safe="/")},
+                    # A name that is not UTF-8 keeps its bytes, percent-encoded.
+                    "artifactLocation": {"uri": quote(PurePath(p.location.file).as_posix(), safe="/",
+                                                      errors="surrogateescape")},
                     "region": {"startLine": p.location.line, "startColumn": p.location.column},
                 },
             }],
@@ -69,4 +72,4 @@ def render(results: List[Checked], verbose: bool = False) -> str:
             "columnKind": "unicodeCodePoints",
         }],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(for_json(doc), indent=2, ensure_ascii=False) + "\n"

@@ -1,11 +1,13 @@
 """Human output: `file:line:col: severity CODE path: message`, the source line with a
-caret, and a `help:` line."""
+caret, and a `help:` line. Everything that came from input is escaped for the terminal
+(`engine.terminal`); the quoted source line shows unprintable characters as `�`."""
 from __future__ import annotations
 
 from typing import List, Tuple
 
 from ..check import Checked
 from ..errors import Problem
+from ..terminal import escape
 
 
 WIDTH = 100
@@ -28,8 +30,8 @@ def clip(line: str, at: int) -> Tuple[str, int]:
 
 def problem_block(p: Problem, verbose: bool) -> List[str]:
     loc = p.location
-    path = f" {p.dotted_path}" if p.path else ""
-    out = [f"{loc.file}:{loc.line}:{loc.column}: {p.severity} {p.code}{path}: {p.message}"]
+    path = f" {escape(p.dotted_path)}" if p.path else ""
+    out = [f"{escape(loc.file)}:{loc.line}:{loc.column}: {p.severity} {p.code}{path}: {escape(p.message)}"]
     if p.source_line:
         shown = "".join(c if c.isprintable() else "�" for c in p.source_line.replace("\t", " ").rstrip())
         line, caret_at = clip(shown, loc.column - 1 - p.source_offset)
@@ -37,10 +39,10 @@ def problem_block(p: Problem, verbose: bool) -> List[str]:
         out.append(gutter + line)
         out.append(" " * (len(gutter) - 2) + "| " + " " * caret_at + "^")
     if p.help:
-        out.append(f"  help: {p.help}")
+        out.append(f"  help: {escape(p.help)}")
     if p.related:
         if verbose:
-            out.extend(f"  also: {r}" for r in p.related)
+            out.extend(f"  also: {escape(r)}" for r in p.related)
         else:
             out.append(f"  ({len(p.related)} more at this location; use -v to see them)")
     return out
