@@ -44,6 +44,8 @@ CODES: Dict[str, str] = {
     "FNL601": "An events file that cannot be read (missing, too large, not UTF-8).",
     "FNL602": "An events line that is not valid JSON.",
     "FNL603": "An event that is not valid (unknown type, bad time, out of order).",
+    "FNL701": "A plan file that cannot be read as JSON (too large, not UTF-8, bad syntax, nested too deep).",
+    "FNL702": "A plan file that does not match the plan schema (`fnl schema plan`).",
 }
 
 

@@ -329,11 +329,23 @@ def _upgrade(data: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def from_dict(data: Dict[str, Any]) -> Plan:
-    """A Plan from its JSON form. Raises ValueError for a plan of another format."""
+    """A Plan from its JSON form. Raises ValueError for a plan of another format, or one
+    that does not match the plan schema (checked first: nothing below trusts the data).
+    To read a plan file with located problems, use `engine.planfile.read`."""
     if isinstance(data, dict) and data.get("format_version") == 1:
         data = _upgrade(data)
     if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"not an fnl plan of format_version {FORMAT_VERSION}")
+    import fastjsonschema
+
+    from .validate import _fast_check
+
+    try:
+        _fast_check("plan")(data)
+    except fastjsonschema.JsonSchemaException as exc:
+        raise ValueError(f"not a valid fnl plan: {exc.message}") from None
+    except RecursionError:
+        raise ValueError("not a valid fnl plan: nested too deep") from None
     plan = _from_json(Plan, data)
     assert isinstance(plan, Plan)
     return plan

@@ -1,7 +1,6 @@
 """Pairs of plans for `fnl plan`: two paths, or the working tree against a revision."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Tuple
 
@@ -21,14 +20,13 @@ def _empty(name: str) -> Plan:
 
 
 def load_plan(path: str) -> Plan:
-    """A plan from a compiled plan JSON file or from a definition."""
+    """A plan from a compiled plan JSON file (read as untrusted input, every problem
+    located: `engine.planfile`) or from a definition."""
     if path.endswith(".json") and Path(path).is_file():
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return p.from_dict(data)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError, KeyError) as exc:
-            raise UsageError(f"{path}: not a readable fnl plan ({exc})",
-                             "give a file written by `fnl compile`, or a definition") from None
+        from .planfile import read
+        from .sources import display_path
+
+        return read(Path(path), display_path(Path(path)))
     return plan_for(path)
 
 
