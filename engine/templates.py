@@ -9,6 +9,7 @@ access to Python internals, and a misspelt variable is an error, not an empty st
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -16,6 +17,8 @@ import signal
 import threading
 import re
 import stat
+import time
+import types
 from functools import lru_cache
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +27,12 @@ from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Set,
 
 import jinja2
 from jinja2 import meta, nodes
+import jinja2.compiler
 import jinja2.sandbox
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from . import render_box
 
 SUFFIX = ".j2"
 PARTS = ("subject", "html", "text")
@@ -66,60 +73,185 @@ class Rendered:
 
 
 MAX_OUTPUT = 1024 * 1024  # characters one part may render to
-RENDER_SECONDS = 2.0
-MAX_REPEAT = 100_000  # longest string or list `*` may build
+RENDER_SECONDS = 1.0  # deadline of one template (they render in milliseconds)
+COMMAND_RENDER_SECONDS = 5.0  # all the templates one command renders, together
+MAX_REPEAT = 100_000  # largest count or width that builds a string or list (`*`, `ljust`, `{:N}`)
+MAX_VALUE = MAX_OUTPUT  # longest string, list or mapping any expression may produce
+MAX_NESTING = 30  # brackets inside brackets, `not not ...`, tags inside tags
+MAX_DEPTH = 60  # depth of one expression: chained filters, attributes, operators
+MAX_DIGITS = 100  # digits in a number literal
+MAX_LOOPS = 16  # `for` inside `for`
 
 
 class RenderBudget(Exception):
     """A template that renders too much or for too long (a hostile or runaway loop)."""
 
     def __init__(self, message: str, part: str = "") -> None:
-        super().__init__(message)
+        super().__init__(message, part)
         self.message = message
         self.part = part
 
 
-class Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox, plus bounds on `*` and `**`: `{{ 'x' * 10**9 }}` would otherwise
-    build a gigabyte before any other check could run."""
+class RenderFailure(Exception):
+    """Why a template failed to render, as the worker process reports it: a message
+    and the template line (its traceback stays in the worker). `kind` is `error`,
+    `memory`, `time` or `skipped` (the command's render budget was spent)."""
 
-    intercepted_binops = frozenset(["*", "**", "%"])
+    def __init__(self, message: str, line: int = 1, kind: str = "error", part: str = "", column: int = 1) -> None:
+        super().__init__(message, line, kind, part, column)
+        self.message = message
+        self.line = line
+        self.kind = kind
+        self.part = part
+        self.column = column
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _too_big(value: Any) -> Any:
+    """`value`, or SecurityError when it is a string, list or mapping longer than
+    MAX_VALUE. Every value a template computes passes here, so no expression can build
+    on a huge intermediate."""
+    if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)) and len(value) > MAX_VALUE:
+        raise jinja2.sandbox.SecurityError(f"a value longer than {MAX_VALUE:,} characters or items")
+    return value
+
+
+def _check_count(value: Any, what: str) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_REPEAT:
+        raise jinja2.sandbox.SecurityError(f"{what} {value:,} is larger than {MAX_REPEAT:,}")
+
+
+class _Undefined(jinja2.StrictUndefined):
+    """StrictUndefined that also fails when printed inside a list (`[Undefined]`)."""
+
+    __slots__ = ()
+    __repr__ = jinja2.StrictUndefined._fail_with_undefined_error  # type: ignore[assignment]
+
+
+class _CodeGenerator(jinja2.compiler.CodeGenerator):
+    """Jinja's code generator, with `~` (concatenation) checked like any other value."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Any) -> None:
+        self.write("environment.checked(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
+_SPEC_NUMBER = re.compile(r"\d+")
+
+
+class _BoundedFormatter(jinja2.sandbox.SandboxedFormatter):
+    """`str.format` in the sandbox, refusing a width or precision (also one given as
+    an argument, `'{:{w}}'.format(1, w=N)`) that would build a huge string."""
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        for number in _SPEC_NUMBER.findall(format_spec):
+            if len(number) > 6 or int(number) > MAX_REPEAT:
+                raise jinja2.sandbox.SecurityError(f"format width {number} is larger than {MAX_REPEAT:,}")
+        return super().format_field(value, format_spec)
+
+
+class _BoundedEscapeFormatter(_BoundedFormatter, jinja2.sandbox.SandboxedEscapeFormatter):
+    pass
+
+
+# Methods of str whose integer argument is the size of what they build.
+_PADDING = frozenset(["ljust", "rjust", "center", "zfill", "expandtabs"])
+
+
+class Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, plus a bound on the size of every value a template builds:
+    arithmetic and `~`, calls of methods, filters and `format` are checked before (when
+    a count or width is the size of the result) and after. Without it `{{ 'x' * 10**9 }}`
+    would build a gigabyte before any other check could run. What still slips through
+    in one C-level step is stopped by the worker's memory limit (`render_box`)."""
+
+    intercepted_binops = frozenset(["*", "**", "%", "+", "-", "/", "//"])
+    code_generator_class = _CodeGenerator
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Filters whose numeric argument sets the size of what they build.
-        for name in ("center", "indent", "wordwrap", "truncate", "format"):
-            if name in self.filters:
-                self.filters[name] = _bounded_filter(self.filters[name], name)
-        self.filters["join"] = _bounded_join(self.filters["join"])
+        for name, func in list(self.filters.items()):
+            self.filters[name] = _bounded_filter(func, name)
+
+    def checked(self, value: Any) -> Any:
+        return _too_big(value)
+
+    def _parse(self, source: str, name: Optional[str], filename: Optional[str]) -> nodes.Template:
+        return _guarded_parse(self, super()._parse, source, name, filename)
+
+    def _compile(self, source: str, filename: str) -> Any:
+        try:
+            return super()._compile(source, filename)
+        except (SyntaxError, RecursionError, MemoryError, ValueError, OverflowError) as exc:
+            detail = exc.msg if isinstance(exc, SyntaxError) else type(exc).__name__
+            raise _syntax_error(f"the template cannot be compiled ({detail})", 1, 1, None, filename,
+                                "simplify the template: it is nested too deeply") from None
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Any:
+        """Fail at once, rather than yield an undefined that `map(attribute=...)` or a
+        list would print as `Undefined`."""
+        raise jinja2.sandbox.SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
     def wrap_str_format(self, value: Any) -> Any:
-        """`'{:999999999}'.format(1)`: check the format string before formatting."""
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
+        """`str.format` and `format_map`, with widths and precisions bounded."""
+        if not isinstance(value, (types.MethodType, types.BuiltinMethodType)) \
+                or value.__name__ not in ("format", "format_map"):
             return None
-        text = getattr(value, "__self__", "")
+        text = value.__self__
+        if not isinstance(text, str):
+            return None
+        str_type = type(text)
+        is_map = value.__name__ == "format_map"
+        formatter: _BoundedFormatter
+        if isinstance(text, Markup):
+            formatter = _BoundedEscapeFormatter(self, escape=text.escape)
+        else:
+            formatter = _BoundedFormatter(self)
 
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            if isinstance(text, str):
-                _check_widths(text)
-            return wrapped(*args, **kwargs)
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            if is_map:
+                if kwargs or len(args) != 1:
+                    raise TypeError("format_map() takes exactly one argument")
+                kwargs = args[0]
+                args = ()
+            return _too_big(str_type(formatter.vformat(text, args, kwargs)))  # type: ignore[no-any-return]
 
-        return guarded
+        return functools.update_wrapper(wrapper, value)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805,B902
+        owner = getattr(__obj, "__self__", None)
+        method = getattr(__obj, "__name__", "")
+        if isinstance(owner, str) and method in _PADDING:
+            for value in list(args) + list(kwargs.values()):
+                _check_count(value, f"`{method}` width")
+        if isinstance(owner, str) and method in ("join", "replace") and args:
+            _check_join(owner, args, method)
+        result = _too_big(super().call(__context, __obj, *args, **kwargs))
+        if isinstance(owner, (list, dict, set)):
+            _too_big(owner)  # `append`, `extend`, `update` grew it
+        return result
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "%" and isinstance(left, str):
-            _check_widths(left)
+            _check_percent(left, right)
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
             raise jinja2.sandbox.SecurityError("exponent larger than 1000")
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
                     raise jinja2.sandbox.SecurityError(f"repetition longer than {MAX_REPEAT:,}")
-        return super().call_binop(context, operator, left, right)
+        if operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
+            if len(left) + len(right) > MAX_VALUE:
+                raise jinja2.sandbox.SecurityError(f"a value longer than {MAX_VALUE:,} characters or items")
+        return _too_big(super().call_binop(context, operator, left, right))
 
 
 _WIDTH = re.compile(r"%[-+ #0]*(\d+)|%[-+ #0]*\d*\.(\d+)|{[^{}]*:[^{}]*?(\d{5,})[^{}]*}")
+_STAR = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(?:\*|\d*\.\*)")
 
 
 def _check_widths(fmt: str) -> None:
@@ -130,34 +262,171 @@ def _check_widths(fmt: str) -> None:
             raise jinja2.sandbox.SecurityError(f"format width {width:,} is larger than {MAX_REPEAT:,}")
 
 
+def _check_percent(fmt: str, values: Any) -> None:
+    """`fmt % values`: literal widths, and widths given as `*` by the values."""
+    _check_widths(fmt)
+    if _STAR.search(fmt):
+        for value in values if isinstance(values, tuple) else (values,):
+            _check_count(value, "format width")
+
+
+def _check_join(sep: str, args: Tuple[Any, ...], method: str) -> None:
+    if method == "join":
+        items = args[0]
+        if isinstance(items, (list, tuple, str)) and len(sep) * max(len(items) - 1, 0) > MAX_VALUE:
+            raise jinja2.sandbox.SecurityError(f"`join` would build more than {MAX_VALUE // 1024} KiB")
+    elif len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        count = sep.count(args[0]) if args[0] else len(sep) + 1
+        if len(sep) + count * len(args[1]) > MAX_VALUE:
+            raise jinja2.sandbox.SecurityError(f"`replace` would build more than {MAX_VALUE // 1024} KiB")
+
+
+# Filters whose numeric arguments set the size of what they build. `tojson`'s indent
+# multiplies with the depth and length of the data, so it gets a small bound of its own.
+_SIZED_FILTERS = frozenset(["center", "indent", "wordwrap", "truncate", "batch", "slice"])
+
+
 def _bounded_filter(func: Any, name: str) -> Any:
+    """`func` with its size arguments bounded before it runs and its result after."""
+    skip = 2 if getattr(func, "jinja_pass_arg", None) is not None else 1  # the context and the value
+
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        for value in list(args[1:]) + list(kwargs.values()):
-            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_REPEAT:
-                raise jinja2.sandbox.SecurityError(f"`{name}` size {value:,} is larger than {MAX_REPEAT:,}")
-            if isinstance(value, str) and name == "format":
-                _check_widths(value)
-        if name == "format" and args and isinstance(args[0], str):
-            _check_widths(args[0])
-        return func(*args, **kwargs)
+        if name in _SIZED_FILTERS:
+            for value in list(args[skip:]) + list(kwargs.values()):
+                _check_count(value, f"`{name}` size")
+        if name == "indent" and args and isinstance(args[0], str):
+            width = kwargs.get("width", args[1] if len(args) > 1 else 4)
+            size = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+            if len(args[0]) + args[0].count("\n") * abs(size) > MAX_VALUE:
+                raise jinja2.sandbox.SecurityError(f"`indent` would build more than {MAX_VALUE // 1024} KiB")
+        elif name == "tojson":
+            indent = kwargs.get("indent", args[2] if len(args) > 2 else None)
+            if isinstance(indent, int) and not 0 <= indent <= 16 or isinstance(indent, str) and len(indent) > 16:
+                raise jinja2.sandbox.SecurityError("`tojson` indent is larger than 16")
+        elif name == "format" and args and isinstance(args[0], str):
+            _check_percent(args[0], tuple(args[1:]))
+        elif name == "join" and len(args) > 1:
+            value = args[1]
+            items = list(value) if not isinstance(value, (str, bytes)) else list(str(value))
+            sep = str(args[2] if len(args) > 2 else kwargs.get("d", ""))
+            if len(sep) * max(len(items) - 1, 0) + sum(len(str(i)) for i in items) > MAX_VALUE:
+                raise jinja2.sandbox.SecurityError(f"`join` would build more than {MAX_VALUE // 1024} KiB")
+            args = args[:1] + (items,) + args[2:]
+        return _too_big(func(*args, **kwargs))
 
-    for attr in ("jinja_pass_arg",):
-        if hasattr(func, attr):
-            setattr(guarded, attr, getattr(func, attr))
-    return guarded
+    if hasattr(func, "jinja_pass_arg"):
+        guarded.jinja_pass_arg = func.jinja_pass_arg  # type: ignore[attr-defined]
+    return functools.update_wrapper(guarded, func)
 
 
-def _bounded_join(func: Any) -> Any:
-    """`join` with a separator repeated between many items can build gigabytes from
-    two small values; refuse a result larger than one part may be."""
-    def guarded(eval_ctx: Any, value: Any, d: str = "", attribute: Any = None) -> Any:
-        items = list(value) if not isinstance(value, (str, bytes)) else list(str(value))
-        if len(str(d)) * max(len(items) - 1, 0) + sum(len(str(i)) for i in items) > MAX_OUTPUT:
-            raise jinja2.sandbox.SecurityError(f"`join` would build more than {MAX_OUTPUT // 1024} KiB")
-        return func(eval_ctx, items, d, attribute)
+# Tags that open a block closed by `{% end<tag> %}` (`set` only in its block form).
+_OPENERS = frozenset(["for", "if", "block", "macro", "call", "filter", "with", "autoescape", "trans", "set"])
 
-    guarded.jinja_pass_arg = getattr(func, "jinja_pass_arg", None)  # type: ignore[attr-defined]
-    return guarded
+
+def _limits_issue(env: jinja2.Environment, source: str) -> Optional[Tuple[str, int, int, str]]:
+    """(what, line, column, help) for the first thing in `source` that would crash
+    Jinja's parser or Python's compiler (both recurse, and Python refuses long integer
+    literals): deep nesting of brackets, tags or `not`, a number with too many digits."""
+    pos = 0
+    brackets = tags = run = 0
+    tag: List[str] = []
+    try:
+        for _line, token, value in env.lexer.tokeniter(source, None):
+            found = source.find(value, pos) if value else -1
+            at = found if found >= 0 else pos
+            pos = at + len(value)
+            if token in ("whitespace", "data", "comment", "linecomment"):
+                continue
+            problem = None
+            if token == "operator" and value in "([{":
+                brackets += 1
+                if brackets > MAX_NESTING:
+                    problem = (f"brackets nested more than {MAX_NESTING} deep", "flatten the expression; "
+                               "use `{% set %}` for intermediate values")
+            elif token == "operator" and value in ")]}":
+                brackets = max(brackets - 1, 0)
+            if token in ("name", "operator") and value in ("not", "-", "+"):
+                run += 1
+                if run > MAX_NESTING:
+                    problem = (f"more than {MAX_NESTING} `not`, `-` or `+` in a row", "write the condition once")
+            else:
+                run = 0
+            if token in ("integer", "float") and len(value.replace("_", "")) > MAX_DIGITS:
+                problem = (f"a number with more than {MAX_DIGITS} digits", "no email needs such a number")
+            if token == "block_begin":
+                tag = []
+            elif token == "block_end" and tag:
+                if tag[0].startswith("end"):
+                    tags = max(tags - 1, 0)
+                elif tag[0] in _OPENERS and (tag[0] != "set" or "=" not in tag):
+                    tags += 1
+                    if tags > MAX_NESTING:
+                        problem = (f"tags nested more than {MAX_NESTING} deep", "split the template into partials "
+                                   "or macros")
+            elif token in ("name", "operator"):
+                tag.append(value)
+            if problem is not None:
+                line = source.count("\n", 0, at) + 1
+                return problem[0], line, at - (source.rfind("\n", 0, at) + 1) + 1, problem[1]
+    except jinja2.TemplateSyntaxError:
+        return None  # the parser reports it, located
+    return None
+
+
+def _deepest(tree: nodes.Node) -> Optional[Tuple[nodes.Node, bool]]:
+    """(the first node nested deeper than MAX_DEPTH, False) or (a loop inside more than
+    MAX_LOOPS loops, True), or None. Jinja's compiler and Python's recurse over the
+    tree, and Python allows only 20 nested loops. Walks without recursing."""
+    stack: List[Tuple[nodes.Node, int, int]] = [(tree, 0, 0)]
+    while stack:
+        node, depth, loops = stack.pop()
+        if depth > MAX_DEPTH:
+            return node, False
+        if isinstance(node, nodes.For):
+            loops += 1
+            if loops > MAX_LOOPS:
+                return node, True
+        stack.extend((child, depth + 1, loops) for child in node.iter_child_nodes())
+    return None
+
+
+def _syntax_error(message: str, line: int, column: int, name: Optional[str], filename: Optional[str],
+                  help: str = "") -> jinja2.TemplateSyntaxError:
+    exc = jinja2.TemplateSyntaxError(message, line, name, filename)
+    exc.column = column  # type: ignore[attr-defined]
+    exc.help = help  # type: ignore[attr-defined]
+    return exc
+
+
+def _tag_column(source: str, line: int) -> int:
+    lines = source.splitlines()
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    found = [i for i in (text.find("{{"), text.find("{%")) if i >= 0]
+    return min(found) + 1 if found else 1
+
+
+def _guarded_parse(env: jinja2.Environment, parse: Any, source: str, name: Optional[str],
+                   filename: Optional[str]) -> nodes.Template:
+    """`parse(source, name, filename)`, with everything that would crash the parser or
+    the compiler turned into a located TemplateSyntaxError."""
+    try:
+        tree = parse(source, name, filename)
+    except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
+        limit = _limits_issue(env, source)  # only now: lexing twice would slow every template down
+        if limit is not None:
+            what, line, column, help = limit
+            raise _syntax_error(what, line, column, name, filename, help) from None
+        raise _syntax_error(f"the template cannot be parsed ({type(exc).__name__})", 1, 1, name, filename,
+                            "simplify the template: it is nested too deeply or holds a huge literal") from None
+    deep = _deepest(tree)
+    if deep is not None:
+        node, loops = deep
+        line = getattr(node, "lineno", 1) or 1
+        what = (f"loops nested more than {MAX_LOOPS} deep" if loops else
+                f"an expression nested more than {MAX_DEPTH} deep (chained filters, attributes or operators)")
+        raise _syntax_error(what, line, _tag_column(source, line), name, filename,
+                            "split it with `{% set %}`, macros or partials")
+    return tree
 
 
 @contextmanager
@@ -217,7 +486,7 @@ def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
     recompiles a template whose file changed)."""
     return Sandbox(
         loader=RootedLoader(str(root)),
-        undefined=jinja2.StrictUndefined,
+        undefined=_Undefined,
         autoescape=html,
         keep_trailing_newline=False,
     )
@@ -324,8 +593,9 @@ def _load(root: Path, name: str, attributes: Tuple[str, ...], _mtime: int, _size
         tree = env.parse(source, name=name, filename=str(path))
     except jinja2.TemplateSyntaxError as exc:
         line = exc.lineno or 1
-        return Template(name, path, source, (), (TemplateIssue("syntax", f"template syntax: {exc.message}", line, 1,
-                                                               _syntax_help(exc.message or "")),), digest)
+        return Template(name, path, source, (), (TemplateIssue(
+            "syntax", f"template syntax: {exc.message}", line, getattr(exc, "column", 1),
+            getattr(exc, "help", "") or _syntax_help(exc.message or "")),), digest)
     blocks = tuple(b.name for b in tree.find_all(nodes.Block))
     lines = source.splitlines()
     issues = _check_names(tree, lines, attributes)
@@ -391,34 +661,102 @@ _RENDERED: Dict[Tuple[Any, ...], Any] = {}
 _RENDER_CACHE_SIZE = 4096
 
 
+class RenderClock:
+    """What is left of the time one command may spend rendering templates."""
+
+    def __init__(self, seconds: float = COMMAND_RENDER_SECONDS) -> None:
+        self.seconds = seconds
+        self.left = seconds
+
+
+_CLOCKS: List[RenderClock] = []
+
+
+@contextmanager
+def render_session(clock: Optional[RenderClock] = None) -> Iterator[RenderClock]:
+    """Renders inside share one clock (COMMAND_RENDER_SECONDS): past it, templates are
+    not rendered but fail with a RenderFailure of kind `skipped`. Sessions nest; the
+    outermost clock counts, so a command-wide session wins over a per-funnel one."""
+    if _CLOCKS:
+        yield _CLOCKS[0]
+        return
+    _CLOCKS.append(clock if clock is not None else RenderClock())
+    try:
+        yield _CLOCKS[0]
+    finally:
+        _CLOCKS.clear()
+
+
 def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
-    """Render every part of a template in the sandbox. Raises jinja2 errors as they come.
-    Renders are pure, so they are remembered by `_render_key`."""
+    """Render every part of a template in the sandbox, in the worker process. Raises
+    RenderFailure (or jinja2 errors, where there is no worker). Renders are pure, so
+    they are remembered by `_render_key`."""
     key = _render_key(root, name, context)
     if key in _RENDERED:
         cached = _RENDERED[key]
         if isinstance(cached, Exception):
             raise cached
         return cached  # type: ignore[no-any-return]
+    clock = _CLOCKS[0] if _CLOCKS else None
+    seconds = RENDER_SECONDS if clock is None else min(RENDER_SECONDS, clock.left)
+    if seconds <= 0.05:
+        raise RenderFailure(f"not rendered: the {clock.seconds:g} s this command may spend rendering templates "  # type: ignore[union-attr]
+                            "ran out before this one", 1, "skipped")
+    start = time.monotonic()
     try:
-        result: Any = _render(root, name, context)
+        result: Any = render_box.run(_render_job, seconds, root, name, dict(context), seconds)
+    except render_box.WorkerLost as lost:
+        if lost.reason == "time":
+            result = RenderFailure(f"rendering took longer than {seconds:g} s", 1, "time")
+        else:
+            result = RenderFailure(f"rendering needs more than {render_box.MEMORY_MB} MB of memory", 1, "memory")
     except Exception as exc:  # noqa: BLE001 - remembered and raised again, as it came
         result = exc
-    if len(_RENDERED) >= _RENDER_CACHE_SIZE:
-        _RENDERED.clear()
-    _RENDERED[key] = result
+    if clock is not None:
+        clock.left -= time.monotonic() - start
+    # A render cut short by what was left of the command's clock may pass with more time.
+    if not (isinstance(result, RenderFailure) and result.kind == "time" and seconds < RENDER_SECONDS):
+        if len(_RENDERED) >= _RENDER_CACHE_SIZE:
+            _RENDERED.clear()
+        _RENDERED[key] = result
     if isinstance(result, Exception):
         raise result
     return result  # type: ignore[no-any-return]
 
 
-def _render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
+def _render_job(root: Path, name: str, context: Dict[str, Any], seconds: float) -> Rendered:
+    """`_render`, run in the worker: failures come back as RenderFailure, located."""
+    try:
+        return _render(root, name, context, seconds)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - anything a template does is its failure
+        path = root / f"{name}{SUFFIX}"
+        line = error_line(exc, path)
+        column = 1  # compiled templates map code back to lines only
+        part = exc.part if isinstance(exc, RenderBudget) else ""
+        if isinstance(exc, MemoryError):
+            raise RenderFailure(f"rendering needs more than {render_box.MEMORY_MB} MB of memory", line,
+                                "memory", column=column) from None
+        if isinstance(exc, RenderBudget):
+            kind = "time" if "longer than" in exc.message else "error"
+            raise RenderFailure(exc.message, line, kind, part, column) from None
+        if isinstance(exc, jinja2.TemplateNotFound):
+            message = f"it includes `{exc.name}`, which is not a file inside the template directory"
+        elif isinstance(exc, RecursionError):
+            message = "it recurses too deeply (a macro or include that calls itself?)"
+        else:
+            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        raise RenderFailure(message, line, "error", column=column) from None
+
+
+def _render(root: Path, name: str, context: Mapping[str, Any], seconds: float = RENDER_SECONDS) -> Rendered:
     parts = {}
-    with _deadline(RENDER_SECONDS):
+    with _deadline(seconds):
         for html in (False, True):
             template = environment(root, html).get_template(f"{name}{SUFFIX}")
             ctx = template.new_context(dict(context))
-            if template.filename and _top_level_code(template.filename):
+            if template.filename and _top_level_code(template.filename, _identity(template.filename)):
                 # Parts render block by block, which skips code outside the blocks (`set`,
                 # `macro`, `import`): run the whole template once so its names exist.
                 _bounded(template.root_render_func(ctx), "template")
@@ -429,7 +767,7 @@ def _render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
 
 
 @lru_cache(maxsize=4096)
-def _top_level_code(filename: str) -> bool:
+def _top_level_code(filename: str, _identity: Tuple[str, int, int] = ("", 0, 0)) -> bool:
     try:
         tree = environment(Path(filename).parent).parse(Path(filename).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
@@ -454,6 +792,8 @@ def error_line(exc: BaseException, path: Path) -> int:
     traceback holds frames of Jinja's generated Python code, not template lines; the
     compiled template's debug info maps them back (the last frame in `path` wins)."""
     line = 1
+    if isinstance(exc, RenderFailure):
+        return exc.line
     if isinstance(exc, RenderBudget) and exc.part:
         # Raised outside the template's code: point at the block that rendered too much.
         try:

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
+from .. import templates
 from ..errors import JsonPath, Location
 from ..sources import display_path
 from ..templates import Rendered
@@ -45,6 +46,17 @@ def each_render(ctx: Context, purposes: Optional[Tuple[str, ...]] = None
         tpl = ctx.template(name)
         if tpl is None or tpl.issues:
             continue
-        for variant, result in ctx.renders(name):
+        for variant, result in renders(ctx, name):
             if isinstance(result, Rendered):
                 yield name, path, variant, result
+
+
+def renders(ctx: Context, name: str) -> List[Tuple[Optional[str], Any]]:
+    """`ctx.renders(name)`, on the funnel's render clock: all its templates together
+    get `templates.COMMAND_RENDER_SECONDS` (a command-wide `templates.render_session`,
+    when one is open, wins), so twenty slow templates cannot hold lint up for a minute."""
+    clock = ctx._cache.get("render-clock")  # the context's cache lives as long as the funnel's lint
+    if clock is None:
+        clock = ctx._cache["render-clock"] = templates.RenderClock()
+    with templates.render_session(clock):
+        return ctx.renders(name)
