@@ -285,14 +285,11 @@ def _stages(value: Any) -> Tuple[str, ...]:
 
 
 def _template_dir(doc: Document, data: Dict[str, Any], name: str) -> Path:
-    if "templates" in data:
-        holder = Path(doc.locate(("templates",)).file).parent
-        return (holder / data["templates"]).resolve()
-    start = Path(doc.files[0]).resolve().parent
-    for folder in (start, *start.parents):
-        if (folder / "templates").is_dir():
-            return folder / "templates" / name
-    return start / "templates" / name
+    """The template folder (inside the definition's tree; one fnl refuses holds nothing,
+    and the loader has reported why)."""
+    from .sources import templates_folder  # sources loads documents; the model does not need it otherwise
+
+    return templates_folder(doc, name)[0]
 
 
 def _step(i: int, raw: Dict[str, Any], path: JsonPath) -> Step:

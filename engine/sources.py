@@ -7,13 +7,19 @@ directories). A definition split across files merges section by section: each fi
 add entries to `sequences`, `segments`, `profile` and the other named sections, and
 defining the same entry, or the same top-level value, in two files is a problem that
 names both places.
+
+Definitions come from pull requests, so every walk is bounded and follows no links to
+folders (a link to a folder is a located problem), and a definition reads only inside
+its tree: the git repository it is in or, outside one, the folder above its own folder
+(`tree_root`). Its `templates:` folder must be inside that tree too.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .errors import JsonPath, Location, Problem, UsageError
 from .load import Document, Loaded, load_file
@@ -21,6 +27,15 @@ from .load import Document, Loaded, load_file
 YAML_SUFFIXES = (".yaml", ".yml")
 ROOT_FILE = "funnel.yaml"
 MAX_FILES = 10_000
+# Files and folders one command looks at, and how deep below a searched folder it goes.
+MAX_ENTRIES = 100_000
+MAX_DEPTH = 64
+# How far up a repository root is looked for.
+MAX_UP = 256
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
+# The template folder of a `templates:` value fnl refuses: never a folder, so it holds nothing.
+REFUSED = Path(os.devnull) / "templates"
 
 
 @dataclass(frozen=True)
@@ -31,26 +46,141 @@ class Source:
     files: Tuple[Path, ...]
     # The directory the files were found in: links out of it are not followed.
     root: Optional[Path] = None
+    # What finding the files already showed (a link to a folder, a folder too deep).
+    problems: Tuple[Problem, ...] = ()
+    # The file or folder the definition is (the link itself for a refused link).
+    path: Optional[Path] = None
+
+
+def real(path: Any) -> Optional[str]:
+    """`os.path.realpath`, or None where there is no answer: a chain of links too long to
+    follow (Python's realpath recurses once per link), a NUL byte, an unencodable name."""
+    try:
+        return os.path.realpath(path)
+    except (RecursionError, ValueError, OSError):
+        return None
+
+
+def within(real_path: str, base: str) -> bool:
+    """Whether a real path is `base` or lies below it (both already resolved)."""
+    return real_path == base or real_path.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def tree_root(folder: Path) -> Path:
+    """The tree a definition in `folder` may read: the nearest folder at or above it that
+    holds `.git` (a repository, or a revision `fnl plan --base` exported), else the folder
+    above `folder`."""
+    start = Path(real(folder) or os.path.abspath(folder))
+    for i, candidate in enumerate((start, *start.parents)):
+        if i > MAX_UP:
+            break
+        if os.path.lexists(candidate / ".git"):
+            return candidate
+    return start.parent
+
+
+def definition_tree(first_file: Path) -> Path:
+    """The tree of the definition whose root file is `first_file`: a split definition is
+    its folder (the one holding `funnel.yaml`), a single file is itself."""
+    parent = Path(first_file).parent
+    folder = Path(real(parent) or os.path.abspath(parent))
+    return tree_root(folder.parent if Path(first_file).name == ROOT_FILE else folder)
 
 
 def display_path(path: Path) -> str:
     """A path as users see it: relative to the working directory when inside it."""
     try:
-        here = Path(os.path.realpath(Path.cwd()))
-        real = Path(os.path.realpath(path.parent)) / path.name  # the link itself, not where it points
-        return real.relative_to(here).as_posix() if path.is_absolute() else path.as_posix()
-    except ValueError:
+        here = Path(real(Path.cwd()) or Path.cwd())
+        parent = real(path.parent)
+        if parent is None:
+            return path.as_posix()
+        real_path = Path(parent) / path.name  # the link itself, not where it points
+        return real_path.relative_to(here).as_posix() if path.is_absolute() else path.as_posix()
+    except (ValueError, OSError):
         return path.as_posix()
 
 
-def _yaml_files(directory: Path) -> List[Path]:
+@dataclass
+class Walked:
+    """What a bounded walk met besides files and folders: links to folders (never
+    followed), folders too deep to enter, folders it could not read."""
+
+    links: List[Path] = field(default_factory=list)
+    deep: List[Path] = field(default_factory=list)
+    unreadable: List[Tuple[Path, str]] = field(default_factory=list)
+    # Entries left to look at; shared by the walks of one command.
+    budget: List[int] = field(default_factory=lambda: [MAX_ENTRIES])
+
+
+def walk(top: Path, walked: Walked, max_depth: int = MAX_DEPTH) -> Iterator[Tuple[Path, List[str], List[str], List[str]]]:
+    """(folder, folders, files, links to folders) for `top` and every folder below it, like
+    `os.walk` but sorted, iterative, never through a link, at most `max_depth` levels deep
+    and `MAX_ENTRIES` entries in all (then a usage error). Pruning the folders or links
+    lists skips them; the links left are recorded in `walked`."""
+    stack: List[Tuple[Path, int]] = [(top, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                dirs: List[str] = []
+                files: List[str] = []
+                links: List[str] = []
+                for entry in entries:
+                    walked.budget[0] -= 1
+                    if walked.budget[0] < 0:
+                        raise UsageError(f"{display_path(top)}: more than {MAX_ENTRIES:,} files and folders",
+                                         "point fnl at a narrower directory")
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            dirs.append(entry.name)
+                        elif entry.is_symlink() and entry.is_dir():
+                            links.append(entry.name)
+                        else:
+                            files.append(entry.name)
+                    except OSError:  # a loop of links, or a name too long: the loader says why
+                        files.append(entry.name)
+        except OSError as exc:
+            walked.unreadable.append((folder, exc.strerror or str(exc)))
+            continue
+        dirs.sort()
+        files.sort()
+        links.sort()
+        yield folder, dirs, files, links
+        walked.links.extend(folder / name for name in links)
+        for name in reversed(dirs):
+            if depth + 1 > max_depth:
+                walked.deep.append(folder / name)
+            else:
+                stack.append((folder / name, depth + 1))
+
+
+def walk_problems(walked: Walked) -> List[Tuple[Path, Problem]]:
+    """A located problem for each link, too-deep folder and unreadable folder a walk met."""
+    out: List[Tuple[Path, Problem]] = []
+    for link in walked.links:
+        out.append((link, Problem(
+            "FNL006", "not read: it is a link to a folder, and fnl does not follow links to folders",
+            Location(display_path(link)), help="replace the link with the folder itself, or name that folder "
+            "on the command line")))
+    for folder in walked.deep:
+        out.append((folder, Problem(
+            "FNL014", f"not read: this folder is nested more than {MAX_DEPTH} levels deep",
+            Location(display_path(folder)), help="move the definitions up; no real project nests this deep")))
+    for folder, why in walked.unreadable:
+        out.append((folder, Problem("FNL006", f"cannot read folder: {why}", Location(display_path(folder)),
+                                    help="make the folder readable, or move it out of the searched folder")))
+    return out
+
+
+def _yaml_files(directory: Path, walked: Walked) -> List[Path]:
     found: List[Path] = []
-    for root, dirs, files in os.walk(directory):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for f in sorted(files):
+    for folder, dirs, files, links in walk(directory, walked):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        links[:] = [d for d in links if not d.startswith(".")]
+        for f in files:
             # Anything named like YAML is checked (a broken link or a pipe is reported, not skipped).
-            if f.endswith(YAML_SUFFIXES) and not f.startswith(".") and not (Path(root) / f).is_dir():
-                found.append(Path(root) / f)
+            if f.endswith(YAML_SUFFIXES) and not f.startswith("."):
+                found.append(folder / f)
                 if len(found) > MAX_FILES:
                     raise UsageError(f"{display_path(directory)}: more than {MAX_FILES:,} YAML files",
                                      "point fnl at a narrower directory")
@@ -63,7 +193,7 @@ def discover(paths: Tuple[str, ...]) -> List[Source]:
     sources: List[Source] = []
     seen = set()
     for source in _expand(paths):
-        key = tuple(os.path.realpath(f) for f in source.files)
+        key = tuple(real(f) or str(f) for f in source.files) or ("", str(source.path))
         if key not in seen:  # the same definition named twice is checked once
             seen.add(key)
             sources.append(source)
@@ -72,33 +202,44 @@ def discover(paths: Tuple[str, ...]) -> List[Source]:
 
 def _split_root(path: Path) -> Optional[Path]:
     """The directory of the split definition a file belongs to, if any."""
-    for folder in Path(os.path.realpath(path)).parents:
+    here = real(Path.cwd())
+    start = real(path)
+    if start is None:
+        return None
+    for folder in Path(start).parents:
         if (folder / ROOT_FILE).is_file():
             return folder
-        if folder == Path(os.path.realpath(Path.cwd())) or (folder / ".git").exists():
+        if str(folder) == here or (folder / ".git").exists():
             break
     return None
 
 
 def _expand(paths: Tuple[str, ...]) -> List[Source]:
     sources: List[Source] = []
+    walked = Walked()
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
-            raise UsageError(f"{raw}: no such file or directory", "check the path; run `fnl validate funnels/` for the examples")
-        if not path.is_file() and not path.is_dir():
+        try:
+            info = os.stat(raw)
+        except (OSError, ValueError) as exc:
+            missing = isinstance(exc, FileNotFoundError)
+            why = "no such file or directory" if missing else getattr(exc, "strerror", None) or str(exc)
+            raise UsageError(f"{raw}: {why}", "check the path; run `fnl validate funnels/` for the examples"
+                             if missing else "check the path") from None
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
             raise UsageError(f"{raw}: is a pipe, device or socket, not a YAML file",
                              "point fnl at a definition file, or at a folder of them")
-        if path.is_file():
+        if stat.S_ISREG(info.st_mode):
             if not os.access(path, os.R_OK):
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
             root = _split_root(path)
             # A file of a split definition is checked as part of its whole definition.
-            sources.extend(_find(root) if root is not None else [Source(display_path(path), (path,))])
+            sources.extend(_find(root, walked) if root is not None else [Source(display_path(path), (path,), path=path)])
             continue
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"{raw}: permission denied", "make the directory readable")
-        found = _find(path)
+        _refuse_outward_link(raw)
+        found = _find(path, walked)
         if not found:
             raise UsageError(f"{raw}: no YAML files (*.yaml, *.yml) in this directory",
                              "point fnl at a definition file or a directory of them")
@@ -106,34 +247,141 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
     return sources
 
 
-def _find(directory: Path) -> List[Source]:
+def _refuse_outward_link(raw: str) -> None:
+    """A folder named on the command line may be a link only within its own tree: a pull
+    request must not turn `fnl validate funnels` into a read of another folder."""
+    link = raw.rstrip("/") or raw
+    if not os.path.islink(link):
+        return
+    tree = tree_root(Path(link).parent)
+    target = real(link)
+    if target is None or not within(target, str(tree)):
+        raise UsageError(f"{raw}: is a link to a folder outside {display_path(tree)}",
+                         f"name the folder itself{f' ({target})' if target else ''}, if you mean to check it")
+
+
+def _find(directory: Path, walked: Walked) -> List[Source]:
     if (directory / ROOT_FILE).is_file():
-        files = _yaml_files(directory)
-        root = directory / ROOT_FILE
-        return [Source(display_path(directory), (root,) + tuple(f for f in files if f != root), directory)]
-    out: List[Source] = []
-    for entry in sorted(directory.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir():
-            out.extend(_find(entry))
-        elif entry.name.endswith(YAML_SUFFIXES):
-            out.append(Source(display_path(entry), (entry,), directory))
-    return out
+        return [_split(directory, walked)]
+    found: List[Tuple[Tuple[str, ...], Source]] = []
+    mine = Walked(budget=walked.budget)
+    for folder, dirs, files, links in walk(directory, mine):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        links[:] = [d for d in links if not d.startswith(".")]
+        for d in [d for d in dirs if (folder / d / ROOT_FILE).is_file()]:
+            dirs.remove(d)
+            found.append(((folder / d).parts, _split(folder / d, walked)))
+        for f in files:
+            if f.endswith(YAML_SUFFIXES) and not f.startswith("."):
+                found.append(((folder / f).parts, Source(display_path(folder / f), (folder / f,), folder,
+                                                         path=folder / f)))
+    for where, problem in walk_problems(mine):
+        found.append((where.parts, Source(display_path(where), (), where.parent, (problem,), where)))
+    # In the order of a depth-first walk with each folder's entries sorted by name.
+    return [source for _, source in sorted(found, key=lambda item: item[0])]
+
+
+def _split(directory: Path, walked: Walked) -> Source:
+    mine = Walked(budget=walked.budget)
+    files = _yaml_files(directory, mine)
+    root = directory / ROOT_FILE
+    problems = tuple(problem for _, problem in walk_problems(mine))
+    return Source(display_path(directory), (root,) + tuple(f for f in files if f != root), directory, problems,
+                  directory)
 
 
 def load_source(source: Source) -> Loaded:
     """Load every file of a definition and merge them."""
-    loaded = [load_file(f, display_path(f), source.root) for f in source.files]
-    problems = tuple(p for item in loaded for p in item.problems)
-    if any(item.document is None for item in loaded):
-        return Loaded(None, problems)
+    problems: List[Problem] = list(source.problems)
+    loaded: List[Loaded] = []
+    for f in source.files:
+        if real(f) is None:  # a chain of links too long to follow: the loader's checks cannot run
+            loaded.append(Loaded(None, (Problem("FNL006", "cannot read file: it is a chain of too many links",
+                                                Location(display_path(f)), help="replace the link with the file itself"),)))
+        else:
+            loaded.append(load_file(f, display_path(f), source.root))
+    problems.extend(p for item in loaded for p in item.problems)
+    if not loaded or any(item.document is None for item in loaded):
+        return Loaded(None, tuple(problems))
     docs = [item.document for item in loaded if item.document is not None]
     if len(docs) == 1:
-        return Loaded(docs[0], problems)
-    merged = merge(docs)
-    return Loaded(merged.document, problems + merged.problems)
+        doc = docs[0]
+    else:
+        merged = merge(docs)
+        problems.extend(merged.problems)
+        doc = merged.document  # type: ignore[assignment]
+    _, problem = templates_folder(doc)
+    if problem is not None:
+        problems.append(problem)
+    return Loaded(doc, tuple(problems))
 
+
+def templates_folder(doc: Document, name: Optional[str] = None) -> Tuple[Path, Optional[Problem]]:
+    """The folder of a definition's templates, and the problem that makes fnl refuse it
+    (then the folder is `REFUSED`, which holds nothing). `templates:` is relative to the
+    file that says it; without it, `templates/<name>` in the nearest folder (up to the
+    definition's tree) that has a `templates/` folder. Either must lie inside the tree."""
+    tree = definition_tree(Path(doc.files[0]))
+    data = doc.data if isinstance(doc.data, dict) else {}
+    value = data.get("templates")
+    if "templates" in data:
+        if not isinstance(value, str):
+            return REFUSED, None  # the schema reports it
+        loc = doc.locate(("templates",))
+        bad = _unusable(value)
+        if bad is not None:
+            offset, message, help = bad
+            where = doc.expression_location(("templates",), offset)
+            return REFUSED, Problem("FNL104", message, where, ("templates",), help,
+                                    source_line=doc.source_line(where))
+        holder = real(Path(loc.file).parent)
+        target = real(os.path.join(holder, value)) if holder is not None else None
+        if target is None or len(os.fsencode(target)) > MAX_PATH_BYTES:
+            return REFUSED, Problem("FNL104", "`templates` is not a folder fnl can use", loc, ("templates",),
+                                    "name a folder with a shorter path, without links", source_line=doc.source_line(loc))
+        if not within(target, str(tree)):
+            return REFUSED, Problem(
+                "FNL006", f"`templates` is outside {_describe(tree)}: fnl reads templates only inside it", loc,
+                ("templates",), f"keep the templates inside {display_path(tree)}, such as `../templates/<funnel>` "
+                "beside the definitions' folder", source_line=doc.source_line(loc))
+        return Path(target), None
+    start = Path(real(Path(doc.files[0]).parent) or os.path.abspath(Path(doc.files[0]).parent))
+    for i, folder in enumerate((start, *start.parents)):
+        if i > MAX_UP or not within(str(folder), str(tree)):
+            break
+        if (folder / "templates").is_dir():
+            found = real(folder / "templates")
+            if found is None or not within(found, str(tree)):
+                loc = Location(display_path(folder / "templates"))
+                return REFUSED, Problem("FNL006", "not read: the templates folder is a link to a folder outside "
+                                        f"{_describe(tree)}", loc, (), "replace the link with the folder itself")
+            return (folder / "templates" / name if name else folder / "templates"), None
+    return start / "templates" / (name or ""), None
+
+
+def _unusable(value: str) -> Optional[Tuple[int, str, str]]:
+    """(offset, what is wrong, fix) for a `templates:` value no file system takes."""
+    if "\x00" in value:
+        return value.index("\x00"), "`templates` contains a NUL character", "remove it; a folder name cannot hold one"
+    try:
+        size = len(os.fsencode(value))
+    except UnicodeError:
+        return 0, "`templates` is not a valid folder name (it holds a lone surrogate)", "retype the folder name"
+    if size > MAX_PATH_BYTES:
+        return 0, f"`templates` is {size:,} bytes long; paths are at most {MAX_PATH_BYTES:,}", "name a nearer folder"
+    offset = 0
+    for part in value.split("/"):
+        if len(os.fsencode(part)) > MAX_NAME_BYTES:
+            return (offset, f"a folder name in `templates` is {len(os.fsencode(part)):,} bytes long; "
+                    f"names are at most {MAX_NAME_BYTES}", "use a shorter folder name")
+        offset += len(part) + 1
+    return None
+
+
+def _describe(tree: Path) -> str:
+    if os.path.lexists(tree / ".git"):
+        return f"the repository {display_path(tree)}"
+    return f"{display_path(tree)} (outside a git repository, the folder above the definition's folder)"
 
 
 def merge(docs: List[Document]) -> Loaded:

@@ -455,19 +455,25 @@ class RootedLoader(jinja2.FileSystemLoader):
     pull request must not make fnl render /etc/passwd into an email), no pipes."""
 
     def get_source(self, environment: jinja2.Environment, template: str) -> Tuple[str, str, Any]:
-        source, filename, uptodate = super().get_source(environment, template)
+        # Checked before Jinja opens the file: a link out of the directory is never read.
         root = self.searchpath[0]
-        real = os.path.realpath(filename)
-        if not real.startswith(os.path.realpath(root).rstrip(os.sep) + os.sep):
-            raise jinja2.TemplateNotFound(f"{template} (outside the template directory)")
-        return source, filename, uptodate
+        filename = os.path.join(root, *jinja2.loaders.split_template_path(template))
+        if os.path.lexists(filename):
+            problem = check_file(Path(root), Path(filename))
+            if problem is not None:
+                raise jinja2.TemplateNotFound(f"{template} ({problem})")
+        return super().get_source(environment, template)
 
 
 def check_file(root: Path, path: Path) -> Optional[str]:
     """Why a template file cannot be used, or None: a link out of the directory, a pipe
     or device, a loop of links."""
-    real = os.path.realpath(path)
-    if not real.startswith(os.path.realpath(root).rstrip(os.sep) + os.sep):
+    from .sources import real  # realpath that survives a chain of links too long to follow
+
+    target, base = real(path), real(root)
+    if target is None:
+        return "is a chain of too many links"
+    if base is None or not target.startswith(base.rstrip(os.sep) + os.sep):
         return "is a link to a file outside the template directory"
     try:
         info = os.stat(path)
@@ -493,12 +499,19 @@ def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
 
 
 def discover(root: Path) -> List[str]:
-    """Email template names under root (partials excluded), sorted."""
-    if not root.is_dir():
+    """Email template names under root (partials excluded), sorted. The walk is bounded
+    and follows no links to folders (templates behind one are not found)."""
+    from .sources import Walked, walk
+
+    try:
+        if not root.is_dir():
+            return []
+    except OSError:
         return []
     names = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files, links in walk(root, Walked()):
         dirs[:] = [d for d in dirs if not d.startswith(("_", "."))]
+        links[:] = []
         rel = os.path.relpath(folder, root)
         for f in files:
             if f.endswith(SUFFIX) and not f.startswith(("_", ".")):
