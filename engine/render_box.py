@@ -108,7 +108,10 @@ class Worker:
             import resource
 
             limit = _address_space() + MEMORY_MB * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+            hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
         except (ImportError, OSError, ValueError):
             pass
         while True:
