@@ -23,7 +23,7 @@ import time
 from typing import Any, Callable, Optional, Tuple
 
 MEMORY_MB = 128  # address space a render may add to the worker, in MiB
-GRACE_SECONDS = 0.5  # past its own deadline, how long a stuck render gets before it is killed
+GRACE_SECONDS = 0.3  # past its own deadline, how long a stuck render gets before it is killed
 
 _HEADER = struct.Struct("!I")
 

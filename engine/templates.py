@@ -81,6 +81,7 @@ MAX_NESTING = 30  # brackets inside brackets, `not not ...`, tags inside tags
 MAX_DEPTH = 60  # depth of one expression: chained filters, attributes, operators
 MAX_DIGITS = 100  # digits in a number literal
 MAX_LOOPS = 16  # `for` inside `for`
+MAX_INT_BITS = 100_000  # largest number a template may compute (about 30,000 digits)
 
 
 class RenderBudget(Exception):
@@ -115,6 +116,8 @@ def _too_big(value: Any) -> Any:
     on a huge intermediate."""
     if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)) and len(value) > MAX_VALUE:
         raise jinja2.sandbox.SecurityError(f"a value longer than {MAX_VALUE:,} characters or items")
+    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+        raise jinja2.sandbox.SecurityError(f"a number larger than 2**{MAX_INT_BITS:,}")
     return value
 
 
@@ -240,6 +243,10 @@ class Sandbox(SandboxedEnvironment):
             _check_percent(left, right)
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
             raise jinja2.sandbox.SecurityError("exponent larger than 1000")
+        if operator in ("**", "*") and isinstance(left, int) and isinstance(right, int):
+            bits = left.bit_length() * right if operator == "**" else left.bit_length() + right.bit_length()
+            if bits > MAX_INT_BITS:
+                raise jinja2.sandbox.SecurityError(f"a number larger than 2**{MAX_INT_BITS:,}")
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
