@@ -17,6 +17,7 @@ Condition trees:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import typing
@@ -285,6 +286,12 @@ def body_hash(body: Dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(tp: Any) -> Dict[str, Any]:
+    """A dataclass's field types, worked out once (string annotations are compiled)."""
+    return typing.get_type_hints(tp)
+
+
 def _from_json(tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -294,7 +301,7 @@ def _from_json(tp: Any, value: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _from_json(inner[0], value)
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):
             key = f.name.rstrip("_")
