@@ -1,15 +1,16 @@
 """Pairs of plans for `fnl plan`: two paths, or the working tree against a revision."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 from typing import List, Tuple
 
 from . import plan as p
 from .errors import UsageError
 from .pipeline import plan_for, plan_for_source
 from .plan import Plan
-from .revision import export, repo_root
-from .sources import Source, discover
+from .revision import Revision, repo_root
+from .sources import Source, discover, real
 
 
 def _empty(name: str) -> Plan:
@@ -35,20 +36,21 @@ def plans_between(old: str, new: str) -> Tuple[Plan, Plan]:
 
 
 def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Plan, Plan]]:
-    root = repo_root(Path.cwd())
+    root = Path(real(repo_root(Path.cwd())) or repo_root(Path.cwd()))
     pairs: List[Tuple[Plan, Plan]] = []
-    with export(root, rev) as base_dir:
-        base = Path(base_dir)
+    with Revision(root, rev) as base:
         for raw in paths:
-            here = Path(raw).resolve()
+            here = Path(real(raw) or os.path.abspath(raw))
             try:
-                rel = here.relative_to(root)
+                rel = PurePosixPath(here.relative_to(root).as_posix())
             except ValueError:
                 raise UsageError(f"{raw} is outside the git repository {root}", "name a path inside it") from None
-            then = base / rel
-            current = discover((raw,)) if here.exists() else []
+            current = discover((raw,)) if os.path.lexists(raw) else []
+            then = base.add_definition(rel)
             old_sources = _discover_at(then)
-            old_by = {_key(s, base): s for s in old_sources}
+            for source in old_sources:
+                base.add_templates(source)
+            old_by = {_key(s, base.dir): s for s in old_sources}
             new_by = {_key(s, root): s for s in current}
             for key in sorted(set(old_by) | set(new_by)):
                 old_plan = plan_for_source(old_by[key]) if key in old_by else None
@@ -61,14 +63,16 @@ def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Plan, Pla
 
 
 def _discover_at(path: Path) -> List[Source]:
-    return discover((str(path),)) if path.exists() else []
+    return discover((str(path),)) if os.path.lexists(path) else []
 
 
 def _key(source: Source, root: Path) -> str:
-    first = source.files[0].resolve()
+    first = source.files[0] if source.files else source.path or Path(source.name)
+    # The file (or refused link) itself, not where a link leads.
+    here = Path(real(first.parent) or os.path.abspath(first.parent)) / first.name
     try:
-        rel = first.relative_to(root.resolve())
+        rel = here.relative_to(root)
     except ValueError:
-        rel = first
+        rel = here
     # A split definition is keyed by its directory, a single file by itself.
-    return str(rel.parent if first.name == "funnel.yaml" else rel)
+    return str(rel.parent if source.files and first.name == "funnel.yaml" else rel)
