@@ -35,6 +35,7 @@ class FnlGroup(click.Group):
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
             exc.exit_code = EXIT_USAGE
+            exc.message = escape(exc.message)  # it may quote an argument
             raise
 
     def invoke(self, ctx: click.Context) -> None:
@@ -42,6 +43,7 @@ class FnlGroup(click.Group):
             rv = super().invoke(ctx)
         except click.UsageError as exc:
             exc.exit_code = EXIT_USAGE
+            exc.message = escape(exc.message)
             raise
         except (click.exceptions.Exit, click.Abort):
             raise
