@@ -251,18 +251,32 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
     path = Path(events_file)
     if not path.exists():
         raise UsageError(f"{events_file}: no such file", "give the JSON Lines file of events with --events")
-    loaded = tr.read_events(path, display_path(path))
-    if loaded.problems:
-        raise ProblemsFound(loaded.problems)
+    display = display_path(path)
+    scan = tr.scan_events(path, display)
+    if scan.problems:
+        raise ProblemsFound(scan.problems)
     try:
         horizon = parse_time(until) if until else None
     except ValueError as exc:
         raise UsageError(f"--until: {exc}") from None
-    if horizon is not None and loaded.events and horizon < loaded.events[0].at:
+    if horizon is not None and scan.first_at is not None and horizon < scan.first_at:
         raise UsageError(f"--until {until} is before the first event", "give a time after the events to follow")
-    steps = tr.timeline(plan, loaded.events, horizon)
-    click.echo(tr.render_text(steps) if fmt == "text" else tr.render_json(steps), nl=False)
-    rejected = tr.rejections(steps, loaded, display_path(path))
+    # Streamed: each step is printed as it happens, so a million events need no more
+    # memory than their leads.
+    rejected = []
+    render = tr.text_lines if fmt == "text" else tr.json_lines
+    batch: list = []
+    wrote = False
+    for item in tr.run_file(plan, path, scan, horizon):
+        problem = tr.rejection(item, display)
+        if problem is not None:
+            rejected.append(problem)
+        batch.extend(render((item,)))
+        if len(batch) >= 1000:
+            click.echo("\n".join(batch))
+            batch, wrote = [], True
+    if batch or (not wrote and fmt == "text"):
+        click.echo("\n".join(batch))
     if rejected:
         from engine.report.text import problem_block
 

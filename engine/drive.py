@@ -52,11 +52,14 @@ def event_order(events: Iterable[Event]) -> List[Event]:
     return [e for _, e in indexed]
 
 
-def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None) -> Iterator[Applied]:
-    """Apply events and the clock in engine order (see the module docstring)."""
+def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None, ordered: bool = False) -> Iterator[Applied]:
+    """Apply events and the clock in engine order (see the module docstring). With
+    `ordered`, the events already come in engine order (`event_order`) and are read
+    lazily, so a stream of any length runs in memory bounded by its leads."""
     states: Dict[str, core.State] = {}
     shared = Shared()
     queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
+    queued: Dict[str, int] = {}  # the due time last queued per lead: unchanged ones are not queued again
 
     def apply(event: Event) -> Applied:
         nonlocal shared
@@ -66,7 +69,8 @@ def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None) -> I
         if result.state is not None:
             states[event.lead] = result.state
         due = next_due(states.get(event.lead))
-        if due is not None:
+        if due is not None and queued.get(event.lead) != due:
+            queued[event.lead] = due
             heapq.heappush(queue, (due, event.lead))
         return Applied(event, before, result)
 
@@ -76,11 +80,13 @@ def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None) -> I
             if not queue or queue[0] >= limit:
                 return
             due, lead = heapq.heappop(queue)
+            if queued.get(lead) == due:
+                del queued[lead]
             if next_due(states.get(lead)) != due:
                 continue  # stale: the lead's next due time moved
             yield apply(Event("tick", due, lead))
 
-    for event in event_order(events):
+    for event in (events if ordered else event_order(events)):
         if event.type == "tick" and not event.lead:
             yield from clock_until((event.at + 1, ""))
             continue

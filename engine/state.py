@@ -85,6 +85,7 @@ class Event:
     machine: bool = False  # an open or click the sending service marks as machine-made
     bounce: Optional[str] = None  # email.bounced: "hard" (default) or "soft"
     entry: Optional[str] = None  # lead.imported: the entry it comes through
+    line: int = field(default=0, compare=False)  # where it came from (a line of an events file), for messages
 
     @property
     def detail(self) -> str:

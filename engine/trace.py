@@ -7,19 +7,24 @@ action it caused, the score after it and why each stage changed.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+import stat
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .drive import Applied, drive
+from .drive import Applied, drive, event_order
 from .errors import Location, Problem
 from .plan import Plan
 from .score import shown
 from .state import Event, LeadState, event_from_json, iso
 
-MAX_EVENTS_BYTES = 64 * 1024 * 1024
+MAX_EVENTS_BYTES = 4 * 1024 ** 3  # counted while reading: devices and growing files report no size
 MAX_LINE = 1024 * 1024
+MAX_UNORDERED = 200_000  # events sorted in memory when a file is not in time order
+MAX_PROBLEMS = 200
 DEFAULT_HORIZON = 120 * 1440
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -29,75 +34,195 @@ class Events:
     lines: Tuple[int, ...] = ()  # the line of each event in the file
 
 
-def read_events(path: Path, display: str) -> Events:
-    """Events from a JSONL file; problems for every malformed line (none are skipped silently)."""
+@dataclass(frozen=True)
+class Scan:
+    """What a first pass over an events file found: its problems, how many events it
+    holds, their last minute, and whether they come in time order (minute by minute)."""
+
+    problems: Tuple[Problem, ...]
+    count: int
+    last_at: Optional[int]
+    ordered: bool
+    first_at: Optional[int] = None
+
+
+def _raw_lines(path: Path) -> Iterator[Tuple[int, Optional[bytes]]]:
+    """(line number, bytes) for each line of a file, split at LF only (a U+2028 inside a
+    JSON string is not a line break); None for a line longer than MAX_LINE, which is
+    skipped without being held in memory. Raises OSError, or ValueError for what is not
+    a regular file or is larger than MAX_EVENTS_BYTES."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError("is not a regular file (a device, pipe or socket): give a file of JSON Lines")
+    total = 0
+    number = 1
+    pending = bytearray()
+    overlong = False
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            total += len(chunk)
+            if total > MAX_EVENTS_BYTES:
+                raise ValueError(f"is larger than {MAX_EVENTS_BYTES // 1024 ** 3} GiB: split it by day")
+            if not chunk:
+                break
+            start = 0
+            while True:
+                cut = chunk.find(b"\n", start)
+                piece = chunk[start:] if cut < 0 else chunk[start:cut]
+                if not overlong:
+                    pending += piece
+                    overlong = len(pending) > MAX_LINE
+                    if overlong:
+                        pending.clear()
+                if cut < 0:
+                    break
+                yield number, None if overlong else _clean(bytes(pending), number)
+                number += 1
+                pending.clear()
+                overlong = False
+                start = cut + 1
+    if pending or overlong:
+        yield number, None if overlong else _clean(bytes(pending), number)
+
+
+def _clean(raw: bytes, number: int) -> bytes:
+    if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    return raw[:-1] if raw.endswith(b"\r") else raw
+
+
+def _parse(number: int, raw: Optional[bytes], display: str) -> Tuple[Optional[Event], Optional[Problem]]:
+    """One line: an event, a problem, or neither (a blank line)."""
+    where = Location(display, number, 1)
+    if raw is None:
+        return None, Problem("FNL602", "line is longer than 1 MiB", where,
+                             help="one event per line, each a small JSON object")
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        column = len(raw[:exc.start].decode("utf-8", "replace")) + 1
+        return None, Problem("FNL601", "events file is not UTF-8", Location(display, number, column),
+                             help="write events as UTF-8 JSON Lines (this byte is not)")
+    if not line.strip():
+        return None, None
+    try:
+        data = json.loads(line, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        return None, Problem("FNL602", f"invalid JSON: {exc.msg}", Location(display, number, exc.colno),
+                             help="one JSON object per line", source_line=line[:200])
+    except ValueError as exc:  # a duplicate key, or a number too long to convert
+        what = "a number has thousands of digits" if "digits" in str(exc) else str(exc)[:120]
+        return None, Problem("FNL602", f"invalid event: {what}", where,
+                             help="give each field once, with ordinary numbers", source_line=line[:200])
+    except RecursionError:
+        return None, Problem("FNL602", "JSON nests too deeply", where, help="events are flat objects")
+    try:
+        event = event_from_json(data, "event")
+    except ValueError as exc:
+        return None, Problem("FNL603", str(exc).removeprefix("event: "), where,
+                             help="see `fnl trace --help` for the event format", source_line=line[:200])
+    return replace(event, line=number), None
+
+
+def _file_problem(display: str, message: str, help: str) -> Problem:
+    return Problem("FNL601", message, Location(display), help=help)
+
+
+def scan_events(path: Path, display: str) -> Scan:
+    """A first pass: every malformed line located (none skipped silently; past
+    MAX_PROBLEMS, one more problem says how many were left out), in memory bounded by
+    one line."""
     problems: List[Problem] = []
+    more = 0
+    count = 0
+    last: Optional[int] = None
+    first: Optional[int] = None
+    ordered = True
+    try:
+        for number, raw in _raw_lines(path):
+            event, problem = _parse(number, raw, display)
+            if problem is not None:
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append(problem)
+                else:
+                    more += 1
+            if event is not None:
+                count += 1
+                if last is not None and event.at < last:
+                    ordered = False
+                last = event.at if last is None else max(last, event.at)
+                first = event.at if first is None else min(first, event.at)
+    except OSError as exc:
+        return Scan((_file_problem(display, f"cannot read events: {exc.strerror or exc}", "check the path"),),
+                    0, None, True)
+    except ValueError as exc:
+        return Scan((_file_problem(display, f"events file {exc}", "give a regular file of JSON Lines"),), 0, None,
+                    True)
+    if more:
+        problems.append(_file_problem(display, f"{more} more problems in this file are not shown",
+                                      "fix the ones above first"))
+    if not count and not problems:
+        problems.append(_file_problem(display, "events file holds no events",
+                                      "write one JSON event per line, starting with an opt-in"))
+    if not ordered and count > MAX_UNORDERED:
+        problems.append(_file_problem(display, f"events are not in time order and there are more than "
+                                               f"{MAX_UNORDERED:,} of them",
+                                      "sort the file by `at` (fnl streams files in time order and sorts only "
+                                      "smaller ones)"))
+    return Scan(tuple(problems), count, last, ordered, first)
+
+
+def stream_events(path: Path, scan: Scan) -> Iterator[Event]:
+    """The events of a file that `scan_events` found no problem in, in engine order
+    (`drive.event_order`): a file in time order is read one minute at a time; a smaller
+    file out of order is sorted in memory."""
+    def parsed() -> Iterator[Event]:
+        for number, raw in _raw_lines(path):
+            event, _ = _parse(number, raw, "")
+            if event is not None:
+                yield event
+
+    if not scan.ordered:
+        yield from event_order(parsed())
+        return
+    minute: List[Event] = []
+    for event in parsed():
+        if minute and event.at != minute[0].at:
+            yield from event_order(minute)
+            minute = []
+        minute.append(event)
+    yield from event_order(minute)
+
+
+def read_events(path: Path, display: str) -> Events:
+    """All events of a (small) file in file order, and its problems."""
+    scan = scan_events(path, display)
+    if scan.problems and not scan.count:
+        return Events((), scan.problems)
     events: List[Event] = []
     try:
-        size = path.stat().st_size
-        if size > MAX_EVENTS_BYTES:
-            return Events((), (Problem("FNL601", f"events file is {size // 1048576} MiB; the limit is 64 MiB",
-                                       Location(display), help="split it by lead or by day"),))
-        raw = path.read_bytes()
-    except OSError as exc:
-        return Events((), (Problem("FNL601", f"cannot read events: {exc.strerror or exc}", Location(display),
-                                   help="check the path"),))
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad_line = raw.count(b"\n", 0, exc.start) + 1
-        return Events((), (Problem("FNL601", "events file is not UTF-8", Location(display, bad_line, 1),
-                                   help="write events as UTF-8 JSON Lines"),))
-    numbers: List[int] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        if len(line) > MAX_LINE:
-            problems.append(Problem("FNL602", "line is longer than 1 MiB", Location(display, n, 1),
-                                    help="one event per line, each a small JSON object"))
-            continue
-        try:
-            data = json.loads(line, object_pairs_hook=_no_duplicates)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem("FNL602", f"invalid JSON: {exc.msg}", Location(display, n, exc.colno),
-                                    help="one JSON object per line", source_line=line[:200]))
-            continue
-        except ValueError as exc:  # a duplicate key, or a number too long to convert
-            what = "a number has thousands of digits" if "digits" in str(exc) else str(exc)[:120]
-            problems.append(Problem("FNL602", f"invalid event: {what}", Location(display, n, 1),
-                                    help="give each field once, with ordinary numbers", source_line=line[:200]))
-            continue
-        except RecursionError:
-            problems.append(Problem("FNL602", "JSON nests too deeply", Location(display, n, 1),
-                                    help="events are flat objects"))
-            continue
-        try:
-            event = event_from_json(data, "event")
-        except ValueError as exc:
-            problems.append(Problem("FNL603", str(exc).removeprefix("event: "), Location(display, n, 1),
-                                    help="see `fnl trace --help` for the event format", source_line=line[:200]))
-            continue
-        events.append(event)
-        numbers.append(n)
-    if not events and not problems:
-        problems.append(Problem("FNL601", "events file holds no events", Location(display),
-                                help="write one JSON event per line, starting with an opt-in"))
-    return Events(tuple(events), tuple(problems), tuple(numbers))
+        for number, raw in _raw_lines(path):
+            event, _ = _parse(number, raw, display)
+            if event is not None:
+                events.append(event)
+    except (OSError, ValueError):
+        pass
+    return Events(tuple(events), scan.problems, tuple(e.line for e in events))
+
+
+def rejection(item: Applied, display: str) -> Optional[Problem]:
+    """A located problem for an event of the file the engine rejected."""
+    for a in item.result.actions:
+        if a.type == "rejected" and item.event.line:
+            return Problem("FNL603", f"event rejected: {a.get('reason')}", Location(display, item.event.line, 1),
+                           help="fix the event, or the definition it does not fit")
+    return None
 
 
 def rejections(steps: List[Applied], loaded: Events, display: str) -> List[Problem]:
     """A located problem for every event of the file the engine rejected."""
-    line_of = {id(e): n for e, n in zip(loaded.events, loaded.lines)}
-    out = []
-    for item in steps:
-        for a in item.result.actions:
-            if a.type == "rejected" and id(item.event) in line_of:
-                out.append(Problem("FNL603", f"event rejected: {a.get('reason')}",
-                                   Location(display, line_of[id(item.event)], 1),
-                                   help="fix the event, or the definition it does not fit"))
-    return out
+    return [p for p in (rejection(item, display) for item in steps) if p is not None]
 
 
 def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
@@ -161,8 +286,13 @@ def timeline(plan: Plan, events: Tuple[Event, ...], until: Optional[int] = None)
     return list(drive(plan, events, horizon))
 
 
-def render_text(steps: List[Applied]) -> str:
-    lines: List[str] = []
+def run_file(plan: Plan, path: Path, scan: Scan, until: Optional[int] = None) -> Iterator[Applied]:
+    """The timeline of an events file, streamed: memory bounded by the leads, not the events."""
+    horizon = until if until is not None else (scan.last_at or 0) + DEFAULT_HORIZON
+    return drive(plan, stream_events(path, scan), horizon, ordered=True)
+
+
+def text_lines(steps: Iterable[Applied]) -> Iterator[str]:
     for item in steps:
         actions = item.result.actions
         if item.event.type == "tick" and not actions:
@@ -170,23 +300,28 @@ def render_text(steps: List[Applied]) -> str:
         state = item.result.state
         score = f"score {state.score:.1f}, {state.stage}" if isinstance(state, LeadState) else "not a lead yet"
         head = "clock" if item.event.type == "tick" else _describe_event(item.event)
-        lines.append(f"{iso(item.event.at, item.event.second)}  {item.event.lead}  {head}  [{score}]")
+        yield f"{iso(item.event.at, item.event.second)}  {item.event.lead}  {head}  [{score}]"
         for a in actions:
             when = f" at {iso(a.at)}" if a.at != item.event.at else ""
-            lines.append(f"    → {_describe_action(a)}{when}")
-    return "\n".join(lines) + "\n"
+            yield f"    → {_describe_action(a)}{when}"
 
 
-def render_json(steps: List[Applied]) -> str:
-    out = []
+def json_lines(steps: Iterable[Applied]) -> Iterator[str]:
     for item in steps:
         state = item.result.state
         lead = state if isinstance(state, LeadState) else None
-        out.append(json.dumps({
+        yield json.dumps({
             "event": item.event.to_json(),
             "actions": [a.to_json() for a in item.result.actions],
             "score": shown(lead.score) if lead else None,
             "stage": lead.stage if lead else None,
             "unsubscribed": lead.unsubscribed if lead else None,
-        }, sort_keys=True, ensure_ascii=False))
-    return "\n".join(out) + ("\n" if out else "")
+        }, sort_keys=True, ensure_ascii=False)
+
+
+def render_text(steps: Iterable[Applied]) -> str:
+    return "".join(line + "\n" for line in text_lines(steps)) or "\n"
+
+
+def render_json(steps: Iterable[Applied]) -> str:
+    return "".join(line + "\n" for line in json_lines(steps))

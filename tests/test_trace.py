@@ -273,7 +273,7 @@ def test_non_utf8_events_file(tmp_path):
     path.write_bytes((GOOD + "\n" + LATER + "\n").encode() + '{"type": "optin", "lead": "jos\u00e9"}\n'.encode("latin-1"))
     r = fnl("trace", REPO / ACME, "--events", path.name, cwd=tmp_path)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "latin1.jsonl:3:1:" in r.stderr and "UTF-8" in r.stderr
+    assert "latin1.jsonl:3:31:" in r.stderr and "UTF-8" in r.stderr  # the column of the é
 
 
 def test_huge_line_is_refused_quickly(tmp_path):
@@ -382,3 +382,93 @@ def test_the_readme_trace_sample_is_real_output():
     assert len(sample) >= 4
     for line in sample:
         assert line in lines, line
+
+
+# -- hostile and large events files ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_an_events_source_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind):
+    """/dev/zero would grow without end and a FIFO would block: both are refused before reading."""
+    import os
+    import time
+
+    if kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path / "events.fifo"
+        os.mkfifo(path)
+    started = time.perf_counter()
+    r = fnl("trace", ACME, "--events", path)
+    assert time.perf_counter() - started < 10  # a subprocess; reading would never end
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "not a regular file" in r.stderr and "FNL601" in r.stderr
+
+
+def test_a_line_separator_inside_a_json_string_does_not_split_the_line(tmp_path):
+    """U+2028 is legal unescaped inside a JSON string; only LF ends an event."""
+    opt = json.loads(GOOD)
+    opt["profile"]["first_name"] = "A\u2028B"
+    path = tmp_path / "ls.jsonl"
+    path.write_text(json.dumps(opt, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert "\u2028" in path.read_text(encoding="utf-8")
+    r = fnl("trace", ACME, "--events", path, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    first = json.loads(r.stdout.split("\n")[0])
+    assert first["event"]["profile"]["first_name"] == "A\u2028B"
+
+
+def test_an_overlong_line_of_nothing_but_bytes_is_located_not_held(tmp_path):
+    """8 MiB with no newline: one located problem, the line is never held whole."""
+    path = tmp_path / "blob.jsonl"
+    path.write_bytes(GOOD.encode() + b"\n" + b"\0" * (8 * 1024 * 1024) + b"\n" + LATER.encode() + b"\n")
+    loaded = tr.scan_events(path, "blob.jsonl")
+    assert [(p.code, p.location.line) for p in loaded.problems] == [("FNL602", 2)]
+    assert loaded.count == 2
+
+
+def _ordered_file(path: Path, leads: int, per_lead: int) -> None:
+    """Events in time order: every lead opts in, then visits the blog once a minute."""
+    lines = []
+    for k in range(per_lead):
+        at = iso(parse_time("2026-03-02T15:00:00Z") + k)
+        for i in range(leads):
+            lead = f"l{i}@x.example"
+            if k == 0:
+                lines.append(GOOD.replace("a@x.example", lead))
+            else:
+                lines.append(json.dumps({"type": "site.visited", "at": at, "lead": lead, "page": "blog"}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_a_file_in_time_order_streams_in_memory_bounded_by_its_leads(tmp_path, plan):
+    """Four times the events for the same leads: about the same peak memory (nothing holds all events)."""
+    import tracemalloc
+
+    peaks = []
+    for per_lead in (10, 40):
+        path = tmp_path / f"ordered-{per_lead}.jsonl"
+        _ordered_file(path, 200, per_lead)
+        scan = tr.scan_events(path, path.name)
+        assert not scan.problems and scan.ordered and scan.count == 200 * per_lead
+        tracemalloc.start()
+        steps = sum(1 for _ in tr.run_file(plan, path, scan, scan.last_at))
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert steps >= scan.count
+    assert peaks[1] < 1.5 * peaks[0], peaks
+
+
+def test_streamed_and_in_memory_timelines_agree(tmp_path, plan):
+    """The streamed trace of a shuffled file equals the in-memory one of the same events."""
+    import random
+
+    path = tmp_path / "mixed.jsonl"
+    _ordered_file(path, 5, 6)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    random.Random(7).shuffle(lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    scan = tr.scan_events(path, "mixed.jsonl")
+    assert not scan.ordered
+    streamed = tr.render_json(tr.run_file(plan, path, scan))
+    loaded = tr.read_events(path, "mixed.jsonl")
+    assert streamed == tr.render_json(tr.timeline(plan, loaded.events))
