@@ -643,17 +643,19 @@ def _identity(path: str) -> Tuple[str, int, int]:
 
 
 @lru_cache(maxsize=4096)
-def _reads(root: Path, filename: str, _identity: Tuple[str, int, int]) -> Tuple[FrozenSet[str], Tuple[str, ...]]:
-    """(variables the template reads, templates it includes or extends), from its AST."""
+def _reads(root: Path, filename: str, _identity: Tuple[str, int, int]
+           ) -> Tuple[FrozenSet[str], Tuple[str, ...], bool]:
+    """(variables the template reads, templates it includes or extends, whether it has
+    code outside its blocks), from its AST."""
     if check_file(root, root / filename) is not None:
-        return frozenset(), ()
+        return frozenset(), (), False
     try:
         source = (root / filename).read_text(encoding="utf-8")
         tree = environment(root).parse(source)
     except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
-        return frozenset(), ()
+        return frozenset(), (), False
     refs = tuple(sorted(r for r in meta.find_referenced_templates(tree) if isinstance(r, str)))
-    return frozenset(meta.find_undeclared_variables(tree)), refs
+    return frozenset(meta.find_undeclared_variables(tree)), refs, _has_top_level_code(tree)
 
 
 def _render_key(root: Path, name: str, context: Mapping[str, Any]) -> Tuple[Any, ...]:
@@ -670,7 +672,7 @@ def _render_key(root: Path, name: str, context: Mapping[str, Any]) -> Tuple[Any,
             continue
         ident = _identity(os.path.join(base, filename))
         files[filename] = ident
-        variables, refs = _reads(root, filename, ident)
+        variables, refs, _top = _reads(root, filename, ident)
         reads |= variables
         todo.extend(refs)
     values = json.dumps({k: context.get(k) for k in sorted(reads)}, sort_keys=True, default=str)
@@ -724,7 +726,9 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
                             "ran out before this one", 1, "skipped")
     start = time.monotonic()
     try:
-        result: Any = render_box.run(_render_job, seconds, root, name, dict(context), seconds)
+        filename = f"{name}{SUFFIX}"
+        top_level = _reads(root, filename, _identity(os.path.join(os.fspath(root), filename)))[2]
+        result: Any = render_box.run(_render_job, seconds, root, name, dict(context), seconds, top_level)
     except render_box.WorkerLost as lost:
         if lost.reason == "time":
             result = RenderFailure(f"rendering took longer than {seconds:g} s", 1, "time")
@@ -744,10 +748,11 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     return result  # type: ignore[no-any-return]
 
 
-def _render_job(root: Path, name: str, context: Dict[str, Any], seconds: float) -> Rendered:
+def _render_job(root: Path, name: str, context: Dict[str, Any], seconds: float,
+                top_level: Optional[bool] = None) -> Rendered:
     """`_render`, run in the worker: failures come back as RenderFailure, located."""
     try:
-        return _render(root, name, context, seconds)
+        return _render(root, name, context, seconds, top_level)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - anything a template does is its failure
@@ -770,13 +775,18 @@ def _render_job(root: Path, name: str, context: Dict[str, Any], seconds: float) 
         raise RenderFailure(message, line, "error", column=column) from None
 
 
-def _render(root: Path, name: str, context: Mapping[str, Any], seconds: float = RENDER_SECONDS) -> Rendered:
+def _render(root: Path, name: str, context: Mapping[str, Any], seconds: float = RENDER_SECONDS,
+            top_level: Optional[bool] = None) -> Rendered:
+    """Render in this process. `top_level`: whether the template has code outside its
+    blocks, when the caller knows (found by parsing it otherwise)."""
     parts = {}
     with _deadline(seconds):
         for html in (False, True):
             template = environment(root, html).get_template(f"{name}{SUFFIX}")
             ctx = template.new_context(dict(context))
-            if template.filename and _top_level_code(template.filename, _identity(template.filename)):
+            if top_level is None and template.filename:
+                top_level = _top_level_code(template.filename, _identity(template.filename))
+            if top_level:
                 # Parts render block by block, which skips code outside the blocks (`set`,
                 # `macro`, `import`): run the whole template once so its names exist.
                 _bounded(template.root_render_func(ctx), "template")
@@ -792,6 +802,10 @@ def _top_level_code(filename: str, _identity: Tuple[str, int, int] = ("", 0, 0))
         tree = environment(Path(filename).parent).parse(Path(filename).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
         return False
+    return _has_top_level_code(tree)
+
+
+def _has_top_level_code(tree: nodes.Template) -> bool:
     return any(isinstance(n, (nodes.Assign, nodes.Macro, nodes.Import, nodes.FromImport, nodes.AssignBlock))
                for n in tree.body)
 
