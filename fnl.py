@@ -336,10 +336,10 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
     if fmt == "json":
         import json as _json
 
-        from engine.terminal import for_json
+        from engine.terminal import for_json, json_text
 
         doc = {"format_version": d.FORMAT_VERSION, "plans": [d.to_json(x) for x in diffs]}
-        click.echo(_json.dumps(for_json(doc), indent=2, ensure_ascii=False))
+        click.echo(json_text(_json.dumps(for_json(doc), indent=2, ensure_ascii=False)))
     else:
         render = d.render_text if fmt == "text" else d.render_markdown
         click.echo(("\n" if fmt == "text" else "\n---\n\n").join(render(x) for x in diffs), nl=False)

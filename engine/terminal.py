@@ -9,7 +9,8 @@ lone surrogates, which cannot be encoded at all.
 
 Every string that came from input goes through `escape` before it reaches a terminal
 (fnl's text and GitHub output, its error lines, `fnl plan` and `fnl trace`), and through
-`for_json` before it goes into JSON or SARIF, so that output is always valid UTF-8.
+`for_json` before it goes into JSON or SARIF, so that output is always valid UTF-8
+(and `json_text` over the JSON text, so that no C1 control reaches a terminal raw).
 The rule lives here, in one place:
 
 * C0 controls, DEL and C1 controls become `\\x1b`-style escapes (tab, newline and
@@ -69,6 +70,19 @@ def encodable(text: str) -> str:
     if _SURROGATE.search(text) is None:
         return text
     return _SURROGATE.sub(_visible, text)
+
+
+# What JSON leaves raw (it escapes only C0 controls) but a terminal may act on.
+_JSON_RAW = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_text(text: str) -> str:
+    """JSON text (from `json.dumps(..., ensure_ascii=False)`) with DEL, C1 controls and
+    the invisible layout characters written as `\\u` escapes: the same JSON value, safe
+    to show on a terminal. They can only occur inside strings, where the escape is valid."""
+    if _JSON_RAW.search(text) is None:
+        return text
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def for_json(value: Any) -> Any:

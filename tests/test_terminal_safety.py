@@ -121,16 +121,16 @@ def test_validate_output_shows_controls_escaped(tmp_path, name, fmt):
 
 @pytest.mark.parametrize("fmt", ["json", "sarif"])
 def test_machine_formats_keep_the_real_characters(tmp_path, fmt):
-    path = hostile_definition(tmp_path, "\\e[2J")
+    path = hostile_definition(tmp_path, "\\e[2J\\x9b\\L")
     result = invoke("validate", "--format", fmt, path)
     assert result.exit_code == 1
+    assert RAW.search(result.output) is None, repr(result.output)  # C1 and U+2028 as \u escapes, like C0
     doc = json.loads(result.output)
     if fmt == "json":
         messages = [p["message"] for d in doc["definitions"] for p in d["problems"]]
     else:
         messages = [r["message"]["text"] for r in doc["runs"][0]["results"]]
-    assert any("k\x1b[2J" in m for m in messages)  # JSON escapes it (\u001b); consumers get the real text
-    assert "\x1b" not in result.output
+    assert any("k\x1b[2J\x9b\u2028" in m for m in messages)  # consumers get the real text
 
 
 def test_the_quoted_source_line_is_cleaned_too(tmp_path):
@@ -178,9 +178,12 @@ def test_plan_text_escapes_names_from_a_plan_file(tmp_path):
         out = invoke("plan", "--format", fmt, path, REPO / "funnels" / "reference.yaml").output
         assert RAW.search(out) is None, repr(out)
         assert "seq\\x07\\r" in out
+    data["sequences"][0]["name"] = "seq\x9b\u2029"
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     out = invoke("plan", "--format", "json", path, REPO / "funnels" / "reference.yaml").output
-    assert "seq\x07\r" in out.encode("utf-8").decode("unicode_escape", "ignore") or "seq\\u0007\\r" in out
-    json.loads(out)
+    assert RAW.search(out) is None, repr(out)
+    changes = json.loads(out)["plans"][0]["changes"]
+    assert any("seq\x9b\u2029" in c["path"] for c in changes)
 
 
 # -- file names that are not UTF-8 -------------------------------------------------------------

@@ -6,7 +6,7 @@ from typing import Any, Dict, List
 
 from .. import __version__
 from ..check import Checked
-from ..terminal import for_json
+from ..terminal import for_json, json_text
 from ..errors import Problem, json_pointer
 
 FORMAT_VERSION = 1
@@ -42,4 +42,4 @@ def render(results: List[Checked], verbose: bool = False) -> str:
             for r in results
         ],
     }
-    return json.dumps(for_json(doc), indent=2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(for_json(doc), indent=2, ensure_ascii=False)) + "\n"

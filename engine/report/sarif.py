@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 
 from .. import __version__
 from ..check import Checked
-from ..terminal import for_json
+from ..terminal import for_json, json_text
 from ..codes import DOCS_URL, describe
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -72,4 +72,4 @@ def render(results: List[Checked], verbose: bool = False) -> str:
             "columnKind": "unicodeCodePoints",
         }],
     }
-    return json.dumps(for_json(doc), indent=2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(for_json(doc), indent=2, ensure_ascii=False)) + "\n"
