@@ -110,20 +110,24 @@ class RenderFailure(Exception):
         return self.message
 
 
+class TooBig(jinja2.sandbox.SecurityError):
+    """A value, count or width past the sandbox's bounds on size."""
+
+
 def _too_big(value: Any) -> Any:
     """`value`, or SecurityError when it is a string, list or mapping longer than
     MAX_VALUE. Every value a template computes passes here, so no expression can build
     on a huge intermediate."""
     if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)) and len(value) > MAX_VALUE:
-        raise jinja2.sandbox.SecurityError(f"a value longer than {MAX_VALUE:,} characters or items")
+        raise TooBig(f"a value longer than {MAX_VALUE:,} characters or items")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
-        raise jinja2.sandbox.SecurityError(f"a number larger than 2**{MAX_INT_BITS:,}")
+        raise TooBig(f"a number larger than 2**{MAX_INT_BITS:,}")
     return value
 
 
 def _check_count(value: Any, what: str) -> None:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_REPEAT:
-        raise jinja2.sandbox.SecurityError(f"{what} {value:,} is larger than {MAX_REPEAT:,}")
+        raise TooBig(f"{what} {value:,} is larger than {MAX_REPEAT:,}")
 
 
 class _Undefined(jinja2.StrictUndefined):
@@ -152,7 +156,7 @@ class _BoundedFormatter(jinja2.sandbox.SandboxedFormatter):
     def format_field(self, value: Any, format_spec: str) -> Any:
         for number in _SPEC_NUMBER.findall(format_spec):
             if len(number) > 6 or int(number) > MAX_REPEAT:
-                raise jinja2.sandbox.SecurityError(f"format width {number} is larger than {MAX_REPEAT:,}")
+                raise TooBig(f"format width {number} is larger than {MAX_REPEAT:,}")
         return super().format_field(value, format_spec)
 
 
@@ -242,18 +246,18 @@ class Sandbox(SandboxedEnvironment):
         if operator == "%" and isinstance(left, str):
             _check_percent(left, right)
         if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
-            raise jinja2.sandbox.SecurityError("exponent larger than 1000")
+            raise TooBig("exponent larger than 1000")
         if operator in ("**", "*") and isinstance(left, int) and isinstance(right, int):
             bits = left.bit_length() * right if operator == "**" else left.bit_length() + right.bit_length()
             if bits > MAX_INT_BITS:
-                raise jinja2.sandbox.SecurityError(f"a number larger than 2**{MAX_INT_BITS:,}")
+                raise TooBig(f"a number larger than 2**{MAX_INT_BITS:,}")
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_REPEAT:
-                    raise jinja2.sandbox.SecurityError(f"repetition longer than {MAX_REPEAT:,}")
+                    raise TooBig(f"repetition longer than {MAX_REPEAT:,}")
         if operator == "+" and isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
             if len(left) + len(right) > MAX_VALUE:
-                raise jinja2.sandbox.SecurityError(f"a value longer than {MAX_VALUE:,} characters or items")
+                raise TooBig(f"a value longer than {MAX_VALUE:,} characters or items")
         return _too_big(super().call_binop(context, operator, left, right))
 
 
@@ -266,7 +270,7 @@ def _check_widths(fmt: str) -> None:
     for m in _WIDTH.finditer(fmt):
         width = next(int(g) for g in m.groups() if g)
         if width > MAX_REPEAT:
-            raise jinja2.sandbox.SecurityError(f"format width {width:,} is larger than {MAX_REPEAT:,}")
+            raise TooBig(f"format width {width:,} is larger than {MAX_REPEAT:,}")
 
 
 def _check_percent(fmt: str, values: Any) -> None:
@@ -281,11 +285,11 @@ def _check_join(sep: str, args: Tuple[Any, ...], method: str) -> None:
     if method == "join":
         items = args[0]
         if isinstance(items, (list, tuple, str)) and len(sep) * max(len(items) - 1, 0) > MAX_VALUE:
-            raise jinja2.sandbox.SecurityError(f"`join` would build more than {MAX_VALUE // 1024} KiB")
+            raise TooBig(f"`join` would build more than {MAX_VALUE // 1024} KiB")
     elif len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
         count = sep.count(args[0]) if args[0] else len(sep) + 1
         if len(sep) + count * len(args[1]) > MAX_VALUE:
-            raise jinja2.sandbox.SecurityError(f"`replace` would build more than {MAX_VALUE // 1024} KiB")
+            raise TooBig(f"`replace` would build more than {MAX_VALUE // 1024} KiB")
 
 
 # Filters whose numeric arguments set the size of what they build. `tojson`'s indent
@@ -305,11 +309,11 @@ def _bounded_filter(func: Any, name: str) -> Any:
             width = kwargs.get("width", args[1] if len(args) > 1 else 4)
             size = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
             if len(args[0]) + args[0].count("\n") * abs(size) > MAX_VALUE:
-                raise jinja2.sandbox.SecurityError(f"`indent` would build more than {MAX_VALUE // 1024} KiB")
+                raise TooBig(f"`indent` would build more than {MAX_VALUE // 1024} KiB")
         elif name == "tojson":
             indent = kwargs.get("indent", args[2] if len(args) > 2 else None)
             if isinstance(indent, int) and not 0 <= indent <= 16 or isinstance(indent, str) and len(indent) > 16:
-                raise jinja2.sandbox.SecurityError("`tojson` indent is larger than 16")
+                raise TooBig("`tojson` indent is larger than 16")
         elif name == "format" and args and isinstance(args[0], str):
             _check_percent(args[0], tuple(args[1:]))
         elif name == "join" and len(args) > 1:
@@ -317,7 +321,7 @@ def _bounded_filter(func: Any, name: str) -> Any:
             items = list(value) if not isinstance(value, (str, bytes)) else list(str(value))
             sep = str(args[2] if len(args) > 2 else kwargs.get("d", ""))
             if len(sep) * max(len(items) - 1, 0) + sum(len(str(i)) for i in items) > MAX_VALUE:
-                raise jinja2.sandbox.SecurityError(f"`join` would build more than {MAX_VALUE // 1024} KiB")
+                raise TooBig(f"`join` would build more than {MAX_VALUE // 1024} KiB")
             args = args[:1] + (items,) + args[2:]
         return _too_big(func(*args, **kwargs))
 
@@ -467,8 +471,8 @@ class RootedLoader(jinja2.FileSystemLoader):
         filename = os.path.join(root, *jinja2.loaders.split_template_path(template))
         if os.path.lexists(filename):
             problem = check_file(Path(root), Path(filename))
-            if problem is not None:
-                raise jinja2.TemplateNotFound(f"{template} ({problem})")
+            if problem is not None:  # reported as an include of a file not in the directory
+                raise jinja2.TemplateNotFound(template)
         return super().get_source(environment, template)
 
 
@@ -764,8 +768,10 @@ def _render_job(root: Path, name: str, context: Dict[str, Any], seconds: float,
             raise RenderFailure(f"rendering needs more than {render_box.MEMORY_MB} MB of memory", line,
                                 "memory", column=column) from None
         if isinstance(exc, RenderBudget):
-            kind = "time" if "longer than" in exc.message else "error"
+            kind = "time" if "longer than" in exc.message else "size"
             raise RenderFailure(exc.message, line, kind, part, column) from None
+        if isinstance(exc, TooBig):
+            raise RenderFailure(str(exc), line, "size", column=column) from None
         if isinstance(exc, jinja2.TemplateNotFound):
             message = f"it includes `{exc.name}`, which is not a file inside the template directory"
         elif isinstance(exc, RecursionError):

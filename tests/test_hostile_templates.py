@@ -103,6 +103,7 @@ MEMORY = [
     ("{% set l = [1] %}{% for i in range(40) %}{{ l.extend(l) }}{% endfor %}", "a value longer than"),
     ("{{ ('x' * 99999).replace('', 'y' * 99999)|length }}", "`replace` would build"),
     ("{{ (range(99999)|join('\\n'))|indent(99999)|length }}", "`indent` would build"),
+    ("{% set x = ((10 ** 1000) ** 1000) ** 1000 %}", "a number larger than"),
     # Nothing bounds these arguments; the worker's memory limit stops them.
     ("{{ (range(50000)|list)|map('string')|map('center', 99999)|join|length }}", "more than 128 MB"),
     ("{{ ('x' * 99999)|list|map('center', 99999)|list|length }}", "more than 128 MB"),
@@ -118,6 +119,7 @@ def test_memory_attacks_are_one_located_finding(tmp_path: Path, html: str, messa
     assert [(p.code, p.location.file.endswith("n/e0.j2"), p.location.line) for p in result.problems] == [
         ("FNL224", True, 3)]
     assert message in result.problems[0].message
+    assert result.problems[0].help.startswith(("use smaller counts", "look for a huge count"))
 
 
 def test_memory_attacks_stay_under_300_mb_in_one_command(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ HELP = {
     "error": "fix the expression on this line; templates render in a sandbox",
     "memory": "look for a huge count or width (`*`, `ljust`, `format`, `batch`) or a loop that grows a value; "
               "no email needs this much memory",
+    "size": "use smaller counts, widths and loops: no value in an email needs to be this large",
     "time": "look for a loop that runs too long; an email renders in milliseconds",
     "skipped": "fix the templates that render slowly (reported above); then this one is checked too",
 }
