@@ -169,8 +169,9 @@ class Revision:
         self._files += len(files) + len(links)
         self._bytes += sum(e[2] for e in wanted)
         if self._bytes > MAX_TOTAL:
-            raise UsageError(f"--base {self.rev}: more than {MAX_TOTAL // 1048576} MiB of definitions and templates "
-                             "to read", "name a narrower path: one definition, or the folder of a few")
+            bound = f"{MAX_TOTAL // 1048576} MiB" if MAX_TOTAL >= 1048576 else f"{MAX_TOTAL // 1024} KiB"
+            raise UsageError(f"--base {self.rev}: more than {bound} of definitions and templates to read",
+                             "name a narrower path: one definition, or the folder of a few")
         blobs = self._blobs([e[1] for e in wanted])  # read one at a time, in the order of `wanted`
         for mode, oid, size, path in files:
             data = next(blobs) if size <= MAX_BLOB else None

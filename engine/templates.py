@@ -201,7 +201,7 @@ class Sandbox(SandboxedEnvironment):
         """Fail at once, rather than yield an undefined that `map(attribute=...)` or a
         list would print as `Undefined`."""
         raise jinja2.sandbox.SecurityError(
-            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe.")
 
     def wrap_str_format(self, value: Any) -> Any:
         """`str.format` and `format_map`, with widths and precisions bounded."""
