@@ -690,9 +690,10 @@ _RENDER_CACHE_SIZE = 4096
 class RenderClock:
     """What is left of the time one command may spend rendering templates."""
 
-    def __init__(self, seconds: float = COMMAND_RENDER_SECONDS) -> None:
+    def __init__(self, seconds: float = COMMAND_RENDER_SECONDS, scope: str = "this command's templates") -> None:
         self.seconds = seconds
         self.left = seconds
+        self.scope = scope
 
 
 _CLOCKS: List[RenderClock] = []
@@ -724,10 +725,9 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
             raise cached
         return cached  # type: ignore[no-any-return]
     clock = _CLOCKS[0] if _CLOCKS else None
+    if clock is not None and clock.left <= 0.05:
+        raise RenderFailure(f"the {clock.seconds:g} s for rendering {clock.scope} ran out before it", 1, "skipped")
     seconds = RENDER_SECONDS if clock is None else min(RENDER_SECONDS, clock.left)
-    if seconds <= 0.05:
-        raise RenderFailure(f"not rendered: the {clock.seconds:g} s this command may spend rendering templates "  # type: ignore[union-attr]
-                            "ran out before this one", 1, "skipped")
     start = time.monotonic()
     try:
         filename = f"{name}{SUFFIX}"

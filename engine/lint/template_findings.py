@@ -57,6 +57,6 @@ def renders(ctx: Context, name: str) -> List[Tuple[Optional[str], Any]]:
     when one is open, wins), so twenty slow templates cannot hold lint up for a minute."""
     clock = ctx._cache.get("render-clock")  # the context's cache lives as long as the funnel's lint
     if clock is None:
-        clock = ctx._cache["render-clock"] = templates.RenderClock()
+        clock = ctx._cache["render-clock"] = templates.RenderClock(scope="this funnel's templates")
     with templates.render_session(clock):
         return ctx.renders(name)
