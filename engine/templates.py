@@ -775,7 +775,8 @@ def _render_job(root: Path, name: str, context: Dict[str, Any], seconds: float,
         if isinstance(exc, jinja2.TemplateNotFound):
             message = f"it includes `{exc.name}`, which is not a file inside the template directory"
         elif isinstance(exc, RecursionError):
-            message = "it recurses too deeply (a macro or include that calls itself?)"
+            message = ("it recurses or nests too deeply (a macro or include that calls itself, or data nested "
+                       "thousands deep)")
         else:
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         raise RenderFailure(message, line, "error", column=column) from None

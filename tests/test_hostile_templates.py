@@ -216,6 +216,17 @@ def test_a_parser_crash_in_a_partial_is_a_render_finding(tmp_path: Path) -> None
     assert "`not`" in problems[0]["message"]
 
 
+@pytest.mark.parametrize("html, message", [
+    ("{% set l = [[]] %}{% for i in range(3000) %}{{ l.append([l[-1]]) }}{% endfor %}{{ l[-1] }}", "nests too deeply"),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", "recurses"),
+])
+def test_deep_data_and_recursion_are_located(tmp_path: Path, html: str, message: str) -> None:
+    target = _funnel(tmp_path, [_email(html)])
+    [result] = check_paths((str(target),), Selection())
+    assert [(p.code, p.location.line) for p in result.problems] == [("FNL224", 3)]
+    assert message in result.problems[0].message
+
+
 @pytest.mark.parametrize("html", [
     "{{ lead|map(attribute='__class__')|list }}",
     "{{ [unsubscribe_url, sender]|map(attribute='__class__')|list }}",
