@@ -104,6 +104,11 @@ class Worker:
 
     def _serve(self, inbox: int, outbox: int) -> None:  # pragma: no cover - runs in the child
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # The worker writes only to its pipe: a reader of fnl's output waits for fnl alone.
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
         try:
             import resource
 
