@@ -229,6 +229,7 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
         if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
             raise UsageError(f"{raw}: is a pipe, device or socket, not a YAML file",
                              "point fnl at a definition file, or at a folder of them")
+        _refuse_outward_link(raw, "file" if stat.S_ISREG(info.st_mode) else "folder")
         if stat.S_ISREG(info.st_mode):
             if not os.access(path, os.R_OK):
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
@@ -238,7 +239,6 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
             continue
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"{raw}: permission denied", "make the directory readable")
-        _refuse_outward_link(raw)
         found = _find(path, walked)
         if not found:
             raise UsageError(f"{raw}: no YAML files (*.yaml, *.yml) in this directory",
@@ -247,17 +247,26 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
     return sources
 
 
-def _refuse_outward_link(raw: str) -> None:
-    """A folder named on the command line may be a link only within its own tree: a pull
-    request must not turn `fnl validate funnels` into a read of another folder."""
-    link = raw.rstrip("/") or raw
-    if not os.path.islink(link):
+def _refuse_outward_link(raw: str, kind: str) -> None:
+    """A path named on the command line may go through links only within its own tree (the
+    tree of where it is written to be): a pull request must not turn `fnl validate funnels`
+    or `fnl plan --base main funnels/acme.yaml` into a read of another folder or file."""
+    lexical = os.path.abspath(raw)
+    target = real(raw)
+    if target == lexical:
         return
-    tree = tree_root(Path(link).parent)
-    target = real(link)
-    if target is None or not within(target, str(tree)):
-        raise UsageError(f"{raw}: is a link to a folder outside {display_path(tree)}",
-                         f"name the folder itself{f' ({target})' if target else ''}, if you mean to check it")
+    folder = Path(lexical).parent
+    tree = folder.parent
+    for i, candidate in enumerate((folder, *folder.parents)):
+        if i > MAX_UP:
+            break
+        if os.path.lexists(candidate / ".git"):
+            tree = candidate
+            break
+    base = real(tree)
+    if target is None or base is None or not within(target, base):
+        raise UsageError(f"{raw}: is a link to a {kind} outside {_place(tree)}",
+                         f"name the {kind} itself{f' ({target})' if target else ''}, if you mean to check it")
 
 
 def _find(directory: Path, walked: Walked) -> List[Source]:
@@ -342,7 +351,7 @@ def templates_folder(doc: Document, name: Optional[str] = None) -> Tuple[Path, O
         if not within(target, str(tree)):
             return REFUSED, Problem(
                 "FNL006", f"`templates` is outside {_describe(tree)}: fnl reads templates only inside it", loc,
-                ("templates",), f"keep the templates inside {display_path(tree)}, such as `../templates/<funnel>` "
+                ("templates",), f"keep the templates inside {_place(tree)}, such as `../templates/<funnel>` "
                 "beside the definitions' folder", source_line=doc.source_line(loc))
         return Path(target), None
     start = Path(real(Path(doc.files[0]).parent) or os.path.abspath(Path(doc.files[0]).parent))
@@ -378,10 +387,15 @@ def _unusable(value: str) -> Optional[Tuple[int, str, str]]:
     return None
 
 
+def _place(tree: Path) -> str:
+    name = display_path(tree)
+    return "the current folder" if name == "." else name
+
+
 def _describe(tree: Path) -> str:
     if os.path.lexists(tree / ".git"):
-        return f"the repository {display_path(tree)}"
-    return f"{display_path(tree)} (outside a git repository, the folder above the definition's folder)"
+        return f"the repository {display_path(tree)}" if display_path(tree) != "." else "this repository"
+    return f"{_place(tree)} (outside a git repository, the folder above the one holding the definition)"
 
 
 def merge(docs: List[Document]) -> Loaded:

@@ -116,6 +116,19 @@ def test_a_folder_named_on_the_command_line_may_not_be_a_link_out_of_its_tree(pr
     assert fnl("validate", "inside", cwd=project).returncode == 0
 
 
+def test_a_file_named_on_the_command_line_may_not_be_a_link_out_of_its_tree(project, outside):
+    (project / "funnels" / "evil.yaml").symlink_to(outside / "secret.yaml")
+    r = fnl("validate", "funnels/evil.yaml", cwd=project)
+    assert r.returncode == 3 and r.stdout == ""
+    assert r.stderr.startswith("fnl: error: funnels/evil.yaml: is a link to a file outside ")
+    # Nor may the way to it go through a link to a folder out of the tree.
+    (project / "via").symlink_to(outside)
+    r = fnl("validate", "via/secret.yaml", cwd=project)
+    assert r.returncode == 3 and "via/secret.yaml: is a link to a file outside " in r.stderr
+    (project / "funnels" / "same.yaml").symlink_to("clean.yaml")
+    assert fnl("validate", "funnels/same.yaml", cwd=project).returncode == 0
+
+
 def test_a_chain_of_links_too_long_to_follow_is_a_located_problem(project, monkeypatch):
     previous = "clean.yaml"
     for i in range(1200):
@@ -198,7 +211,8 @@ def test_templates_at_the_filesystem_root_is_refused_at_the_value(project):
     r = fnl("validate", "funnels/root.yaml", cwd=project)
     assert r.returncode == 1
     first = r.stdout.splitlines()[0]
-    assert first.startswith("funnels/root.yaml:2:12: error FNL006 templates: `templates` is outside the repository ")
+    assert first == ("funnels/root.yaml:2:12: error FNL006 templates: `templates` is outside this repository: "
+                     "fnl reads templates only inside it")
     assert r.stdout.count(" error ") == 1 and "help: keep the templates inside " in r.stdout
 
 
@@ -350,6 +364,16 @@ def test_links_out_inside_the_definition_at_the_revision_are_located(repo):
     assert "/funnels/acme/d:1:1: error FNL006: not read: it is a link to a folder" in r.stderr
     assert "/funnels/acme/evil.yaml:1:1: error FNL006: cannot read file: it is a link to a file outside" in r.stderr
     assert "root:" not in r.stderr  # nothing of /etc/passwd
+
+
+def test_a_definition_that_is_a_link_out_at_the_revision_is_refused(repo):
+    (repo / "funnels" / "leak.yaml").symlink_to("/etc/passwd")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "a definition that is a link out", cwd=repo)
+    (repo / "funnels" / "leak.yaml").unlink()
+    r = fnl("plan", "--base", "HEAD", "funnels/leak.yaml", cwd=repo)
+    assert r.returncode == 3 and "/funnels/leak.yaml: is a link to a file outside " in r.stderr
+    assert "root:" not in r.stderr
 
 
 def test_templates_out_of_the_tree_at_the_revision_are_located(repo):
