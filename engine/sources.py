@@ -15,6 +15,7 @@ its tree: the git repository it is in or, outside one, the folder above its own 
 """
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -55,6 +56,13 @@ class Source:
 def real(path: Any) -> Optional[str]:
     """`os.path.realpath`, or None where there is no answer: a chain of links too long to
     follow (Python's realpath recurses once per link), a NUL byte, an unencodable name."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the kernel gave up after 40 links: so does fnl, at once
+            return None
+    except ValueError:
+        return None
     try:
         return os.path.realpath(path)
     except (RecursionError, ValueError, OSError):
