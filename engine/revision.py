@@ -28,6 +28,8 @@ MAX_BLOB = MAX_BYTES
 # Bytes copied for one `fnl plan --base` in all.
 MAX_TOTAL = 64 * 1024 * 1024
 MAX_LINK = 4096
+# Links followed from a `templates:` path to the folder it names.
+MAX_HOPS = 8
 # Folder levels copied: beyond the depth the loader reads, within what removing the copy handles.
 MAX_COPY_DEPTH = 160
 TIMEOUT = 120
@@ -102,18 +104,26 @@ class Revision:
         return self.dir / str(rel)
 
     def add_templates(self, source: Source) -> None:
-        """Copy the template folder of a definition found in the copy."""
+        """Copy the template folder of a definition found in the copy, through the links
+        in the revision that lead to it (each a link in the copy, checked like any other)."""
         loaded = load_source(source)
         if loaded.document is None or not isinstance(loaded.document.data, dict):
             return
         name = loaded.document.data.get("funnel")
-        folder, problem = templates_folder(loaded.document, name if isinstance(name, str) else None)
-        if problem is not None or folder == REFUSED:
-            return
-        target = real(folder)
-        if target is None or not within(target, str(self.dir)):
-            return
-        self._copy(os.path.relpath(target, self.dir))
+        for _ in range(MAX_HOPS):
+            folder, problem = templates_folder(loaded.document, name if isinstance(name, str) else None)
+            target = real(folder)
+            if problem is not None or folder == REFUSED or target is None or not within(target, str(self.dir)):
+                return
+            rel = os.path.relpath(target, self.dir)
+            parts = [] if rel == "." else rel.split(os.sep)
+            prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+            links = [e for e in self._list(prefixes, recursive=False)
+                     if e[0] == LINK and not os.path.lexists(os.path.join(os.fsencode(self.dir), e[3]))]
+            if not links:
+                self._copy(rel)
+                return
+            self._write(links)  # then look again: the folder is where the links lead
 
     # -- git plumbing -----------------------------------------------------------------
 

@@ -411,3 +411,17 @@ def test_deep_and_non_utf8_paths_in_the_revision(repo, nest):
     assert r.returncode == 1
     assert "FNL014: not read: this folder is nested more than 64 levels deep" in r.stderr
     assert "/funnels/acme/b\\xff.yaml:1:1: error FNL008" in r.stderr
+
+
+def test_a_template_folder_behind_a_link_inside_the_repository_is_followed_at_the_revision(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "funnels" / "acme", root / "funnels" / "acme")
+    shutil.copytree(REPO / "templates" / "acme", root / "shared" / "acme")
+    (root / "templates").symlink_to("shared")
+    git("init", "-q", cwd=root)
+    git("add", "-A", cwd=root)
+    git("commit", "-q", "-m", "templates through a link", cwd=root)
+    r = fnl("plan", "--base", "HEAD", "funnels/acme", "--detailed-exitcode", cwd=root)
+    assert (r.returncode, r.stdout) == (0, "Plan for acme-b2b: No changes.\n"), r.stderr
