@@ -86,8 +86,18 @@ class Worker:
 
     def _start(self) -> None:
         down_r, down_w = os.pipe()
-        up_r, up_w = os.pipe()
-        pid = os.fork()
+        try:
+            up_r, up_w = os.pipe()
+        except OSError:
+            os.close(down_r)
+            os.close(down_w)
+            raise
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (down_r, down_w, up_r, up_w):
+                os.close(fd)
+            raise
         if pid == 0:  # pragma: no cover - runs in the child
             code = 0
             try:
@@ -163,7 +173,10 @@ class Worker:
         if self.pid and os.getpid() != self._owner:
             self.pid = 0  # forked from a process that had a worker: start our own
         if not self.pid:
-            self._start()
+            try:
+                self._start()
+            except OSError:  # no process or pipe to spare: render here, with the sandbox's bounds only
+                return self.job(*args)
             self._owner = os.getpid()
         try:
             _write(self.to_child, pickle.dumps(args))

@@ -307,3 +307,16 @@ def test_the_worker_cannot_allocate_past_its_memory_limit() -> None:
     with pytest.raises(render_box.WorkerLost):
         render_box.run(_die, 5)
     assert render_box.run(_allocate, 5, 10) == 10
+
+
+def test_without_a_process_to_spare_templates_render_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    for worker in render_box._WORKERS.values():
+        worker.stop()
+    monkeypatch.setattr(os, "fork", no_fork)
+    target = _funnel(tmp_path, [_email("{{ 6 * 7 }}"), _email("{{ 'x'.ljust(%d) }}" % N)])
+    [result] = check_paths((str(target),), Selection())
+    assert [(p.code, Path(p.location.file).name, p.location.line) for p in result.problems] == [
+        ("FNL224", "e1.j2", 3)]
