@@ -5,6 +5,10 @@ blocks `subject`, `html` and `text` (and optionally `preheader`). Files and fold
 name starts with `_` are partials and layouts, not emails. Templates come from pull
 requests, so they render in `SandboxedEnvironment` with `StrictUndefined`: no attribute
 access to Python internals, and a misspelt variable is an error, not an empty string.
+Rendering is bounded: every value a template builds is checked for size, parts for
+output, renders for time (per template, and per funnel or command), and they run in a
+worker process under a memory limit (`render_box`). Templates that would crash Jinja's
+parser or Python's compiler are syntax errors, located.
 """
 from __future__ import annotations
 
@@ -96,7 +100,8 @@ class RenderBudget(Exception):
 class RenderFailure(Exception):
     """Why a template failed to render, as the worker process reports it: a message
     and the template line (its traceback stays in the worker). `kind` is `error`,
-    `memory`, `time` or `skipped` (the command's render budget was spent)."""
+    `size` (a value past the sandbox's bounds), `memory`, `time` or `skipped` (the
+    render clock ran out before this template)."""
 
     def __init__(self, message: str, line: int = 1, kind: str = "error", part: str = "", column: int = 1) -> None:
         super().__init__(message, line, kind, part, column)
@@ -115,9 +120,9 @@ class TooBig(jinja2.sandbox.SecurityError):
 
 
 def _too_big(value: Any) -> Any:
-    """`value`, or SecurityError when it is a string, list or mapping longer than
-    MAX_VALUE. Every value a template computes passes here, so no expression can build
-    on a huge intermediate."""
+    """`value`, or TooBig when it is a string, list or mapping longer than MAX_VALUE
+    or a number past MAX_INT_BITS. Every value a template computes passes here, so no
+    expression can build on a huge intermediate."""
     if isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)) and len(value) > MAX_VALUE:
         raise TooBig(f"a value longer than {MAX_VALUE:,} characters or items")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
