@@ -425,3 +425,18 @@ def test_a_template_folder_behind_a_link_inside_the_repository_is_followed_at_th
     git("commit", "-q", "-m", "templates through a link", cwd=root)
     r = fnl("plan", "--base", "HEAD", "funnels/acme", "--detailed-exitcode", cwd=root)
     assert (r.returncode, r.stdout) == (0, "Plan for acme-b2b: No changes.\n"), r.stderr
+
+
+def test_template_names_that_are_not_utf8(project):
+    folder = project / "templates" / "acme-b2b"
+    folder.mkdir(parents=True)
+    try:
+        with open(_bytes_name(folder, b"o\xffd.j2"), "w", encoding="utf-8") as fh:
+            fh.write("x")
+    except OSError:
+        pytest.skip("this file system takes only UTF-8 names")
+    for form in ("text", "json", "sarif", "github"):
+        r = fnl("validate", "funnels", "--format", form, cwd=project)
+        assert r.returncode == 1 and "FNL222" in r.stdout, form
+        if form == "text":
+            assert "templates/acme-b2b/o\\xffd.j2:1:1: error FNL222" in r.stdout
