@@ -69,6 +69,15 @@ def real(path: Any) -> Optional[str]:
         return None
 
 
+def _is(path: Path, kind: Any) -> bool:
+    """Whether `path` (links followed) is a file or folder, as `stat.S_ISREG` or `S_ISDIR`
+    says; False where it cannot be told (no permission, a loop of links, a name too long)."""
+    try:
+        return bool(kind(os.stat(path).st_mode))
+    except (OSError, ValueError):
+        return False
+
+
 def within(real_path: str, base: str) -> bool:
     """Whether a real path is `base` or lies below it (both already resolved)."""
     return real_path == base or real_path.startswith(base.rstrip(os.sep) + os.sep)
@@ -215,9 +224,9 @@ def _split_root(path: Path) -> Optional[Path]:
     if start is None:
         return None
     for folder in Path(start).parents:
-        if (folder / ROOT_FILE).is_file():
+        if _is(folder / ROOT_FILE, stat.S_ISREG):
             return folder
-        if str(folder) == here or (folder / ".git").exists():
+        if str(folder) == here or os.path.lexists(folder / ".git"):
             break
     return None
 
@@ -278,14 +287,14 @@ def _refuse_outward_link(raw: str, kind: str) -> None:
 
 
 def _find(directory: Path, walked: Walked) -> List[Source]:
-    if (directory / ROOT_FILE).is_file():
+    if _is(directory / ROOT_FILE, stat.S_ISREG):
         return [_split(directory, walked)]
     found: List[Tuple[Tuple[str, ...], Source]] = []
     mine = Walked(budget=walked.budget)
     for folder, dirs, files, links in walk(directory, mine):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         links[:] = [d for d in links if not d.startswith(".")]
-        for d in [d for d in dirs if (folder / d / ROOT_FILE).is_file()]:
+        for d in [d for d in dirs if _is(folder / d / ROOT_FILE, stat.S_ISREG)]:
             dirs.remove(d)
             found.append(((folder / d).parts, _split(folder / d, walked)))
         for f in files:
@@ -366,7 +375,7 @@ def templates_folder(doc: Document, name: Optional[str] = None) -> Tuple[Path, O
     for i, folder in enumerate((start, *start.parents)):
         if i > MAX_UP or not within(str(folder), str(tree)):
             break
-        if (folder / "templates").is_dir():
+        if _is(folder / "templates", stat.S_ISDIR):
             found = real(folder / "templates")
             if found is None or not within(found, str(tree)):
                 loc = Location(display_path(folder / "templates"))
