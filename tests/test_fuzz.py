@@ -245,7 +245,7 @@ ACME_FILES = sorted(p.name for p in (REPO / "funnels" / "acme").glob("*.yaml"))
 
 # -- definitions -------------------------------------------------------------------------------
 
-@budget(40)
+@budget(100)
 @given(case=mutated(DEFINITIONS, _yaml_dump), fmt=st.sampled_from(["text", "json", "github", "sarif"]))
 def test_fuzz_single_file_definitions(root, case, fmt):
     _, raw = case
@@ -259,7 +259,7 @@ def test_fuzz_single_file_definitions(root, case, fmt):
     run(["plan", str(REPO / "funnels" / "reference.yaml"), str(path)], allowed=(0, 1, 3))
 
 
-@budget(25)
+@budget(40)
 @given(which=st.sampled_from(ACME_FILES), data=st.data())
 def test_fuzz_split_definition(root, which, data):
     directory = root / "funnels" / f"fzacme{next(_COUNTER)}"
@@ -304,7 +304,7 @@ TEMPLATE_NAMES = sorted(str(p.relative_to(REPO / "templates" / "reference"))
                         for p in (REPO / "templates" / "reference").rglob("*.j2"))
 
 
-@budget(30)
+@budget(50)
 @given(which=st.sampled_from(TEMPLATE_NAMES), raw=template_text())
 def test_fuzz_templates(root, which, raw):
     n = next(_COUNTER)
@@ -359,7 +359,7 @@ def event_lines(draw: Any) -> bytes:
     return b"\n".join(lines)
 
 
-@budget(40)
+@budget(80)
 @given(raw=event_lines(), funnel=st.sampled_from(["acme", "reference.yaml"]), fmt=st.sampled_from(["text", "json"]),
        until=st.sampled_from([None, "2026-07-01T00:00:00Z", "2026-01-01T00:00:00Z", "garbage", "9999-12-31T00:00:00Z"]))
 def test_fuzz_trace_events(root, raw, funnel, fmt, until):
@@ -371,7 +371,7 @@ def test_fuzz_trace_events(root, raw, funnel, fmt, until):
 
 # -- the other commands -----------------------------------------------------------------------
 
-@budget(30)
+@budget(60)
 @given(args=st.lists(st.sampled_from(["FNL301", "fnl301", "FNL", "FNL9", "x", "", "\x1b[2J", "--help", "-v",
                                       "--format", "json", "funnel", "plan", "--select", "--fail-on", "never"])
                      | st.text(max_size=6), max_size=3),
@@ -409,7 +409,7 @@ def _format1(text: str) -> str:
 PLANS.append(("acme-v1.json", _format1(PLANS[0][1])))
 
 
-@budget(60)
+@budget(120)
 @given(case=mutated(PLANS, _json_dump), fmt=st.sampled_from(["text", "markdown", "json"]),
        side=st.sampled_from(["old", "new", "both"]))
 def test_fuzz_plan_files(root, case, fmt, side):
