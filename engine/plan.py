@@ -301,7 +301,7 @@ def _from_json(tp: Any, value: Any) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _from_json(inner[0], value)
     if dataclasses.is_dataclass(tp):
-        hints = _hints(tp)
+        hints = _hints(tp)  # type: ignore[arg-type]
         kwargs = {}
         for f in dataclasses.fields(tp):
             key = f.name.rstrip("_")
@@ -350,7 +350,7 @@ def from_dict(data: Dict[str, Any]) -> Plan:
     try:
         _fast_check("plan")(data)
     except fastjsonschema.JsonSchemaException as exc:
-        raise ValueError(f"not a valid fnl plan: {exc.message}") from None
+        raise ValueError(f"not a valid fnl plan: {getattr(exc, 'message', exc)}") from None
     except RecursionError:
         raise ValueError("not a valid fnl plan: nested too deep") from None
     plan = _from_json(Plan, data)

@@ -197,8 +197,8 @@ def _schema_problems(data: Any, text: str, name: str) -> List[Problem]:
     except RecursionError:
         problems = []
     if not problems and first is not None:
-        path = _fast_path(data, list(first.path or [])[1:])
-        problems.append(_explain(text, name, path, str(first.message)))
+        path = _fast_path(data, list(getattr(first, "path", None) or [])[1:])
+        problems.append(_explain(text, name, path, str(getattr(first, "message", first))))
     if not problems:
         problems.append(_problem(text, name, 0, "not a valid plan", code="FNL702"))
     problems.sort(key=lambda x: (x.location.line, x.location.column))
