@@ -117,6 +117,8 @@ def test_validate_output_shows_controls_escaped(tmp_path, name, fmt):
     assert RAW.search(result.output) is None, repr(result.output)
     # The value's message shows it visibly (GitHub's own escaping of `%` comes on top).
     assert f"k{shown}".replace("%", "%25" if fmt == "github" else "%") in result.output
+    if name == "clear-screen" and fmt == "text":  # and the key, in the dotted path and the message
+        assert f": error FNL100 x{shown}y: unknown key `x{shown}y`" in result.output
 
 
 @pytest.mark.parametrize("fmt", ["json", "sarif"])
