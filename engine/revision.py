@@ -118,6 +118,9 @@ class Revision:
             rel = os.path.relpath(target, self.dir)
             parts = [] if rel == "." else rel.split(os.sep)
             prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+            if not prefixes:  # the root of the repository itself
+                self._copy("")
+                return
             links = [e for e in self._list(prefixes, recursive=False)
                      if e[0] == LINK and not os.path.lexists(os.path.join(os.fsencode(self.dir), e[3]))]
             if not links:

@@ -97,8 +97,8 @@ def tree_root(folder: Path) -> Path:
 
 
 def definition_tree(first_file: Path) -> Path:
-    """The tree of the definition whose root file is `first_file`: a split definition is
-    its folder (the one holding `funnel.yaml`), a single file is itself."""
+    """The tree of the definition whose root file is `first_file`: that of the folder
+    holding the definition (for a split definition, the folder above its own folder)."""
     parent = Path(first_file).parent
     folder = Path(real(parent) or os.path.abspath(parent))
     return tree_root(folder.parent if Path(first_file).name == ROOT_FILE else folder)
