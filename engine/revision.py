@@ -16,7 +16,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, List, Optional, Set, Tuple
+from typing import Any, Generator, List, Optional, Set, Tuple
 
 from .errors import UsageError
 from .load import MAX_BYTES
@@ -133,7 +133,7 @@ class Revision:
     def _copy(self, rel: str) -> None:
         """Copy every file at or below `rel` ("." for all of it)."""
         rel = "" if rel in (".", "") else rel
-        if rel in self._copied or any(rel.startswith(done + "/") for done in self._copied if done) or "" in self._copied:
+        if "" in self._copied or any(rel == done or rel.startswith(done + "/") for done in self._copied):
             return
         self._copied.add(rel)
         self._write(self._list([rel] if rel else [], recursive=True))
@@ -210,7 +210,7 @@ class Revision:
                     continue
         blobs.close()
 
-    def _blobs(self, oids: List[str]) -> Iterator[bytes]:
+    def _blobs(self, oids: List[str]) -> Generator[bytes, None, None]:
         """The contents of blobs (each within the bounds), one request at a time."""
         if not oids:
             return

@@ -129,7 +129,8 @@ class Walked:
     budget: List[int] = field(default_factory=lambda: [MAX_ENTRIES])
 
 
-def walk(top: Path, walked: Walked, max_depth: int = MAX_DEPTH) -> Iterator[Tuple[Path, List[str], List[str], List[str]]]:
+def walk(top: Path, walked: Walked,
+         max_depth: int = MAX_DEPTH) -> Iterator[Tuple[Path, List[str], List[str], List[str]]]:
     """(folder, folders, files, links to folders) for `top` and every folder below it, like
     `os.walk` but sorted, iterative, never through a link, at most `max_depth` levels deep
     and `MAX_ENTRIES` entries in all (then a usage error). Pruning the folders or links
@@ -252,7 +253,8 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
             root = _split_root(path)
             # A file of a split definition is checked as part of its whole definition.
-            sources.extend(_find(root, walked) if root is not None else [Source(display_path(path), (path,), path=path)])
+            sources.extend(_find(root, walked) if root is not None
+                           else [Source(display_path(path), (path,), path=path)])
             continue
         if not os.access(path, os.R_OK | os.X_OK):
             raise UsageError(f"{raw}: permission denied", "make the directory readable")
@@ -323,7 +325,8 @@ def load_source(source: Source) -> Loaded:
     for f in source.files:
         if real(f) is None:  # a chain of links too long to follow: the loader's checks cannot run
             loaded.append(Loaded(None, (Problem("FNL006", "cannot read file: it is a chain of too many links",
-                                                Location(display_path(f)), help="replace the link with the file itself"),)))
+                                                Location(display_path(f)),
+                                                help="replace the link with the file itself"),)))
         else:
             loaded.append(load_file(f, display_path(f), source.root))
     problems.extend(p for item in loaded for p in item.problems)
@@ -364,7 +367,8 @@ def templates_folder(doc: Document, name: Optional[str] = None) -> Tuple[Path, O
         target = real(os.path.join(holder, value)) if holder is not None else None
         if target is None or len(os.fsencode(target)) > MAX_PATH_BYTES:
             return REFUSED, Problem("FNL104", "`templates` is not a folder fnl can use", loc, ("templates",),
-                                    "name a folder with a shorter path, without links", source_line=doc.source_line(loc))
+                                    "name a folder with a shorter path, without links",
+                                    source_line=doc.source_line(loc))
         if not within(target, str(tree)):
             return REFUSED, Problem(
                 "FNL006", f"`templates` is outside {_describe(tree)}: fnl reads templates only inside it", loc,
