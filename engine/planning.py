@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import List, Tuple
+from typing import Iterator, List, Tuple
 
 from . import plan as p
-from .errors import UsageError
+from .errors import ProblemsFound, UsageError
 from .pipeline import plan_for, plan_for_source
 from .plan import Plan
 from .revision import Revision, repo_root
@@ -46,20 +48,41 @@ def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Plan, Pla
             except ValueError:
                 raise UsageError(f"{raw} is outside the git repository {root}", "name a path inside it") from None
             current = discover((raw,)) if os.path.lexists(raw) else []
-            then = base.add_definition(rel)
-            old_sources = _discover_at(then)
-            for source in old_sources:
-                base.add_templates(source)
+            with _named_at(base.dir, rev):
+                then = base.add_definition(rel)
+                old_sources = _discover_at(then)
+                for source in old_sources:
+                    base.add_templates(source)
             old_by = {_key(s, base.dir): s for s in old_sources}
             new_by = {_key(s, root): s for s in current}
             for key in sorted(set(old_by) | set(new_by)):
-                old_plan = plan_for_source(old_by[key]) if key in old_by else None
+                with _named_at(base.dir, rev):
+                    old_plan = plan_for_source(old_by[key]) if key in old_by else None
                 new_plan = plan_for_source(new_by[key]) if key in new_by else None
                 name = (new_plan or old_plan).funnel  # type: ignore[union-attr]
                 pairs.append((old_plan or _empty(name), new_plan or _empty(name)))
             if not old_by and not new_by:
                 raise UsageError(f"{raw}: no definitions here or at {rev}", "name a definition file or directory")
     return pairs
+
+
+@contextmanager
+def _named_at(copy: Path, rev: str) -> Iterator[None]:
+    """Problems and errors in the copy of a revision name its files as git does,
+    `REV:path`, not by the temporary folder they were read from."""
+    prefix = str(copy) + os.sep
+
+    def name(text: str) -> str:
+        text = text.replace(f"the repository {copy}", str(copy)).replace(prefix, f"{rev}:")
+        return text.replace(str(copy), f"the repository at {rev}")
+
+    try:
+        yield
+    except ProblemsFound as exc:
+        raise ProblemsFound(tuple(replace(p, location=replace(p.location, file=name(p.location.file)),
+                                          message=name(p.message), help=name(p.help)) for p in exc.problems)) from None
+    except UsageError as exc:
+        raise UsageError(name(exc.message), name(exc.help)) from None
 
 
 def _discover_at(path: Path) -> List[Source]:

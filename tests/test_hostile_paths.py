@@ -361,8 +361,8 @@ def test_links_out_inside_the_definition_at_the_revision_are_located(repo):
     (acme / "d").unlink()
     r = fnl("plan", "--base", "HEAD", "funnels/acme", cwd=repo)
     assert r.returncode == 1
-    assert "/funnels/acme/d:1:1: error FNL006: not read: it is a link to a folder" in r.stderr
-    assert "/funnels/acme/evil.yaml:1:1: error FNL006: cannot read file: it is a link to a file outside" in r.stderr
+    assert "HEAD:funnels/acme/d:1:1: error FNL006: not read: it is a link to a folder" in r.stderr
+    assert "HEAD:funnels/acme/evil.yaml:1:1: error FNL006: cannot read file: it is a link to a file outside" in r.stderr
     assert "root:" not in r.stderr  # nothing of /etc/passwd
 
 
@@ -372,7 +372,7 @@ def test_a_definition_that_is_a_link_out_at_the_revision_is_refused(repo):
     git("commit", "-q", "-m", "a definition that is a link out", cwd=repo)
     (repo / "funnels" / "leak.yaml").unlink()
     r = fnl("plan", "--base", "HEAD", "funnels/leak.yaml", cwd=repo)
-    assert r.returncode == 3 and "/funnels/leak.yaml: is a link to a file outside " in r.stderr
+    assert r.returncode == 3 and "HEAD:funnels/leak.yaml: is a link to a file outside the repository at HEAD\n" in r.stderr
     assert "root:" not in r.stderr
 
 
@@ -384,7 +384,8 @@ def test_templates_out_of_the_tree_at_the_revision_are_located(repo):
     funnel.write_text(text, encoding="utf-8")
     r = fnl("plan", "--base", "HEAD", "funnels/acme", cwd=repo)
     assert r.returncode == 1
-    assert "/funnels/acme/funnel.yaml:" in r.stderr and "FNL006 templates: `templates` is outside" in r.stderr
+    assert "HEAD:funnels/acme/funnel.yaml:" in r.stderr
+    assert "FNL006 templates: `templates` is outside the repository at HEAD: " in r.stderr
 
 
 def test_a_revision_larger_than_the_bound_is_a_usage_error(repo, monkeypatch, capsys):
@@ -410,7 +411,8 @@ def test_deep_and_non_utf8_paths_in_the_revision(repo, nest):
     r = fnl("plan", "--base", "HEAD", "funnels/acme", cwd=repo)
     assert r.returncode == 1
     assert "FNL014: not read: this folder is nested more than 64 levels deep" in r.stderr
-    assert "/funnels/acme/b\\xff.yaml:1:1: error FNL008" in r.stderr
+    assert "HEAD:funnels/acme/b\\xff.yaml:1:1: error FNL008" in r.stderr
+    assert "fnl-base-" not in r.stderr  # files at the revision are named as git names them
 
 
 def test_a_template_folder_behind_a_link_inside_the_repository_is_followed_at_the_revision(tmp_path):
