@@ -23,6 +23,9 @@ from typing import List, Optional, Tuple, Union
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 40
+# Chained operators build a tree as deep as the chain: `a or b or ... ` 300 times would
+# recurse past Python's limit wherever the tree is walked, so their number is bounded too.
+MAX_OPERATORS = 100
 
 # Functions the engine knows; names the engine provides besides profile attributes.
 PREDICATES = {
@@ -156,12 +159,16 @@ def tokenize(source: str) -> List[Token]:
     return tokens
 
 
+_OPERATORS = frozenset(("or", "and", "not", "==", "!=", "<", "<=", ">", ">=", "in", "+", "-", "*", "/"))
+
+
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.tokens = tokenize(source)
         self.i = 0
         self.depth = 0
+        self.operators = 0
 
     @property
     def tok(self) -> Token:
@@ -170,6 +177,11 @@ class _Parser:
     def take(self) -> Token:
         tok = self.tokens[self.i]
         self.i += 1
+        if tok.kind in ("op", "keyword") and tok.text in _OPERATORS:
+            self.operators += 1
+            if self.operators > MAX_OPERATORS:
+                raise ExprSyntaxError(f"condition has more than {MAX_OPERATORS} operators", tok.offset,
+                                      "split it into named segments, personas or fit rules")
         return tok
 
     def at(self, *texts: str) -> bool:

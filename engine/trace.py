@@ -18,6 +18,7 @@ from .errors import Location, Problem
 from .plan import Plan
 from .score import shown
 from .state import Event, LeadState, event_from_json, iso
+from .terminal import escape, json_text
 
 MAX_EVENTS_BYTES = 4 * 1024 ** 3  # counted while reading: devices and growing files report no size
 MAX_LINE = 1024 * 1024
@@ -300,23 +301,25 @@ def text_lines(steps: Iterable[Applied]) -> Iterator[str]:
         state = item.result.state
         score = f"score {state.score:.1f}, {state.stage}" if isinstance(state, LeadState) else "not a lead yet"
         head = "clock" if item.event.type == "tick" else _describe_event(item.event)
-        yield f"{iso(item.event.at, item.event.second)}  {item.event.lead}  {head}  [{score}]"
+        # Lead IDs, templates, pages and reasons come from the events file: escaped, so a
+        # control character in them cannot act on the terminal.
+        yield escape(f"{iso(item.event.at, item.event.second)}  {item.event.lead}  {head}  [{score}]")
         for a in actions:
             when = f" at {iso(a.at)}" if a.at != item.event.at else ""
-            yield f"    → {_describe_action(a)}{when}"
+            yield escape(f"    → {_describe_action(a)}{when}")
 
 
 def json_lines(steps: Iterable[Applied]) -> Iterator[str]:
     for item in steps:
         state = item.result.state
         lead = state if isinstance(state, LeadState) else None
-        yield json.dumps({
+        yield json_text(json.dumps({
             "event": item.event.to_json(),
             "actions": [a.to_json() for a in item.result.actions],
             "score": shown(lead.score) if lead else None,
             "stage": lead.stage if lead else None,
             "unsubscribed": lead.unsubscribed if lead else None,
-        }, sort_keys=True, ensure_ascii=False)
+        }, sort_keys=True, ensure_ascii=False))
 
 
 def render_text(steps: Iterable[Applied]) -> str:

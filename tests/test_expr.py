@@ -96,3 +96,15 @@ def test_parser_raises_only_its_own_error(source):
     except expr.ExprSyntaxError as exc:
         assert 0 <= exc.offset <= len(source)
         assert exc.message and exc.help
+
+
+def test_a_long_chain_of_operators_is_a_located_syntax_error():
+    """Chains of hundreds of `or`s would build a tree too deep to walk: refused at the operator past the limit."""
+    from engine import expr
+
+    source = " or ".join(["fit"] * 150)
+    with pytest.raises(expr.ExprSyntaxError) as exc:
+        expr.parse(source)
+    assert "more than 100 operators" in str(exc.value)
+    assert exc.value.offset == len("fit ") + 100 * len("or fit ")  # the 101st `or`
+    expr.parse(" or ".join(["fit"] * 101))  # 100 operators are fine

@@ -472,3 +472,19 @@ def test_streamed_and_in_memory_timelines_agree(tmp_path, plan):
     streamed = tr.render_json(tr.run_file(plan, path, scan))
     loaded = tr.read_events(path, "mixed.jsonl")
     assert streamed == tr.render_json(tr.timeline(plan, loaded.events))
+
+
+def test_control_characters_from_events_never_reach_the_terminal_raw(tmp_path):
+    """A lead ID or page with ESC, CR or U+2028 prints as visible escapes in text, and stays exact in JSON."""
+    visit = json.dumps({"type": "site.visited", "at": "2026-03-02T16:00:00Z", "lead": "a@x.example",
+                        "page": "p\u001b[2J\rX\u2028Y"})
+    path = tmp_path / "ctl.jsonl"
+    path.write_text(GOOD + "\n" + visit + "\n", encoding="utf-8")
+    r = fnl("trace", ACME, "--events", path)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout and "\r" not in r.stdout and "\u2028" not in r.stdout
+    assert "site.visited p\\x1b[2J\\rX\\u2028Y" in r.stdout
+    j = fnl("trace", ACME, "--events", path, "--format", "json")
+    assert "\x1b" not in j.stdout and "\u2028" not in j.stdout
+    row = json.loads(j.stdout.split("\n")[1])
+    assert row["event"]["page"] == "p\u001b[2J\rX\u2028Y"
