@@ -7,6 +7,8 @@ Until an example exists, a built-in synthetic definition of realistic size stand
 """
 from __future__ import annotations
 
+import shutil
+
 import copy
 import random
 import sys
@@ -137,12 +139,17 @@ def write_corpus(directory: Path, count: int, seed: int, base: Optional[Base] = 
     A base that brings its own templates gets them in `directory/templates`."""
     base = base or base_definition()
     data = base.data
+    folder = directory / "templates"
     if base.templates:
-        folder = directory / "templates"
         for name, text in base.templates.items():
             (folder / f"{name}.j2").parent.mkdir(parents=True, exist_ok=True)
             (folder / f"{name}.j2").write_text(text, encoding="utf-8")
-        data = {**data, "templates": str(folder)}
+        data = {**data, "templates": "templates"}
+    elif isinstance(data.get("templates"), str) and Path(data["templates"]).is_dir():
+        # fnl reads templates only inside the definition's own tree: copy them beside
+        # the corpus, as a repository would hold them.
+        shutil.copytree(data["templates"], folder, dirs_exist_ok=True)
+        data = {**data, "templates": "templates"}
     paths = []
     for i in range(count):
         path = directory / f"funnel-{i:06d}.yaml"
