@@ -607,7 +607,8 @@ def load(root: Path, name: str, attributes: Tuple[str, ...] = ()) -> Optional[Te
 def _load(root: Path, name: str, attributes: Tuple[str, ...], _mtime: int, _size: int) -> Template:
     """`load`, cached by file identity (the last two arguments only key the cache)."""
     path = root / f"{name}{SUFFIX}"
-    raw = path.read_bytes()[: MAX_TEMPLATE_BYTES + 1]
+    with open(path, "rb") as fh:  # never more than the limit, whatever the file's size
+        raw = fh.read(MAX_TEMPLATE_BYTES + 1)
     digest = hashlib.sha256(raw).hexdigest()
     if len(raw) > MAX_TEMPLATE_BYTES:
         return Template(name, path, "", (), (TemplateIssue("syntax", "template is larger than 256 KiB", 1, 1,
@@ -651,6 +652,15 @@ def _identity(path: str) -> Tuple[str, int, int]:
     return (path, info.st_mtime_ns, info.st_size)
 
 
+def _bounded_text(path: Path) -> str:
+    """A template file's text, read no further than the template size limit (ValueError past it)."""
+    with open(path, "rb") as fh:
+        raw = fh.read(MAX_TEMPLATE_BYTES + 1)
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise ValueError(f"{path.name} is larger than {MAX_TEMPLATE_BYTES // 1024} KiB")
+    return raw.decode("utf-8")
+
+
 @lru_cache(maxsize=4096)
 def _reads(root: Path, filename: str, _identity: Tuple[str, int, int]
            ) -> Tuple[FrozenSet[str], Tuple[str, ...], bool]:
@@ -659,9 +669,8 @@ def _reads(root: Path, filename: str, _identity: Tuple[str, int, int]
     if check_file(root, root / filename) is not None:
         return frozenset(), (), False
     try:
-        source = (root / filename).read_text(encoding="utf-8")
-        tree = environment(root).parse(source)
-    except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+        tree = environment(root).parse(_bounded_text(root / filename))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, jinja2.TemplateSyntaxError):
         return frozenset(), (), False
     refs = tuple(sorted(r for r in meta.find_referenced_templates(tree) if isinstance(r, str)))
     return frozenset(meta.find_undeclared_variables(tree)), refs, _has_top_level_code(tree)
@@ -811,8 +820,8 @@ def _render(root: Path, name: str, context: Mapping[str, Any], seconds: float = 
 @lru_cache(maxsize=4096)
 def _top_level_code(filename: str, _identity: Tuple[str, int, int] = ("", 0, 0)) -> bool:
     try:
-        tree = environment(Path(filename).parent).parse(Path(filename).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+        tree = environment(Path(filename).parent).parse(_bounded_text(Path(filename)))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, jinja2.TemplateSyntaxError):
         return False
     return _has_top_level_code(tree)
 
@@ -843,8 +852,8 @@ def error_line(exc: BaseException, path: Path) -> int:
     if isinstance(exc, RenderBudget) and exc.part:
         # Raised outside the template's code: point at the block that rendered too much.
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
+            lines = _bounded_text(path).splitlines()
+        except (OSError, UnicodeDecodeError, ValueError):
             lines = []
         marker = re.compile(r"{%-?\s*block\s+" + exc.part + r"\b")
         return next((i for i, text in enumerate(lines, 1) if marker.search(text)), 1)

@@ -320,3 +320,35 @@ def test_without_a_process_to_spare_templates_render_here(tmp_path: Path, monkey
     [result] = check_paths((str(target),), Selection())
     assert [(p.code, Path(p.location.file).name, p.location.line) for p in result.problems] == [
         ("FNL224", "e1.j2", 3)]
+
+
+def test_a_huge_partial_is_never_read_whole(tmp_path):
+    """A 300 MB partial next to an email: reading stops at the 256 KiB limit, no memory blow-up."""
+    import resource
+    import subprocess
+    import sys
+
+    root = tmp_path / "f"
+    (root / "templates" / "n").mkdir(parents=True)
+    (root / "templates" / "_p").mkdir(parents=True)
+    (root / "funnel.yaml").write_text(
+        "fnl: 1\nfunnel: h\ntemplates: templates\n"
+        'sender: {from: "Acme <hello@acme.example>", postal_address: "1 Main St, Springfield"}\n'
+        "stages: [subscriber, mql]\n"
+        'transitions:\n  - {from: subscriber, to: mql, when: "score >= 1"}\n'
+        "entries: {imported: {on: lead.imported, enters: subscriber, basis: legitimate_interest}}\n"
+        "sequences:\n  s:\n    kind: nurture\n    stage: subscriber\n    steps: [{send: n/one}]\n"
+        "    exit: {stage_at_least: mql}\n", encoding="utf-8")
+    (root / "templates" / "n" / "one.j2").write_text(
+        '{% block subject %}Hi{% endblock %}{% block html %}{% include "_p/big.j2" %}'
+        "{{ sender.postal_address }} {{ unsubscribe_url }}{% endblock %}"
+        "{% block text %}{{ sender.postal_address }} {{ unsubscribe_url }}{% endblock %}", encoding="utf-8")
+    with open(root / "templates" / "_p" / "big.j2", "wb") as fh:
+        fh.truncate(300 * 1024 * 1024)  # sparse: costs no disk
+    repo = Path(__file__).resolve().parent.parent
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = subprocess.run([sys.executable, str(repo / "fnl.py"), "validate", str(root)], capture_output=True,
+                       text=True, timeout=60)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert r.returncode == 1 and "Traceback" not in r.stderr and "internal error" not in r.stderr
+    assert max(peak_kb, before) < 300 * 1024
