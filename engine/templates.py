@@ -79,6 +79,9 @@ class Rendered:
 MAX_OUTPUT = 1024 * 1024  # characters one part may render to
 RENDER_SECONDS = 1.0  # deadline of one template (they render in milliseconds)
 COMMAND_RENDER_SECONDS = 5.0  # all the templates one command renders, together
+# Of that, what renders that run past their deadline may use together: twenty templates
+# that loop forever cost 1.5 s, not twenty deadlines.
+STALL_SECONDS = 1.5
 MAX_REPEAT = 100_000  # largest count or width that builds a string or list (`*`, `ljust`, `{:N}`)
 MAX_VALUE = MAX_OUTPUT  # longest string, list or mapping any expression may produce
 MAX_NESTING = 30  # brackets inside brackets, `not not ...`, tags inside tags
@@ -708,6 +711,7 @@ class RenderClock:
         self.seconds = seconds
         self.left = seconds
         self.scope = scope
+        self.stall_left = min(STALL_SECONDS, seconds)  # time renders that ran out of time may still use
 
 
 _CLOCKS: List[RenderClock] = []
@@ -741,7 +745,10 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     clock = _CLOCKS[0] if _CLOCKS else None
     if clock is not None and clock.left <= 0.05:
         raise RenderFailure(f"the {clock.seconds:g} s for rendering {clock.scope} ran out before it", 1, "skipped")
-    seconds = RENDER_SECONDS if clock is None else min(RENDER_SECONDS, clock.left)
+    if clock is not None and clock.stall_left <= 0.05:
+        raise RenderFailure(f"the {STALL_SECONDS:g} s that templates running past their deadline may use together "
+                            "ran out before it", 1, "skipped")
+    seconds = RENDER_SECONDS if clock is None else min(RENDER_SECONDS, clock.left, clock.stall_left)
     start = time.monotonic()
     try:
         filename = f"{name}{SUFFIX}"
@@ -755,7 +762,10 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     except Exception as exc:  # noqa: BLE001 - remembered and raised again, as it came
         result = exc
     if clock is not None:
-        clock.left -= time.monotonic() - start
+        spent = time.monotonic() - start
+        clock.left -= spent
+        if isinstance(result, RenderFailure) and result.kind == "time":
+            clock.stall_left -= spent
     # A render cut short by what was left of the command's clock may pass with more time.
     if not (isinstance(result, RenderFailure) and result.kind == "time" and seconds < RENDER_SECONDS):
         if len(_RENDERED) >= _RENDER_CACHE_SIZE:

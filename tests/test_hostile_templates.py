@@ -154,14 +154,15 @@ def test_a_runaway_loop_stops_at_the_deadline(tmp_path: Path) -> None:
 
 
 def test_twenty_slow_templates_share_one_render_budget(tmp_path: Path) -> None:
-    """Each loops until its deadline; together they get COMMAND_RENDER_SECONDS, and
-    every template past it is a finding of its own (`was not checked`), not silence."""
+    """Each loops until its deadline; together they get STALL_SECONDS, and every template
+    past it is a finding of its own (`was not checked`), not silence: 20 runaway loops cost
+    under 2 s, not 20 deadlines."""
     loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
     target = _funnel(tmp_path, [_email(loop) for _ in range(20)])
     start = time.perf_counter()
     [result] = check_paths((str(target),), Selection(select=("FNL224",)))
     took = time.perf_counter() - start
-    assert took < templates.COMMAND_RENDER_SECONDS + 2.5
+    assert took < templates.STALL_SECONDS + 0.5, took
     assert sorted(Path(p.location.file).name for p in result.problems) == sorted(f"e{i}.j2" for i in range(20))
     slow = [p for p in result.problems if "longer than" in p.message]
     skipped = [p for p in result.problems if "was not checked" in p.message]
