@@ -301,8 +301,11 @@ def graph(funnel: str, fmt: str) -> int:
     from engine import graph as g
     from engine.pipeline import plan_for
 
+    from engine.terminal import escape_lines
+
     plan = plan_for(funnel)
-    click.echo(g.mermaid(plan) if fmt == "mermaid" else g.dot(plan), nl=False)
+    # Labels come from the definition: no control character reaches the terminal raw.
+    click.echo(escape_lines(g.mermaid(plan) if fmt == "mermaid" else g.dot(plan)), nl=False)
     return EXIT_OK
 
 

@@ -275,8 +275,12 @@ def to_dict(plan: Plan) -> Dict[str, Any]:
 
 
 def dumps(plan: Plan) -> str:
-    """Canonical JSON: sorted keys, two-space indent, UTF-8, trailing newline."""
-    return json.dumps(to_dict(plan), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """Canonical JSON: sorted keys, two-space indent, UTF-8, trailing newline; DEL, C1
+    controls and invisible layout characters as `\\u` escapes (the same values), so a plan
+    printed to a terminal cannot act on it."""
+    from .terminal import json_text
+
+    return json_text(json.dumps(to_dict(plan), indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
 
 
 def body_hash(body: Dict[str, Any]) -> str:

@@ -246,3 +246,28 @@ def test_reporters_escape_every_field():
             assert RAW.search(out.replace("\n", "")) is None, (fmt, out)
         else:
             json.loads(out)
+
+
+@pytest.mark.parametrize("command", [["compile"], ["graph"], ["graph", "--format", "dot"]])
+def test_compile_and_graph_print_no_control_character_from_the_definition(tmp_path, command):
+    """A description and a condition literal with ESC, U+2028 and NEL: the plan and the graph
+    still carry them (as escapes), and nothing reaches the terminal raw."""
+    repo = Path(__file__).resolve().parent.parent
+    shutil.copytree(repo / "templates", tmp_path / "templates")
+    (tmp_path / "funnels").mkdir()
+    text = (repo / "funnels" / "reference.yaml").read_text(encoding="utf-8")
+    edited = text.replace(
+        "description: Benchmark workload - opt-in, six-email nurture, scoring, MQL, SQL handoff and three sales "
+        "emails.", 'description: "Bench\\x1b[2J\\u2028mark\\x85"').replace(
+        'when: "fit and score >= thresholds.mql and not unsubscribed"',
+        "when: \"fit and score >= thresholds.mql and not unsubscribed and first_name != 'a\\x1b[2J\\u2028'\"")
+    assert edited.count("\\x1b[2J") == 2
+    path = tmp_path / "funnels" / "reference.yaml"
+    path.write_text(edited, encoding="utf-8")
+    r = subprocess.run([sys.executable, str(repo / "fnl.py"), *command, str(path)], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert not [c for c in "\x1b\u2028\x85" if c in r.stdout]
+    if command == ["compile"]:
+        plan = json.loads(r.stdout)
+        assert plan["transitions"][0]["when"]["tree"]["args"][1]["args"][1]["lit"] == "a\x1b[2J\u2028"
