@@ -103,7 +103,6 @@ class _Step:
         self.now = event.at
         self.shared = shared
         self.actions: List[Action] = []
-        self.created = False
         self.creating: Optional[Event] = None  # the event that created the lead, in this step
         self.answering = True  # whether a CRM event may answer a pending SLA
 
@@ -252,7 +251,7 @@ class _Step:
             return
         if e.type in ("optin", "magnet.downloaded") and e.magnet:
             magnet = self.plan.magnet(e.magnet)
-            if e.type == "optin" and not self.created:
+            if e.type == "optin" and self.creating is None:
                 self.update_profile(e.profile)
                 if magnet is not None:
                     self.act("consent_recorded", magnet=magnet.name, consent=magnet.consent, basis="consent")
@@ -574,7 +573,6 @@ class _Step:
         that created it (its profile is the newest)."""
         s = self.lead.s
         creating = self.creating = self.event
-        self.created = True
         self.act("consent_recorded", magnet=s.source, consent=s.consent, basis=s.basis)
         self.add_points(sum(fp.points for fp in self.plan.scoring.fit if ev.holds(fp.when.tree, self.resolve)))
         rule = self.plan.handoff_for(s.stage)
@@ -587,7 +585,7 @@ class _Step:
         for old in held:
             self.event = old
             if old.at < self.now - HELD_FOR_MINUTES:
-                self.ignore(f"{_describe(old)} from {iso(old.at)} ignored: more than 30 days before the lead "
+                self.ignore(f"{old.summary()} from {iso(old.at)} ignored: more than 30 days before the lead "
                             "entered the funnel")
                 continue
             if old.type == "profile.updated":
@@ -595,7 +593,7 @@ class _Step:
                 if problem:
                     self.ignore(f"profile.updated from {iso(old.at)} ignored: {problem}")
                     continue
-            self.act("applied", event=old.type, reason=f"{_describe(old)} from {iso(old.at)}, held until the "
+            self.act("applied", event=old.type, reason=f"{old.summary()} from {iso(old.at)}, held until the "
                                                        "lead entered the funnel")
             self.handle(replace(old, at=self.now))
             self.exits()  # sequences and exits `on:` this event see it, as they would live
@@ -639,11 +637,6 @@ def known_details(plan: p.Plan) -> FrozenSet[str]:
 
 def _unsent(seq: p.Sequence, index: int) -> List[str]:
     return [s.template for s in seq.steps[index:] if s.action == "send" and s.template]
-
-
-def _describe(e: Event) -> str:
-    extra = e.magnet or e.template or e.page
-    return e.type + (f" {extra}" if extra else "")
 
 
 def _names(tree: p.Tree) -> List[str]:
@@ -753,7 +746,7 @@ def _before_entry(plan: p.Plan, state: Optional[Prospect], event: Event, shared:
         names = ", ".join(e.name for e in plan.entries if e.on == "lead.imported") or "none"
         return _reject(state, event, shared, f"import names no entry of this funnel (`entry`: {names})")
     if event.type.startswith("email."):
-        note = (f"{_describe(event)} ignored: {event.lead} has not entered the funnel, so no email was sent to it")
+        note = (f"{event.summary()} ignored: {event.lead} has not entered the funnel, so no email was sent to it")
         return Result(state, (Action("ignored", event.at, event.lead, (("event", event.type), ("reason", note))),),
                       shared)
     # Activity more than 30 days older than this event can never apply; past that, the
@@ -762,11 +755,11 @@ def _before_entry(plan: p.Plan, state: Optional[Prospect], event: Event, shared:
     actions = []
     if len(held) >= MAX_HELD:
         oldest, held = held[0], held[len(held) - MAX_HELD + 1:]
-        note = (f"{_describe(oldest)} from {iso(oldest.at)} dropped: only the latest {MAX_HELD} events are held for "
+        note = (f"{oldest.summary()} from {iso(oldest.at)} dropped: only the latest {MAX_HELD} events are held for "
                 "a lead that has not opted in")
         actions.append(Action("ignored", event.at, event.lead, (("event", oldest.type), ("reason", note))))
     prospect = Prospect(event.lead, held + (event,), event.at)
-    note = f"{_describe(event)} held until {event.lead} opts in (applied then, in order)"
+    note = f"{event.summary()} held until {event.lead} opts in (applied then, in order)"
     actions.append(Action("held", event.at, event.lead, (("event", event.type), ("reason", note))))
     return Result(prospect, tuple(actions), shared)
 

@@ -12,6 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from . import expr
 from .errors import JsonPath
+from .clock import in_window
 from .load import Document
 from .units import format_duration, parse_clock, parse_duration  # noqa: F401 - re-exported
 
@@ -210,9 +211,7 @@ class QuietHours:
     path: JsonPath
 
     def contains(self, minute_of_day: int) -> bool:
-        if self.start <= self.end:
-            return self.start <= minute_of_day < self.end
-        return minute_of_day >= self.start or minute_of_day < self.end
+        return in_window(minute_of_day, self.start, self.end)
 
     @property
     def length_minutes(self) -> int:

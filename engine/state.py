@@ -99,6 +99,11 @@ class Event:
             return self.entry or ""
         return ""
 
+    def summary(self) -> str:
+        """The event in a few words: its type and the magnet, template or page it names."""
+        extra = self.magnet or self.template or self.page
+        return self.type + (f" {extra}" if extra else "")
+
     def to_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"type": self.type, "at": iso(self.at, self.second), "lead": self.lead}
         for key in ("magnet", "template", "page", "bounce", "entry"):

@@ -130,10 +130,10 @@ def _file_problem(display: str, message: str, help: str) -> Problem:
     return Problem("FNL601", message, Location(display), help=help)
 
 
-def scan_events(path: Path, display: str) -> Scan:
+def scan_events(path: Path, display: str, keep: Optional[List[Event]] = None) -> Scan:
     """A first pass: every malformed line located (none skipped silently; past
     MAX_PROBLEMS, one more problem says how many were left out), in memory bounded by
-    one line."""
+    one line, unless `keep` is given: then the events are appended to it."""
     problems: List[Problem] = []
     more = 0
     count = 0
@@ -150,6 +150,8 @@ def scan_events(path: Path, display: str) -> Scan:
                     more += 1
             if event is not None:
                 count += 1
+                if keep is not None:
+                    keep.append(event)
                 if last is not None and event.at < last:
                     ordered = False
                 last = event.at if last is None else max(last, event.at)
@@ -198,17 +200,8 @@ def stream_events(path: Path, scan: Scan) -> Iterator[Event]:
 
 def read_events(path: Path, display: str) -> Events:
     """All events of a (small) file in file order, and its problems."""
-    scan = scan_events(path, display)
-    if scan.problems and not scan.count:
-        return Events((), scan.problems)
     events: List[Event] = []
-    try:
-        for number, raw in _raw_lines(path):
-            event, _ = _parse(number, raw, display)
-            if event is not None:
-                events.append(event)
-    except (OSError, ValueError):
-        pass
+    scan = scan_events(path, display, events)
     return Events(tuple(events), scan.problems, tuple(e.line for e in events))
 
 
@@ -221,11 +214,6 @@ def rejection(item: Applied, display: str) -> Optional[Problem]:
     return None
 
 
-def rejections(steps: List[Applied], loaded: Events, display: str) -> List[Problem]:
-    """A located problem for every event of the file the engine rejected."""
-    return [p for p in (rejection(item, display) for item in steps) if p is not None]
-
-
 def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
     seen: Dict[str, Any] = {}
     for key, value in pairs:
@@ -233,11 +221,6 @@ def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
             raise ValueError(f"field `{key}` is given twice")
         seen[key] = value
     return seen
-
-
-def _describe_event(e: Event) -> str:
-    extra = e.magnet or e.template or e.page
-    return f"{e.type}" + (f" {extra}" if extra else "")
 
 
 # How each kind of action reads in the timeline (send, stage change, handoff and consent
@@ -300,7 +283,7 @@ def text_lines(steps: Iterable[Applied]) -> Iterator[str]:
             continue
         state = item.result.state
         score = f"score {state.score:.1f}, {state.stage}" if isinstance(state, LeadState) else "not a lead yet"
-        head = "clock" if item.event.type == "tick" else _describe_event(item.event)
+        head = "clock" if item.event.type == "tick" else item.event.summary()
         # Lead IDs, templates, pages and reasons come from the events file: escaped, so a
         # control character in them cannot act on the terminal.
         yield escape(f"{iso(item.event.at, item.event.second)}  {item.event.lead}  {head}  [{score}]")
