@@ -8,6 +8,13 @@ add entries to `sequences`, `segments`, `profile` and the other named sections, 
 defining the same entry, or the same top-level value, in two files is a problem that
 names both places.
 
+A search below a folder named on the command line skips what does not belong to the
+project: folders and files git ignores (inside a git work tree; git is asked once per
+named folder, within `GIT_TIMEOUT`), dependency, cache and virtual-environment folders
+(`VENDORED`, any folder holding `pyvenv.cfg`, and every name starting with `.`), and
+behaviour models (`*.behavior.yaml`, inputs of `fnl simulate` that live beside funnels).
+A path named on the command line is always read.
+
 Definitions come from pull requests, so every walk is bounded and follows no links to
 folders (a link to a folder is a located problem), and a definition reads only inside
 its tree: the git repository it is in or, outside one, the folder above its own folder
@@ -17,10 +24,14 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
+import signal
 import stat
+import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 from .errors import JsonPath, Location, Problem, UsageError
 from .load import Document, Loaded, load_file
@@ -37,6 +48,14 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 # The template folder of a `templates:` value fnl refuses: never a folder, so it holds nothing.
 REFUSED = Path(os.devnull) / "templates"
+# Folders a search never enters (besides names starting with `.`, such as .git, .venv,
+# .tox and .mypy_cache): other projects' files, caches and virtual environments.
+VENDORED = frozenset({"node_modules", "bower_components", "__pycache__", "venv", "site-packages"})
+# Behaviour models for `fnl simulate`: YAML beside the funnels, never a funnel or a section of one.
+BEHAVIOUR_SUFFIXES = (".behavior.yaml", ".behavior.yml")
+# How long git may take to say what it ignores, and how much it may say.
+GIT_TIMEOUT = 5.0
+MAX_GIT_OUTPUT = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -190,14 +209,119 @@ def walk_problems(walked: Walked) -> List[Tuple[Path, Problem]]:
     return out
 
 
-def _yaml_files(directory: Path, walked: Walked) -> List[Path]:
+def is_behaviour_model(name: str) -> bool:
+    """Whether a file name is that of a behaviour model (`*.behavior.yaml`), not a funnel."""
+    return name.endswith(BEHAVIOUR_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """What git ignores below a searched folder: the folders whose whole content it
+    ignores and the single files it ignores, joined to that folder as the walk joins
+    them. Tracked files are never among them."""
+
+    paths: FrozenSet[Path] = frozenset()
+
+
+def git_ignored(top: Path) -> Skipped:
+    """What git ignores below `top` (`git ls-files --others --ignored --exclude-standard
+    --directory`), or nothing where git cannot say: no git, not a work tree, a git that
+    fails or takes longer than `GIT_TIMEOUT`. A folder git ignores as a whole, when named
+    on the command line, is searched as if nothing were ignored: the user asked for it."""
+    if shutil.which("git") is None or not _in_work_tree(top):
+        return Skipped()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_PREFIX")}
+    env["GIT_OPTIONAL_LOCKS"] = "0"  # a read: never rewrite the index
+    # core.fsmonitor names a program in a repository's own config: a folder from elsewhere
+    # must not make fnl run it.
+    out = _bounded_output(["git", "-c", "core.fsmonitor=false", "ls-files", "--others", "--ignored",
+                           "--exclude-standard", "--directory", "-z"], top, env)
+    if out is None:
+        return Skipped()
+    names = [os.fsdecode(name) for name in out.split(b"\0") if name]
+    if "./" in names:
+        return Skipped()
+    return Skipped(frozenset(top / name.rstrip("/") for name in names))
+
+
+def _in_work_tree(top: Path) -> bool:
+    start = Path(real(top) or os.path.abspath(top))
+    return any(os.path.lexists(folder / ".git") for i, folder in enumerate((start, *start.parents)) if i <= MAX_UP)
+
+
+def _bounded_output(argv: List[str], cwd: Path, env: Dict[str, str]) -> Optional[bytes]:
+    """Standard output of a command that exits 0 within `GIT_TIMEOUT` and prints at most
+    `MAX_GIT_OUTPUT` bytes; None otherwise (the command and what it started are killed)."""
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, start_new_session=os.name == "posix")
+    except (OSError, ValueError):
+        return None
+    chunks: List[bytes] = []
+    size = [0]
+
+    def read() -> None:
+        assert proc.stdout is not None
+        while size[0] <= MAX_GIT_OUTPUT:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                return
+            size[0] += len(chunk)
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(GIT_TIMEOUT)
+    code: Optional[int] = None
+    if not reader.is_alive() and size[0] <= MAX_GIT_OUTPUT:
+        try:
+            code = proc.wait(timeout=GIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+    if code is None:
+        _kill(proc)
+    proc.wait()
+    reader.join(1.0)  # a child that escaped the kill may hold the pipe: the thread is a daemon
+    if not reader.is_alive() and proc.stdout is not None:
+        proc.stdout.close()
+    return b"".join(chunks) if code == 0 else None
+
+
+def _kill(proc: "subprocess.Popen[bytes]") -> None:
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - POSIX in CI
+            proc.kill()
+    except OSError:
+        pass
+
+
+def _prune(folder: Path, dirs: List[str], links: List[str], skipped: Skipped) -> None:
+    """Leave out of a walk the folders (and links to folders) it must not enter."""
+    dirs[:] = [d for d in dirs if _enters(folder / d, skipped) and not os.path.lexists(folder / d / "pyvenv.cfg")]
+    links[:] = [d for d in links if _enters(folder / d, skipped)]
+
+
+def _enters(path: Path, skipped: Skipped) -> bool:
+    return not path.name.startswith(".") and path.name not in VENDORED and path not in skipped.paths
+
+
+def _is_candidate(path: Path, skipped: Skipped) -> bool:
+    """Whether a file met by a search may be (part of) a definition."""
+    name = path.name
+    return (name.endswith(YAML_SUFFIXES) and not name.startswith(".") and not is_behaviour_model(name)
+            and path not in skipped.paths)
+
+
+def _yaml_files(directory: Path, walked: Walked, skipped: Skipped) -> List[Path]:
     found: List[Path] = []
     for folder, dirs, files, links in walk(directory, walked):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        links[:] = [d for d in links if not d.startswith(".")]
+        _prune(folder, dirs, links, skipped)
         for f in files:
             # Anything named like YAML is checked (a broken link or a pipe is reported, not skipped).
-            if f.endswith(YAML_SUFFIXES) and not f.startswith("."):
+            if _is_candidate(folder / f, skipped):
                 found.append(folder / f)
                 if len(found) > MAX_FILES:
                     raise UsageError(f"{display_path(directory)}: more than {MAX_FILES:,} YAML files",
@@ -251,6 +375,9 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
         if stat.S_ISREG(info.st_mode):
             if not os.access(path, os.R_OK):
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
+            if is_behaviour_model(path.name):
+                raise UsageError(f"{raw}: is a behaviour model (*.behavior.yaml), not a funnel definition",
+                                 "name the funnel definition; behaviour models are read by `fnl simulate`")
             root = _split_root(path)
             # A file of a split definition is checked as part of its whole definition.
             sources.extend(_find(root, walked) if root is not None
@@ -261,7 +388,8 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
         found = _find(path, walked)
         if not found:
             raise UsageError(f"{raw}: no YAML files (*.yaml, *.yml) in this directory",
-                             "point fnl at a definition file or a directory of them")
+                             "point fnl at a definition file or a directory of them; a search skips what git "
+                             "ignores, node_modules-style folders and *.behavior.yaml files")
         sources.extend(found)
     return sources
 
@@ -289,18 +417,18 @@ def _refuse_outward_link(raw: str, kind: str) -> None:
 
 
 def _find(directory: Path, walked: Walked) -> List[Source]:
+    skipped = git_ignored(directory)
     if _is(directory / ROOT_FILE, stat.S_ISREG):
-        return [_split(directory, walked)]
+        return [_split(directory, walked, skipped)]
     found: List[Tuple[Tuple[str, ...], Source]] = []
     mine = Walked(budget=walked.budget)
     for folder, dirs, files, links in walk(directory, mine):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        links[:] = [d for d in links if not d.startswith(".")]
+        _prune(folder, dirs, links, skipped)
         for d in [d for d in dirs if _is(folder / d / ROOT_FILE, stat.S_ISREG)]:
             dirs.remove(d)
-            found.append(((folder / d).parts, _split(folder / d, walked)))
+            found.append(((folder / d).parts, _split(folder / d, walked, skipped)))
         for f in files:
-            if f.endswith(YAML_SUFFIXES) and not f.startswith("."):
+            if _is_candidate(folder / f, skipped):
                 found.append(((folder / f).parts, Source(display_path(folder / f), (folder / f,), folder,
                                                          path=folder / f)))
     for where, problem in walk_problems(mine):
@@ -309,9 +437,9 @@ def _find(directory: Path, walked: Walked) -> List[Source]:
     return [source for _, source in sorted(found, key=lambda item: item[0])]
 
 
-def _split(directory: Path, walked: Walked) -> Source:
+def _split(directory: Path, walked: Walked, skipped: Skipped) -> Source:
     mine = Walked(budget=walked.budget)
-    files = _yaml_files(directory, mine)
+    files = _yaml_files(directory, mine, skipped)
     root = directory / ROOT_FILE
     problems = tuple(problem for _, problem in walk_problems(mine))
     return Source(display_path(directory), (root,) + tuple(f for f in files if f != root), directory, problems,
