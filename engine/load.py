@@ -348,6 +348,10 @@ def _yaml_error(file: str, lines: Tuple[str, ...], exc: yaml.YAMLError) -> Probl
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
     line = lines[loc.line - 1] if 0 < loc.line <= len(lines) else ""
     at = line[loc.column - 1:loc.column]
+    indentation = _indentation(lines, loc, problem, context or "")
+    if indentation is not None:
+        where, what, help = indentation
+        return Problem("FNL002", f"YAML syntax error: {what}", where, (), help, source_line=lines[where.line - 1])
     if "unacceptable character" in problem or "special characters are not allowed" in problem:
         help = "remove the control character; definitions must be plain UTF-8 text"
     elif at == "\t" or "\\t" in problem:
@@ -367,6 +371,125 @@ def _yaml_error(file: str, lines: Tuple[str, ...], exc: yaml.YAMLError) -> Probl
     else:
         help = "check indentation and quoting around this position"
     return Problem("FNL002", message, loc, (), help, source_line=line)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-]+\Z")
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A column a line may be aligned with: that of a key (or list item) above it."""
+
+    spaces: int
+    line: int  # 1-based
+    label: str  # `from`, or `- send` for a list item
+
+
+def _content(line: str) -> bool:
+    stripped = line.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _spaces(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _label(text: str) -> str:
+    """The key a line starts with (`postal_address` of `postal_address: y`), clipped."""
+    key = text.split(": ", 1)[0].split(":", 1)[0].rstrip() if ":" in text else text
+    return key if len(key) <= 40 else key[:39] + "…"
+
+
+def _columns(lines: Tuple[str, ...], line_no: int, below: Optional[int]) -> List[_Column]:
+    """The keys a line at `line_no` (1-based) could be aligned with: the nearest key above
+    it, then each enclosing key, innermost first. With `below`, lines indented `below` or
+    more are skipped first (they continue a plain value, as the faulty line does)."""
+    out: List[_Column] = []
+    limit = below if below is not None else None
+    for n in range(line_no - 1, max(0, line_no - 5000), -1):
+        text = lines[n - 1]
+        if not _content(text) or "\t" in text[:_spaces(text) + 1]:
+            continue
+        spaces = _spaces(text)
+        if limit is not None and spaces >= limit:
+            continue
+        body = text[spaces:]
+        if body.startswith("- ") and _content(body[2:]):
+            inner = spaces + 2 + _spaces(body[2:])
+            if limit is None or inner < limit:
+                out.append(_Column(inner, n, _label(body[inner - spaces:])))
+            out.append(_Column(spaces, n, "- " + _label(body[inner - spaces:])))
+        else:
+            out.append(_Column(spaces, n, _label(body)))
+        limit = spaces
+        if spaces == 0:
+            break
+    return out
+
+
+def _indentation(lines: Tuple[str, ...], loc: Location, problem: str,
+                 context: str) -> Optional[Tuple[Location, str, str]]:
+    """(where, what, fix) when a YAML syntax error comes from a line indented wrongly: a
+    key indented more than the key above it (YAML reads it as the rest of that key's value
+    and stops at its colon: "mapping values are not allowed"), a key between two levels
+    ("did not find expected key"), or indentation with a tab. None for anything else, such
+    as a colon inside an unquoted value."""
+    if not 0 < loc.line <= len(lines):
+        return None
+    text = lines[loc.line - 1]
+    spaces = _spaces(text)
+    lead = text[:len(text) - len(text.lstrip(" \t"))]
+    if "\t" in lead and loc.column - 1 < len(lead):
+        above = _columns(lines, loc.line, None)
+        fix = "replace the tab with spaces"
+        if above:
+            fix += f" (`{above[0].label}` on line {above[0].line} {_indented(above[0].spaces)})"
+        return Location(loc.file, loc.line, len(lead.split("\t")[0]) + 1), \
+            "this line is indented with a tab; YAML indents with spaces only", fix
+    body = text[spaces:]
+    item = body.startswith("- ")
+    key_text = body[2:].lstrip(" ") if item else body
+    colon = "mapping values are not allowed" in problem
+    if colon:
+        # Only when the colon YAML stopped at is the line's first, after a plain key:
+        # `description: Note: this` is a colon inside a value.
+        first = re.search(r":(\s|$)", key_text)
+        if first is None or text.find(key_text) + first.start() != loc.column - 1 or \
+                not _PLAIN_KEY.match(key_text[:first.start()]):
+            return None
+    elif not (("did not find expected key" in problem or "did not find expected '-'" in problem
+               or "expected <block end>" in problem) and "block" in context):
+        return None
+    above = _columns(lines, loc.line, spaces if colon else None)
+    if not above or any(c.spaces == spaces for c in above):
+        return None
+    where = Location(loc.file, loc.line, spaces + 1)
+    name = f"`{'- ' if item else ''}{_label(key_text)}`"
+    nearest = above[0]
+    if spaces > nearest.spaces:
+        what = (f"this line is indented more than the key above it expects: {name} {_indented(spaces)}, "
+                f"`{nearest.label}` on line {nearest.line} {_indented(nearest.spaces)}")
+        fix = f"align it with `{nearest.label}` ({_width(nearest.spaces)}) to put it beside `{nearest.label}`"
+        if colon:
+            fix += f"; if it continues the value of `{nearest.label}`, quote that whole value"
+        return where, what, fix
+    inner = [c for c in above if c.spaces > spaces][-1]
+    narrower = [c for c in above if c.spaces < spaces]
+    what = (f"this line is indented less than the key above it expects: {name} {_indented(spaces)}, "
+            f"`{inner.label}` on line {inner.line} {_indented(inner.spaces)}")
+    fix = f"align it with `{inner.label}` ({_width(inner.spaces)}) to put it beside `{inner.label}`"
+    if narrower:
+        outer = narrower[0]
+        fix += f", or with `{outer.label}` on line {outer.line} ({_width(outer.spaces)}) to put it beside `{outer.label}`"
+    return where, what, fix
+
+
+def _indented(spaces: int) -> str:
+    return "is not indented" if spaces == 0 else f"is indented {_width(spaces)}"
+
+
+def _width(spaces: int) -> str:
+    return "no indentation" if spaces == 0 else "1 space" if spaces == 1 else f"{spaces} spaces"
 
 
 def decode(file: str, raw: bytes) -> Tuple[Optional[str], Optional[Problem]]:

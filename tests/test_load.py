@@ -506,6 +506,75 @@ def test_syntax_errors_are_located_with_help(tmp_path, text, line, col, help_wor
     assert loaded.document is None
 
 
+# A key indented wrongly is reported on its own line, at its first character, as an
+# indentation mistake with the column to align it with (not as "quote the whole value").
+@pytest.mark.parametrize("text,line,col,what,fix", [
+    ("fnl: 1\nsender:\n  from: x\n    postal_address: y\n", 4, 5,
+     "indented more than the key above it expects: `postal_address` is indented 4 spaces, "
+     "`from` on line 3 is indented 2 spaces", "align it with `from` (2 spaces)"),
+    ("fnl: 1\n funnel: acme\n", 2, 2, "`funnel` is indented 1 space, `fnl` on line 1 is not indented",
+     "align it with `fnl` (no indentation)"),
+    ("funnel:\n  acme\n  sender: x\n", 3, 3, "indented more than the key above it expects",
+     "align it with `funnel` (no indentation)"),
+    ("steps:\n  - send: a\n      wait: 2d\n", 3, 7, "`wait` is indented 6 spaces, `send` on line 2",
+     "align it with `send` (4 spaces)"),
+    ('sender:\n  from: "x"\n    postal_address: y\n', 3, 5, "indented more than the key above it expects",
+     "align it with `from` (2 spaces)"),
+    ("sender: {from: x}\n  stages: [a]\n", 2, 3, "indented more than the key above it expects",
+     "align it with `sender` (no indentation)"),
+    ("fnl: 1\nsender:\n    from: x\n  postal_address: y\n", 4, 3,
+     "indented less than the key above it expects: `postal_address` is indented 2 spaces, "
+     "`from` on line 3 is indented 4 spaces",
+     "align it with `from` (4 spaces) to put it beside `from`, or with `sender` on line 2 (no indentation)"),
+    ("sequences:\n  nurture:\n    stage: subscriber\n\n    # the steps\n   steps: []\n", 6, 4,
+     "`steps` is indented 3 spaces, `stage` on line 3 is indented 4 spaces",
+     "or with `nurture` on line 2 (2 spaces)"),
+    ("steps:\n  - send: a\n    wait: 2d\n   - send: b\n", 4, 4, "indented less than the key above it expects",
+     "align it with `wait` (4 spaces) to put it beside `wait`, or with `- send` on line 2 (2 spaces)"),
+    ("sender:\n  from: x\n\tpostal_address: y\n", 3, 1, "this line is indented with a tab",
+     "replace the tab with spaces (`from` on line 2 is indented 2 spaces)"),
+    ("sender:\n  from: x\n  \tpostal_address: y\n", 3, 3, "indented with a tab", "replace the tab with spaces"),
+    ("sender:\n\tfrom: x\n", 2, 1, "indented with a tab", "`sender` on line 1 is not indented"),
+], ids=["over-indented-key", "over-indented-top-level", "value-on-next-line", "over-indented-in-list-item",
+        "over-after-quoted-value", "over-after-flow-mapping", "under-indented-key", "under-after-a-comment",
+        "under-indented-list-item", "tab-indent", "spaces-then-tab", "tab-for-a-child"])
+def test_indentation_mistakes_point_at_the_misindented_line(tmp_path, parser, text, line, col, what, fix):
+    loaded = load(tmp_path, text)
+    p = only(loaded, "FNL002", line, col)
+    assert p.message.startswith("YAML syntax error: this line is indented"), p.message
+    assert what in p.message, p.message
+    assert fix in p.help, p.help
+    assert "quote the whole value" not in p.help
+    assert p.source_line == text.splitlines()[line - 1]
+
+
+@pytest.mark.parametrize("text,line,col", [
+    ("fnl: 1\ndescription: Note: this is it\n", 2, 18),
+    ("steps:\n  - send: a: b\n", 2, 12),
+    ("consent: I agree to receive\n  email from Acme: weekly\n", 2, 18),
+], ids=["colon-in-value", "colon-in-list-item", "colon-in-continued-value"])
+def test_a_colon_inside_an_unquoted_value_still_says_quote_it(tmp_path, parser, text, line, col):
+    p = only(load(tmp_path, text), "FNL002", line, col)
+    assert "mapping values are not allowed" in p.message
+    assert p.help == "a value contains `: `; quote the whole value"
+
+
+def test_an_over_indented_line_that_may_continue_a_value_offers_both_fixes(tmp_path, parser):
+    p = only(load(tmp_path, "description: The long\n  note: here\n"), "FNL002", 2, 3)
+    assert "indented more than the key above it expects" in p.message
+    assert p.help == ("align it with `description` (no indentation) to put it beside `description`; "
+                      "if it continues the value of `description`, quote that whole value")
+
+
+def test_indentation_is_reported_by_fnl_validate(tmp_path):
+    path = write(tmp_path, "f.yaml", "fnl: 1\nsender:\n  from: x\n    postal_address: y\n")
+    result = run_fnl("validate", path)
+    assert result.returncode == 1
+    assert ":4:5: error FNL002: YAML syntax error: this line is indented more than the key above it expects" \
+        in result.stdout
+    assert "    4 |     postal_address: y\n      |     ^\n" in result.stdout
+
+
 @pytest.mark.parametrize("quote", ['"', "'"])
 def test_unclosed_quote_is_a_syntax_error(tmp_path, quote):
     loaded = load(tmp_path, f"a: {quote}abc\n")
