@@ -145,32 +145,83 @@ def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ign
 
 
 @cli.command()
-@click.argument("rule_id", required=False, metavar="[RULE]")
+@click.argument("rule_id", required=False, metavar="[RULE|CODE]")
 def rules(rule_id: Optional[str]) -> int:
-    """List every lint rule, or print one rule's documentation.
+    """List every lint rule, or print the page of one rule or code: what it means, an
+    example that gets it, and the fix. Every code fnl prints has a page, found by its ID
+    or its name.
 
     \b
     Examples:
       fnl rules
       fnl rules FNL301
+      fnl rules FNL100
+      fnl rules unknown-stage
     """
-    from engine.lint.registry import BY_ID, RULES
+    from engine import docs
+    from engine.lint.registry import RULES
     from engine.lint.runner import rule_meta
 
     if rule_id:
-        rule = BY_ID.get(rule_id.upper())
-        if rule is None:
-            import difflib
-
-            guess = difflib.get_close_matches(rule_id.upper(), list(BY_ID), n=1)
-            raise UsageError(f"no rule {rule_id!r}", f"did you mean {guess[0]}?" if guess else "run `fnl rules` for the list")
-        meta = rule_meta(rule)
-        click.echo(f"{meta['id']} {meta['name']} ({meta['severity']})\n\n{meta['doc']}")
-        return EXIT_OK
+        return _print_page(rule_id)
     for rule in RULES:
         meta = rule_meta(rule)
         click.echo(f"{meta['id']}  {meta['severity']:<8} {meta['name']:<26} {meta['summary']}")
+    # Standard output stays one rule a line; where to read on goes to standard error.
+    click.echo("\nThe codes of files, the schema, events and plan files: fnl help codes. "
+               "One code's page: fnl rules CODE.\nHelp topics: " + ", ".join(t.name for t in docs.TOPICS)
+               + " (fnl help TOPIC).", err=True)
     return EXIT_OK
+
+
+def _print_page(query: str) -> int:
+    from engine import docs
+
+    page = docs.lookup(query)
+    if page is None:
+        guess = docs.suggest(query)
+        raise UsageError(f"no rule {query!r}", f"did you mean {guess}?" if guess else
+                         "run `fnl rules` for the lint rules, `fnl help codes` for every code")
+    click.echo(page)
+    return EXIT_OK
+
+
+@cli.command("help")
+@click.argument("topic", required=False, metavar="[TOPIC]")
+@click.pass_context
+def help_cmd(ctx: click.Context, topic: Optional[str]) -> int:
+    """Print a help topic (conditions, codes), a command's help, or a code's page.
+
+    \b
+    Examples:
+      fnl help
+      fnl help conditions
+      fnl help validate
+      fnl help FNL110
+    """
+    from engine import docs
+
+    if not topic:
+        click.echo(docs.topic_listing(), nl=False)
+        return EXIT_OK
+    text = docs.topic_text(topic.lower())
+    if text is not None:
+        click.echo(text, nl=False)
+        return EXIT_OK
+    command = cli.get_command(ctx, topic)
+    if command is not None:
+        with click.Context(command, info_name=topic, parent=ctx.parent) as sub:
+            click.echo(command.get_help(sub))
+        return EXIT_OK
+    if docs.lookup(topic) is not None:
+        return _print_page(topic)
+    import difflib
+
+    choices = [t.name for t in docs.TOPICS] + sorted(cli.list_commands(ctx))
+    guess = difflib.get_close_matches(topic.lower(), choices, n=1, cutoff=0.6) or (
+        [docs.suggest(topic)] if docs.suggest(topic) else [])
+    raise UsageError(f"no help topic {topic!r}", f"did you mean {guess[0]}?" if guess else
+                     f"topics: {', '.join(t.name for t in docs.TOPICS)}; or a command, or a code such as FNL100")
 
 
 @cli.command()
