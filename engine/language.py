@@ -62,23 +62,23 @@ VALUES: Dict[str, str] = {
 
 @dataclass(frozen=True)
 class Operator:
-    symbols: str
+    symbols: Tuple[str, ...]
     meaning: str
     example: str
 
 
 # Lowest precedence first.
 OPERATORS: Tuple[Operator, ...] = (
-    Operator("or", "either side holds", "replied or visited('pricing')"),
-    Operator("and", "both sides hold", "fit and score >= thresholds.mql"),
-    Operator("not", "the opposite", "not clicked('saas/case-study')"),
-    Operator("== !=", "equal, not equal (text, numbers, true/false, null)", "industry == 'saas'"),
-    Operator("< <= > >=", "ordering of two numbers or two texts; false if either is null; not chained",
+    Operator(("or",), "either side holds", "replied or visited('pricing')"),
+    Operator(("and",), "both sides hold", "fit and score >= thresholds.mql"),
+    Operator(("not",), "the opposite", "not clicked('saas/case-study')"),
+    Operator(("==", "!="), "equal, not equal (text, numbers, true/false, null)", "industry == 'saas'"),
+    Operator(("<", "<=", ">", ">="), "ordering of two numbers or two texts; false if either is null; not chained",
              "employees >= 50"),
-    Operator("in, not in", "the value is (not) an item of the list", "industry in ['saas', 'finance']"),
-    Operator("+ - * /", "arithmetic on numbers; null if a side is not a number or on division by zero",
+    Operator(("in", "not in"), "the value is (not) an item of the list", "industry in ['saas', 'finance']"),
+    Operator(("+", "-", "*", "/"), "arithmetic on numbers; null if a side is not a number or on division by zero",
              "score >= thresholds.mql + 10"),
-    Operator("( )", "grouping", "(replied or clicked) and fit"),
+    Operator(("( )",), "grouping", "(replied or clicked) and fit"),
 )
 
 LITERALS: Tuple[Tuple[str, str], ...] = (
@@ -242,7 +242,7 @@ def markdown() -> str:
     lines += ["", "Operators, lowest precedence first:", "", "| operator | meaning | example |",
               "| --- | --- | --- |"]
     for op in OPERATORS:
-        symbols = ", ".join(f"`{s}`" for s in op.symbols.replace(",", "").split())
+        symbols = ", ".join(f"`{s}`" for s in op.symbols)
         lines.append(f"| {symbols} | {_cell(op.meaning)} | `{op.example}` |")
     lines += ["", "Literals: " + "; ".join(f"{kind}: {text}" for kind, text in LITERALS) + ".", ""]
     lines += [f"- {rule}" for rule in RULES_OF_EVALUATION]
@@ -279,7 +279,7 @@ def text() -> str:
             lines += _term_lines("  ".join(t.forms), t.meaning, t.example)
     lines += ["", "Operators, lowest precedence first:"]
     for op in OPERATORS:
-        lines += _term_lines(op.symbols, op.meaning, op.example)
+        lines += _term_lines("  ".join(op.symbols), op.meaning, op.example)
     lines += ["", "Literals:"]
     lines += [f"  {kind}: {text}" for kind, text in LITERALS]
     lines += ["", "Rules:"]
