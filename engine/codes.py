@@ -28,6 +28,8 @@ CODES: Dict[str, str] = {
     "FNL016": "A duplicate key.",
     "FNL017": "A key with an invisible character in it.",
     "FNL020": "An inline suppression that no longer matches any finding.",
+    "FNL021": "An inline suppression naming a code that is not a lint rule's ID.",
+    "FNL022": "An inline suppression that gives no reason.",
     "FNL100": "An unknown key.",
     "FNL101": "A required key is missing.",
     "FNL102": "A value of the wrong type.",

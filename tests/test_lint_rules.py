@@ -206,12 +206,24 @@ def test_cycle_search_is_fast_when_every_stage_can_skip_ahead(tmp_path: Path) ->
     started = time.perf_counter()
     assert [p for c in check_paths((str(path),), Selection()) for p in c.problems] == []
     assert time.perf_counter() - started < 5
-    # One transition back closes a loop through all forty stages: one finding, at that transition.
-    path.write_text(path.read_text() + "  - {from: s39, to: s00, on: crm.deal_lost}\n", encoding="utf-8")
+    # Sales moving the lead back on a CRM event closes a loop, but not an automatic one.
+    text = path.read_text()
+    path.write_text(text + "  - {from: s38, to: s00, on: crm.deal_lost}\n", encoding="utf-8")
+    assert [p for c in check_paths((str(path),), Selection(select=("FNL303",))) for p in c.problems] == []
+    # An automatic move back that can hold with every move forward: one finding, at that move.
+    path.write_text(text + "  - {from: s38, to: s00, when: \"replied\"}\n", encoding="utf-8")
+    started = time.perf_counter()
     found = [p for c in check_paths((str(path),), Selection(select=("FNL303",))) for p in c.problems]
+    assert time.perf_counter() - started < 5
     assert [p.location.line for p in found] == [len(path.read_text().splitlines())]
-    assert found[0].message.startswith("transitions form a cycle: s00 → s01")
-    assert found[0].message.endswith("s38 → s39 → s00")
+    assert found[0].message.startswith("transitions form a loop s00 → s01 → s02")
+    assert "s37 → s38 → s00 that a lead can bounce round" in found[0].message
+    assert found[0].message.endswith("as for a lead with `score >= 38 and replied`")
+    # Back only below the first threshold: no score is both, so no loop can bounce.
+    path.write_text(text + "  - {from: s38, to: s00, when: \"score < 1\"}\n", encoding="utf-8")
+    started = time.perf_counter()
+    assert [p for c in check_paths((str(path),), Selection(select=("FNL303",))) for p in c.problems] == []
+    assert time.perf_counter() - started < 5
 
 
 def test_zero_length_frequency_cap_window_is_refused(tmp_path: Path) -> None:
@@ -241,7 +253,7 @@ policies:
     ("visited('pricing', 'demo')", "`visited` takes at most one argument, not 2"),
     ("clicked(5)", "`clicked` takes a quoted name"),
     ("visited('pricing', since='mql', since='sql')", "`visited` gives `since=` twice"),
-    ("attended('x')", "`attended` takes no arguments, not 1"),
+    ("attended('x', 'y')", "`attended` takes at most one argument, not 2"),
     ("stage_at_least()", "`stage_at_least` takes one argument, not 0"),
     ("days_since('optin', since='mql')", "`days_since` does not take `since=`"),
     ("replied or visited('pricing', since='mql')", None),

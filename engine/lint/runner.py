@@ -16,6 +16,9 @@ from .registry import RULES
 
 SUPPRESSION = re.compile(r"#\s*fnl:\s*ignore\[([A-Z0-9, ]+)\]\s*(.*)$")
 UNUSED_SUPPRESSION = "FNL020"
+UNKNOWN_SUPPRESSION = "FNL021"
+UNEXPLAINED_SUPPRESSION = "FNL022"
+SUPPRESSION_CODES = (UNUSED_SUPPRESSION, UNKNOWN_SUPPRESSION, UNEXPLAINED_SUPPRESSION)
 
 
 def check_codes(codes: Tuple[str, ...], where: str) -> None:
@@ -24,7 +27,7 @@ def check_codes(codes: Tuple[str, ...], where: str) -> None:
 
     from ..errors import UsageError
 
-    known = [r.ID for r in RULES] + [UNUSED_SUPPRESSION]
+    known = [r.ID for r in RULES] + list(SUPPRESSION_CODES)
     for code in codes:
         if not any(k.startswith(code) for k in known):
             guess = difflib.get_close_matches(code, known, n=1, cutoff=0.6)
@@ -96,56 +99,118 @@ def _comment(line: str) -> str:
     return ""
 
 
-def _suppressions(lines_by_file: Mapping[str, Sequence[str]]) -> Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]]:
-    """(file, line a suppression covers) -> [(codes, line, column of the comment)]. A
-    comment covers its own line and the line after it, so one line may be covered by
-    two comments; each keeps its own codes, and a finding uses the comment naming it."""
-    out: Dict[Tuple[str, int], List[Tuple[Set[str], int, int]]] = {}
+@dataclass(frozen=True)
+class Suppression:
+    """One `# fnl: ignore[...] reason` comment: where it is, what it names, and why."""
+
+    file: str
+    line: int
+    column: int
+    codes: Tuple[str, ...]
+    reason: str
+    text: str  # the source line
+
+
+def _suppressions(lines_by_file: Mapping[str, Sequence[str]]) -> List[Suppression]:
+    out = []
     for file, lines in lines_by_file.items():
         for i, text in enumerate(lines, 1):
             comment = _comment(text)
             m = SUPPRESSION.search(comment) if comment else None
             if not m:
                 continue
-            codes = {c.strip() for c in m.group(1).split(",") if c.strip()}
-            for covered in (i, i + 1):
-                start = len(text) - len(comment) + m.start()
-                out.setdefault((file, covered), []).append((codes, i, start + 1))
+            codes = tuple(dict.fromkeys(c.strip() for c in m.group(1).split(",") if c.strip()))
+            start = len(text) - len(comment) + m.start()
+            out.append(Suppression(file, i, start + 1, codes, m.group(2).strip(), text))
+    return out
+
+
+def _covering(suppressions: List[Suppression]) -> Dict[Tuple[str, int], List[Suppression]]:
+    """(file, line) -> the comments covering it: a comment covers its own line and the
+    line after it, so one line may be covered by two comments; each keeps its own codes,
+    and a finding uses the comment naming it."""
+    out: Dict[Tuple[str, int], List[Suppression]] = {}
+    for sup in suppressions:
+        for covered in (sup.line, sup.line + 1):
+            out.setdefault((sup.file, covered), []).append(sup)
+    return out
+
+
+def _has_reason(reason: str) -> bool:
+    return any(ch.isalnum() for ch in reason)
+
+
+def _judge_suppressions(suppressions: List[Suppression], used: Set[Tuple[str, int, str]],
+                        selection: Selection, unsilenced: List[Problem]) -> List[Problem]:
+    """What is wrong with the comments themselves: a code that names no rule (FNL021),
+    a comment without its reason (FNL022), a suppression matching nothing (FNL020).
+    For a code that names no rule, the likeliest meant one is a rule found on the lines
+    the comment covers."""
+    import difflib
+
+    rule_ids = [r.ID for r in RULES]
+    here: Dict[Tuple[str, int], List[str]] = {}
+    for p in unsilenced:
+        here.setdefault((p.location.file, p.location.line), []).append(p.code)
+    out: List[Problem] = []
+    for sup in suppressions:
+        loc = Location(sup.file, sup.line, sup.column)
+        if selection.wants(UNEXPLAINED_SUPPRESSION) and not _has_reason(sup.reason):
+            example = f"# fnl: ignore[{', '.join(sup.codes)}] " + "<why this is right here>"
+            out.append(Problem(UNEXPLAINED_SUPPRESSION, f"suppression of {', '.join(sup.codes)} gives no reason", loc,
+                               (), f"say why after the brackets, for the next reviewer: `{example}`", "warning",
+                               sup.text))
+        for code in sorted(sup.codes):
+            if code not in rule_ids:
+                if selection.wants(UNKNOWN_SUPPRESSION):
+                    nearby = sorted(set(here.get((sup.file, sup.line), []) + here.get((sup.file, sup.line + 1), [])))
+                    guess = (difflib.get_close_matches(code, nearby, n=1, cutoff=0.5)
+                             or difflib.get_close_matches(code, rule_ids, n=1, cutoff=0.6))
+                    prefixed = [r for r in rule_ids if r.startswith(code)]
+                    if prefixed:
+                        help = f"a suppression names whole rule IDs, not a prefix: such as {prefixed[0]}"
+                    elif guess:
+                        help = f"did you mean {guess[0]}? (`fnl rules {guess[0]}` says what it checks)"
+                    else:
+                        help = "name a lint rule by its full ID; `fnl rules` lists them"
+                    what = "is a check suppressions cannot silence" if code in SUPPRESSION_CODES \
+                        else "is not the ID of a lint rule"
+                    out.append(Problem(UNKNOWN_SUPPRESSION, f"suppression of {code}: `{code}` {what}, so the comment "
+                                       "silences nothing", loc, (), help, "warning", sup.text))
+                continue
+            if (sup.file, sup.line, code) in used or not selection.wants(UNUSED_SUPPRESSION):
+                continue
+            if not selection.wants(code):
+                continue  # the rule did not run, so the comment cannot be judged
+            out.append(Problem(UNUSED_SUPPRESSION, f"suppression of {code} matches nothing on this line or the next",
+                               loc, (), f"{code} no longer finds anything here: remove the comment (or move it to "
+                               "the line the finding is on, or the line just above it)", "warning", sup.text))
     return out
 
 
 def lint(funnel: Funnel, selection: Selection = Selection()) -> Tuple[Problem, ...]:
-    """Every finding of every selected rule, suppressions applied, sorted by place."""
+    """Every finding of every selected rule, suppressions applied, sorted by place. A
+    finding that only follows from another reported finding (its `causes`) is dropped."""
     ctx = Context(funnel)
-    found: List[Problem] = []
+    findings: List[Tuple[ModuleType, Finding]] = []
     for rule in RULES:
         if not selection.wants(rule.ID):
             continue
-        for finding in rule.check(ctx):
-            found.append(_problem(ctx, rule, finding))
+        findings.extend((rule, finding) for finding in rule.check(ctx))
+    reported = {(rule.ID, f.path) for rule, f in findings}
+    found = [_problem(ctx, rule, f) for rule, f in findings if not any(c in reported for c in f.causes)]
     lines = dict(funnel.document.lines)
-    suppress = _suppressions(lines)
+    suppressions = _suppressions(lines)
+    covering = _covering(suppressions)
     used: Set[Tuple[str, int, str]] = set()
     kept = []
     for p in found:
-        entry = next((e for e in suppress.get((p.location.file, p.location.line), ()) if p.code in e[0]), None)
+        entry = next((e for e in covering.get((p.location.file, p.location.line), ()) if p.code in e.codes), None)
         if entry:
-            used.add((p.location.file, entry[1], p.code))
+            used.add((p.location.file, entry.line, p.code))
             continue
         kept.append(p)
-    if selection.wants(UNUSED_SUPPRESSION):
-        comments = {(file, line): (codes, column)
-                    for (file, _covered), entries in suppress.items() for codes, line, column in entries}
-        for (file, comment_line), (codes, column) in sorted(comments.items()):
-            for code in sorted(codes):
-                if (file, comment_line, code) in used:
-                    continue
-                if not selection.wants(code) and code.startswith("FNL"):
-                    continue  # the rule did not run, so the comment cannot be judged
-                text = lines[file][comment_line - 1]
-                loc = Location(file, comment_line, column)
-                kept.append(Problem(UNUSED_SUPPRESSION, f"suppression of {code} matches nothing on this line or the next",
-                                    loc, (), "remove the comment; the problem it silenced is gone", "warning", text))
+    kept.extend(_judge_suppressions(suppressions, used, selection, list(kept)))
     kept.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))
     return tuple(_dedupe(kept))
 

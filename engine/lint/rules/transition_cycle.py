@@ -1,62 +1,133 @@
-"""Transitions that form a cycle, so a lead can loop between stages forever.
+"""Transitions that let a lead bounce between stages with nothing new happening.
 
-Each pass around the loop re-enters stages, restarting their sequences and handoffs.
-Recycling a lead (for example a lost deal back to nurture) is done by moving it to an
-earlier stage through a terminal-free path that does not lead straight back.
+A loop of transitions is a problem when the conditions along it can all hold at once:
+then every event (or tick) moves the lead round the loop again, re-running handoffs
+and leaving reports meaningless. A loop whose conditions exclude each other is fine
+and standard practice: a recycle rule with a gap (back to `subscriber` below 20 points,
+requalified at 40) cannot bounce, because no score is both below 20 and at least 40.
+A move on a CRM event (`on: crm.deal_lost`) is sales acting, not an automatic bounce,
+so a loop through one is never reported. Conditions fnl cannot compare (arithmetic,
+`stage`) are taken to possibly hold.
 
 Fails:
     transitions:
       - {from: mql, to: sql, when: "replied"}
-      - {from: sql, to: mql, when: "score < 40"}
+      - {from: sql, to: mql, when: "score < 40"}       # a lead that replied, below 40
 
 Passes:
     transitions:
-      - {from: mql, to: sql, when: "replied"}
-      - {from: sql, to: disqualified, on: crm.deal_lost}
+      - {from: subscriber, to: mql, when: "score >= 40"}
+      - {from: mql, to: subscriber, when: "score < 20"}  # the gap: no score is both
+      - {from: sql, to: mql, on: crm.deal_lost}
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Set
+from typing import Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
+from ...model import Transition
 from .. import Finding
+from ..conditions import Facts, Term, domains, terms
 from ..context import Context
 
 ID = "FNL303"
 NAME = "transition-cycle"
 SEVERITY = "error"
 
+# States (stage, facts so far) one lint run explores before it stops judging conditions.
+MAX_STATES = 20_000
+
+Edge = Tuple[Transition, Term]
+
+
+def _edges(ctx: Context) -> Dict[str, List[Edge]]:
+    """Automatic moves (a `when` and no `on`), one edge per alternative of the condition.
+    Moves out of terminal stages and into the stage itself are FNL308's."""
+    f = ctx.funnel
+    out: Dict[str, List[Edge]] = {}
+    for t in f.transitions:
+        if t.on is not None or t.when is None or t.to not in f.stages:
+            continue
+        alternatives = terms(t.when.tree, f)
+        for s in t.sources:
+            if s in f.stages and s != t.to and s not in f.terminal_stages:
+                out.setdefault(s, []).extend((t, term) for term in alternatives)
+    return out
+
+
+def _loop_through(root: str, edges: Dict[str, List[Edge]], allowed: Set[str], doms, budget: List[int],
+                  judge: bool) -> Optional[Tuple[List[Edge], Facts]]:
+    """A loop from `root` back to it through `allowed` stages whose conditions can all
+    hold at once (with `judge` False: any loop), depth first in declaration order."""
+    start = Facts()
+    seen: Set[Tuple[str, Facts]] = {(root, start)}
+    stack: List[Tuple[str, Facts, Iterator[Edge], List[Edge]]] = [(root, start, iter(edges.get(root, [])), [])]
+    while stack:
+        stage, facts, pending, path = stack[-1]
+        edge = next(pending, None)
+        if edge is None:
+            stack.pop()
+            continue
+        t, term = edge
+        after = facts.add_all(term, doms) if judge else facts
+        if after is None:
+            continue
+        if t.to == root:
+            return path + [edge], after
+        if t.to not in allowed or (t.to, after) in seen:
+            continue
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise OverflowError
+        seen.add((t.to, after))
+        stack.append((t.to, after, iter(edges.get(t.to, [])), path + [edge]))
+    return None
+
+
+def _message(root: str, loop: List[Edge], facts: Facts, judged: bool) -> Tuple[str, str]:
+    stages = [root] + [t.to for t, _ in loop]
+    hops = []
+    here = root
+    for t, _term in loop:
+        hops.append(f"`{t.when.source if t.when else ''}` ({here} → {t.to})")
+        here = t.to
+    route = " → ".join(stages)
+    if not judged:
+        return (f"transitions form a loop {route}, with more conditions than fnl can compare: "
+                f"{'; '.join(hops)}",
+                "make sure the conditions exclude each other (a gap between the scores, such as back below 20 "
+                "and forward at 40), or move the lead back only on a CRM event (`on: crm.deal_lost`)")
+    witness = facts.describe()
+    conditions = " and ".join(hops) if len(hops) == 2 else "; ".join(hops)
+    example = f", as for a lead with `{witness}`" if witness else ", and nothing in them excludes another"
+    return (f"transitions form a loop {route} that a lead can bounce round with nothing new happening: "
+            f"{conditions} can all hold at once{example}",
+            "make the conditions exclude each other, for example with a gap between the scores (back below "
+            "20, forward at 40), or move the lead back only when sales acts (`on: crm.deal_lost`)")
+
 
 def check(ctx: Context) -> Iterator[Finding]:
     f = ctx.funnel
-    edges: Dict[str, List[int]] = {}
-    for t in f.transitions:
-        for s in t.sources:
-            edges.setdefault(s, []).append(t.index)
-    reported: Set[frozenset] = set()
-    done: Set[str] = set()
-    # One depth-first search in stage order. Every cycle has a transition back to a stage
-    # still on the search path, so reporting those finds every looping set of stages in
-    # time linear in the transitions; listing every simple path (or every loop) instead
-    # is exponential, and a funnel whose stages can skip ahead would never finish.
-    for root in f.stages:
-        if root in done:
+    edges = _edges(ctx)
+    doms = domains(f)
+    budget = [MAX_STATES]
+    judge = True
+    reported: Set[FrozenSet[str]] = set()
+    # Every loop is found from its first stage in stage order, through later stages only:
+    # one search per stage, each bounded by the (stage, facts) pairs it has seen.
+    for i, root in enumerate(f.stages):
+        allowed = set(f.stages[i + 1:])
+        try:
+            found = _loop_through(root, edges, allowed, doms, budget, judge)
+        except OverflowError:
+            judge = False
+            budget = [MAX_STATES]
+            found = _loop_through(root, edges, allowed, doms, budget, judge)
+        if found is None:
             continue
-        trail: List[str] = [root]
-        pending: List[Iterator[int]] = [iter(edges.get(root, []))]
-        while pending:
-            ti = next(pending[-1], None)
-            if ti is None:
-                done.add(trail.pop())
-                pending.pop()
-                continue
-            nxt = f.transitions[ti].to
-            if nxt in trail:
-                loop = trail[trail.index(nxt):]
-                cycle = frozenset(loop)
-                if cycle not in reported:
-                    reported.add(cycle)
-                    yield Finding(f.transitions[ti].path, f"transitions form a cycle: {' → '.join(loop + [nxt])}",
-                                  "remove one of these transitions, or send the lead to a terminal stage")
-            elif nxt not in done and nxt in f.stages:
-                trail.append(nxt)
-                pending.append(iter(edges.get(nxt, [])))
+        loop, facts = found
+        stages = frozenset([root] + [t.to for t, _ in loop])
+        if stages in reported:
+            continue
+        reported.add(stages)
+        message, help = _message(root, loop, facts, judge)
+        yield Finding(loop[-1][0].path, message, help)

@@ -1,0 +1,225 @@
+"""Findings that are precise before they are plentiful.
+
+Each test writes a small, complete definition (and its templates) under tmp_path and runs
+the real pipeline in-process: loops judged by their conditions, sequences without exit
+that handoffs already stop, score thresholds out of realistic reach, decay that is far
+too fast, A/B variant names in templates, unclosed template tags located at their
+opening, causes reported before (and instead of) their consequences, and suppression
+comments that give no reason or name no rule.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from engine.check import check_paths  # noqa: E402
+from engine.errors import Problem  # noqa: E402
+from engine.lint.runner import Selection  # noqa: E402
+
+HEAD = """\
+fnl: 1
+funnel: acme-b2b
+templates: templates
+sender: {from: "Acme <hello@acme.example>", postal_address: "1 Main St, Springfield, IL 62701, USA"}
+"""
+ENTRY = "entries: {imported: {on: lead.imported, enters: subscriber, basis: legitimate_interest}}\n"
+
+EMAIL = """\
+{% block subject %}SUBJECT{% endblock %}
+{% block html -%}
+<p>Hi,</p>
+<p>BODY</p>
+<p style="font-size:12px">{{ sender.postal_address }} &middot; <a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
+{%- endblock %}
+{% block text -%}
+Hi,
+
+BODY
+
+{{ sender.postal_address }}
+Unsubscribe: {{ unsubscribe_url }}
+{%- endblock %}
+"""
+
+
+def funnel(tmp_path: Path, body: str, templates: Dict[str, str] = {}, sends: Sequence[str] = ()) -> Path:
+    """A definition (HEAD + body) with the templates given, and a plain email for every
+    other name in `sends`."""
+    for name in sends:
+        if name not in templates:
+            write_template(tmp_path, name, EMAIL.replace("SUBJECT", f"About {name}").replace(
+                "BODY", "Pipeline velocity, win rate and cycle length tell you where deals stall."))
+    for name, text in templates.items():
+        write_template(tmp_path, name, text)
+    path = tmp_path / "funnel.yaml"
+    path.write_text(HEAD + body, encoding="utf-8")
+    return path
+
+
+def write_template(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / "templates" / f"{name}.j2"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def lint(path: Path, *select: str) -> List[Problem]:
+    return [p for c in check_paths((str(path),), Selection(tuple(select))) for p in c.problems]
+
+
+def line_of(path: Path, needle: str) -> int:
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if needle in line:
+            return i
+    raise AssertionError(f"{needle!r} not in {path}")
+
+
+def spots(problems: List[Problem]) -> List[tuple]:
+    return [(p.code, p.location.line) for p in problems]
+
+
+# ---------------------------------------------------------------- FNL303: loops judged by their conditions
+
+LOOP = """\
+stages: [subscriber, mql, sql, customer, lost]
+terminal_stages: [customer, lost]
+scoring:
+  events: {email.opened: 5, email.clicked: 10, site.visited: 10}
+  decay: {half_life: 30d}
+  thresholds: {mql: 40, recycle: 20}
+transitions:
+  - {from: subscriber, to: mql, when: "score >= thresholds.mql"}
+  - {from: mql, to: subscriber, when: "BACK"}
+  - {from: mql, to: sql, when: "replied"}
+  - {from: sql, to: customer, on: crm.deal_won}
+  - {from: sql, to: lost, on: crm.deal_lost}
+""" + ENTRY
+
+
+@pytest.mark.parametrize("back", [
+    "score < thresholds.recycle",                     # the standard recycle rule: a gap from 20 to 40
+    "score < 20 and not clicked",
+    "score <= 39.5 and score > 45",                   # never holds at all
+    "not (score >= 20)",
+])
+def test_a_loop_whose_conditions_exclude_each_other_is_fine(tmp_path: Path, back: str) -> None:
+    path = funnel(tmp_path, LOOP.replace("BACK", back))
+    assert lint(path, "FNL303") == []
+
+
+@pytest.mark.parametrize("back, witness", [
+    ("score < 50", "`40 <= score < 50`"),            # overlapping: from 40 to 50 a lead bounces
+    ("score < thresholds.mql + 10", None),            # arithmetic: fnl cannot exclude it
+    ("not replied or score < 45", "`score >= 40 and not replied`"),
+])
+def test_a_loop_whose_conditions_overlap_says_which_let_it_bounce(tmp_path: Path, back: str,
+                                                                   witness: str) -> None:
+    path = funnel(tmp_path, LOOP.replace("BACK", back))
+    [problem] = lint(path, "FNL303")
+    assert problem.location.line == line_of(path, "to: subscriber")
+    assert problem.message.startswith("transitions form a loop subscriber → mql → subscriber")
+    assert "`score >= thresholds.mql` (subscriber → mql)" in problem.message
+    assert f"`{back}` (mql → subscriber)" in problem.message
+    if witness:
+        assert problem.message.endswith(f"as for a lead with {witness}")
+    assert "gap between the scores" in problem.help
+
+
+def test_a_loop_closed_by_a_crm_event_is_not_a_bounce(tmp_path: Path) -> None:
+    body = LOOP.replace("BACK", "score < 20").replace(
+        "  - {from: sql, to: lost, on: crm.deal_lost}\n",
+        "  - {from: sql, to: mql, on: crm.deal_lost}\n  - {from: sql, to: lost, on: crm.lead_disqualified}\n")
+    path = funnel(tmp_path, body + "crm: {events: [lead_disqualified]}\n")
+    assert lint(path, "FNL303") == []
+
+
+def test_a_loop_over_a_flag_and_its_negation_cannot_bounce(tmp_path: Path) -> None:
+    body = LOOP.replace("BACK", "score < 20").replace(
+        '  - {from: mql, to: sql, when: "replied"}\n',
+        "  - {from: mql, to: sql, when: \"visited('pricing', since='mql')\"}\n"
+        "  - {from: sql, to: mql, when: \"not visited and score < 60\"}\n")
+    path = funnel(tmp_path, body)
+    assert lint(path, "FNL303") == []
+    path.write_text(path.read_text().replace("not visited and", "not visited('demo') and"), encoding="utf-8")
+    [problem] = lint(path, "FNL303")
+    assert "mql → sql → mql" in problem.message
+    assert "visited('pricing', since='mql')" in problem.message and "not visited('demo')" in problem.message
+
+
+def test_enum_choices_that_exclude_each_other(tmp_path: Path) -> None:
+    body = ("profile: {industry: {enum: [saas, finance]}}\n" + LOOP.replace("BACK", "industry != 'saas'")
+            .replace('"replied"', '"replied"').replace('when: "score >= thresholds.mql"',
+                                                        "when: \"score >= thresholds.mql and industry == 'saas'\""))
+    path = funnel(tmp_path, body)
+    assert lint(path, "FNL303") == []
+
+
+# ---------------------------------------------------------------- suppression comments
+
+SUPPRESSIBLE = """\
+stages: [subscriber, mql]
+transitions:
+  - {from: subscriber, to: mql, when: "score >= 40"}
+sequences:
+  nurture:
+    kind: nurture
+    stage: subscriber
+    steps:
+      - {send: nurture/insight}
+      - {wait: 2d, send: nurture/case-study, variants: {a: 50, b: 30}}  COMMENT
+    exit: {stage_at_least: mql}
+""" + ENTRY
+AB = EMAIL.replace("SUBJECT", "{% if variant == 'b' %}30% faster{% else %}How Northwind cut their cycle{% endif %}")
+
+
+def suppressible(tmp_path: Path, comment: str) -> Path:
+    return funnel(tmp_path, SUPPRESSIBLE.replace("COMMENT", comment),
+                  {"nurture/case-study": AB.replace("BODY", "Northwind's story.")}, ("nurture/insight",))
+
+
+def test_a_suppression_with_its_reason_is_quiet(tmp_path: Path) -> None:
+    path = suppressible(tmp_path, "# fnl: ignore[FNL309] variant b is throttled while legal reviews it")
+    assert lint(path) == []
+
+
+@pytest.mark.parametrize("comment", ["# fnl: ignore[FNL309]", "# fnl: ignore[FNL309]   ", "# fnl: ignore[FNL309] -"])
+def test_a_suppression_without_a_reason_is_a_finding(tmp_path: Path, comment: str) -> None:
+    path = suppressible(tmp_path, comment)
+    [problem] = lint(path)
+    assert (problem.code, problem.location.line, problem.severity) == ("FNL022", line_of(path, "fnl: ignore"), "warning")
+    assert problem.location.column == path.read_text().splitlines()[problem.location.line - 1].index("#") + 1
+    assert problem.message == "suppression of FNL309 gives no reason"
+    assert "# fnl: ignore[FNL309] <why" in problem.help
+    assert lint(path, "FNL3") == []  # it still silences FNL309; FNL022 is not selected
+
+
+def test_a_suppression_of_an_unknown_rule_says_so_and_guesses(tmp_path: Path) -> None:
+    path = suppressible(tmp_path, "# fnl: ignore[FNL390] variant b is throttled")
+    problems = lint(path)
+    assert spots(problems) == [("FNL309", line_of(path, "variants")), ("FNL021", line_of(path, "fnl: ignore"))]
+    unknown = problems[1]
+    assert unknown.message == "suppression of FNL390: `FNL390` is not the ID of a lint rule, so the comment silences nothing"
+    assert unknown.help.startswith("did you mean FNL309?")
+    assert "problem it silenced is gone" not in unknown.help
+
+
+def test_a_suppression_naming_a_prefix_asks_for_the_whole_id(tmp_path: Path) -> None:
+    path = suppressible(tmp_path, "# fnl: ignore[FNL3] variant b is throttled")
+    problems = lint(path)
+    assert spots(problems) == [("FNL309", line_of(path, "variants")), ("FNL021", line_of(path, "fnl: ignore"))]
+    assert "whole rule IDs, not a prefix: such as FNL301" in problems[1].help
+
+
+def test_a_stale_suppression_says_the_rule_finds_nothing_there(tmp_path: Path) -> None:
+    path = suppressible(tmp_path, "# fnl: ignore[FNL309, FNL405] variant b is throttled")
+    [problem] = lint(path)
+    assert problem.code == "FNL020"
+    assert problem.message == "suppression of FNL405 matches nothing on this line or the next"
+    assert problem.help.startswith("FNL405 no longer finds anything here: remove the comment")
