@@ -274,7 +274,7 @@ def _failed(report: Dict[str, Any]) -> set:
 
 
 def test_check_jsonschema_accepts_the_example_funnels():
-    examples = sorted((REPO / "funnels").glob("*.yaml"))
+    examples = sorted(p for p in (REPO / "funnels").glob("*.yaml") if not p.name.endswith(".behavior.yaml"))
     if not examples:
         pytest.skip("no single-file examples under funnels/ (split definitions are merged by fnl only)")
     code, report = run_check_jsonschema(examples)
