@@ -16,7 +16,7 @@ import click
 
 from engine import __version__
 from engine.errors import EXIT_CHANGES, EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, ProblemsFound, UsageError
-from engine.terminal import escape
+from engine.terminal import COLOR_MODES, Style, escape, style_for
 
 FORMATS = ("text", "json", "github", "sarif")
 
@@ -25,10 +25,38 @@ def _default_format() -> str:
     return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
 
 
+_COLOR = "fnl.color"
+
+
+def _remember_color(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> None:
+    if value is not None:
+        ctx.meta[_COLOR] = value  # shared by the group's context and the command's
+
+
+def _color_option() -> click.Option:
+    """`--color WHEN`, accepted before the command (`fnl --color never validate ...`) and
+    after it (`fnl validate --color never ...`); the later one wins."""
+    return click.Option(["--color"], type=click.Choice(COLOR_MODES), default=None, expose_value=False,
+                        callback=_remember_color, metavar="[auto|always|never]",
+                        help="Colour the text output: auto (default: on a terminal, off when piped or "
+                             "under NO_COLOR), always or never.")
+
+
+def _style(err: bool = False) -> Style:
+    """The colour style for standard output (or standard error) under --color."""
+    ctx = click.get_current_context(silent=True)
+    mode = ctx.meta.get(_COLOR, "auto") if ctx is not None else "auto"
+    return style_for(mode, sys.stderr if err else sys.stdout, os.environ)
+
+
 class FnlGroup(click.Group):
     """Maps fnl's errors to exit codes inside click, so `fnl` behaves the same from the
     console script, `run()` and click's test runner: usage errors exit 3 (not click's
     2), problems 1, internal errors 4 with no traceback unless --traceback is given."""
+
+    def add_command(self, cmd: click.Command, name: Optional[str] = None) -> None:
+        cmd.params.append(_color_option())  # every command takes --color
+        super().add_command(cmd, name)
 
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
         try:
@@ -50,13 +78,16 @@ class FnlGroup(click.Group):
         except ProblemsFound as exc:
             from engine.report.text import problem_block
 
+            style = _style(err=True)
             for problem in exc.problems:
-                click.echo("\n".join(problem_block(problem, False)), err=True)
+                click.echo("\n".join(problem_block(problem, False, style)), err=True, color=style.colour or None)
             ctx.exit(EXIT_PROBLEMS)
         except FnlError as exc:
-            click.echo(f"fnl: error: {escape(exc.message)}", err=True)
+            style = _style(err=True)
+            click.echo(f"fnl: {style.paint('error', 'error:')} {escape(exc.message)}", err=True,
+                       color=style.colour or None)
             if exc.help:
-                click.echo(f"  help: {escape(exc.help)}", err=True)
+                click.echo(f"  {style.paint('help', 'help:')} {escape(exc.help)}", err=True, color=style.colour or None)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             ctx.exit(130)
@@ -74,6 +105,8 @@ class FnlGroup(click.Group):
 @click.group(cls=FnlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fnl")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show Python tracebacks of internal errors.")
+@click.option("--color", type=click.Choice(COLOR_MODES), default=None, expose_value=False, callback=_remember_color,
+              metavar="[auto|always|never]", help="Colour the text output (also accepted after the command).")
 @click.pass_context
 def cli(ctx: click.Context, show_traceback: bool) -> None:
     """B2B email funnels as code: validate, compile, simulate and run funnel definitions."""
@@ -139,8 +172,13 @@ def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ign
     accepted_file = baseline_file or settings.baseline
     if accepted_file:
         results = without_baseline(results, baseline.read(Path(accepted_file)), Path(accepted_file).parent)
-    out = REPORTERS[fmt or _default_format()](results, verbose)
-    click.echo(out, nl=False)
+    if (fmt or _default_format()) == "text":
+        from engine.report import text as text_report
+
+        style = _style()
+        click.echo(text_report.render(results, verbose, style), nl=False, color=style.colour or None)
+    else:
+        click.echo(REPORTERS[fmt or _default_format()](results, verbose), nl=False)
     return EXIT_PROBLEMS if failing(results, fail_on or settings.fail_on) else EXIT_OK
 
 

@@ -26,7 +26,8 @@ Backslashes are left alone, so Windows paths and ordinary messages read as they 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 # What a terminal may act on, and what cannot be encoded as UTF-8.
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
@@ -94,3 +95,55 @@ def for_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [for_json(v) for v in value]
     return value
+
+
+# -- colour ----------------------------------------------------------------------------
+# fnl's own markup around text that is already escaped: SGR codes are added by fnl, never
+# taken from input. Colour is on for a terminal and off when piped, under NO_COLOR (any
+# non-empty value, https://no-color.org) or TERM=dumb; FORCE_COLOR (non-empty, not 0)
+# turns it on where it would be off; `--color always|never` decides over all of them.
+
+COLOR_MODES = ("auto", "always", "never")
+
+_SGR = {"error": "1;31", "warning": "1;33", "info": "1;36", "location": "1", "code": "1",
+        "help": "1;36", "gutter": "34", "summary": "1"}
+
+
+@dataclass(frozen=True)
+class Style:
+    """How fnl marks up text output: plain, or with ANSI colours."""
+
+    colour: bool = False
+
+    def paint(self, role: str, text: str) -> str:
+        """`text` wrapped in the colour of `role` (a severity, `location`, `code`, `help`,
+        `gutter` or `summary`); unchanged when colour is off or `text` is empty."""
+        if not self.colour or not text:
+            return text
+        return f"\x1b[{_SGR.get(role, '1')}m{text}\x1b[0m"
+
+
+PLAIN = Style(False)
+COLOURED = Style(True)
+
+
+def use_colour(mode: str, stream: Any, environ: Mapping[str, str]) -> bool:
+    """Whether output to `stream` is coloured under `--color MODE` and the environment."""
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    if environ.get("NO_COLOR", ""):
+        return False
+    if environ.get("FORCE_COLOR", "") not in ("", "0"):
+        return True
+    if environ.get("TERM") == "dumb":
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # a closed or unusual stream
+        return False
+
+
+def style_for(mode: str, stream: Any, environ: Mapping[str, str]) -> Style:
+    return COLOURED if use_colour(mode, stream, environ) else PLAIN

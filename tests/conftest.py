@@ -34,8 +34,8 @@ entries: {imported: {on: lead.imported, enters: subscriber, basis: legitimate_in
 
 
 def clean_env(**extra: str) -> Dict[str, str]:
-    """The environment for a subprocess: no CI format switch unless asked for."""
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"}
+    """The environment for a subprocess: no CI format switch and no colour switch unless asked for."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_ACTIONS", "FORCE_COLOR", "NO_COLOR")}
     env.update(extra)
     return env
 
@@ -102,5 +102,8 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
 
 @pytest.fixture(autouse=True)
 def _no_ci_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    """In-process CLI calls must not pick the GitHub format because CI runs on Actions."""
+    """In-process CLI calls must not pick the GitHub format because CI runs on Actions, nor
+    colour their output because the shell running the tests asks for colour."""
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)

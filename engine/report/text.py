@@ -1,13 +1,15 @@
 """Human output: `file:line:col: severity CODE path: message`, the source line with a
 caret, and a `help:` line. Everything that came from input is escaped for the terminal
-(`engine.terminal`); the quoted source line shows unprintable characters as `�`."""
+(`engine.terminal`); the quoted source line shows unprintable characters as `�`. With a
+colour `Style` (a terminal), severities, rule IDs, places and carets are coloured; the
+text is otherwise the same, character for character."""
 from __future__ import annotations
 
 from typing import List, Tuple
 
 from ..check import Checked
 from ..errors import Problem
-from ..terminal import escape
+from ..terminal import PLAIN, Style, escape
 
 
 WIDTH = 100
@@ -28,37 +30,39 @@ def clip(line: str, at: int) -> Tuple[str, int]:
     return text, caret
 
 
-def problem_block(p: Problem, verbose: bool) -> List[str]:
+def problem_block(p: Problem, verbose: bool, style: Style = PLAIN) -> List[str]:
     loc = p.location
     path = f" {escape(p.dotted_path)}" if p.path else ""
-    out = [f"{escape(loc.file)}:{loc.line}:{loc.column}: {p.severity} {p.code}{path}: {escape(p.message)}"]
+    paint = style.paint
+    out = [f"{paint('location', f'{escape(loc.file)}:{loc.line}:{loc.column}:')} {paint(p.severity, p.severity)} "
+           f"{paint('code', p.code)}{path}: {escape(p.message)}"]
     if p.source_line:
         shown = "".join(c if c.isprintable() else "�" for c in p.source_line.replace("\t", " ").rstrip())
         line, caret_at = clip(shown, loc.column - 1 - p.source_offset)
-        gutter = f"{loc.line:>5} | "
-        out.append(gutter + line)
-        out.append(" " * (len(gutter) - 2) + "| " + " " * caret_at + "^")
+        gutter = f"{loc.line:>5} |"
+        out.append(f"{paint('gutter', gutter)} {line}")
+        out.append(paint("gutter", " " * (len(gutter) - 1) + "|") + " " * (caret_at + 1) + paint(p.severity, "^"))
     if p.help:
-        out.append(f"  help: {escape(p.help)}")
+        out.append(f"  {paint('help', 'help:')} {escape(p.help)}")
     if p.related:
         if verbose:
-            out.extend(f"  also: {escape(r)}" for r in p.related)
+            out.extend(f"  {paint('help', 'also:')} {escape(r)}" for r in p.related)
         else:
             out.append(f"  ({len(p.related)} more at this location; use -v to see them)")
     return out
 
 
-def render(results: List[Checked], verbose: bool = False) -> str:
+def render(results: List[Checked], verbose: bool = False, style: Style = PLAIN) -> str:
     lines: List[str] = []
     for result in results:
         for p in result.problems:
-            lines.extend(problem_block(p, verbose))
+            lines.extend(problem_block(p, verbose, style))
     bad = sum(1 for r in results if r.problems)
     count = sum(len(r.problems) for r in results)
     total = len(results)
     noun = "definition" if total == 1 else "definitions"
     if count:
-        lines.append(f"Found {count} problem{'s' if count != 1 else ''} in {bad} of {total} {noun}.")
+        lines.append(style.paint("summary", f"Found {count} problem{'s' if count != 1 else ''} in {bad} of {total} {noun}."))
     else:
-        lines.append(f"Checked {total} {noun}: no problems.")
+        lines.append(style.paint("summary", f"Checked {total} {noun}: no problems."))
     return "\n".join(lines) + "\n"
