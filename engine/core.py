@@ -34,18 +34,22 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, replace
+from datetime import timezone
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
 
 from . import clock
 from . import evaluate as ev
 from . import plan as p
 from . import score as sc
-from .state import (ENGAGEMENT, HELD_FOR_MINUTES, MAX_HELD, Action, Event, LeadState, Prospect, Running, Shared,
-                    iso)
+from .state import (CLOCK, ENGAGEMENT, HELD_FOR_MINUTES, MAX_HELD, Action, Event, LeadState, Prospect, Running,
+                    Shared, iso)
 
 MAX_SENDS_KEPT = 1000
 State = Union[LeadState, Prospect, None]
-_LABEL = {"email.opened": "open", "email.clicked": "click", "email.replied": "reply"}
+_LABEL = {"email.opened": "open", "email.clicked": "click", "email.replied": "reply", "email.delivered": "delivery"}
+# Predicates that read a fact: the event behind each, narrowed by the name they are given.
+_FACTS = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied", "visited": "site.visited",
+          "downloaded": "magnet.downloaded", "attended": "webinar.attended", "registered": "webinar.registered"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class _Step:
         self.actions: List[Action] = []
         self.creating: Optional[Event] = None  # the event that created the lead, in this step
         self.answering = True  # whether a CRM event may answer a pending SLA
+        self.used = False  # whether the event moved, scored, answered, started or ended anything
+        self.stage_at_event = lead.stage  # the stage the event found the lead in
 
     # -- reading the lead ---------------------------------------------------------
     def act(self, action_type: str, at: Optional[int] = None, **detail: Any) -> None:
@@ -141,7 +147,7 @@ class _Step:
             return self.lead.unsubscribed
         if name == "bounced":
             return self.lead.bounced
-        if name in ("opened", "clicked", "replied", "visited", "downloaded", "attended"):
+        if name in _FACTS:
             return self.call(name, [], {})
         return None
 
@@ -150,8 +156,7 @@ class _Step:
 
     def call(self, name: str, args: List[Any], kwargs: Dict[str, Any]) -> Any:
         arg = args[0] if args else None
-        key = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied",
-               "visited": "site.visited", "downloaded": "magnet.downloaded", "attended": "webinar.attended"}.get(name)
+        key = _FACTS.get(name)
         if key is not None:
             seen = self.fact(f"{key}.{arg}" if arg else key)
             if seen is None:
@@ -224,6 +229,8 @@ class _Step:
     def handle(self, event: Event) -> None:
         """Apply one event at `now`, then the transitions and SLA it may cause."""
         self.event = event
+        self.used = event is self.creating
+        self.stage_at_event = self.lead.stage
         self.apply_event()
         self.sla_answer()  # before transitions: the event that makes a handoff does not answer it
         self.transitions()
@@ -233,7 +240,7 @@ class _Step:
 
     def apply_event(self) -> None:
         e = self.event
-        if e.type == "tick":
+        if e.type == CLOCK:
             return
         if e.type in ENGAGEMENT:
             self.engage(e)
@@ -245,6 +252,10 @@ class _Step:
             self.lead.facts[f"{kind}.{detail}"] = self.now
         if e.type == "email.delivered":
             self.lead.soft_bounces = 0
+            points = self.points(kind, detail)
+            if points and not self.was_sent(e, points):
+                return
+            self.add_points(points)
             return
         if e.type in ("profile.updated", "lead.imported"):
             self.update_profile(e.profile)  # an import of a known lead refreshes its profile
@@ -259,7 +270,10 @@ class _Step:
                 self.add_points(magnet.score)
             if magnet is not None and magnet.delivers:
                 self.deliver(magnet)
-        self.add_points(self.points(kind, detail))
+        points = self.points(kind, detail)
+        self.add_points(points)
+        if points:
+            self.used = True
         if e.type in ("email.unsubscribed", "email.complained"):
             if not self.lead.unsubscribed:
                 self.lead.unsubscribed = True
@@ -277,10 +291,7 @@ class _Step:
         if not template:
             self.ignore(f"{label} ignored: the event names no email (give its `template`)")
             return
-        if self.fact(f"email.sent.{template}") is None:
-            known = any(t.name == template for t in self.plan.templates)
-            why = "not sent to this lead" if known else "no such email in this funnel"
-            self.ignore(f"{label} of {template} ignored: {why}")
+        if not self.was_sent(e):
             return
         self.lead.soft_bounces = 0
         if e.machine:
@@ -296,6 +307,23 @@ class _Step:
         else:
             self.act("not_scored", event=e.type,
                      reason=f"{label} of {template} already counted (each email scores once per kind)")
+
+    def was_sent(self, e: Event, points: Optional[float] = None) -> bool:
+        """Whether the email an event names was sent to this lead; if not, a line says the
+        event is not scored, and why."""
+        template = e.template or ""
+        if self.fact(f"email.sent.{template}") is not None:
+            return True
+        known = any(t.name == template for t in self.plan.templates)
+        why = "not sent to this lead" if known else "no such email in this funnel"
+        label = _LABEL[e.type]
+        if points is None:
+            self.ignore(f"{label} of {template} ignored, not scored: {why}")
+        else:  # a delivery still tells that the address works; only its points are withheld
+            self.act("not_scored", event=e.type, template=template,
+                     reason=f"{label} of {template} is worth {points:g} points only for an email sent to this lead: "
+                            f"{why}")
+        return False
 
     def bounce(self, e: Event) -> None:
         if self.lead.bounced:
@@ -343,12 +371,13 @@ class _Step:
             if not ev.holds(t.when.tree if t.when else None, self.resolve):
                 continue
             if self.lead.unsubscribed and not (t.on or "").startswith("crm."):
-                if self.event.type != "tick":
+                if self.event.type != CLOCK:
                     self.act("not_moved", to=t.to, transition=t.id,
                              reason=f"{self.no_email_reason()}: engagement no longer moves the lead "
                                     f"(only `on: crm.<event>` transitions do)")
                 continue
             reasons = []
+            self.used = True
             if t.on is not None:
                 reasons.append(f"{t.on} happened")
             if t.when is not None:
@@ -419,6 +448,26 @@ class _Step:
         self.act("sla_met", stage=self.lead.sla_stage, owner=self.lead.owner, by=self.event.type,
                  deadline=iso(self.lead.sla_deadline))
         self.lead.sla_deadline = None
+        self.used = True
+
+    def unused_crm(self) -> None:
+        """A CRM event that moved, scored, answered, started and ended nothing gets a
+        line saying so, and why: no transition from the lead's stage takes it, or the one
+        that does needs a condition that does not hold."""
+        e = self.event
+        if self.used or not e.type.startswith("crm."):
+            return
+        stage = self.stage_at_event
+        waiting = [t for t in self.plan.transitions if stage in t.sources and t.on is not None and _matches(t.on, e)]
+        if waiting and waiting[0].when is not None:
+            t = waiting[0]
+            why = f"the transition {stage} → {t.to} on {t.on} needs {t.when.source}, which does not hold"
+        else:
+            why = f"no transition from {stage} on {e.type}"
+        rule = self.plan.handoff_for(self.lead.sla_stage or "") if self.lead.sla_deadline is not None else None
+        if rule is not None and rule.answered_by:
+            why += f"; the SLA for {rule.stage} is answered by {', '.join(rule.answered_by)} only"
+        self.ignore(f"{e.type} ignored: {why}")
 
     # -- 5. sequences ---------------------------------------------------------------
     def suppressed(self, seq: p.Sequence) -> bool:
@@ -452,6 +501,7 @@ class _Step:
             if reason is None:
                 keep.append(run)
                 continue
+            self.used = self.used or by_event
             unsent = _unsent(seq, run.index) if seq is not None else []
             if unsent and (self.lead.unsubscribed or self.lead.bounced):
                 more = f" and {len(unsent) - 1} later" if len(unsent) > 1 else ""
@@ -483,6 +533,7 @@ class _Step:
                 self.lead.running.append(Running(seq.name, first.id, 0, self.now + first.wait_minutes, self.now))
                 self.lead.finished.append(seq.name)
                 self.act("enter_sequence", sequence=seq.name)
+                self.used = True
 
     def settle(self) -> None:
         self.exits()
@@ -504,17 +555,26 @@ class _Step:
         step = seq.steps[run.index]
         nxt: Optional[Running] = None
         at = run.due
-        if step.action == "send" and self.should_run(step):
-            moment = self.send_time(run.due, step, seq)
+        skip = self.skip_reason(step) if step.action in ("send", "notify", "exit") else None
+        if skip is not None:
+            self.act("skipped", at=at, sequence=seq.name, step=step.id, action=step.action, template=step.template,
+                     kind=seq.kind, reason=skip)
+        elif step.action == "send":
+            holds: List[Tuple[str, str]] = []
+            moment = self.send_time(run.due, step, seq, holds)
             if moment > run.due:  # held back by quiet hours, `at` or the cap: wait in place
                 self.replace_run(run, replace(run, due=moment))
+                reasons = list(dict.fromkeys(reason for _, reason in holds))
+                self.act("deferred", at=at, sequence=seq.name, step=step.id, template=step.template, kind=seq.kind,
+                         rules=tuple(dict.fromkeys(rule for rule, _ in holds)), **{"from": iso(run.due)},
+                         to=iso(moment), reason="; then ".join(reasons))
                 return
             self.send(seq, step, moment)
             at = moment
-        elif step.action == "notify" and self.should_run(step):
+        elif step.action == "notify":
             self.act("notify", at=at, to=self.lead.owner if step.notify_to == "owner" else step.notify_to,
                      message=step.message, sequence=seq.name, step=step.id)
-        elif step.action == "exit" and self.should_run(step):
+        elif step.action == "exit":
             self.act("exit_sequence", at=at, sequence=seq.name, reason=f"step {step.id}")
             self.replace_run(run, None)
             return
@@ -532,27 +592,43 @@ class _Step:
         else:
             self.lead.running[i] = new
 
-    def should_run(self, step: p.Step) -> bool:
+    def skip_reason(self, step: p.Step) -> Optional[str]:
+        """Why a step does not run now (its `when` is false or its `unless` true), or None."""
         if step.when is not None and not ev.holds(step.when.tree, self.resolve):
-            return False
-        return not (step.unless is not None and ev.holds(step.unless.tree, self.resolve))
+            return f"when {step.when.source} does not hold"
+        if step.unless is not None and ev.holds(step.unless.tree, self.resolve):
+            return f"unless {step.unless.source} holds"
+        return None
 
-    def send_time(self, due: int, step: p.Step, seq: p.Sequence) -> int:
-        """Earliest moment at or after `due` that respects `at`, quiet hours and the cap."""
+    def send_time(self, due: int, step: p.Step, seq: p.Sequence, holds: Optional[List[Tuple[str, str]]] = None) -> int:
+        """Earliest moment at or after `due` that respects `at`, quiet hours and the cap.
+        Each rule that pushes the moment later adds (rule, reason in words) to `holds`."""
         pol = self.plan.policies
         tz = self.lead.profile.get(pol.timezone_attribute) or pol.default_timezone
         moment = due
         for _ in range(8):  # each rule can only push later; settles in a few rounds
             before = moment
             if step.at_minute is not None:
-                moment = clock.next_local(moment, step.at_minute, tz)
+                moved = clock.next_local(moment, step.at_minute, tz)
+                if moved != moment and holds is not None:
+                    holds.append(("at", f"the step sends at {_clock_time(step.at_minute)} {_zone_label(tz)}"))
+                moment = moved
             if pol.quiet_from is not None and pol.quiet_to is not None:
-                moment = clock.after_quiet(moment, pol.quiet_from, pol.quiet_to, tz)
+                moved = clock.after_quiet(moment, pol.quiet_from, pol.quiet_to, tz)
+                if moved != moment and holds is not None:
+                    holds.append(("quiet_hours", f"quiet hours {_clock_time(pol.quiet_from)}–"
+                                                 f"{_clock_time(pol.quiet_to)} {_zone_label(tz)}"))
+                moment = moved
             if pol.cap_max is not None and pol.cap_per_minutes and (not pol.cap_applies_to
                                                                     or seq.kind in pol.cap_applies_to):
                 window = [t for t in self.lead.sends if moment - pol.cap_per_minutes < t <= moment]
                 if len(window) >= pol.cap_max:
                     moment = window[len(window) - pol.cap_max] + pol.cap_per_minutes
+                    if holds is not None:
+                        holds.append(("frequency_cap", f"frequency cap {pol.cap_max} per "
+                                                       f"{_duration(pol.cap_per_minutes)}: {len(window)} "
+                                                       f"{'email' if len(window) == 1 else 'emails'} since "
+                                                       f"{iso(window[0])}"))
             if moment == before:
                 return moment
         return moment
@@ -598,6 +674,7 @@ class _Step:
             self.handle(replace(old, at=self.now))
             self.exits()  # sequences and exits `on:` this event see it, as they would live
             self.enrol()
+            self.unused_crm()
         self.update_profile(creating.profile)  # the newest profile wins over held updates
         self.handle(creating)
         self.answering = True
@@ -633,6 +710,25 @@ def known_details(plan: p.Plan) -> FrozenSet[str]:
         _DETAILS.clear()
     _DETAILS[id(plan)] = (plan, frozenset(names))
     return _DETAILS[id(plan)][1]
+
+
+def _clock_time(minute_of_day: int) -> str:
+    return f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
+
+
+def _duration(minutes: int) -> str:
+    """A policy's period as the definition writes it: `7d`, `24h`, `90m`."""
+    for unit, size in (("d", 1440), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
+def _zone_label(tz: str) -> str:
+    """A lead's timezone as the rules used it: a name that is no timezone counts as UTC."""
+    if clock.zone(str(tz)) is timezone.utc and tz not in ("UTC", "Etc/UTC"):
+        return f"UTC ({tz} is not a timezone)"
+    return str(tz)
 
 
 def _unsent(seq: p.Sequence, index: int) -> List[str]:
@@ -740,7 +836,7 @@ def _reject(state: State, event: Event, shared: Shared, reason: str) -> Result:
 
 def _before_entry(plan: p.Plan, state: Optional[Prospect], event: Event, shared: Shared) -> Result:
     """An event for someone who is not a lead yet: held until they enter, or ignored."""
-    if event.type == "tick":
+    if event.type == CLOCK:
         return Result(state, (), shared)
     if event.type == "lead.imported":
         names = ", ".join(e.name for e in plan.entries if e.on == "lead.imported") or "none"
@@ -793,4 +889,6 @@ def step(plan: p.Plan, state: State, event: Event, shared: Shared = Shared()) ->
         work.catch_up()
         work.handle(event)
     work.settle()
+    if not created:
+        work.unused_crm()
     return Result(work.lead.freeze(work.now, plan.policies.cap_per_minutes), tuple(work.actions), work.shared)

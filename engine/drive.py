@@ -12,6 +12,10 @@ every lead's next due time and applies, in this order:
   runs), then the lead's events of that minute by timestamp (seconds included), ties in
   the order they were given.
 
+With `until`, the clock stops at the end of that minute and events stamped after it are
+not applied: the last item is then the clock at `until` with one `left_out` action saying
+how many there were and when the first was.
+
 The runtime and the trace use this loop; the simulator drives the same `core.step`.
 """
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import core
 from .plan import Plan
-from .state import Event, LeadState, Shared
+from .state import CLOCK, Action, Event, LeadState, Shared, iso
 
 MAX_TICKS_PER_GAP = 10_000
 
@@ -84,13 +88,32 @@ def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None, orde
                 del queued[lead]
             if next_due(states.get(lead)) != due:
                 continue  # stale: the lead's next due time moved
-            yield apply(Event("tick", due, lead))
+            yield apply(Event(CLOCK, due, lead))
 
+    left_out = 0
+    first_left_out: Optional[Event] = None
     for event in (events if ordered else event_order(events)):
-        if event.type == "tick" and not event.lead:
+        if until is not None and event.at > until:
+            left_out += 1
+            if first_left_out is None or (event.at, event.second) < (first_left_out.at, first_left_out.second):
+                first_left_out = event
+            continue
+        if event.type == CLOCK and not event.lead:
             yield from clock_until((event.at + 1, ""))
             continue
         yield from clock_until((event.at, event.lead + "\x00"))
         yield apply(event)
     if until is not None:
         yield from clock_until((until + 1, ""))
+        if first_left_out is not None:
+            yield left_out_item(until, left_out, first_left_out, shared)
+
+
+def left_out_item(until: int, count: int, first: Event, shared: Shared) -> Applied:
+    """The clock at `until`, saying how many events after it were not applied."""
+    first_at = iso(first.at, first.second)
+    events = "event" if count == 1 else "events"
+    note = Action("left_out", until, "", (("count", count), ("first_at", first_at), ("until", iso(until)),
+                                          ("reason", f"{count} {events} after {iso(until)} left out, not applied "
+                                                     f"(the first at {first_at})")))
+    return Applied(Event(CLOCK, until, ""), None, core.Result(None, (note,), shared))

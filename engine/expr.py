@@ -34,7 +34,8 @@ PREDICATES = {
     "replied": "the lead replied to any email, or to the named template",
     "visited": "the lead visited any page, or the named page; `since='stage'` counts only visits after reaching that stage",
     "downloaded": "the lead downloaded the named lead magnet (any, without a name)",
-    "attended": "the lead attended a webinar",
+    "attended": "the lead attended any webinar, or the named webinar",
+    "registered": "the lead registered for any webinar, or the named webinar",
     "stage_at_least": "the lead's stage is the named stage or a later one",
     "days_since": "days since the named event (`'optin'`, a stage name, or `'last_email'`)",
 }

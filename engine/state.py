@@ -15,14 +15,18 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Event types the engine understands. Email events carry the template they are about;
-# site visits the page; CRM events are `crm.<name>`.
+# site visits the page; webinar events the webinar; CRM events are `crm.<name>`. `clock`
+# is time passing for a lead (`tick` is accepted as its older name).
 EMAIL_EVENTS = ("email.delivered", "email.opened", "email.clicked", "email.replied", "email.bounced",
                 "email.unsubscribed", "email.complained")
 # Engagement: what a lead does with an email it was sent. It counts (and scores) only for
 # an email the lead was sent, once per email and kind unless the funnel counts repeats.
 ENGAGEMENT = ("email.opened", "email.clicked", "email.replied")
+CLOCK = "clock"
+CLOCK_ALIASES = ("tick",)
 OTHER_EVENTS = ("optin", "lead.imported", "magnet.downloaded", "site.visited", "webinar.registered",
-                "webinar.attended", "profile.updated", "tick")
+                "webinar.attended", "profile.updated", CLOCK) + CLOCK_ALIASES
+WEBINAR_EVENTS = ("webinar.registered", "webinar.attended")
 _CRM = re.compile(r"crm\.[a-z][a-z0-9_]*\Z")
 
 
@@ -72,7 +76,7 @@ def is_event_type(kind: str) -> bool:
 
 @dataclass(frozen=True)
 class Event:
-    """Something that happened to a lead, or the clock (`tick`)."""
+    """Something that happened to a lead, or the clock (`clock`; `tick` is read as it)."""
 
     type: str
     at: int
@@ -86,6 +90,11 @@ class Event:
     bounce: Optional[str] = None  # email.bounced: "hard" (default) or "soft"
     entry: Optional[str] = None  # lead.imported: the entry it comes through
     line: int = field(default=0, compare=False)  # where it came from (a line of an events file), for messages
+    webinar: Optional[str] = None  # webinar.registered / webinar.attended: which webinar
+
+    def __post_init__(self) -> None:
+        if self.type in CLOCK_ALIASES:  # one name for the clock, whatever the caller wrote
+            object.__setattr__(self, "type", CLOCK)
 
     @property
     def detail(self) -> str:
@@ -97,16 +106,18 @@ class Event:
             return self.magnet or ""
         if self.type == "lead.imported":
             return self.entry or ""
+        if self.type in WEBINAR_EVENTS:
+            return self.webinar or ""
         return ""
 
     def summary(self) -> str:
-        """The event in a few words: its type and the magnet, template or page it names."""
-        extra = self.magnet or self.template or self.page
+        """The event in a few words: its type and the magnet, template, page or webinar it names."""
+        extra = self.magnet or self.template or self.page or self.webinar
         return self.type + (f" {extra}" if extra else "")
 
     def to_json(self) -> Dict[str, Any]:
         out: Dict[str, Any] = {"type": self.type, "at": iso(self.at, self.second), "lead": self.lead}
-        for key in ("magnet", "template", "page", "bounce", "entry"):
+        for key in ("magnet", "template", "page", "bounce", "entry", "webinar"):
             if getattr(self, key):
                 out[key] = getattr(self, key)
         if self.machine:
@@ -120,7 +131,10 @@ class Event:
 class Action:
     """Something the engine asks the outside world to do."""
 
-    type: str  # send_email | handoff | notify | crm_update | stage_changed | exit_sequence | enter_sequence | rejected
+    # send_email | deferred | skipped | handoff | notify | crm_update | stage_changed | enter_sequence |
+    # exit_sequence | ignored | not_scored | recorded | held | applied | suppressed | not_sent | not_moved |
+    # sla_* | left_out | rejected
+    type: str
     at: int
     lead: str
     detail: Tuple[Tuple[str, Any], ...] = ()
@@ -231,33 +245,36 @@ def event_from_json(data: Any, where: str = "event") -> Event:
     kind = data.get("type")
     if not isinstance(kind, str) or not is_event_type(kind):
         raise ValueError(f"{where}: `type` must be an event such as optin, email.opened, site.visited, crm.deal_won "
-                         f"or tick, not {json.dumps(kind)[:40]}")
+                         f"or clock, not {json.dumps(kind)[:40]}")
     at = data.get("at")
     if not isinstance(at, str):
         raise ValueError(f"{where}: `at` must be an ISO 8601 time string")
     lead = data.get("lead", "")
-    if not isinstance(lead, str) or (kind != "tick" and not lead) or len(lead) > 320:
+    if not isinstance(lead, str) or (kind not in (CLOCK,) + CLOCK_ALIASES and not lead) or len(lead) > 320:
         raise ValueError(f"{where}: `lead` must be the lead's ID or email (a non-empty string)")
     profile = data.get("profile", {})
     if not isinstance(profile, dict) or not all(isinstance(k, str) for k in profile):
         raise ValueError(f"{where}: `profile` must be an object of attribute values")
-    for key in ("magnet", "template", "page", "entry"):
+    for key in ("magnet", "template", "page", "entry", "webinar"):
         if key in data and not isinstance(data[key], str):
             raise ValueError(f"{where}: `{key}` must be a string")
+    if "webinar" in data and kind not in WEBINAR_EVENTS:
+        raise ValueError(f"{where}: `webinar` names the webinar of a webinar.registered or webinar.attended event "
+                         "only")
     machine = data.get("machine", False)
     if not isinstance(machine, bool):
         raise ValueError(f"{where}: `machine` must be true or false")
     bounce = data.get("bounce")
     if bounce is not None and (kind != "email.bounced" or bounce not in ("hard", "soft")):
         raise ValueError(f"{where}: `bounce` is \"hard\" or \"soft\", on email.bounced events only")
-    for name, value in [("lead", lead), *((k, data.get(k)) for k in ("magnet", "template", "page", "entry")),
+    for name, value in [("lead", lead), *((k, data.get(k)) for k in ("magnet", "template", "page", "entry", "webinar")),
                         *(("profile", v) for v in list(profile) + list(profile.values()))]:
         if isinstance(value, str) and not _encodable(value):
             raise ValueError(f"{where}: `{name}` holds text that is not valid Unicode (a lone surrogate such as "
                              "\\ud800)")
     minute, second = parse_instant(at)
     return Event(kind, minute, lead, data.get("magnet"), profile, data.get("template"), data.get("page"), second,
-                 machine, bounce, data.get("entry"))
+                 machine, bounce, data.get("entry"), webinar=data.get("webinar"))
 
 
 def _encodable(text: str) -> bool:
@@ -268,4 +285,4 @@ def _encodable(text: str) -> bool:
         return False
 
 
-EVENT_FIELDS = ("type", "at", "lead", "magnet", "profile", "template", "page", "entry", "bounce", "machine")
+EVENT_FIELDS = ("type", "at", "lead", "magnet", "profile", "template", "page", "entry", "webinar", "bounce", "machine")

@@ -17,7 +17,7 @@ from .drive import Applied, drive, event_order
 from .errors import Location, Problem
 from .plan import Plan
 from .score import shown
-from .state import Event, LeadState, event_from_json, iso
+from .state import CLOCK, Event, LeadState, event_from_json, iso
 from .terminal import escape, json_text
 
 MAX_EVENTS_BYTES = 4 * 1024 ** 3  # counted while reading: devices and growing files report no size
@@ -234,6 +234,8 @@ _PHRASES = {
     "applied": "applied {reason}",
     "suppressed": "suppressed: {reason}",
     "not_sent": "not sent: {template}: {reason}",
+    "deferred": "deferred {template} from {from} to {to}: {reason}",
+    "left_out": "{reason}",
     "sla_breached": "SLA breached: {owner} did not follow up on {stage} by {deadline}",
     "sla_met": "SLA met: {by} before {deadline} ({owner}, {stage})",
     "sla_superseded": "SLA for {stage} ({owner}, until {deadline}) closed unanswered: {reason}",
@@ -253,6 +255,9 @@ def _describe_action(a: Any) -> str:
         if d.get("kind") == "delivery":
             return f"send {d['template']}  (delivery of lead magnet {d.get('magnet')})"
         return f"send {d['template']}{variant}  ({d['kind']} {d['sequence']}, step {d['step']})"
+    if a.type == "skipped":
+        what = d["template"] if d.get("action") == "send" and d.get("template") else f"{d.get('action')} step"
+        return f"skipped {what}  ({d['kind']} {d['sequence']}, step {d['step']}): {d['reason']}"
     if a.type == "handoff":
         sla = f", SLA until {d['sla_deadline']}" if d.get("sla_deadline") else ""
         dne = f"; do not email: {d['do_not_email']}" if d.get("do_not_email") else ""
@@ -279,11 +284,15 @@ def run_file(plan: Plan, path: Path, scan: Scan, until: Optional[int] = None) ->
 def text_lines(steps: Iterable[Applied]) -> Iterator[str]:
     for item in steps:
         actions = item.result.actions
-        if item.event.type == "tick" and not actions:
+        if item.event.type == CLOCK and not actions:
+            continue
+        if not item.event.lead:  # the end of the trace at --until
+            for a in actions:
+                yield escape(f"{iso(item.event.at)}  --until: {_describe_action(a)}")
             continue
         state = item.result.state
         score = f"score {state.score:.1f}, {state.stage}" if isinstance(state, LeadState) else "not a lead yet"
-        head = "clock" if item.event.type == "tick" else item.event.summary()
+        head = item.event.summary()
         # Lead IDs, templates, pages and reasons come from the events file: escaped, so a
         # control character in them cannot act on the terminal.
         yield escape(f"{iso(item.event.at, item.event.second)}  {item.event.lead}  {head}  [{score}]")

@@ -85,7 +85,7 @@ def _fnl_lead(lines: List[dict], lead: str) -> dict:
                 changes.append((_minute(a["at"]), a["from"], a["to"]))
     flagged = [ln for ln in own if ln.get("unsubscribed") is True]
     return {
-        "inputs": [ln for ln in own if ln["event"]["type"] != "tick"],
+        "inputs": [ln for ln in own if ln["event"]["type"] != "clock"],
         "sends": sends, "changes": changes,
         "final_stage": own[-1]["stage"] if own else None,
         "unsubscribed": own[-1].get("unsubscribed", "<absent>") if own else None,

@@ -344,9 +344,9 @@ def test_engagement_with_email_not_sent_to_the_lead_is_ignored(tmp_path):
                            ev("email.replied", T0 + 61, lead, template="n/ghost"),
                            ev("email.clicked", T0 + 62, lead, template="n/three")])
     reasons = [[(a.get("event"), a.get("reason")) for a in of(r.actions, "ignored")] for r in results[1:]]
-    assert reasons == [[("email.opened", "open of n/two ignored: not sent to this lead")],
-                       [("email.replied", "reply of n/ghost ignored: no such email in this funnel")],
-                       [("email.clicked", "click of n/three ignored: not sent to this lead")]]
+    assert reasons == [[("email.opened", "open of n/two ignored, not scored: not sent to this lead")],
+                       [("email.replied", "reply of n/ghost ignored, not scored: no such email in this funnel")],
+                       [("email.clicked", "click of n/three ignored, not scored: not sent to this lead")]]
     final = results[-1].state
     assert final.score == 5 and final.stage == "subscriber"  # no points; opened('n/two') and replied false
     # once n/two has gone out (day 2), the same open counts and moves the lead
@@ -682,10 +682,10 @@ def test_fnl_trace_applies_out_of_order_lines_in_time_order(tmp_path):
          "profile": {"first_name": "S", "industry": "other"}}], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
-    order = [(row["event"]["type"], row["event"]["at"]) for row in rows if row["event"]["type"] != "tick"]
+    order = [(row["event"]["type"], row["event"]["at"]) for row in rows if row["event"]["type"] != "clock"]
     assert order == [("optin", iso(T0)), ("site.visited", iso(T0 + HOUR)), ("crm.asset_downloaded", iso(T0 + 2 * HOUR))]
     assert not [a for row in rows for a in row["actions"] if a["type"] in ("rejected", "held")]
-    assert [row["score"] for row in rows if row["event"]["type"] != "tick"] == [5, 25, 28]
+    assert [row["score"] for row in rows if row["event"]["type"] != "clock"] == [5, 25, 28]
 
 
 # == 5. Scores and time =========================================================================
@@ -946,7 +946,7 @@ def test_sla_breach_is_emitted_by_the_clock_a_minute_after_the_deadline(tmp_path
     breaches = [(s.event.type, s.event.at, a) for s in steps for a in of(s.result.actions, "sla_breached")]
     assert len(breaches) == 1
     kind, when, breach = breaches[0]
-    assert (kind, when, breach.at) == ("tick", deadline + 1, deadline + 1)
+    assert (kind, when, breach.at) == ("clock", deadline + 1, deadline + 1)
     assert breach.get("deadline") == iso(deadline) and breach.get("stage") == "sql"
     assert breach.get("owner") == "ana@lab.example"
     assert not [a for s in steps for a in of(s.result.actions, "sla_met")]

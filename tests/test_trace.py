@@ -138,7 +138,7 @@ def test_json_lines_carry_events_actions_score_and_stage(plan, events):
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert rows and all(set(row) == {"event", "actions", "score", "stage", "unsubscribed"} for row in rows)
-    real = [row for row in rows if row["event"]["type"] != "tick"]
+    real = [row for row in rows if row["event"]["type"] != "clock"]
     assert [row["event"] for row in real] == events  # every input event, as given
     sent = [a for row in rows for a in row["actions"] if a["type"] == "send_email" and a["kind"] != "delivery"]
     seq = plan.sequence("nurture-saas")

@@ -3,7 +3,7 @@
 Conditions may read declared profile attributes, the engine's names (`score`, `stage`,
 `fit`, `segment`, `persona`, `email`, `emails_sent`, `thresholds.<name>`) and call
 the engine's predicates (`opened`, `clicked`, `replied`, `visited`, `downloaded`,
-`attended`, `stage_at_least`, `days_since`).
+`attended`, `registered`, `stage_at_least`, `days_since`).
 
 Fails:
     profile: {employees: {type: integer}}
@@ -26,21 +26,22 @@ NAME = "unknown-name"
 SEVERITY = "error"
 
 # Predicates that also read as booleans without a call: `replied` means `replied()`.
-BARE_PREDICATES = ("opened", "clicked", "replied", "visited", "downloaded", "attended")
+BARE_PREDICATES = ("opened", "clicked", "replied", "visited", "downloaded", "attended", "registered")
 
 
 # Predicate -> (least and most positional arguments, whether `since=` is allowed).
 SIGNATURES = {
     "opened": (0, 1, True), "clicked": (0, 1, True), "replied": (0, 1, True), "visited": (0, 1, True),
-    "downloaded": (0, 1, True), "attended": (0, 0, True), "stage_at_least": (1, 1, False),
+    "downloaded": (0, 1, True), "attended": (0, 1, True), "registered": (0, 1, True),
+    "stage_at_least": (1, 1, False),
     "days_since": (1, 1, False),
 }
 
 
 def _signature_problem(call: expr.Call) -> Optional[Tuple[str, str]]:
     least, most, since = SIGNATURES[call.name]
-    example = {"stage_at_least": "stage_at_least('sql')", "days_since": "days_since('optin')",
-               "attended": "attended()"}.get(call.name, f"{call.name}('name')")
+    example = {"stage_at_least": "stage_at_least('sql')", "days_since": "days_since('optin')"}.get(
+        call.name, f"{call.name}('name')")
     if not least <= len(call.args) <= most:
         count = "no arguments" if most == 0 else ("one argument" if least == 1 else "at most one argument")
         return f"`{call.name}` takes {count}, not {len(call.args)}", f"write `{example}`"
