@@ -17,7 +17,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import fastjsonschema
 import jsonschema
@@ -132,8 +132,60 @@ def _example(error: ValidationError) -> str:
     return ""
 
 
-def _explain(error: ValidationError, doc: Document) -> List[Problem]:
+def _extra_keys(error: ValidationError) -> List[Tuple[str, str]]:
+    """(unknown key, the allowed key it probably misspells or "") for an
+    additionalProperties failure."""
+    sch = error.schema if isinstance(error.schema, dict) else {}
+    inst = error.instance
+    if error.validator != "additionalProperties" or not isinstance(inst, dict):
+        return []
+    allowed = sorted((sch.get("properties") or {}).keys())
+    extras = [k for k in inst if k not in allowed and not any(
+        re.search(pat, k) for pat in (sch.get("patternProperties") or {}))]
+    out = []
+    for key in extras:
+        guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        out.append((key, guess[0] if guess else ""))
+    return out
+
+
+def _missing_keys(error: ValidationError) -> List[str]:
+    inst = error.instance
+    if error.validator != "required" or not isinstance(inst, dict) or not isinstance(error.validator_value, list):
+        return []
+    return [k for k in error.validator_value if k not in inst]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Typos:
+    """Per mapping: the required keys that are missing, and the unknown keys that
+    misspell one of them (`stgae` for `stage`). The misspelling is the cause, so it is
+    reported and the missing key is not."""
+
+    missing: Dict[JsonPath, Tuple[str, ...]]
+    misspelt: Dict[JsonPath, Dict[str, str]]  # path -> {required key: the unknown key that misspells it}
+
+    @staticmethod
+    def of(leaves: List[ValidationError]) -> "_Typos":
+        missing: Dict[JsonPath, List[str]] = {}
+        guesses: Dict[JsonPath, Dict[str, str]] = {}
+        for leaf in leaves:
+            path: JsonPath = tuple(leaf.absolute_path)
+            for key in _missing_keys(leaf):
+                missing.setdefault(path, [])
+                if key not in missing[path]:
+                    missing[path].append(key)
+            for key, guess in _extra_keys(leaf):
+                if guess:
+                    guesses.setdefault(path, {}).setdefault(guess, key)
+        misspelt = {path: {g: k for g, k in found.items() if g in missing.get(path, ())}
+                    for path, found in guesses.items()}
+        return _Typos({p: tuple(v) for p, v in missing.items()}, {p: v for p, v in misspelt.items() if v})
+
+
+def _explain(error: ValidationError, doc: Document, typos: Optional[_Typos] = None) -> List[Problem]:
     """One or more problems for one schema failure."""
+    typos = typos or _Typos({}, {})
     path: JsonPath = tuple(error.absolute_path)
     v = error.validator
     inst = error.instance
@@ -153,17 +205,19 @@ def _explain(error: ValidationError, doc: Document) -> List[Problem]:
 
     if v == "additionalProperties" and isinstance(inst, dict):
         allowed = sorted((sch.get("properties") or {}).keys())
-        extras = [k for k in inst if k not in allowed and not any(
-            re.search(pat, k) for pat in (sch.get("patternProperties") or {}))]
         out = []
-        for key in extras:
-            guess = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-            help = f"did you mean `{guess[0]}`?" if guess else f"allowed keys here: {', '.join(allowed)}"
+        for key, guess in _extra_keys(error):
+            help = f"did you mean `{guess}`?" if guess else f"allowed keys here: {', '.join(allowed)}"
+            if guess and typos.misspelt.get(path, {}).get(guess) == key:
+                help += f" (`{guess}` is required here, and missing)"
             where = f" in {json_path(path)}" if path else " at the top level"
             out.append(at(path + (key,), "FNL100", f"unknown key `{key}`{where}", help, key=True))
         return out
     if v == "required":
         missing = error.message.split("'")[1] if "'" in error.message else str(error.validator_value)
+        misspelt = typos.misspelt.get(path, {})
+        if missing in misspelt:
+            return []  # the unknown key that misspells it is reported, with `did you mean`
         prop = (sch.get("properties") or {}).get(missing, {})
         what = prop.get("description", "") if isinstance(prop, dict) else ""
         help = f"add `{missing}:`" + (f" ({what.rstrip('.')})" if what else "")
@@ -173,8 +227,8 @@ def _explain(error: ValidationError, doc: Document) -> List[Problem]:
                 help = "a sales sequence starts on a CRM event: add `on: crm.demo_booked` (or another event)"
             elif kind in ("nurture", "broadcast"):
                 help = f"a {kind} sequence needs the `stage` whose leads it mails, such as `stage: subscriber`"
-        every = [k for k in error.validator_value if isinstance(inst, dict) and k not in inst] \
-            if isinstance(error.validator_value, list) else []
+        every = [k for k in error.validator_value if isinstance(inst, dict) and k not in inst
+                 and k not in misspelt] if isinstance(error.validator_value, list) else []
         where = f" in {json_path(path)}" if path else ""
         if len(every) > 1 and "then" not in error.schema_path and "anyOf" not in error.schema_path:
             names = ", ".join(f"`{k}`" for k in every)
@@ -375,12 +429,13 @@ def _known_zone(name: str) -> bool:
 def validate(doc: Document) -> Tuple[Problem, ...]:
     """All schema and condition-syntax problems of a document, one per location."""
     grouped: Dict[Tuple[str, int, int, str], List[Tuple[ValidationError, Problem]]] = {}
-    for error in _schema_errors(doc.data):
-        for leaf in _leaves(error):
-            for problem in _explain(leaf, doc):
-                loc = problem.location
-                grouped.setdefault((loc.file, loc.line, loc.column, problem.code if problem.code == "FNL100" else ""),
-                                   []).append((leaf, problem))
+    leaves = [leaf for error in _schema_errors(doc.data) for leaf in _leaves(error)]
+    typos = _Typos.of(leaves)
+    for leaf in leaves:
+        for problem in _explain(leaf, doc, typos):
+            loc = problem.location
+            grouped.setdefault((loc.file, loc.line, loc.column, problem.code if problem.code == "FNL100" else ""),
+                               []).append((leaf, problem))
     problems: List[Problem] = []
     for entries in grouped.values():
         best = min(entries, key=lambda e: _PRIORITY.get(e[1].code, 9))[1]

@@ -223,3 +223,49 @@ def test_a_stale_suppression_says_the_rule_finds_nothing_there(tmp_path: Path) -
     assert problem.code == "FNL020"
     assert problem.message == "suppression of FNL405 matches nothing on this line or the next"
     assert problem.help.startswith("FNL405 no longer finds anything here: remove the comment")
+
+
+# ---------------------------------------------------------------- FNL306: no exit, but every later stage stops it
+
+NO_EXIT = """\
+stages: [subscriber, mql, sql, customer]
+transitions:
+  - {from: subscriber, to: mql, when: "score >= 40"}
+  - {from: mql, to: sql, when: "replied"}
+  - {from: sql, to: customer, on: crm.deal_won}
+sequences:
+  nurture:
+    kind: nurture
+    stage: [subscriber, mql]
+    steps:
+      - {send: nurture/insight}
+      - {wait: 3d, send: nurture/case-study}
+handoff:
+  HANDOFF
+""" + ENTRY
+
+
+def test_no_exit_is_fine_where_every_later_stage_suppresses_the_sequence(tmp_path: Path) -> None:
+    for suppress in ("[nurture, broadcast]", "[nurture]"):
+        path = funnel(tmp_path, NO_EXIT.replace("HANDOFF", f"sql: {{assign: {{owner: ana@acme.example}}, "
+                                                f"suppress: {suppress}}}"), sends=("nurture/insight",
+                                                                                   "nurture/case-study"))
+        assert lint(path, "FNL306") == []
+
+
+def test_no_exit_where_only_some_later_stages_suppress_names_the_others(tmp_path: Path) -> None:
+    body = NO_EXIT.replace("stage: [subscriber, mql]", "stage: subscriber").replace(
+        "HANDOFF", "sql: {assign: {owner: ana@acme.example}, suppress: [nurture]}")
+    path = funnel(tmp_path, body, sends=("nurture/insight", "nurture/case-study"))
+    [problem] = lint(path, "FNL306")
+    assert problem.severity == "error"
+    assert problem.message == ("nurture sequence `nurture` has no exit criteria: leads that move on to `mql` keep "
+                               "getting it (a handoff suppresses it only in `sql` or `customer`)")
+    assert problem.help.startswith("add `exit: {stage_at_least: mql}`, or `suppress: [nurture]` to a handoff at `mql`")
+
+
+def test_no_exit_and_no_suppression_is_still_an_error(tmp_path: Path) -> None:
+    body = NO_EXIT.replace("HANDOFF", "sql: {assign: {owner: ana@acme.example}, suppress: [broadcast]}")
+    path = funnel(tmp_path, body, sends=("nurture/insight", "nurture/case-study"))
+    [problem] = lint(path, "FNL306")
+    assert "leads that move on to `sql` or `customer` keep getting it" in problem.message
