@@ -10,9 +10,10 @@ import json
 import os
 import sys
 import traceback
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import click
+from click.shell_completion import CompletionItem
 
 from engine import __version__
 from engine.errors import EXIT_CHANGES, EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, ProblemsFound, UsageError
@@ -123,13 +124,54 @@ def _codes(values: tuple) -> tuple:
     return tuple(out)
 
 
+def _rule_choices(groups: bool) -> List[Tuple[str, str]]:
+    """(value, description) for completing rule IDs: each rule's ID and, with `groups`, each
+    family prefix (FNL2 for every FNL2xx rule)."""
+    from engine.lint.registry import RULES
+    from engine.lint.runner import rule_meta
+
+    metas = [rule_meta(rule) for rule in RULES]
+    out: List[Tuple[str, str]] = []
+    if groups:
+        for family in sorted({m["id"][:4] for m in metas}):
+            count = sum(1 for m in metas if m["id"].startswith(family))
+            out.append((family, f"every {family}xx rule ({count})"))
+    out.extend((m["id"], f"{m['name']}: {m['summary']}") for m in metas)
+    return out
+
+
+def complete_rule_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> List[CompletionItem]:
+    """Shell completion for --select and --ignore: rule IDs and family prefixes, after the
+    last comma of a comma-separated list (`FNL201,FNL4` completes the `FNL4`)."""
+    head, comma, last = incomplete.rpartition(",")
+    given = {v.strip().upper() for v in head.split(",")} if comma else set()
+    want = last.strip().upper()
+    return [CompletionItem(f"{head}{comma}{value}", help=help) for value, help in _rule_choices(True)
+            if value.startswith(want) and value not in given]
+
+
+def complete_rule(ctx: click.Context, param: click.Parameter, incomplete: str) -> List[CompletionItem]:
+    """Shell completion for `fnl rules`: rule IDs (`FNL3` completes FNL301...), and rule
+    names for lower-case text (`unknown-` completes unknown-template...)."""
+    out = []
+    for value, help in _rule_choices(False):
+        name = help.split(":", 1)[0]
+        if value.startswith(incomplete.upper()):
+            out.append(CompletionItem(value, help=help))
+        elif incomplete and incomplete.islower() and name.startswith(incomplete):
+            out.append(CompletionItem(name, help=f"{value}: {help.split(': ', 1)[-1]}"))
+    return out
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format (default: text; github when GITHUB_ACTIONS=true).")
 @click.option("-v", "--verbose", is_flag=True, help="Also show the less relevant problems at each location.")
-@click.option("--select", multiple=True, metavar="IDS", help="Run only these rules (IDs or prefixes, comma-separated).")
-@click.option("--ignore", multiple=True, metavar="IDS", help="Skip these rules (IDs or prefixes, comma-separated).")
+@click.option("--select", multiple=True, metavar="IDS", shell_complete=complete_rule_ids,
+              help="Run only these rules (IDs or prefixes, comma-separated).")
+@click.option("--ignore", multiple=True, metavar="IDS", shell_complete=complete_rule_ids,
+              help="Skip these rules (IDs or prefixes, comma-separated).")
 @click.option("--fail-on", type=click.Choice(("error", "warning", "info", "never")), default=None,
               help="Lowest severity that fails the run (default: error).")
 @click.option("--no-lint", is_flag=True, help="Check YAML and schema only.")
@@ -183,7 +225,7 @@ def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ign
 
 
 @cli.command()
-@click.argument("rule_id", required=False, metavar="[RULE|CODE]")
+@click.argument("rule_id", required=False, metavar="[RULE|CODE]", shell_complete=complete_rule)
 def rules(rule_id: Optional[str]) -> int:
     """List every lint rule, or print the page of one rule or code: what it means, an
     example that gets it, and the fix. Every code fnl prints has a page, found by its ID
