@@ -269,3 +269,38 @@ def test_no_exit_and_no_suppression_is_still_an_error(tmp_path: Path) -> None:
     path = funnel(tmp_path, body, sends=("nurture/insight", "nurture/case-study"))
     [problem] = lint(path, "FNL306")
     assert "leads that move on to `sql` or `customer` keep getting it" in problem.message
+
+
+# ---------------------------------------------------------------- causes before consequences
+
+MISSPELT_STAGE = """\
+stages: [subscriber, mql, opportunity, customer, orphan]
+terminal_stages: [customer, orphan]
+transitions:
+  - {from: subscriber, to: mql, when: "score >= 40"}
+  - {from: mql, to: oportunity, on: crm.opportunity_opened}
+  - {from: opportunity, to: customer, on: crm.deal_won}
+""" + ENTRY
+
+
+def test_a_misspelt_stage_is_reported_without_the_stages_it_cuts_off(tmp_path: Path) -> None:
+    path = funnel(tmp_path, MISSPELT_STAGE)
+    problems = lint(path)
+    # `orphan` is out of reach whatever the spelling: that one is a problem of its own.
+    assert spots(problems) == [("FNL301", line_of(path, "stages:")), ("FNL204", line_of(path, "oportunity"))]
+    assert problems[0].message == "no lead can reach stage `orphan`"
+    assert problems[1].help == "did you mean `opportunity`?"
+    # Without the rule that reports the cause, its consequences are still reported.
+    cut_off = lint(path, "FNL301")
+    assert sorted(p.message for p in cut_off) == ["no lead can reach stage `customer`",
+                                                  "no lead can reach stage `opportunity`",
+                                                  "no lead can reach stage `orphan`"]
+
+
+def test_a_misspelt_entry_stage_is_reported_alone(tmp_path: Path) -> None:
+    body = MISSPELT_STAGE.replace("oportunity", "opportunity").replace("enters: subscriber", "enters: subscribr")
+    body = body.replace("stages: [subscriber, mql, opportunity, customer, orphan]",
+                        "stages: [subscriber, mql, opportunity, customer]").replace("customer, orphan]", "customer]")
+    path = funnel(tmp_path, body)
+    problems = lint(path)
+    assert spots(problems) == [("FNL204", line_of(path, "subscribr"))]

@@ -109,16 +109,44 @@ class Context:
     def reachable_stages(self) -> Set[str]:
         """Stages a lead can reach: entered by a lead magnet or an entry (the first stage
         when there are neither: FNL311 reports that), then along transitions."""
+        return self._reach({})
+
+    @cached_property
+    def stage_corrections(self) -> Dict[str, str]:
+        """Names used as stages that are not stages, with the stage each probably means
+        (the did-you-mean FNL204 gives)."""
+        import difflib
+
         f = self.funnel
-        start = {m.enters for m in f.lead_magnets} | {e.enters for e in f.entries} or {f.stages[0]}
+        named = [m.enters for m in f.lead_magnets] + [e.enters for e in f.entries]
+        for t in f.transitions:
+            named.extend(t.sources + (t.to,))
+        out: Dict[str, str] = {}
+        for name in named:
+            if name not in f.stages and name not in out:
+                guess = difflib.get_close_matches(name, f.stages, n=1, cutoff=0.5)
+                if guess:
+                    out[name] = guess[0]
+        return out
+
+    @cached_property
+    def intended_reachable_stages(self) -> Set[str]:
+        """The stages a lead could reach if every misspelt stage name meant its close match."""
+        return self._reach(self.stage_corrections)
+
+    def _reach(self, fix: Dict[str, str]) -> Set[str]:
+        f = self.funnel
+        start = {fix.get(m.enters, m.enters) for m in f.lead_magnets} | \
+            {fix.get(e.enters, e.enters) for e in f.entries} or {f.stages[0]}
         seen = set(s for s in start if s in f.stages)
         frontier = list(seen)
         while frontier:
             stage = frontier.pop()
             for t in f.transitions:
-                if stage in t.sources and t.to in f.stages and t.to not in seen:
-                    seen.add(t.to)
-                    frontier.append(t.to)
+                to = fix.get(t.to, t.to)
+                if stage in (fix.get(s, s) for s in t.sources) and to in f.stages and to not in seen:
+                    seen.add(to)
+                    frontier.append(to)
         return seen
 
     @cached_property
