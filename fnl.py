@@ -348,7 +348,8 @@ def compile_cmd(funnel: str, output: Optional[str]) -> int:
 @click.option("--events", "events_file", required=True, type=click.Path(dir_okay=False),
               help="JSON Lines file of events, one object per line.")
 @click.option("--until", default=None, metavar="TIME",
-              help="Run the clock until this ISO time (default: 120 days after the last event).")
+              help="Run the clock until this ISO time; events after it are left out, and the trace "
+                   "says how many (default: 120 days after the last event).")
 @click.option("--format", "fmt", type=click.Choice(("text", "json")), default="text", help="Output format.")
 def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
     """Run a lead's events through the engine and print its timeline.
@@ -366,9 +367,11 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
     \b
     Event types: optin, lead.imported (with "entry"), email.delivered|opened|clicked|
     replied|bounced|unsubscribed|complained, site.visited, magnet.downloaded,
-    webinar.registered|attended, profile.updated, crm.<event>, tick. Opens and clicks
-    may carry "machine": true; bounces "bounce": "hard" or "soft". Lines need not be in
-    time order: the engine applies them by minute, then lead, then timestamp.
+    webinar.registered|attended (with "webinar", its name), profile.updated,
+    crm.<event>, clock (the clock reaching "at" for the lead; "tick" is read as clock).
+    Opens and clicks may carry "machine": true; bounces "bounce": "hard" or "soft".
+    Lines need not be in time order: the engine applies them by minute, then lead, then
+    timestamp.
     """
     from pathlib import Path
 
