@@ -1,6 +1,7 @@
 """From a path to a plan: the stages chained for commands that need one definition."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Tuple
 
@@ -39,6 +40,24 @@ def plan_for(path: str) -> Plan:
 def plan_for_source(source: Source) -> Plan:
     funnel, _ = checked_funnel(source)
     return compile_funnel(funnel)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A plan with the definition it was compiled from: the typed funnel, whose document
+    knows the file, line and column of every node (for `fnl plan` to point at)."""
+
+    plan: Plan
+    funnel: Funnel
+
+
+def compiled_for(path: str) -> Compiled:
+    return compiled_for_source(one_source(path))
+
+
+def compiled_for_source(source: Source) -> Compiled:
+    funnel, _ = checked_funnel(source)
+    return Compiled(compile_funnel(funnel), funnel)
 
 
 def is_plan_file(path: str) -> bool:

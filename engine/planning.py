@@ -1,4 +1,7 @@
-"""Pairs of plans for `fnl plan`: two paths, or the working tree against a revision."""
+"""Pairs of plans for `fnl plan`: two paths, or the working tree against a revision.
+
+Each plan comes with the definition it was compiled from (a plan file has none), so the
+diff can point at lines; files of a revision are named as git names them, `REV:path`."""
 from __future__ import annotations
 
 import os
@@ -8,8 +11,9 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, List, Tuple
 
 from . import plan as p
+from .diff import Side
 from .errors import ProblemsFound, UsageError
-from .pipeline import plan_for, plan_for_source
+from .pipeline import compiled_for, compiled_for_source
 from .plan import Plan
 from .revision import Revision, repo_root
 from .sources import Source, discover, real
@@ -22,24 +26,25 @@ def _empty(name: str) -> Plan:
                   p.Policies(None, None, (), None, None, "timezone", "UTC", 3, (), None, None), ())
 
 
-def load_plan(path: str) -> Plan:
+def load_plan(path: str) -> Side:
     """A plan from a compiled plan JSON file (read as untrusted input, every problem
-    located: `engine.planfile`) or from a definition."""
+    located: `engine.planfile`), or from a definition, with the definition."""
     if path.endswith(".json") and Path(path).is_file():
         from .planfile import read
         from .sources import display_path
 
-        return read(Path(path), display_path(Path(path)))
-    return plan_for(path)
+        return Side(read(Path(path), display_path(Path(path))))
+    compiled = compiled_for(path)
+    return Side(compiled.plan, compiled.funnel)
 
 
-def plans_between(old: str, new: str) -> Tuple[Plan, Plan]:
+def plans_between(old: str, new: str) -> Tuple[Side, Side]:
     return load_plan(old), load_plan(new)
 
 
-def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Plan, Plan]]:
+def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Side, Side]]:
     root = Path(real(repo_root(Path.cwd())) or repo_root(Path.cwd()))
-    pairs: List[Tuple[Plan, Plan]] = []
+    pairs: List[Tuple[Side, Side]] = []
     with Revision(root, rev) as base:
         for raw in paths:
             here = Path(real(raw) or os.path.abspath(raw))
@@ -55,12 +60,14 @@ def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Plan, Pla
                     base.add_templates(source)
             old_by = {_key(s, base.dir): s for s in old_sources}
             new_by = {_key(s, root): s for s in current}
+            renames = ((str(base.dir) + os.sep, f"{rev}:"),)
             for key in sorted(set(old_by) | set(new_by)):
                 with _named_at(base.dir, rev):
-                    old_plan = plan_for_source(old_by[key]) if key in old_by else None
-                new_plan = plan_for_source(new_by[key]) if key in new_by else None
-                name = (new_plan or old_plan).funnel  # type: ignore[union-attr]
-                pairs.append((old_plan or _empty(name), new_plan or _empty(name)))
+                    then_side = compiled_for_source(old_by[key]) if key in old_by else None
+                now_side = compiled_for_source(new_by[key]) if key in new_by else None
+                name = (now_side or then_side).plan.funnel  # type: ignore[union-attr]
+                pairs.append((Side(then_side.plan, then_side.funnel, renames) if then_side else Side(_empty(name)),
+                              Side(now_side.plan, now_side.funnel) if now_side else Side(_empty(name))))
             if not old_by and not new_by:
                 raise UsageError(f"{raw}: no definitions here or at {rev}", "name a definition file or directory")
     return pairs

@@ -85,6 +85,14 @@ def test_no_changes(repo):
     assert r.stdout == "Plan for acme-b2b: No changes.\n"
 
 
+def line_of(path: Path, text: str) -> int:
+    """The 1-based line of `path` holding `text` (which must occur once)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = [i + 1 for i, ln in enumerate(lines) if text in ln]
+    assert len(found) == 1, f"{text!r} is on lines {found} of {path.name}"
+    return found[0]
+
+
 def test_wait_send_and_threshold_change(repo):
     old_mql = yaml.safe_load((repo / ACME / "scoring.yaml").read_text())["scoring"]["thresholds"]["mql"]
     assert old_mql == 40
@@ -92,12 +100,17 @@ def test_wait_send_and_threshold_change(repo):
     r = fnl("plan", "--base", "HEAD", ACME, cwd=repo)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
+    nurture, scoring = repo / ACME / "nurture.yaml", repo / ACME / "scoring.yaml"
     assert lines[0] == f"Plan for acme-b2b: + 1 send, ~ 1 wait, ~ MQL threshold {old_mql} → 50"
-    assert "  + sequences.nurture-saas.steps.recap" in lines
-    assert "      nurture-saas: new step recap (send saas/industry-insight, after 5d)" in lines
-    assert "  ~ sequences.nurture-saas.steps.capability.wait" in lines
-    assert "      nurture-saas: wait before capability 3d → 2d" in lines
-    assert "  ~ scoring.thresholds.mql" in lines
+    # one line per change, in the order the definition reads, each at the line that changed
+    assert lines[2:5] == [
+        f"  ~ MQL threshold {old_mql} → 50  ({ACME}/scoring.yaml:{line_of(scoring, 'mql: 50')})",
+        f"  ~ step nurture-saas/capability: wait 3d → 2d  ({ACME}/nurture.yaml:"
+        f"{line_of(nurture, '{wait: 2d, send: saas/capability}')})",
+        f"  + step nurture-saas/recap: send saas/industry-insight after 5d  ({ACME}/nurture.yaml:"
+        f"{line_of(nurture, 'id: recap')})",
+    ]
+    assert lines[5] == ""
     flight = lines[lines.index("Leads in flight:") + 1:]
     assert any("nurture-saas/capability" in n and "keep their due time" in n and "wait 2d" in n for n in flight)
     assert any("nurture-saas" in n and "new step recap" in n for n in flight)
@@ -126,8 +139,11 @@ def test_removing_a_step_says_where_leads_resume(repo):
     assert r.returncode == 2, r.stderr
     # the case study was the only step sending saas/case-study, so the plan no longer pins it
     assert r.stdout.splitlines()[0] == "Plan for acme-b2b: - 1 send, - 1 template"
-    assert "  - templates.saas/case-study" in r.stdout
-    assert f"  - sequences.nurture-saas.steps.{removed.id}" in r.stdout
+    # what was removed is located in the revision it was removed from, named as git names it
+    at = line_of(REPO / ACME / "nurture.yaml", "{wait: 4d, send: saas/case-study, variants: {a: 50, b: 50}}")
+    assert (f"  - step nurture-saas/{removed.id}: send saas/case-study after 4d, variants {{a: 50, b: 50}}  "
+            f"(HEAD:{ACME}/nurture.yaml:{at})") in r.stdout.splitlines()
+    assert "  - template saas/case-study  (HEAD:templates/acme/saas/case-study.j2:1)" in r.stdout.splitlines()
     assert (f"leads waiting on nurture-saas/{removed.id} (removed) resume at {following.id} when it was due"
             in r.stdout)
 
@@ -185,9 +201,21 @@ def test_json_format(repo):
     assert (by_path["sequences.nurture-saas.steps.capability.wait"]["before"],
             by_path["sequences.nurture-saas.steps.capability.wait"]["after"]) == ("3d", "2d")
     assert by_path["scoring.thresholds.mql"]["sign"] == "~"
-    assert (by_path["scoring.thresholds.mql"]["before"], by_path["scoring.thresholds.mql"]["after"]) == (40, 50)
+    assert (by_path["scoring.thresholds.mql"]["before"], by_path["scoring.thresholds.mql"]["after"]) == ("40", "50")
     assert by_path["sequences.nurture-saas.steps.recap"]["sign"] == "+"
     assert by_path["sequences.nurture-saas.steps.recap"]["category"] == "send"
+    # each change says where it is: file, line and column of the new definition, and the path found there
+    wait = by_path["sequences.nurture-saas.steps.capability.wait"]
+    nurture = repo / ACME / "nurture.yaml"
+    row = line_of(nurture, "{wait: 2d, send: saas/capability}")
+    column = nurture.read_text(encoding="utf-8").splitlines()[row - 1].index("wait") + 1
+    assert wait["location"] == {"file": f"{ACME}/nurture.yaml", "line": row, "column": column, "side": "new",
+                                "path": "sequences.nurture-saas.steps[1].wait"}
+    assert wait["subject"] == "step nurture-saas/capability: wait"
+    assert wait["text"] == "step nurture-saas/capability: wait 3d → 2d"
+    assert p["old_funnel"] == "acme-b2b" and p["warnings"] == []
+    for c in p["changes"]:
+        assert f"  {c['sign']} {c['text']}  ({c['location']['file']}:{c['location']['line']})" in text
     assert p["new"] == plan_for(str(repo / ACME)).content_hash
     assert p["old"] != p["new"] and p["old"] == plan_for(str(REPO / ACME)).content_hash
     for note in p["in_flight"]:
@@ -201,9 +229,13 @@ def test_markdown_format(repo):
     md = r.stdout
     assert md.startswith("### fnl plan: `acme-b2b`\n")
     assert "**+ 1 send, ~ 1 wait, ~ MQL threshold 40 → 50**" in md
-    assert "| | path | before | after |" in md
-    assert "| ~ | `sequences.nurture-saas.steps.capability.wait` | `3d` | `2d` |" in md
-    assert "| + | `sequences.nurture-saas.steps.recap` |  | `send saas/industry-insight` |" in md
+    nurture = repo / ACME / "nurture.yaml"
+    assert "| | change | before | after | where |" in md
+    assert (f"| ~ | step nurture-saas/capability: wait | `3d` | `2d` | "
+            f"`{ACME}/nurture.yaml:{line_of(nurture, '{wait: 2d, send: saas/capability}')}` |") in md
+    assert (f"| + | step nurture-saas/recap |  | `send saas/industry-insight after 5d` | "
+            f"`{ACME}/nurture.yaml:{line_of(nurture, 'id: recap')}` |") in md
+    assert "| ~ | MQL threshold | `40` | `50` |" in md
     assert "**Leads in flight**" in md
     old, new = plan_for(str(REPO / ACME)).content_hash, plan_for(str(repo / ACME)).content_hash
     assert f"<sub>{old[:19]} → {new[:19]}</sub>" in md
@@ -220,9 +252,12 @@ def test_compiled_plans_compare_like_definitions(repo, tmp_path):
     files = fnl("plan", before, after, "--detailed-exitcode", cwd=repo)
     based = fnl("plan", "--base", "HEAD", ACME, cwd=repo)
     assert files.returncode == 2, files.stderr
-    assert files.stdout == based.stdout
+    # the same changes in the same words; plan files have no lines to point at
+    located = re.compile(r"  \(HEAD:[^()]*\)$|  \([^()]*\.yaml:[0-9]+\)$", re.M)
+    assert len(located.findall(based.stdout)) == 3
+    assert files.stdout == located.sub("", based.stdout)
     mixed = fnl("plan", before, ACME, cwd=repo)  # an old plan file against the working definition
-    assert mixed.stdout == based.stdout
+    assert mixed.stdout == based.stdout  # what is added or changed is located in the new definition
     same = fnl("plan", after, after, "--detailed-exitcode", cwd=repo)
     assert same.returncode == 0 and "No changes." in same.stdout
 
@@ -262,9 +297,15 @@ def test_a_new_definition_is_all_additions(repo):
 
 @pytest.mark.parametrize("files, noun", [
     ({"scoring.yaml": [("    email.opened: 3\n", "    email.opened: 4\n"),
-                       ("    email.clicked: 8\n", "    email.clicked: 9\n")]}, "~ 2 points"),
+                       ("    email.clicked: 8\n", "    email.clicked: 9\n")]}, "~ 2 scoring rules"),
+    ({"scoring.yaml": [("    email.opened: 3\n", "    email.opened: 4\n")]}, "~ 1 scoring rule"),
     ({"funnel.yaml": [("frequency_cap: {max: 3,", "frequency_cap: {max: 4,"),
                       ('quiet_hours: {from: "20:00"', 'quiet_hours: {from: "21:00"')]}, "~ 2 policies"),
+    # three keys of one handoff changed: one handoff, three lines
+    ({"sales.yaml": [("    sla: 4h  #", "    sla: 2h  #"), ("    notify: [crm, owner]\n    suppress: [nurture, broadcast]\n"
+                                                           "    crm_stage: Sales Qualified Lead",
+                                                           "    notify: [crm]\n    suppress: [nurture]\n"
+                                                           "    crm_stage: Sales Qualified Lead")]}, "~ 1 handoff"),
 ])
 def test_summary_plurals(repo, files, noun):
     for name, edits in files.items():
@@ -273,14 +314,21 @@ def test_summary_plurals(repo, files, noun):
     r = fnl("plan", "--base", "HEAD", ACME, cwd=repo)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == f"Plan for acme-b2b: {noun}"
+    assert len([ln for ln in r.stdout.splitlines() if ln.startswith("  ~ ")]) == sum(map(len, files.values())) + (
+        "handoff" in noun)
 
 
 def test_plan_from_a_subdirectory_and_for_one_file_of_a_split_definition(repo):
     edit(repo / ACME / "scoring.yaml", "    mql: 40\n", "    mql: 45\n")
     expected = fnl("plan", "--base", "HEAD", ACME, cwd=repo).stdout
     assert expected.startswith("Plan for acme-b2b: ~ MQL threshold 40 → 45\n")
-    assert fnl("plan", "--base", "HEAD", "acme", cwd=repo / "funnels").stdout == expected
-    assert fnl("plan", "--base", "HEAD", "scoring.yaml", cwd=repo / ACME).stdout == expected
+    # locations are relative to where fnl runs, like every file name fnl prints
+    at = line_of(repo / ACME / "scoring.yaml", "mql: 45")
+    assert f"  ~ MQL threshold 40 → 45  ({ACME}/scoring.yaml:{at})\n" in expected
+    assert fnl("plan", "--base", "HEAD", "acme", cwd=repo / "funnels").stdout == expected.replace(
+        f"({ACME}/", "(acme/")
+    assert fnl("plan", "--base", "HEAD", "scoring.yaml", cwd=repo / ACME).stdout == expected.replace(
+        f"({ACME}/", "(")
 
 
 def test_a_broken_working_tree_exits_1_with_the_location(repo):
