@@ -240,6 +240,45 @@ silently hide the next real problem there, so it is reported.""", """
       frequency_cap: {max: 3, per: 7d}
 """, "Remove the comment, or move it to the line the finding is now on (or the line above).",
           check="definition", severity="warning"),
+    _page("FNL021", "unknown-suppression", """
+A `# fnl: ignore[...]` comment names a code that is not a lint rule's ID: a typo, a
+prefix (`FNL5`), or a code of reading or the schema (FNL0xx, FNL1xx), which a comment
+cannot silence. The comment silences nothing, so the problem it was meant for is still
+reported.""", """
+    policies:
+      quiet_hours: {from: "20:00", to: "08:00"}
+    handoff:
+      customer:
+        assign: {owner: ana@acme.example}
+        sla: 4h  # fnl: ignore[FNL550] account managers call; quiet hours hold only email
+""", """
+    policies:
+      quiet_hours: {from: "20:00", to: "08:00"}
+    handoff:
+      customer:
+        assign: {owner: ana@acme.example}
+        sla: 4h  # fnl: ignore[FNL505] account managers call; quiet hours hold only email
+""", "Name the rule by its full ID, as the finding prints it (`fnl rules` lists them); fix problems of "
+         "reading and the schema instead of silencing them.", check="definition", severity="warning"),
+    _page("FNL022", "suppression-without-reason", """
+A `# fnl: ignore[CODE]` comment without a reason after the brackets. A suppression is a
+decision someone made; the next reviewer needs to know why it is right here, and when it
+stops being right.""", """
+    policies:
+      quiet_hours: {from: "20:00", to: "08:00"}
+    handoff:
+      customer:
+        assign: {owner: ana@acme.example}
+        sla: 4h  # fnl: ignore[FNL505]
+""", """
+    policies:
+      quiet_hours: {from: "20:00", to: "08:00"}
+    handoff:
+      customer:
+        assign: {owner: ana@acme.example}
+        sla: 4h  # fnl: ignore[FNL505] account managers call; quiet hours hold only email
+""", "Say why after the brackets: `# fnl: ignore[FNL505] <why this is right here>`.",
+          check="definition", severity="warning"),
     # -- FNL1xx: the schema and the condition language -----------------------------
     _page("FNL100", "unknown-key", """
 A key the schema does not know in this place: a misspelling, or a key that belongs in
@@ -365,10 +404,12 @@ business hours and score decay are kept in this timezone, so it must be a real o
     fnl: 1
     funnel: acme-b2b
     sender: {from: "Acme <hello@acme.example>", postal_address: "1 Main St", timezone: US/Springfield}
+    stages: [subscriber, customer]
 """, """
     fnl: 1
     funnel: acme-b2b
     sender: {from: "Acme <hello@acme.example>", postal_address: "1 Main St", timezone: America/Chicago}
+    stages: [subscriber, customer]
 """, "Use an IANA name such as `America/New_York`, `Europe/Berlin` or `UTC`.", check="file"),
     # -- FNL6xx: events files (`fnl trace`) ------------------------------------------
     _page("FNL601", "events-unreadable", """
