@@ -625,10 +625,11 @@ def _load(root: Path, name: str, attributes: Tuple[str, ...], _mtime: int, _size
     try:
         tree = env.parse(source, name=name, filename=str(path))
     except jinja2.TemplateSyntaxError as exc:
-        line = exc.lineno or 1
-        return Template(name, path, source, (), (TemplateIssue(
-            "syntax", f"template syntax: {exc.message}", line, getattr(exc, "column", 1),
-            getattr(exc, "help", "") or _syntax_help(exc.message or "")),), digest)
+        issue = TemplateIssue("syntax", f"template syntax: {exc.message}", exc.lineno or 1, getattr(exc, "column", 1),
+                              getattr(exc, "help", "") or _syntax_help(exc.message or ""))
+        if not hasattr(exc, "column"):
+            issue = _tag_issue(env, source, exc.lineno or 1, exc.message or "") or issue
+        return Template(name, path, source, (), (issue,), digest)
     blocks = tuple(b.name for b in tree.find_all(nodes.Block))
     lines = source.splitlines()
     issues = _check_names(tree, lines, attributes)
@@ -637,6 +638,85 @@ def _load(root: Path, name: str, attributes: Tuple[str, ...], _mtime: int, _size
         issues.append(TemplateIssue("parts", f"missing {', '.join(f'`{{% block {m} %}}`' for m in missing)}", 1, 1,
                                     "every email needs a subject line, an HTML part and a plain-text part"))
     return Template(name, path, source, blocks, tuple(issues), digest)
+
+
+_UNKNOWN_TAG = re.compile(r"Encountered unknown tag '(\w+)'")
+_INNERMOST = re.compile(r"innermost block that needs to be closed is '(\w+)'")
+_LOOKING_FOR = re.compile(r"'(\w+)'")
+
+
+@dataclass(frozen=True)
+class _Tag:
+    name: str
+    line: int
+    column: int
+    words: Tuple[str, ...]  # the tag's name and what follows it, as Jinja lexes them
+    text: str  # the tag as written, `{% if lead.company %}`
+
+    @property
+    def shown(self) -> str:
+        text = " ".join(self.text.split())
+        return text if len(text) <= 60 else f"{{% {self.name} … %}}"
+
+
+def _tags(env: jinja2.Environment, source: str) -> Iterator[_Tag]:
+    """Every `{% ... %}` tag of a template, with its position, in order."""
+    pos = 0
+    start: Optional[Tuple[int, int, int]] = None
+    words: List[str] = []
+    for line, token, value in env.lexer.tokeniter(source, None):
+        found = source.find(value, pos) if value else -1
+        at = found if found >= 0 else pos
+        pos = at + len(value)
+        if token == "block_begin":
+            start = (line, at - (source.rfind("\n", 0, at) + 1) + 1, at)
+            words = []
+        elif token == "block_end" and start is not None and words:
+            yield _Tag(words[0], start[0], start[1], tuple(words), source[start[2]:pos])
+            start = None
+        elif start is not None and token not in ("whitespace",):
+            words.append(value)
+
+
+def _tag_issue(env: jinja2.Environment, source: str, line: int, message: str) -> Optional[TemplateIssue]:
+    """The issue located where the mistake is, not where Jinja noticed it: an unclosed
+    tag at its opening `{%` (with which tag it is), an unknown tag at its `{%`."""
+    unknown = _UNKNOWN_TAG.search(message)
+    innermost = _INNERMOST.search(message)
+    if not message.startswith("Unexpected end of template") and unknown is None:
+        return None
+    stack: List[_Tag] = []
+    try:
+        for tag in _tags(env, source):
+            if unknown is not None and tag.line == line and tag.name == unknown.group(1):
+                wanted = _LOOKING_FOR.findall(message.split("looking for", 1)[1]) if "looking for" in message else []
+                known_end = tag.name.startswith("end") and tag.name[3:] in _OPENERS
+                if innermost and known_end and stack and stack[-1].name == innermost.group(1):
+                    return _unclosed(stack[-1], f"`{{% {tag.name} %}}` on line {tag.line}")
+                guess = difflib.get_close_matches(tag.name, wanted, n=1, cutoff=0.6)
+                help = (f"did you mean `{{% {guess[0]} %}}`?" if guess else
+                        f"remove it, or open its `{{% {tag.name[3:]} %}}` first" if known_end else
+                        "use a tag Jinja2 knows (if, for, block, set, macro, include...)")
+                return TemplateIssue("syntax", f"template syntax: unknown tag `{{% {tag.name} %}}`", tag.line,
+                                     tag.column, help)
+            if tag.name.startswith("end"):
+                opener = tag.name[3:]
+                if any(t.name == opener for t in stack):
+                    while stack and stack.pop().name != opener:
+                        pass
+            elif tag.name in _OPENERS and (tag.name != "set" or "=" not in tag.words):
+                stack.append(tag)
+    except jinja2.TemplateSyntaxError:
+        return None
+    if unknown is None and innermost and stack and stack[-1].name == innermost.group(1):
+        return _unclosed(stack[-1], "the end of the template")
+    return None
+
+
+def _unclosed(tag: _Tag, reached: str) -> TemplateIssue:
+    return TemplateIssue("syntax", f"template syntax: `{tag.shown}` is never closed: Jinja2 reached {reached} "
+                                   f"still inside it", tag.line, tag.column,
+                         f"add `{{% end{tag.name} %}}` where the {tag.name} should end, before {reached}")
 
 
 def _syntax_help(message: str) -> str:

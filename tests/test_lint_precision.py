@@ -304,3 +304,53 @@ def test_a_misspelt_entry_stage_is_reported_alone(tmp_path: Path) -> None:
     path = funnel(tmp_path, body)
     problems = lint(path)
     assert spots(problems) == [("FNL204", line_of(path, "subscribr"))]
+
+
+# ---------------------------------------------------------------- FNL220: syntax errors where the mistake is
+
+ONE_EMAIL = """\
+profile: {company: {type: string}}
+stages: [subscriber, mql]
+transitions:
+  - {from: subscriber, to: mql, when: "score >= 40"}
+sequences:
+  nurture: {kind: nurture, stage: subscriber, steps: [{send: nurture/insight}], exit: {stage_at_least: mql}}
+""" + ENTRY
+
+
+@pytest.mark.parametrize("body, line, column, tag, reached", [
+    ("<p>Hi,</p>\n<p>{% if lead.company %}At {{ lead.company }}, deals stall.</p>", 5, 4,
+     "{% if lead.company %}", "`{% endblock %}` on line 7"),
+    ("<ul>\n{%- for n in [1, 2] %}<li>{{ n }}</li>\n</ul>", 5, 1, "{%- for n in [1, 2] %}", "`{% endblock %}` on line 8"),
+    ("<p>{% if lead.company %}{% if lead.company|length > 3 %}At {{ lead.company }}{% endif %}</p>", 4, 4,
+     "{% if lead.company %}", "`{% endblock %}` on line 6"),
+])
+def test_an_unclosed_tag_is_reported_at_its_opening(tmp_path: Path, body: str, line: int, column: int, tag: str,
+                                                    reached: str) -> None:
+    template = EMAIL.replace("SUBJECT", "Three numbers").replace("<p>BODY</p>", body, 1).replace("BODY", "Deals.")
+    path = funnel(tmp_path, ONE_EMAIL, {"nurture/insight": template})
+    [problem] = lint(path, "FNL220")
+    assert (problem.location.line, problem.location.column) == (line, column)
+    assert problem.location.file.endswith("nurture/insight.j2")
+    assert problem.message == (f"nurture/insight: template syntax: `{tag}` is never closed: Jinja2 reached "
+                               f"{reached} still inside it")
+    end = "endif" if "if" in tag else "endfor"
+    assert problem.help.startswith(f"add `{{% {end} %}}` where the")
+
+
+def test_a_block_left_open_at_the_end_is_reported_at_the_block(tmp_path: Path) -> None:
+    template = EMAIL.replace("SUBJECT", "Three numbers").replace("BODY", "Deals.")
+    template = template[:template.rindex("{%- endblock %}")]
+    path = funnel(tmp_path, ONE_EMAIL, {"nurture/insight": template})
+    [problem] = lint(path, "FNL220")
+    assert (problem.location.line, problem.location.column) == (line_of(tmp_path / "templates/nurture/insight.j2",
+                                                                        "block text"), 1)
+    assert "`{% block text -%}` is never closed: Jinja2 reached the end of the template" in problem.message
+
+
+def test_a_misspelt_end_tag_is_reported_at_the_tag_with_a_guess(tmp_path: Path) -> None:
+    template = EMAIL.replace("SUBJECT{% endblock %}", "Three numbers{% endblok %}").replace("BODY", "Deals.")
+    path = funnel(tmp_path, ONE_EMAIL, {"nurture/insight": template})
+    [problem] = lint(path, "FNL220")
+    assert (problem.location.line, problem.location.column) == (1, 33)
+    assert problem.help == "did you mean `{% endblock %}`?"
