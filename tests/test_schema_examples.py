@@ -15,7 +15,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Tuple, Union
 
 import pytest
 
@@ -145,9 +145,26 @@ EXAMPLES = examples()
 FRAGMENTS = [e for e in EXAMPLES if not e.pointer.startswith("/examples/")]
 
 
-def test_the_walk_finds_the_schemas_examples() -> None:
+def _every_examples_list(node: Any, pointer: str = "", names: bool = False) -> List[str]:
+    """Every `examples` keyword in the schema (not a property called `examples`)."""
+    out: List[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "examples" and not names:
+                out.append(pointer)
+            else:
+                out += _every_examples_list(value, f"{pointer}/{key}", key in ("properties", "definitions"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out += _every_examples_list(value, f"{pointer}/{i}")
+    return out
+
+
+def test_the_walk_finds_every_example_of_the_schema() -> None:
     text = json.dumps(SCHEMA)
-    assert len(EXAMPLES) >= text.count('"examples"') - 2  # a definition used nowhere would be missed
+    unused = [f"/definitions/{name}" for name in SCHEMA["definitions"] if f'"#/definitions/{name}"' not in text]
+    offered = {p for p in _every_examples_list(SCHEMA) if not any(p.startswith(u) for u in unused)}
+    assert {e.pointer.rsplit("/examples/", 1)[0] for e in EXAMPLES} == offered
     assert any(e.pointer.startswith("/definitions/step/") for e in EXAMPLES)
     assert any(e.pointer.startswith("/examples/") for e in EXAMPLES)
 
