@@ -5,8 +5,7 @@ sales and the CRM act (`schemas/behavior.schema.json`).
 """
 from __future__ import annotations
 
-from .behavior import (DEFAULTS, Behavior, Defaults, default_behavior, find_behavior, is_behavior_file,
-                       load_behavior)
+from .behavior import DEFAULTS, Behavior, Defaults, default_behavior, find_behavior, is_behavior_file, load_behavior
 
 __all__ = ["DEFAULTS", "Behavior", "Defaults", "default_behavior", "find_behavior", "is_behavior_file",
            "load_behavior"]

@@ -435,7 +435,8 @@ def find_behavior(funnel_path: Union[str, Path]) -> Optional[Path]:
         return None
     if not inside(found[0], folder):
         raise ProblemsFound((Problem(
-            "FNL805", "behaviour model is a link to a file outside the funnel's folder", Location(display_path(found[0])),
+            "FNL805", "behaviour model is a link to a file outside the funnel's folder",
+            Location(display_path(found[0])),
             help="replace the link with the file itself, or name the file with --behavior FILE"),))
     return found[0]
 
@@ -504,7 +505,8 @@ def schema_problems(doc: Document) -> List[Problem]:
 
 
 def _reword(p: Problem) -> Problem:
-    help = _LOADER_HELP.get(p.code, p.help.replace("fnl definitions", "behaviour models"))
+    help = _LOADER_HELP.get(p.code, p.help.replace("fnl definitions", "behaviour models")
+                            .replace("definition", "behaviour model"))
     return dataclasses.replace(p, message=p.message.replace("definition", "behaviour model"), help=help)
 
 
@@ -546,21 +548,24 @@ class _Build:
         self.problems: List[Problem] = []
         self.assumptions: List[str] = []
         self.funnel_name = plan.funnel
+        self.of = f"of funnel `{plan.funnel}`"
 
     # -- helpers ------------------------------------------------------------------------
     def error(self, code: str, path: JsonPath, message: str, help: str, key: bool = False) -> None:
         loc = self.doc.locate(path, key=key)
         self.problems.append(Problem(code, message, loc, path, help, source_line=self.doc.source_line(loc)))
 
-    def unknown(self, path: JsonPath, what: str, name: str, known: Sequence[str], key: bool = True) -> None:
+    def unknown(self, path: JsonPath, what: str, name: str, known: Sequence[str], key: bool = True,
+                plural: str = "") -> None:
+        """`name` is not `what` (a phrase such as "a segment of funnel `x`"); did you mean…"""
         guess = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
         if guess:
             help = f"did you mean `{guess[0]}`?"
         elif known:
-            help = f"the funnel's {what}s: {_names(list(known))}"
+            help = f"{plural or 'use one of'}: {_names(list(known))}"
         else:
-            help = f"funnel `{self.funnel_name}` has no {what}s; remove this entry"
-        self.error("FNL801", path, f"`{name}` is not a {what} of funnel `{self.funnel_name}`", help, key=key)
+            help = "the funnel has none; remove this entry"
+        self.error("FNL801", path, f"`{name}` is not {what}", help, key=key)
 
     def assume(self, text: str) -> None:
         where = f"not in {self.source}" if self.source else "no behaviour file"
@@ -693,21 +698,22 @@ class _Build:
             if not ways:
                 self.assume("arrivals: none (the funnel has no lead magnets or entries)")
                 return ()
-            window = min(parse_duration(self.d.arrival_window), horizon)
+            spread = min(parse_duration(self.d.arrival_window), horizon)
             each, rest = divmod(self.d.leads, len(ways))
             out = []
             for i, name in enumerate(ways):
                 kind = "magnet" if name in magnets else "entry"
-                out.append(Arrival(name, kind, each + (1 if i < rest else 0), None, 0, window, (), ()))
+                out.append(Arrival(name, kind, each + (1 if i < rest else 0), None, 0, spread, (), ()))
             over = f"split evenly over {_names(ways)}" if len(ways) > 1 else f"through {_names(ways)}"
-            self.assume(f"arrivals: {self.d.leads:,} leads over the first {format_duration(window)}, {over}")
+            self.assume(f"arrivals: {self.d.leads:,} leads over the first {format_duration(spread)}, {over}")
             return tuple(out)
         body: Dict[str, Any] = self.data["arrivals"]
         out = []
         for name, spec in body.items():
             path: JsonPath = ("arrivals", name)
             if name not in ways:
-                self.unknown(path, "lead magnet or entry", name, ways)
+                self.unknown(path, f"a lead magnet or entry {self.of}", name, ways,
+                             plural="its lead magnets and entries")
                 continue
             if name in magnets and name in entries:
                 self.error("FNL801", path, f"`{name}` is both a lead magnet and an entry of funnel "
@@ -802,7 +808,7 @@ class _Build:
             path = base + (name,)
             attr = attrs.get(name)
             if attr is None:
-                self.unknown(path, "profile attribute", name, list(attrs))
+                self.unknown(path, f"a profile attribute {self.of}", name, list(attrs), plural="its attributes")
                 continue
             mix = self.mix(path, attr, spec)
             if mix is not None:
@@ -850,7 +856,7 @@ class _Build:
         for key, weight in weights.items():
             if allowed is not None:
                 if key not in allowed:
-                    self.unknown(path + (key,), f"value of `{attr.name}`", key, list(allowed))
+                    self.unknown(path + (key,), f"a value of `{attr.name}`", key, list(allowed), plural="its values")
                     ok = False
                     continue
                 values.append((allowed[key], float(weight)))
@@ -942,11 +948,11 @@ class _Build:
             # No email can be opened; a click or reply set anywhere (outside a level that says
             # `open: 0` itself, already reported) could never happen.
             for r in layers:
-                name = next((n for n in ("click", "reply") if (r.get(n) or 0) > 0), None)
-                if name is not None and r.open is None:
-                    self.error("FNL802", r.path + (name,), f"`{name}` is {r.get(name):g} but no email can be "
+                rate = next((n for n in ("click", "reply") if (r.get(n) or 0) > 0), None)
+                if rate is not None and r.open is None:
+                    self.error("FNL802", r.path + (rate,), f"`{rate}` is {r.get(rate):g} but no email can be "
                                "opened (`open` is 0 everywhere)",
-                               f"`{name}` is given an open; set `open` above 0 somewhere, or `{name}: 0`")
+                               f"`{rate}` is given an open; set `open` above 0 somewhere, or `{rate}: 0`")
                     break
         return EmailModel(resolved, by_attribute, by_segment, by_persona, by_template)
 
@@ -973,7 +979,7 @@ class _Build:
             path = base + (name,)
             attr = attrs.get(name)
             if attr is None:
-                self.unknown(path, "profile attribute", name, list(attrs))
+                self.unknown(path, f"a profile attribute {self.of}", name, list(attrs), plural="its attributes")
                 continue
             if attr.enum:
                 allowed: Dict[str, Any] = {_key_text(v): v for v in attr.enum}
@@ -981,13 +987,14 @@ class _Build:
                 allowed = {"true": True, "false": False}
             else:
                 self.error("FNL802", path, f"rates by `{name}` need an attribute with listed values (an enum or a "
-                           f"boolean), and `{name}` is {'a number' if attr.type in ('integer', 'number') else 'free text'}",
+                           f"boolean), and `{name}` is "
+                           f"{'a number' if attr.type in ('integer', 'number') else 'free text'}",
                            "set rates by a segment or persona whose condition tests it instead", key=True)
                 continue
             items = []
             for key, rates_body in values.items():
                 if key not in allowed:
-                    self.unknown(path + (key,), f"value of `{name}`", key, list(allowed))
+                    self.unknown(path + (key,), f"a value of `{name}`", key, list(allowed), plural="its values")
                     continue
                 items.append((allowed[key], self.rates(path + (key,), rates_body)))
             sets = [r for r in RATE_NAMES if any(r in v for v in values.values())]
@@ -1001,11 +1008,12 @@ class _Build:
             out.append(AttributeRates(name, tuple(items)))
         return tuple(out)
 
-    def by_group(self, base: JsonPath, body: Dict[str, Any], what: str, known: List[str]) -> Tuple[Tuple[str, Rates], ...]:
+    def by_group(self, base: JsonPath, body: Dict[str, Any], what: str,
+                 known: List[str]) -> Tuple[Tuple[str, Rates], ...]:
         out = []
         for name, rates_body in body.items():
             if name not in known:
-                self.unknown(base + (name,), what, name, known)
+                self.unknown(base + (name,), f"a {what} {self.of}", name, known, plural=f"its {what}s")
                 continue
             out.append((name, self.rates(base + (name,), rates_body)))
         return tuple(out)
@@ -1021,14 +1029,16 @@ class _Build:
         for name, spec in body.items():
             path = base + (name,)
             if name not in known:
-                self.unknown(path, "template the funnel sends", name, known)
+                self.unknown(path, f"a template funnel `{self.funnel_name}` sends", name, known,
+                             plural="the templates it sends")
                 continue
             own = sorted(variants.get(name, set()))
             items = []
             for vname, vbody in spec.get("variants", {}).items():
                 if vname not in own:
                     if own:
-                        self.unknown(path + ("variants", vname), f"variant of `{name}`", vname, own)
+                        self.unknown(path + ("variants", vname), f"an A/B variant of `{name}`", vname, own,
+                                     plural="its variants")
                     else:
                         self.error("FNL801", path + ("variants", vname), f"`{name}` has no A/B variants",
                                    "remove `variants`, or add `variants:` to the step that sends it", key=True)
@@ -1091,7 +1101,7 @@ class _Build:
             chosen = []
             for i, name in enumerate(body["stages"]):
                 if name not in stages:
-                    self.unknown(base + ("stages", i), "stage", name, stages)
+                    self.unknown(base + ("stages", i), f"a stage {self.of}", name, stages, plural="its stages")
                 else:
                     chosen.append(name)
         else:
@@ -1112,7 +1122,9 @@ class _Build:
             after_stage = after_event = None
             if after.startswith("crm."):
                 if after[4:] not in events:
-                    self.unknown(path + ("after",), "CRM event", after, [f"crm.{e}" for e in events], key=False)
+                    self.unknown(path + ("after",), f"a CRM event {self.of}", after, [f"crm.{e}" for e in events],
+                                 key=False,
+                                 plural="its CRM events")
                     continue
                 after_event = after
             elif after in stages:
@@ -1120,7 +1132,7 @@ class _Build:
             else:
                 hint = f"did you mean `crm.{after}`?" if after in events else ""
                 guess = difflib.get_close_matches(after, stages, n=1, cutoff=0.6)
-                self.error("FNL801", path + ("after",), f"`{after}` is not a stage of funnel `{self.funnel_name}`",
+                self.error("FNL801", path + ("after",), f"`{after}` is not a stage {self.of}",
                            hint or (f"did you mean `{guess[0]}`?" if guess else
                                     f"name a stage ({_names(stages)}) or a CRM event (`crm.<event>`)"))
                 continue
@@ -1129,9 +1141,11 @@ class _Build:
             for event, body in spec["outcomes"].items():
                 opath = path + ("outcomes", event)
                 if event[4:] not in events:
-                    self.unknown(opath, "CRM event", event, [f"crm.{e}" for e in events])
+                    self.unknown(opath, f"a CRM event {self.of}", event, [f"crm.{e}" for e in events],
+                                 plural="its CRM events")
                     continue
-                delay = self.delay(opath + ("delay",), body["delay"]) if "delay" in body else Delay("fixed", 0, None, None)
+                delay = self.delay(opath + ("delay",), body["delay"]) if "delay" in body else \
+                    Delay("fixed", 0, None, None)
                 probability = float(body["probability"])
                 total += probability
                 outcomes.append(Outcome(event, probability, delay, opath))
@@ -1139,7 +1153,8 @@ class _Build:
                 self.error("FNL802", path + ("outcomes",), f"the outcomes' probabilities add up to {total:g}; at most "
                            "one of them happens, so they add up to at most 1",
                            "lower them; what is left below 1 is the share for which nothing follows", key=True)
-            out.append(Reaction(name, after_stage, after_event, tuple(outcomes), str(spec.get("description", "")), path))
+            out.append(Reaction(name, after_stage, after_event, tuple(outcomes), str(spec.get("description", "")),
+                                path))
         self.instant_cycles(out)
         return tuple(out)
 
@@ -1189,7 +1204,8 @@ class _Build:
         listed: Dict[str, float] = {}
         for rep, value in body.get("reps", {}).items():
             if rep not in reps:
-                self.unknown(("sales", "reps", rep), "rep the funnel's handoffs assign", rep, reps)
+                self.unknown(("sales", "reps", rep), f"a rep the handoffs {self.of} assign", rep, reps,
+                             plural="its reps")
                 continue
             listed[rep] = float(value)
         resolved = tuple((rep, listed.get(rep, per_week)) for rep in reps if rep in listed or per_week is not None)
