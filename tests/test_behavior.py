@@ -323,6 +323,9 @@ def test_a_file_that_does_not_exist_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError) as caught:
         load_behavior(tmp_path / "nope.behavior.yaml", plan("funnels/reference.yaml"))
     assert caught.value.exit_code == 3 and "no such behaviour model" in caught.value.message
+    with pytest.raises(UsageError) as caught:
+        load_behavior(tmp_path, plan("funnels/reference.yaml"))
+    assert "is a folder" in caught.value.message
 
 
 def test_hostile_sizes_stay_bounded(tmp_path):

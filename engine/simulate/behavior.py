@@ -461,6 +461,9 @@ def load_behavior(path: Union[str, Path], plan: Plan) -> Behavior:
     if not file.exists() and not file.is_symlink():
         raise UsageError(f"{path}: no such behaviour model",
                          "check the path; without --behavior fnl uses the *.behavior.yaml beside the funnel")
+    if file.is_dir():
+        raise UsageError(f"{path}: is a folder, not a behaviour model",
+                         "name the *.behavior.yaml file itself")
     loaded = load_file(file, display_path(file))
     loader_problems = tuple(_reword(p) for p in loaded.problems)
     if loaded.document is None:
