@@ -19,6 +19,7 @@ example really gets the code and the "Passes:" one does not:
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Dict, List, Optional, Tuple
@@ -462,19 +463,17 @@ def code_page(page: CodePage) -> str:
     """A code's page, in the shape of a lint rule's: header, summary, explanation,
     Fails:, Passes:, Fix:."""
     return (f"{page.code} {page.name} ({page.severity})\n\n{page.summary}\n\n{page.explanation}\n\n"
-            f"Fails:\n{_dedent_block(page.fails)}\n\nPasses:\n{_dedent_block(page.passes)}\n\nFix: {page.fix}")
+            f"Fails:\n{_block(page.fails)}\n\nPasses:\n{_block(page.passes)}\n\nFix: {page.fix}")
 
 
-def _dedent_block(text: str) -> str:
-    """Example text as written in the page source: four spaces in, kept as they are."""
+def _block(text: str) -> str:
+    """An example as the page shows it: indented four spaces, as in the page source."""
     return "\n".join(line.rstrip() for line in text.splitlines())
 
 
 def example(text: str) -> str:
     """An example as a file holds it: the page's four-space indent removed, `<U+XXXX>`
     made the character it names."""
-    import re
-
     lines = [line[4:] if line.startswith("    ") else line.lstrip() for line in text.splitlines()]
     body = "\n".join(lines) + "\n"
     return re.sub(r"<U\+([0-9A-F]{4,6})>", lambda m: chr(int(m.group(1), 16)), body)
