@@ -1,8 +1,7 @@
 """fnl: B2B email funnels as code.
 
 The command line only parses options, calls one pipeline stage and picks a reporter.
-Exit codes: 0 clean, 1 problems found, 2 changes (`fnl plan --detailed-exitcode`),
-3 usage error or unreadable path, 4 internal error.
+Exit codes are stated once, in `engine.errors.EXIT_MEANINGS`; `fnl --help` prints them.
 """
 from __future__ import annotations
 
@@ -16,7 +15,8 @@ import click
 from click.shell_completion import CompletionItem
 
 from engine import __version__
-from engine.errors import EXIT_CHANGES, EXIT_INTERNAL, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError, ProblemsFound, UsageError
+from engine.errors import (EXIT_CHANGES, EXIT_INTERNAL, EXIT_MEANINGS, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, FnlError,
+                           ProblemsFound, UsageError)
 from engine.terminal import COLOR_MODES, Style, escape, style_for
 
 FORMATS = ("text", "json", "github", "sarif")
@@ -43,6 +43,21 @@ def _color_option() -> click.Option:
                              "under NO_COLOR), always or never.")
 
 
+# Examples for a command whose help has none of its own, shown after its options.
+_EXAMPLES = {
+    "trace": ("fnl trace funnels/acme --events tests/events/acme-dana.jsonl",
+              "fnl trace funnels/acme --events tests/events/acme-dana.jsonl --format json"),
+}
+
+
+def _examples_epilog(lines: tuple) -> str:
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _exit_codes_epilog() -> str:
+    return "\b\nExit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_MEANINGS)
+
+
 def _style(err: bool = False) -> Style:
     """The colour style for standard output (or standard error) under --color."""
     ctx = click.get_current_context(silent=True)
@@ -57,6 +72,9 @@ class FnlGroup(click.Group):
 
     def add_command(self, cmd: click.Command, name: Optional[str] = None) -> None:
         cmd.params.append(_color_option())  # every command takes --color
+        examples = _EXAMPLES.get(name or cmd.name or "")
+        if examples and "Examples:" not in (cmd.help or "") and not cmd.epilog:
+            cmd.epilog = _examples_epilog(examples)
         super().add_command(cmd, name)
 
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
@@ -103,14 +121,24 @@ class FnlGroup(click.Group):
         ctx.exit(rv if isinstance(rv, int) else EXIT_OK)
 
 
-@click.group(cls=FnlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FnlGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_exit_codes_epilog())
 @click.version_option(__version__, prog_name="fnl")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show Python tracebacks of internal errors.")
 @click.option("--color", type=click.Choice(COLOR_MODES), default=None, expose_value=False, callback=_remember_color,
               metavar="[auto|always|never]", help="Colour the text output (also accepted after the command).")
 @click.pass_context
 def cli(ctx: click.Context, show_traceback: bool) -> None:
-    """B2B email funnels as code: validate, compile, simulate and run funnel definitions."""
+    """B2B email funnels as code: validate, compile, simulate and run funnel definitions.
+
+    Run `fnl COMMAND --help` for a command's options and examples.
+
+    \b
+    Examples:
+      fnl validate funnels/
+      fnl --color never validate funnels/ --select FNL4
+      fnl compile funnels/acme -o plan.json
+      fnl rules FNL301
+    """
     ctx.obj = {"traceback": show_traceback}
 
 
@@ -178,7 +206,7 @@ def complete_rule(ctx: click.Context, param: click.Parameter, incomplete: str) -
 @click.option("--baseline", "baseline_file", type=click.Path(dir_okay=False), default=None,
               help="Report only findings not in this baseline file.")
 @click.option("--write-baseline", type=click.Path(dir_okay=False), default=None,
-              help="Accept every current finding: write them to this file and exit 0.")
+              help=f"Accept every current finding: write them to this file and exit {EXIT_OK} (no problems).")
 def validate(paths: tuple, fmt: Optional[str], verbose: bool, select: tuple, ignore: tuple,
              fail_on: Optional[str], no_lint: bool, baseline_file: Optional[str],
              write_baseline: Optional[str]) -> int:
@@ -307,7 +335,13 @@ def help_cmd(ctx: click.Context, topic: Optional[str]) -> int:
 @cli.command()
 @click.argument("name", type=click.Choice(("funnel", "plan")), default="funnel")
 def schema(name: str) -> int:
-    """Print a JSON Schema: the funnel definition (default) or the compiled plan."""
+    """Print a JSON Schema: the funnel definition (default) or the compiled plan.
+
+    \b
+    Examples:
+      fnl schema
+      fnl schema plan > plan.schema.json
+    """
     from engine.validate import schema as load_schema
 
     click.echo(json.dumps(load_schema(name), indent=2, ensure_ascii=False))
@@ -449,7 +483,9 @@ def graph(funnel: str, fmt: str) -> int:
               help="Compare the working tree with this git revision.")
 @click.option("--format", "fmt", type=click.Choice(("text", "markdown", "json")), default="text",
               help="text, markdown (for a PR comment) or json.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 for no changes, 2 for changes, 1 for errors.")
+@click.option("--detailed-exitcode", is_flag=True,
+              help=f"Exit {EXIT_CHANGES} when the plan changes, {EXIT_OK} when nothing changed; problems still exit "
+                   f"{EXIT_PROBLEMS}, usage errors {EXIT_USAGE}.")
 def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: bool) -> int:
     """Show what a change does to the compiled funnel, and to leads in flight.
 

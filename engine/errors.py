@@ -20,6 +20,21 @@ EXIT_CHANGES = 2
 EXIT_USAGE = 3
 EXIT_INTERNAL = 4
 
+# What each exit code means: the one statement of them. `fnl --help` prints it, and the
+# README and every --help that names an exit code are checked against it (tests/test_help.py).
+EXIT_MEANINGS: Tuple[Tuple[int, str], ...] = (
+    (EXIT_OK, "no problems"),
+    (EXIT_PROBLEMS, "problems found"),
+    (EXIT_CHANGES, "changes (`fnl plan --detailed-exitcode` only)"),
+    (EXIT_USAGE, "usage error, or a path that does not exist or cannot be read"),
+    (EXIT_INTERNAL, "internal error (a bug in fnl)"),
+)
+
+
+def exit_codes_text() -> str:
+    """The exit codes in one line: `0 no problems, 1 problems found, ...`."""
+    return "; ".join(f"{code} {meaning}" for code, meaning in EXIT_MEANINGS)
+
 SEVERITIES = ("error", "warning", "info")
 MAX_SOURCE_LINE = 400
 
