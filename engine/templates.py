@@ -759,6 +759,83 @@ def _reads(root: Path, filename: str, _identity: Tuple[str, int, int]
     return frozenset(meta.find_undeclared_variables(tree)), refs, _has_top_level_code(tree)
 
 
+@dataclass(frozen=True)
+class VariantTest:
+    """A comparison of `variant` with a name in a template: `variant == 'b'`."""
+
+    file: str  # relative to the template folder: the email, or a partial it includes
+    line: int
+    column: int
+    value: str
+    text: str  # the comparison in words of the template: `variant == 'b'`
+
+
+_VARIANT_OPS = {"eq": "==", "ne": "!=", "in": "in", "notin": "not in"}
+
+
+def _variant_tests_in(tree: nodes.Template, filename: str, lines: List[str]) -> List[VariantTest]:
+    out = []
+    for node in tree.find_all(nodes.Compare):
+        left = node.expr
+        for operand in node.ops:
+            right = operand.expr
+            op = _VARIANT_OPS.get(operand.op)
+            sides = [(left, right)] + ([(right, left)] if operand.op in ("eq", "ne") else [])
+            for name, other in sides:
+                if op is None or not (isinstance(name, nodes.Name) and name.name == "variant"):
+                    continue
+                items = other.items if isinstance(other, (nodes.List, nodes.Tuple)) else [other]
+                for item in items:
+                    if isinstance(item, nodes.Const) and isinstance(item.value, str):
+                        line = item.lineno or node.lineno or 1
+                        text = lines[line - 1] if 0 < line <= len(lines) else ""
+                        quoted = next((q for q in (f"'{item.value}'", f'"{item.value}"') if q in text), "variant")
+                        shown = f"variant {op} {item.value!r}" if op in ("==", "!=") else \
+                            f"variant {op} [{', '.join(repr(i.value) for i in items if isinstance(i, nodes.Const))}]"
+                        out.append(VariantTest(filename, line, _column(text, quoted), item.value, shown))
+            left = right
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _variant_scan(root: Path, filename: str, _identity: Tuple[str, int, int]
+                  ) -> Tuple[Tuple[VariantTest, ...], bool, Tuple[str, ...]]:
+    """(comparisons of `variant` with a name, whether `variant` is read at all, the
+    templates it includes or extends) of one file."""
+    if check_file(root, root / filename) is not None:
+        return (), False, ()
+    try:
+        source = _bounded_text(root / filename)
+        tree = environment(root).parse(source)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, jinja2.TemplateSyntaxError):
+        return (), False, ()
+    tests = tuple(_variant_tests_in(tree, filename, source.splitlines()))  # before meta: its code generator
+    refs = tuple(sorted(r for r in meta.find_referenced_templates(tree) if isinstance(r, str)))  # folds constants
+    reads = "variant" in meta.find_undeclared_variables(tree)
+    return tests, reads, refs
+
+
+def variant_tests(root: Path, name: str) -> Tuple[Tuple[VariantTest, ...], bool]:
+    """Where an email (with the partials it includes) compares `variant` with a name,
+    and whether it reads `variant` at all: an email that never does looks the same in
+    every A/B variant."""
+    base = os.fspath(root)
+    seen: Set[str] = set()
+    tests: List[VariantTest] = []
+    reads = False
+    todo = [f"{name}{SUFFIX}"]
+    while todo and len(seen) < 64:
+        filename = todo.pop()
+        if filename in seen:
+            continue
+        seen.add(filename)
+        found, read, refs = _variant_scan(root, filename, _identity(os.path.join(base, filename)))
+        tests.extend(found)
+        reads = reads or read
+        todo.extend(refs)
+    return tuple(tests), reads
+
+
 def _render_key(root: Path, name: str, context: Mapping[str, Any]) -> Tuple[Any, ...]:
     """What a render depends on: the files (with their identities) of the template and
     everything it includes, and the values of just the variables they read. Two funnels

@@ -354,3 +354,68 @@ def test_a_misspelt_end_tag_is_reported_at_the_tag_with_a_guess(tmp_path: Path) 
     [problem] = lint(path, "FNL220")
     assert (problem.location.line, problem.location.column) == (1, 33)
     assert problem.help == "did you mean `{% endblock %}`?"
+
+
+# ---------------------------------------------------------------- FNL225, FNL226: A/B variant names in templates
+
+AB_TRACK = """\
+stages: [subscriber, mql]
+transitions:
+  - {from: subscriber, to: mql, when: "score >= 40"}
+sequences:
+  nurture:
+    kind: nurture
+    stage: subscriber
+    steps:
+      - {send: nurture/case-study, variants: {curiosity: 50, numbers: 50}}
+      - {wait: 3d, send: nurture/insight}
+    exit: {stage_at_least: mql}
+  broadcast:
+    kind: broadcast
+    stage: subscriber
+    steps:
+      - {wait: 7d, send: nurture/case-study, variants: {story: 50, numbers: 50}}
+    exit: {stage_at_least: mql}
+""" + ENTRY
+
+
+def ab_email(test: str) -> str:
+    return EMAIL.replace("SUBJECT", f"{{% if {test} %}}Week two at Northwind{{% else %}}Northwind, 30% faster"
+                                    "{% endif %}").replace("BODY", "Northwind's story.")
+
+
+@pytest.mark.parametrize("test, guess", [
+    ('variant == "curiousity"', "curiosity"),
+    ("variant != 'numbrs'", "numbers"),
+    ("variant in ['story', 'stroy']", "story"),
+    ("variant not in ('curiosity', 'numbers', 'control')", None),
+    ("'curiousity' == variant", "curiosity"),
+])
+def test_a_variant_name_no_sending_step_has_is_located_with_a_guess(tmp_path: Path, test: str, guess: str) -> None:
+    path = funnel(tmp_path, AB_TRACK, {"nurture/case-study": ab_email(test)}, ("nurture/insight",))
+    [problem] = lint(path, "FNL225")
+    bad = {"curiosity": "curiousity", "numbers": "numbrs", "story": "stroy", None: "control"}[guess]
+    source = (tmp_path / "templates/nurture/case-study.j2").read_text().splitlines()[0]
+    assert (problem.location.line, problem.location.column) == (1, source.index(bad) )
+    assert problem.location.file.endswith("templates/nurture/case-study.j2")
+    # Both steps that send it count: story is a variant of the broadcast's step only.
+    assert f"no step sending it has the variant `{bad}`; its variants are `curiosity`, `numbers`, `story`" \
+        in problem.message
+    assert problem.help == (f"did you mean `{guess}`?" if guess else "compare with one of `curiosity`, `numbers`, "
+                            "`story`, or add `control` to the step's `variants:`")
+
+
+def test_variant_names_of_every_sending_step_are_known(tmp_path: Path) -> None:
+    path = funnel(tmp_path, AB_TRACK, {"nurture/case-study": ab_email("variant in ['curiosity', 'story']")},
+                  ("nurture/insight",))
+    assert lint(path) == []
+
+
+def test_an_email_sent_as_variants_that_never_reads_variant_is_a_warning(tmp_path: Path) -> None:
+    path = funnel(tmp_path, AB_TRACK, sends=("nurture/insight", "nurture/case-study"))
+    problems = lint(path)
+    assert [(p.code, p.severity, p.location.line) for p in problems] == [
+        ("FNL226", "warning", line_of(path, "{curiosity: 50")), ("FNL226", "warning", line_of(path, "{story: 50"))]
+    assert problems[0].message == ("the variants `curiosity` and `numbers` of nurture/case-study are the same email: "
+                                   "the template never reads `variant`, so the A/B test compares nothing")
+    assert "`{% if variant == 'numbers' %}" in problems[0].help

@@ -11,13 +11,15 @@ from .rules import (business_hours, dead_end_stage, duplicate_step_id, enum_mism
                     template_render, template_syntax, template_undefined, territory_routes, threshold_order,
                     transition_cycle, transition_from_terminal, unknown_crm_event, unknown_lead_magnet,
                     unknown_name, unknown_persona, unknown_segment, unknown_sequence, unknown_stage,
-                    unknown_template, unreachable_stage, unreachable_threshold, unused_persona,
-                    unused_segment, unused_sequence, unused_template, unused_threshold, variant_weights)
+                    unknown_template, unknown_variant, unreachable_stage, unreachable_threshold, unused_persona,
+                    unused_segment, unused_sequence, unused_template, unused_threshold, variant_unused,
+                    variant_weights)
 
 RULES: Tuple[ModuleType, ...] = tuple(sorted((
     unknown_template, unknown_segment, unknown_persona, unknown_stage, unknown_lead_magnet, unknown_sequence,
     unknown_crm_event, unknown_name, unused_template, unused_segment, unused_sequence, unused_persona,
     enum_mismatch, template_syntax, template_undefined, template_parts, subject_newline, template_render,
+    unknown_variant, variant_unused,
     unreachable_stage, dead_end_stage, transition_cycle, segment_overlap, segment_gap, sequence_without_exit,
     step_after_exit, transition_from_terminal, variant_weights, duplicate_step_id,
     sequence_over_cap, programs_over_cap, magnet_consent, marketing_to_open_deal, send_in_quiet_hours,

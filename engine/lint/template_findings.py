@@ -60,3 +60,14 @@ def renders(ctx: Context, name: str) -> List[Tuple[Optional[str], Any]]:
         clock = ctx._cache["render-clock"] = templates.RenderClock(scope="this funnel's templates")
     with templates.render_session(clock):
         return ctx.renders(name)
+
+
+def variant_sends(ctx: Context) -> Dict[str, List[Tuple[JsonPath, Tuple[str, ...]]]]:
+    """Template -> (path of each step sending it, the A/B variants it is sent with: the
+    names of positive weight, () without variants), in definition order."""
+    out: Dict[str, List[Tuple[JsonPath, Tuple[str, ...]]]] = {}
+    for seq in ctx.funnel.sequences:
+        for step in seq.steps:
+            if step.send:
+                out.setdefault(step.send, []).append((step.path, tuple(v for v, w in step.variants if w > 0)))
+    return out
