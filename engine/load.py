@@ -480,7 +480,8 @@ def _indentation(lines: Tuple[str, ...], loc: Location, problem: str,
     fix = f"align it with `{inner.label}` ({_width(inner.spaces)}) to put it beside `{inner.label}`"
     if narrower:
         outer = narrower[0]
-        fix += f", or with `{outer.label}` on line {outer.line} ({_width(outer.spaces)}) to put it beside `{outer.label}`"
+        fix += (f", or with `{outer.label}` on line {outer.line} ({_width(outer.spaces)}) "
+                f"to put it beside `{outer.label}`")
     return where, what, fix
 
 

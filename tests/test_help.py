@@ -58,7 +58,8 @@ def parse(words: List[str]) -> Tuple[click.Command, List[str]]:
     assert words[0] == "fnl"
     ctx = fnl.cli.make_context("fnl", words[1:])
     with ctx:
-        rest = [*ctx._protected_args, *ctx.args] if hasattr(ctx, "_protected_args") else [*ctx.protected_args, *ctx.args]
+        protected = ctx._protected_args if hasattr(ctx, "_protected_args") else ctx.protected_args
+        rest = [*protected, *ctx.args]
         name, command, args = fnl.cli.resolve_command(ctx, rest)
         assert command is not None, words
         command.make_context(name, args, parent=ctx).close()

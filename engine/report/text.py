@@ -62,7 +62,8 @@ def render(results: List[Checked], verbose: bool = False, style: Style = PLAIN) 
     total = len(results)
     noun = "definition" if total == 1 else "definitions"
     if count:
-        lines.append(style.paint("summary", f"Found {count} problem{'s' if count != 1 else ''} in {bad} of {total} {noun}."))
+        found = f"Found {count} problem{'s' if count != 1 else ''} in {bad} of {total} {noun}."
+        lines.append(style.paint("summary", found))
     else:
         lines.append(style.paint("summary", f"Checked {total} {noun}: no problems."))
     return "\n".join(lines) + "\n"
