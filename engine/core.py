@@ -25,6 +25,12 @@ cannot disagree. The rules, in the order one step applies them:
    most once per lead); run the steps now due, enforcing consent, unsubscribes, quiet
    hours in the lead's timezone and the frequency cap, here and nowhere else.
 
+Every decision that changes what a lead gets says why, once, when it is made: a send
+held back by quiet hours, its step's `at:` time or the cap is `deferred` (from, to, and
+the rules in words); a step whose `when` is false or `unless` true is `skipped`; a CRM
+event that moves, scores, answers, starts and ends nothing is `ignored`, as is engagement
+with an email this lead was not sent (never scored). The words are built only then.
+
 Activity from someone who has not opted in yet (a site visit in an export) is held,
 bounded, and applied at the opt-in minute in order; engagement with email before any
 email was sent is ignored with a reason.
@@ -184,6 +190,8 @@ class _Step:
             names = _names(self.plan.fit.tree)
             values = ", ".join(f"{n}={self.lead.profile.get(n)}" for n in names)
             return f"fit: {values}" if values else "fit"
+        if name in _FACTS:  # `replied` reads as itself, not as `replied=True`
+            return name
         return f"{name}={self.var(name)}"
 
     @property
@@ -308,7 +316,7 @@ class _Step:
             self.act("not_scored", event=e.type,
                      reason=f"{label} of {template} already counted (each email scores once per kind)")
 
-    def was_sent(self, e: Event, points: Optional[float] = None) -> bool:
+    def was_sent(self, e: Event, points: Optional[int] = None) -> bool:
         """Whether the email an event names was sent to this lead; if not, a line says the
         event is not scored, and why."""
         template = e.template or ""
@@ -320,9 +328,7 @@ class _Step:
         if points is None:
             self.ignore(f"{label} of {template} ignored, not scored: {why}")
         else:  # a delivery still tells that the address works; only its points are withheld
-            self.act("not_scored", event=e.type, template=template,
-                     reason=f"{label} of {template} is worth {points:g} points only for an email sent to this lead: "
-                            f"{why}")
+            self.act("not_scored", event=e.type, template=template, reason=f"{label} of {template} ({why})")
         return False
 
     def bounce(self, e: Event) -> None:

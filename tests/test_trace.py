@@ -374,7 +374,8 @@ def test_a_lone_surrogate_in_a_lead_id_is_a_located_problem(tmp_path):
 def test_the_readme_trace_sample_is_real_output():
     """The lines the README shows are lines `fnl trace` prints for Dana, word for word."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    block = readme.split("tests/events/acme-dana.jsonl` look like:\n\n```\n", 1)[1].split("```", 1)[0]
+    block = readme.split("<!-- sample: fnl trace funnels/acme --events tests/events/acme-dana.jsonl -->\n```\n",
+                         1)[1].split("```", 1)[0]
     r = fnl("trace", ACME, "--events", DANA)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
