@@ -507,7 +507,9 @@ class _Step:
             if reason is None:
                 keep.append(run)
                 continue
-            self.used = self.used or by_event
+            if by_event and seq is not None and seq.exit is not None and \
+                    any(_matches(on, self.event) for on in seq.exit.on):
+                self.used = True  # the event ended it
             unsent = _unsent(seq, run.index) if seq is not None else []
             if unsent and (self.lead.unsubscribed or self.lead.bounced):
                 more = f" and {len(unsent) - 1} later" if len(unsent) > 1 else ""
@@ -539,7 +541,8 @@ class _Step:
                 self.lead.running.append(Running(seq.name, first.id, 0, self.now + first.wait_minutes, self.now))
                 self.lead.finished.append(seq.name)
                 self.act("enter_sequence", sequence=seq.name)
-                self.used = True
+                if seq.on is not None:  # the event started it
+                    self.used = True
 
     def settle(self) -> None:
         self.exits()

@@ -435,3 +435,14 @@ def test_lint_takes_a_webinar_name_and_refuses_two(tmp_path):
                                                                  "attended('q3-webinar', 'q4')"))
     r = run_fnl("validate", root)
     assert r.returncode != 0 and "`attended` takes at most one argument, not 2" in r.stdout + r.stderr
+
+
+def test_a_held_crm_event_that_matches_nothing_is_ignored_when_applied(lab, tmp_path):
+    raw = [e("crm.deal_won", "2026-03-02T10:00:00Z", BOB), optin(BOB, "2026-03-02T15:00:00Z")]
+    lines = trace(lab, write_events(tmp_path, raw), "--until", "2026-03-02T16:00:00Z")
+    assert block(lines, "2026-03-02T15:00:00Z")[3:7] == [
+        "    → applied crm.deal_won from 2026-03-02T10:00:00Z, held until the lead entered the funnel",
+        "    → enter sequence nurture",
+        "    → enter sequence news",
+        "    → crm.deal_won ignored: no transition from subscriber on crm.deal_won",
+    ]
