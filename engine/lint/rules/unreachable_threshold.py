@@ -1,67 +1,60 @@
-"""A score threshold no lead can reach.
+"""A score threshold no lead reaches: above what a lead can score, or a realistic one.
 
-The most a lead can score is bounded when every positive event is tied to email: each
-email can be opened, clicked and replied to once, a lead gets at most every send step
-of every sequence (fewer when a decay `window` and the frequency cap limit it), plus
-every lead magnet's score and every positive fit rule. When that bound is below a
-threshold, no lead ever crosses it. Events a lead can repeat at will (site visits,
-webinars, CRM events) make the score unbounded and the rule silent.
+When nothing repeatable is scored and nothing decays, the most a lead can score is
+exact: every email it can be sent opened, clicked and replied to once (the cadence and
+the frequency cap bound the emails), every lead magnet and every positive fit rule.
+Otherwise the bound is what a realistic, keen lead scores in its first 30 days (longer
+when a sequence runs longer): every email engaged with the day it arrives, a site visit
+a day and each other repeatable event (a webinar, a CRM event) once a week, with decay
+(or its window) applied; `count_repeats: true` counts each email's engagement three
+times. The message says how the figure was reached. Only sequences that can mail a lead
+before the move asking the threshold count toward it.
 
 Fails:
     scoring:
-      events: {email.opened: 1, email.clicked: 2}
-      thresholds: {mql: 500}                       # 6 emails x 3 points = 18 at most
+      events: {email.opened: 5, email.clicked: 10, site.visited: 2}
+      decay: {half_life: 14d}
+      thresholds: {mql: 400}          # about 100 points in 30 days: nobody gets there
 
 Passes:
-      events: {email.opened: 1, email.clicked: 2, site.visited.pricing: 20}
+      thresholds: {mql: 40}
 """
 from __future__ import annotations
 
-import math
-from typing import Dict, Iterator
+from typing import Iterator
 
 from .. import Finding
 from ..context import Context
-from ..refs import EMAIL_EVENTS, split_event
+from ..engagement import funnel_decay, reaches, repeatable, too_fast
 
 ID = "FNL501"
 NAME = "unreachable-threshold"
 SEVERITY = "error"
 
 
-def bound(ctx: Context) -> float:
-    """Upper bound of a lead's score; infinity when repeatable events add points."""
-    f = ctx.funnel
-    per_email: Dict[str, int] = {}
-    for event, points in f.scoring.events:
-        base, _detail = split_event(event)
-        if points <= 0:
-            continue
-        if base in EMAIL_EVENTS:
-            per_email[base] = max(per_email.get(base, 0), points)
-        elif base == "magnet.downloaded":
-            per_email["magnet"] = max(per_email.get("magnet", 0), points)
-        else:
-            return math.inf
-    emails = sum(1 for seq in f.sequences for step in seq.steps if step.send)
-    emails += sum(1 for m in f.lead_magnets if m.delivers)
-    cap = f.policies.frequency_cap
-    window = f.scoring.decay.window_minutes if f.scoring.decay else None
-    if cap and cap.per_minutes > 0 and window:
-        emails = min(emails, cap.max * math.ceil(window / cap.per_minutes))
-    engagement = sum(v for k, v in per_email.items() if k != "magnet")
-    magnets = sum(max(m.score, 0) for m in f.lead_magnets) + per_email.get("magnet", 0) * len(f.lead_magnets)
-    fit = sum(max(r.points, 0) for r in f.scoring.fit)
-    return emails * engagement + magnets + fit
-
-
 def check(ctx: Context) -> Iterator[Finding]:
     f = ctx.funnel
-    if not f.scoring.thresholds:
-        return
-    most = bound(ctx)
-    for name, value in f.scoring.thresholds:
-        if value > most:
-            yield Finding(("scoring", "thresholds", name),
-                          f"threshold `{name}` is {value}, but a lead can score at most {int(most)}",
-                          "lower the threshold or give more points per event")
+    fast = too_fast(f)
+    events = repeatable(f)
+    for reach in reaches(f, funnel_decay(f)):
+        est = reach.estimate
+        if est.points >= reach.value:
+            continue
+        causes = (("FNL509", fast.path),) if fast and any(r.name == reach.name for r, _ in fast.lost) else ()
+        path = ("scoring", "thresholds", reach.name)
+        if est.exact:
+            yield Finding(path, f"threshold `{reach.name}` is {reach.value}, but a lead can score at most "
+                          f"{est.shown}: {est.story}", "lower the threshold or give more points per event",
+                          causes=causes)
+            continue
+        rates = []
+        if any(e == "site.visited" for e, _p, _every in events):
+            rates.append("a site visit a day")
+        if any(e != "site.visited" for e, _p, _every in events):
+            rates.append("each other repeatable event once a week")
+        assumed = "every email opened, clicked and replied to the day it arrives" + \
+            "".join(f", {r}" for r in rates)
+        yield Finding(path, f"threshold `{reach.name}` is {reach.value}, but a lead scores at most about {est.shown} "
+                      f"in its first {est.days} days: {est.story}",
+                      f"lower it to what engaged leads reach, or score more events (the estimate assumes {assumed})",
+                      causes=causes)

@@ -1,0 +1,59 @@
+"""Score decay so fast that points evaporate between emails and thresholds fall out of reach.
+
+A half-life much shorter than the time between two emails (`12h` where `12w` was
+meant) leaves a lead a sliver of each email's points by the next one, so every
+threshold is out of reach however keen the lead is. fnl compares the half-life (or
+`factor` with `every`) with the typical gap between the emails of a sequence, checks
+what a realistic lead can score (as FNL501 does), and reports the decay when the same
+number in a longer unit would put the thresholds back in reach. FNL501 then says
+nothing about those thresholds: the decay is the cause.
+
+Fails:
+    scoring:
+      events: {email.opened: 5, email.clicked: 10, email.replied: 25}
+      decay: {half_life: 12h}                  # emails go out every 3 days
+      thresholds: {mql: 60}
+
+Passes:
+      decay: {half_life: 12w}
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from .. import Finding
+from ..context import Context
+from ..engagement import gaps_vary, percent, too_fast
+
+ID = "FNL509"
+NAME = "decay-too-fast"
+SEVERITY = "error"
+
+
+def _duration(minutes: int) -> str:
+    for unit, size in (("w", 10080), ("d", 1440), ("h", 60)):
+        if minutes % size == 0:
+            return f"{minutes // size}{unit}"
+    return f"{minutes}m"
+
+
+def check(ctx: Context) -> Iterator[Finding]:
+    fast = too_fast(ctx.funnel)
+    if fast is None:
+        return
+    decay = ctx.funnel.scoring.decay
+    what = (f"a half-life of {fast.written}" if fast.key == "half_life" else
+            f"decay ×{decay.factor:g} every {fast.written} (a half-life of {_duration(fast.half_life_minutes)})")
+    if fast.gap_minutes is not None:
+        kept = 0.5 ** (fast.gap_minutes / fast.half_life_minutes)
+        typical = "typical " if gaps_vary(ctx.funnel) else ""
+        between = (f"{what} is far shorter than the {typical}{_duration(fast.gap_minutes)} between emails: by the "
+                   "next email "
+                   f"a lead keeps {percent(kept)} an email's points")
+    else:
+        between = f"{what} makes points fade within a day"
+    lost = [f"`{r.name}` ({r.value}; at most about {r.estimate.shown})" for r, _ in fast.lost]
+    out = " and ".join(lost)
+    reached = ", ".join(f"about {est.shown} for `{r.name}`" for r, est in fast.lost)
+    yield Finding(fast.path, f"{between}, so {out} {'is' if len(lost) == 1 else 'are'} out of reach",
+                  f"did you mean `{fast.key}: {fast.suggestion}`? With it a lead could score {reached}")
