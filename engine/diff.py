@@ -144,6 +144,11 @@ def _clock(minute: Optional[int]) -> str:
     return "none" if minute is None else f"{minute // 60:02d}:{minute % 60:02d}"
 
 
+def _days(days: Seq[int]) -> List[str]:
+    """Weekday numbers (0 = Monday) as the definition names them."""
+    return [WEEKDAYS[n] if 0 <= n < len(WEEKDAYS) else str(n) for n in days]
+
+
 def _texts(a: Optional[str], b: Optional[str], quote: bool = True) -> Tuple[str, str]:
     """Two free texts (conditions, consent wording, messages) side by side: whole when
     both are short (quoted, or only where the text needs it); otherwise the part that
@@ -256,7 +261,9 @@ class _Changes:
         self.out: List[Change] = []
 
     # Where things are.
-    def _locate(self, side: Side, name: str, paths: Paths) -> Optional[Where]:
+    def _locate(self, side: Side, name: str, paths: Paths, nearest: bool = True) -> Optional[Where]:
+        """The first of `paths` the side's definition has; else (if `nearest`) the nearest
+        enclosing key of the first that it has."""
         if side.funnel is None or not paths:
             return None
         candidates: List[JsonPath] = [paths] if isinstance(paths[0], (str, int)) else list(paths)  # type: ignore[list-item]
@@ -273,7 +280,7 @@ class _Changes:
             if found is not None:
                 return found
         probe = tuple(candidates[0])
-        while probe:
+        while nearest and probe:
             probe = probe[:-1]
             found = at(probe)
             if found is not None:
@@ -281,11 +288,13 @@ class _Changes:
         return None
 
     def _where(self, sign: str, at: Paths, old_at: Paths) -> Optional[Where]:
+        """What was added or changed is where the new definition has it; what was removed,
+        or changed to a default the new definition no longer spells out, where the old one
+        had it; else at the nearest enclosing key in the new one."""
         if sign == "+":
             return self._locate(self.new, "new", at)
-        if sign == "~":
-            return self._locate(self.new, "new", at) or self._locate(self.old, "old", old_at)
-        return self._locate(self.old, "old", old_at) or self._locate(self.new, "new", at)
+        exact = self._locate(self.new, "new", at, nearest=False) if sign == "~" else None
+        return exact or self._locate(self.old, "old", old_at, nearest=False) or self._locate(self.new, "new", at)
 
     def add(self, sign: str, category: str, entity: str, path: str, subject: str, before: Optional[str],
             after: Optional[str], at: Paths = None, old_at: Paths = None, whole: bool = False,
@@ -440,9 +449,10 @@ def _stages(c: _Changes) -> None:
     kept_old, kept_new = [s for s in old if s in new], [s for s in new if s in old]
     if kept_old != kept_new:
         c.add("~", "stage", "order", "stages", "stages in order", _word(kept_old), _word(kept_new), ("stages",))
-    if old and new:
-        c.items("stage", "terminal_stages", "terminal_stages", "terminal stages",
-                [s.name for s in c.old.plan.stages if s.terminal], [s.name for s in c.new.plan.stages if s.terminal],
+    terminal_old = [s.name for s in c.old.plan.stages if s.terminal]
+    terminal_new = [s.name for s in c.new.plan.stages if s.terminal]
+    if old and new and set(terminal_old) != set(terminal_new):  # a set: its order is the stages' order
+        c.items("stage", "terminal_stages", "terminal_stages", "terminal stages", terminal_old, terminal_new,
                 ("terminal_stages",))
 
 
@@ -552,7 +562,9 @@ def _decay(c: _Changes) -> None:
     wa, wb = _decay_words(c.old), _decay_words(c.new)
 
     def says(words: Dict[str, str], keys: Seq[str]) -> str:
-        return " ".join(f"{_DECAY_KEYS[k]} {words[k]}" for k in keys if k in words)
+        main = " ".join(f"{_DECAY_KEYS[k]} {words[k]}" for k in keys if k in words and k != "window")
+        window = f"window {words['window']}" if "window" in keys and "window" in words else ""
+        return ", ".join(x for x in (main, window) if x)
 
     at: JsonPath = ("scoring", "decay")
     if od is None or nd is None:
@@ -615,22 +627,22 @@ def _transitions(c: _Changes) -> None:
 
 
 def _step_words(side: Side, seq: str, s: Step) -> str:
-    if s.action == "send":
-        what = f"send {s.template}"
-    elif s.action == "notify":
-        what = f"notify {s.notify_to}"
-    else:
-        what = s.action
+    """A whole step as the definition says it: `send x after 3d at 09:00, when "…"`."""
+    what = _action(s)
     at: JsonPath = ("sequences", seq, "steps", s.index)
-    parts = [f"{what} after {_duration(side, at + ('wait',), s.wait_minutes)}"]
+    if s.wait_minutes:
+        what += f" after {_duration(side, at + ('wait',), s.wait_minutes)}"
     if s.at_minute is not None:
-        parts[0] += f" at {_clock(s.at_minute)}"
+        what += f" at {_clock(s.at_minute)}"
+    parts = [what]
     if s.variants:
         parts.append(f"variants {_word({v.name: v.weight for v in s.variants})}")
     if s.when is not None:
         parts.append(f"when {_quote(s.when.source)}")
     if s.unless is not None:
         parts.append(f"unless {_quote(s.unless.source)}")
+    if s.message is not None:
+        parts.append(f"message {_quote(s.message)}")
     return ", ".join(parts)
 
 
@@ -856,7 +868,7 @@ def _policies(c: _Changes) -> None:
         def window(s: Optional[int], e: Optional[int], days: Tuple[int, ...]) -> Optional[str]:
             if s is None:
                 return None
-            on = f"{_word([WEEKDAYS[d] for d in days])} " if key == "business_hours" else ""
+            on = f"{_word(_days(days))} " if key == "business_hours" else ""
             return f"{on}from {_clock(s)} to {_clock(e)}"
 
         if sa is None or sb is None:
@@ -866,8 +878,8 @@ def _policies(c: _Changes) -> None:
         c.value("policy", key, f"policies.{key}.from", f"{noun} from", sa, sb, [at + ("from",), at], words=_clock)
         c.value("policy", key, f"policies.{key}.to", f"{noun} to", ea, eb, [at + ("to",), at], words=_clock)
         if key == "business_hours":
-            c.items("policy", key, f"policies.{key}.days", f"{noun} days", [WEEKDAYS[d] for d in a.business_days],
-                    [WEEKDAYS[d] for d in b.business_days], at + ("days",))
+            c.items("policy", key, f"policies.{key}.days", f"{noun} days", _days(a.business_days),
+                    _days(b.business_days), at + ("days",))
     if not (absent_old or absent_new):
         c.value("policy", "timezone_attribute", "policies.timezone_attribute", "timezone attribute",
                 a.timezone_attribute, b.timezone_attribute, [pol + ("timezone_attribute",), pol])
