@@ -56,40 +56,66 @@ def event_order(events: Iterable[Event]) -> List[Event]:
     return [e for _, e in indexed]
 
 
+class Driver:
+    """The engine loop's state: every lead's state, the state shared between leads, and
+    one queue of due times. `drive` feeds it a stream of events; the simulator feeds it
+    the events its synthetic leads make in reply to what the engine did, so both apply
+    the clock and events in the one order of the module docstring."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.states: Dict[str, core.State] = {}
+        self.shared = Shared()
+        self._queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
+        self._queued: Dict[str, int] = {}  # the due time last queued per lead: unchanged ones are not queued again
+
+    def apply(self, event: Event) -> Applied:
+        before = self.states.get(event.lead)
+        result = core.step(self.plan, before, event, self.shared)
+        self.shared = result.shared
+        if result.state is not None:
+            self.states[event.lead] = result.state
+        due = next_due(self.states.get(event.lead))
+        if due is not None and self._queued.get(event.lead) != due:
+            self._queued[event.lead] = due
+            heapq.heappush(self._queue, (due, event.lead))
+        return Applied(event, before, result)
+
+    def next_clock(self) -> Optional[Tuple[int, str]]:
+        """(minute, lead) of the next time the clock alone changes a lead, or None."""
+        queue = self._queue
+        while queue:
+            due, lead = queue[0]
+            if next_due(self.states.get(lead)) == due:
+                return due, lead
+            heapq.heappop(queue)  # stale: the lead's next due time moved
+            if self._queued.get(lead) == due:
+                del self._queued[lead]
+        return None
+
+    def tick(self) -> Applied:
+        """Run the clock for the lead that is due first (`next_clock`)."""
+        found = self.next_clock()
+        assert found is not None, "tick() needs a due lead"
+        due, lead = heapq.heappop(self._queue)
+        if self._queued.get(lead) == due:
+            del self._queued[lead]
+        return self.apply(Event(CLOCK, due, lead))
+
+    def clock_until(self, limit: Tuple[int, str]) -> Iterator[Applied]:
+        """Every due time ordered before (minute, lead) = limit."""
+        for _ in range(MAX_TICKS_PER_GAP * max(1, len(self.states))):
+            found = self.next_clock()
+            if found is None or found >= limit:
+                return
+            yield self.tick()
+
+
 def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None, ordered: bool = False) -> Iterator[Applied]:
     """Apply events and the clock in engine order (see the module docstring). With
     `ordered`, the events already come in engine order (`event_order`) and are read
     lazily, so a stream of any length runs in memory bounded by its leads."""
-    states: Dict[str, core.State] = {}
-    shared = Shared()
-    queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
-    queued: Dict[str, int] = {}  # the due time last queued per lead: unchanged ones are not queued again
-
-    def apply(event: Event) -> Applied:
-        nonlocal shared
-        before = states.get(event.lead)
-        result = core.step(plan, before, event, shared)
-        shared = result.shared
-        if result.state is not None:
-            states[event.lead] = result.state
-        due = next_due(states.get(event.lead))
-        if due is not None and queued.get(event.lead) != due:
-            queued[event.lead] = due
-            heapq.heappush(queue, (due, event.lead))
-        return Applied(event, before, result)
-
-    def clock_until(limit: Tuple[int, str]) -> Iterator[Applied]:
-        """Every due time ordered before (minute, lead) = limit."""
-        for _ in range(MAX_TICKS_PER_GAP * max(1, len(states))):
-            if not queue or queue[0] >= limit:
-                return
-            due, lead = heapq.heappop(queue)
-            if queued.get(lead) == due:
-                del queued[lead]
-            if next_due(states.get(lead)) != due:
-                continue  # stale: the lead's next due time moved
-            yield apply(Event(CLOCK, due, lead))
-
+    driver = Driver(plan)
     left_out = 0
     first_left_out: Optional[Event] = None
     for event in (events if ordered else event_order(events)):
@@ -99,14 +125,14 @@ def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None, orde
                 first_left_out = event
             continue
         if event.type == CLOCK and not event.lead:
-            yield from clock_until((event.at + 1, ""))
+            yield from driver.clock_until((event.at + 1, ""))
             continue
-        yield from clock_until((event.at, event.lead + "\x00"))
-        yield apply(event)
+        yield from driver.clock_until((event.at, event.lead + "\x00"))
+        yield driver.apply(event)
     if until is not None:
-        yield from clock_until((until + 1, ""))
+        yield from driver.clock_until((until + 1, ""))
         if first_left_out is not None:
-            yield left_out_item(until, left_out, first_left_out, shared)
+            yield left_out_item(until, left_out, first_left_out, driver.shared)
 
 
 def left_out_item(until: int, count: int, first: Event, shared: Shared) -> Applied:
