@@ -465,9 +465,10 @@ class _Step:
             return
         stage = self.stage_at_event
         waiting = [t for t in self.plan.transitions if stage in t.sources and t.on is not None and _matches(t.on, e)]
-        if waiting and waiting[0].when is not None:
+        when = waiting[0].when if waiting else None
+        if when is not None:
             t = waiting[0]
-            why = f"the transition {stage} → {t.to} on {t.on} needs {t.when.source}, which does not hold"
+            why = f"the transition {stage} → {t.to} on {t.on} needs {when.source}, which does not hold"
         else:
             why = f"no transition from {stage} on {e.type}"
         rule = self.plan.handoff_for(self.lead.sla_stage or "") if self.lead.sla_deadline is not None else None
@@ -690,6 +691,13 @@ class _Step:
 
 
 _DETAILS: Dict[int, Tuple[p.Plan, FrozenSet[str]]] = {}  # by id(plan); holding the plan keeps its id unique
+
+
+def groups(plan: p.Plan, state: LeadState, at: Optional[int] = None) -> Tuple[Optional[str], Optional[str]]:
+    """The segment and persona a lead is in (at minute `at`, its last step by default), by
+    the same evaluation the engine's conditions use."""
+    step = _Step(plan, _Lead(state), Event(CLOCK, state.last_at if at is None else at, state.lead), Shared())
+    return step.group(plan.segments), step.group(plan.personas)
 
 
 def known_details(plan: p.Plan) -> FrozenSet[str]:

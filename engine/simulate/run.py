@@ -1,0 +1,319 @@
+"""One simulation run: synthetic leads through the engine's own rules.
+
+The synthetic leads act (opt in, open, click, reply, unsubscribe, bounce, visit the
+website, and the CRM answers handoffs) as the behaviour model says, in reply to what the
+engine does; every one of those events goes through `engine.drive.Driver`, the loop that
+`fnl trace` and the runtime use, so the forecast has no rules of its own. What the engine
+did is recorded per lead (`LeadRecord`) and per email (`Send`); `figures` turns a run into
+the report.
+
+Within a minute, engine order applies (clock first, then events by lead and second). The
+events a lead makes in reply to an email carry second 10 (bounce 5), its daily visit
+second 50, so with `timing.day: same_minute` a lead's day runs in the reference order:
+due emails and their engagement, then the visit; stage changes follow each event.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .. import clock, core
+from .. import state as st
+from ..drive import Applied, Driver
+from ..plan import Plan
+from ..state import Event, LeadState
+from .behavior import DAY, Behavior, Reaction
+from .cohort import Lead, arrivals, local_minute
+from .draws import Draws
+
+SECOND_BOUNCE = 5
+SECOND_REPLY = 10
+SECOND_VISIT = 50
+
+
+@dataclass(slots=True)
+class Send:
+    """One email the engine sent, and what the synthetic lead did with it."""
+
+    lead: int
+    minute: int
+    sequence: str
+    step: str
+    template: str
+    variant: Optional[str]
+    kind: str
+    opened: bool = False
+    clicked: bool = False
+    replied: bool = False
+    unsubscribed: bool = False
+    bounced: bool = False
+
+
+@dataclass(slots=True)
+class LeadRecord:
+    """What happened to one lead over the run."""
+
+    index: int
+    id: str
+    source: str
+    arrived: int
+    created: bool = False  # the engine took the lead in (its opt-in or entry was not rejected)
+    reached: Dict[str, int] = field(default_factory=dict)  # stage -> first minute entered
+    stage: Optional[str] = None  # at the horizon
+    segment: Optional[str] = None
+    persona: Optional[str] = None
+    unsubscribed_at: Optional[int] = None
+    bounced: bool = False
+    emails: int = 0
+    owner: Optional[str] = None
+    handed_off_at: Optional[int] = None
+    sla_breaches: int = 0
+    deferred: Dict[str, int] = field(default_factory=dict)  # rule -> sends it held back
+    last_click: Optional[int] = None
+    sends: List[int] = field(default_factory=list)  # send minutes, for the most emails in a week
+
+
+@dataclass(frozen=True)
+class Run:
+    """A whole run: its inputs, every lead and every email."""
+
+    plan: Plan
+    behavior: Behavior
+    seed: int
+    start: int
+    horizon: int  # minutes after start
+    leads: Tuple[LeadRecord, ...]
+    sends: Tuple[Send, ...]
+    unsubscribes: int  # unsubscribe events (an unsubscribe from a sales email counts too)
+    rejected: int  # events the engine refused (should be 0: the behaviour model is checked)
+    steps: int  # engine steps taken
+
+
+class _Loop:
+    def __init__(self, plan: Plan, behavior: Behavior, seed: int, start: int, horizon: int,
+                 progress: Optional[Callable[[int], None]] = None) -> None:
+        self.plan, self.behavior, self.draws = plan, behavior, Draws(seed)
+        self.seed, self.start, self.horizon = seed, start, horizon
+        self.end = start + horizon  # the last minute simulated is end - 1
+        self.driver = Driver(plan)
+        self.queue: List[Tuple[int, str, int, int, Any]] = []  # (minute, lead, second, seq, item)
+        self.seq = 0
+        self.records: Dict[str, LeadRecord] = {}
+        self.sends: List[Send] = []
+        self.open_sends: Dict[Tuple[str, str, str], Send] = {}
+        self.unsubscribes = 0
+        self.rejected = 0
+        self.steps = 0
+        self.progress = progress
+        self.reactions_on_stage: Dict[str, List[Reaction]] = {}
+        self.reactions_on_event: Dict[str, List[Reaction]] = {}
+        for reaction in behavior.crm:
+            if reaction.after_stage:
+                self.reactions_on_stage.setdefault(reaction.after_stage, []).append(reaction)
+            if reaction.after_event:
+                self.reactions_on_event.setdefault(reaction.after_event, []).append(reaction)
+        self.tz = plan.policies.default_timezone
+        self.visit_pages = [(page, share) for page, share in behavior.visits.pages]
+
+    # -- the queue of what synthetic leads do ----------------------------------------
+    def push(self, minute: int, lead: str, second: int, item: Any) -> None:
+        """Queue what a lead does at `minute`; nothing at or after the horizon. An event's
+        own time is the minute it is queued for."""
+        if minute >= self.end:
+            return
+        if isinstance(item, Event) and (item.at != minute or item.second != second):
+            item = replace(item, at=minute, second=second)
+        self.seq += 1
+        heapq.heappush(self.queue, (minute, lead, second, self.seq, item))
+
+    def run(self, leads: List[Tuple[Lead, str]]) -> Run:
+        for lead, kind in leads:
+            self.records[lead.id] = LeadRecord(lead.index, lead.id, lead.source, lead.arrives)
+            self.push(lead.arrives, lead.id, 0, lead.event(self.plan, kind))
+            self.push(self._visit_minute(lead.arrives, lead.id, 0, dict(lead.profile)), lead.id, SECOND_VISIT,
+                      ("visit", 0))
+        driver = self.driver
+        while True:
+            # The clock of (minute, lead) comes before that lead's events of the minute.
+            clock = driver.next_clock()
+            head = self.queue[0] if self.queue else None
+            if head is not None and (clock is None or clock[0] >= self.end or (head[0], head[1]) < clock):
+                minute, lead, second, _, item = heapq.heappop(self.queue)
+                if isinstance(item, Event):
+                    self.record(driver.apply(item))
+                else:
+                    self.act(minute, lead, second, item)
+            elif clock is not None and clock[0] < self.end:
+                self.record(driver.tick())
+            else:
+                break
+        return self.finish()
+
+    # -- what the engine did ---------------------------------------------------------
+    def record(self, applied: Applied) -> None:
+        self.steps += 1
+        if self.progress is not None and self.steps % 5000 == 0:
+            self.progress(self.steps)
+        event, result = applied.event, applied.result
+        rec = self.records.get(event.lead)
+        if rec is None:
+            return
+        if applied.before is None and isinstance(result.state, LeadState) and not rec.created:
+            rec.created = True
+            first = result.state.stage
+            rec.reached.setdefault(first, result.state.consent_at)
+            self.on_stage(rec, first, result.state.consent_at)
+        for action in result.actions:
+            kind = action.type
+            if kind == "send_email":
+                self.on_send(rec, action)
+            elif kind == "stage_changed":
+                to = action.get("to")
+                if to not in rec.reached:
+                    rec.reached[to] = action.at
+                self.on_stage(rec, to, action.at)
+            elif kind == "handoff":
+                rec.owner = action.get("owner") or action.get("to") or rec.owner
+                if rec.handed_off_at is None:
+                    rec.handed_off_at = action.at
+            elif kind == "sla_breached":
+                rec.sla_breaches += 1
+            elif kind == "deferred":
+                for rule in action.get("rules") or ():
+                    rec.deferred[rule] = rec.deferred.get(rule, 0) + 1
+            elif kind == "rejected":
+                self.rejected += 1
+        if event.type.startswith("crm.") and not any(a.type == "rejected" for a in result.actions):
+            for reaction in self.reactions_on_event.get(event.type, ()):
+                self.react(rec, reaction, event.at, f"after:{event.type}")
+
+    def on_stage(self, rec: LeadRecord, stage: str, minute: int) -> None:
+        for reaction in self.reactions_on_stage.get(stage, ()):
+            self.react(rec, reaction, minute, f"stage:{stage}")
+
+    def react(self, rec: LeadRecord, reaction: Reaction, minute: int, trigger: str) -> None:
+        """At most one of a CRM reaction's outcomes, after its delay."""
+        key = (rec.id, "crm", reaction.name, trigger, minute)
+        outcome = self.draws.pick([(o, o.probability) for o in reaction.outcomes], *key)
+        if outcome is None:
+            return
+        at = minute + self.draws.delay(outcome.delay, *key, "delay")
+        self.push(at, rec.id, SECOND_REPLY, ("crm", outcome.event, reaction.after_stage, minute))
+
+    def on_send(self, rec: LeadRecord, action: st.Action) -> None:
+        lead_state = self.driver.states.get(rec.id)
+        profile = lead_state.profile_dict() if isinstance(lead_state, LeadState) else {}
+        template = action.get("template")
+        variant = action.get("variant")
+        send = Send(rec.index, action.at, action.get("sequence"), action.get("step"), template, variant,
+                    action.get("kind"))
+        self.sends.append(send)
+        rec.emails += 1
+        rec.sends.append(action.at)
+        segment, persona = core.groups(self.plan, lead_state, action.at) if isinstance(lead_state, LeadState) \
+            else (None, None)
+        rates = self.behavior.email.rates_for(template, variant=variant, persona=persona, segment=segment,
+                                              profile=profile)
+        key = (rec.id, "email", send.sequence, send.step)
+        timing = self.behavior.timing
+        t = action.at
+        if self.draws.chance(rates.bounce, *key, "bounce"):
+            send.bounced = True
+            self.push(t + (0 if timing.same_minute else 1), rec.id, SECOND_BOUNCE,
+                      Event("email.bounced", t, rec.id, template=template, bounce="hard"))
+            return
+        opened_at = t if timing.same_minute else t + self.draws.delay(timing.open_delay, *key, "open-delay")
+        if self.draws.chance(rates.unsubscribe, *key, "unsubscribe"):
+            send.unsubscribed = True
+            self.push(opened_at, rec.id, SECOND_REPLY, Event("email.unsubscribed", opened_at, rec.id,
+                                                             template=template))
+            return
+        if not self.draws.chance(rates.open, *key, "open"):
+            return
+        send.opened = True
+        self.push(opened_at, rec.id, SECOND_REPLY, Event("email.opened", opened_at, rec.id, template=template))
+        if self.draws.chance(rates.click, *key, "click"):
+            send.clicked = True
+            at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.click_delay, *key, "cd")
+            self.push(at, rec.id, SECOND_REPLY, Event("email.clicked", at, rec.id, template=template))
+        if self.draws.chance(rates.reply, *key, "reply"):
+            send.replied = True
+            at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.reply_delay, *key, "rd")
+            self.push(at, rec.id, SECOND_REPLY, Event("email.replied", at, rec.id, template=template))
+
+    # -- what synthetic leads do on their own ----------------------------------------
+    def act(self, minute: int, lead: str, second: int, item: Any) -> None:
+        rec = self.records[lead]
+        kind = item[0]
+        if kind == "visit":
+            self.visit(rec, minute, item[1])
+        elif kind == "crm":
+            _, event_type, stage, _since = item
+            lead_state = self.driver.states.get(lead)
+            if stage is not None and (not isinstance(lead_state, LeadState) or lead_state.stage != stage):
+                return  # the lead left the stage before the CRM answered
+            self.record(self.driver.apply(Event(event_type, minute, lead)))
+
+    def visit(self, rec: LeadRecord, minute: int, day: int) -> None:
+        """The lead's daily chance of a website visit; then the next day's."""
+        lead_state = self.driver.states.get(rec.id)
+        if not isinstance(lead_state, LeadState):
+            return
+        if lead_state.unsubscribed:
+            return  # gone for good: no more visits
+        visits = self.behavior.visits
+        if not visits.stages or lead_state.stage in visits.stages:
+            clicked = max((m for k, m in lead_state.facts if k == "email.clicked"), default=None)
+            # "In the last 7 days" is the click's day and the six after it.
+            recent = clicked is not None and \
+                self._lead_day(rec.arrived, clicked, lead_state) > day - visits.after_click_minutes // DAY
+            rate = visits.after_click_daily if recent else visits.daily
+            if self.draws.chance(rate, rec.id, "visit", day):
+                page = self.draws.pick(self.visit_pages, rec.id, "page", day)
+                self.record(self.driver.apply(Event("site.visited", minute, rec.id, page=page,
+                                                    second=SECOND_VISIT)))
+        self.push(self._visit_minute(rec.arrived, rec.id, day + 1, lead_state.profile_dict()), rec.id,
+                  SECOND_VISIT, ("visit", day + 1))
+
+    def _lead_day(self, arrived: int, minute: int, lead_state: LeadState) -> int:
+        """The day of `minute` counted from the lead's arrival day (0), in its timezone."""
+        if self.behavior.timing.same_minute:
+            return (minute - arrived) // DAY
+        tz = str(lead_state.profile_dict().get(self.plan.policies.timezone_attribute) or self.tz)
+        return (clock.local(minute, tz).date() - clock.local(arrived, tz).date()).days
+
+    def _visit_minute(self, arrived: int, lead: str, day: int, profile: Dict[str, Any]) -> int:
+        """When on its `day` (day 0 is the day it arrived, in its own timezone) a lead may
+        visit: with `same_minute`, its arrival's minute of that day; else a time within
+        the active hours. A time before the arrival (on day 0) is moved to the arrival."""
+        if self.behavior.timing.same_minute:
+            return arrived + day * DAY
+        hours = self.behavior.timing.hours
+        within = hours.start + int(self.draws.u(lead, "visit-time", day) * hours.minutes)
+        tz = str(profile.get(self.plan.policies.timezone_attribute) or self.tz)
+        return max(arrived, local_minute(arrived, day, within % DAY, tz) + (DAY if within >= DAY else 0))
+
+    def finish(self) -> Run:
+        for rec in self.records.values():
+            lead_state = self.driver.states.get(rec.id)
+            if isinstance(lead_state, LeadState):
+                rec.stage = lead_state.stage
+                rec.unsubscribed_at = lead_state.unsubscribed_at if lead_state.unsubscribed else None
+                rec.bounced = lead_state.bounced
+                rec.segment, rec.persona = core.groups(self.plan, lead_state)
+        self.unsubscribes = sum(1 for s in self.sends if s.unsubscribed)
+        leads = tuple(sorted(self.records.values(), key=lambda r: r.index))
+        return Run(self.plan, self.behavior, self.seed, self.start, self.horizon, leads, tuple(self.sends),
+                   self.unsubscribes, self.rejected, self.steps)
+
+
+def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[int] = None,
+             horizon: Optional[int] = None, start: int = 0,
+             progress: Optional[Callable[[int], None]] = None) -> Run:
+    """Run the behaviour model's leads through the plan from minute `start` for `horizon`
+    minutes (the model's horizon by default); `leads` scales the arrivals to about that many."""
+    span = horizon if horizon is not None else behavior.horizon_minutes
+    draws = Draws(seed)
+    cohort = arrivals(plan, behavior, draws, start, leads, span)
+    return _Loop(plan, behavior, seed, start, span, progress).run(cohort)
