@@ -21,7 +21,6 @@ Comparing two different funnels works, with a warning first.
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -214,7 +213,8 @@ def _decay_words(side: Side) -> Dict[str, str]:
     raw = raw if isinstance(raw, dict) else {}
     out: Dict[str, str] = {}
     half = raw.get("half_life")
-    if isinstance(half, str) and decay.every_minutes == 1440 and _half_life_factor(parse_duration(half)) == decay.factor:
+    if (isinstance(half, str) and decay.every_minutes == 1440
+            and _half_life_factor(parse_duration(half)) == decay.factor):
         out["half_life"] = half
     elif "factor" in raw and raw.get("factor") == decay.factor:
         out["factor"] = _word(raw["factor"])
@@ -266,7 +266,8 @@ class _Changes:
         enclosing key of the first that it has."""
         if side.funnel is None or not paths:
             return None
-        candidates: List[JsonPath] = [paths] if isinstance(paths[0], (str, int)) else list(paths)  # type: ignore[list-item]
+        candidates: List[JsonPath] = ([paths] if isinstance(paths[0], (str, int))  # type: ignore[list-item]
+                                      else list(paths))  # type: ignore[arg-type]
         doc = side.funnel.document
 
         def at(path: JsonPath) -> Optional[Where]:
@@ -341,10 +342,11 @@ class _Changes:
         if a == b:
             return
         old_at = at if old_at is None else old_at
-        wa, wb = (_word(a) if a else empty), (_word(b) if b else empty)
         if empty is None and not (a and b):  # a list that was not there, or is no longer
-            self.value(category, entity, path, subject, wa if a else None, wb if b else None, at, old_at, words=str)
+            self.value(category, entity, path, subject, _word(a) if a else None, _word(b) if b else None, at, old_at,
+                       words=str)
             return
+        wa, wb = (_word(a) if a else str(empty)), (_word(b) if b else str(empty))
         if not a or not b or (len(wa) <= LONG and len(wb) <= LONG):
             self.add("~", category, entity, path, subject, wa, wb, at, old_at)
             return
@@ -523,7 +525,8 @@ def _scoring(c: _Changes) -> None:
     new_points = {e.event: e.points for e in new_sc.events}
     for event in _keys(old_points, new_points):
         c.value("points", event, f"scoring.events.{event}", f"points for {event}", old_points.get(event),
-                new_points.get(event), ("scoring", "events", event), whole=event not in old_points or event not in new_points)
+                new_points.get(event), ("scoring", "events", event),
+                whole=event not in old_points or event not in new_points)
 
     def fit_rules(rules: Seq[Any]) -> Dict[str, Tuple[int, int]]:
         out: Dict[str, Tuple[int, int]] = {}
@@ -694,8 +697,9 @@ def _step(c: _Changes, name: str, o: Step, s: Step) -> None:
     subject = f"step {entity}:"
     path = f"sequences.{name}.steps.{s.id}"
     if o.wait_minutes != s.wait_minutes:
-        c.add("~", "wait", entity, f"{path}.wait", f"{subject} wait", _duration(c.old, old_at + ("wait",), o.wait_minutes),
-              _duration(c.new, at + ("wait",), s.wait_minutes), [at + ("wait",), at], [old_at + ("wait",), old_at])
+        c.add("~", "wait", entity, f"{path}.wait", f"{subject} wait",
+              _duration(c.old, old_at + ("wait",), o.wait_minutes), _duration(c.new, at + ("wait",), s.wait_minutes),
+              [at + ("wait",), at], [old_at + ("wait",), old_at])
     if o.at_minute != s.at_minute:
         c.value("step", entity, f"{path}.at", f"{subject} at", o.at_minute, s.at_minute, [at + ("at",), at],
                 [old_at + ("at",), old_at], words=_clock)
@@ -731,11 +735,8 @@ def _sequences(c: _Changes) -> None:
         a, b = old.get(name), new.get(name)
         at: JsonPath = ("sequences", name)
         if a is None or b is None:
-            s = a or b
-            sends = sum(1 for x in s.steps if x.action == "send")
-            c.value("sequence", name, f"sequences.{name}", f"sequence {name}",
-                    a and f"{a.kind}, {sends} email{'s' if sends != 1 else ''}",
-                    b and f"{b.kind}, {sends} email{'s' if sends != 1 else ''}", at, words=str, whole=True)
+            c.value("sequence", name, f"sequences.{name}", f"sequence {name}", a and _sequence_words(a),
+                    b and _sequence_words(b), at, words=str, whole=True)
             continue
         subject = f"sequence {name}:"
         for key in ("kind", "segment", "persona", "on", "priority"):
@@ -764,6 +765,11 @@ def _sequences(c: _Changes) -> None:
             c.items("sequence", name, f"sequences.{name}.exit.on", f"{subject} exit on", a.exit.on, b.exit.on,
                     ex + ("on",))
         _steps(c, a, b)
+
+
+def _sequence_words(s: Sequence) -> str:
+    sends = sum(1 for x in s.steps if x.action == "send")
+    return f"{s.kind}, {sends} email{'s' if sends != 1 else ''}"
 
 
 def _assign_words(h: Handoff) -> str:
@@ -864,16 +870,10 @@ def _policies(c: _Changes) -> None:
                                   ("business_hours", "business hours", "business_from", "business_to")):
         at = pol + (key,)
         sa, ea, sb, eb = getattr(a, start), getattr(a, end), getattr(b, start), getattr(b, end)
-
-        def window(s: Optional[int], e: Optional[int], days: Tuple[int, ...]) -> Optional[str]:
-            if s is None:
-                return None
-            on = f"{_word(_days(days))} " if key == "business_hours" else ""
-            return f"{on}from {_clock(s)} to {_clock(e)}"
-
         if sa is None or sb is None:
-            c.value("policy", key, f"policies.{key}", noun, window(sa, ea, a.business_days),
-                    window(sb, eb, b.business_days), at, words=str, whole=True)
+            days = key == "business_hours"
+            c.value("policy", key, f"policies.{key}", noun, _window(sa, ea, a.business_days if days else None),
+                    _window(sb, eb, b.business_days if days else None), at, words=str, whole=True)
             continue
         c.value("policy", key, f"policies.{key}.from", f"{noun} from", sa, sb, [at + ("from",), at], words=_clock)
         c.value("policy", key, f"policies.{key}.to", f"{noun} to", ea, eb, [at + ("to",), at], words=_clock)
@@ -885,6 +885,13 @@ def _policies(c: _Changes) -> None:
                 a.timezone_attribute, b.timezone_attribute, [pol + ("timezone_attribute",), pol])
         c.value("policy", "soft_bounce_limit", "policies.soft_bounce_limit", "soft bounce limit", a.soft_bounce_limit,
                 b.soft_bounce_limit, [pol + ("soft_bounce_limit",), pol])
+
+
+def _window(start: Optional[int], end: Optional[int], days: Optional[Seq[int]]) -> Optional[str]:
+    """Quiet or business hours: `from 20:00 to 08:00`, business hours with their days first."""
+    if start is None:
+        return None
+    return ("" if days is None else f"{_word(_days(days))} ") + f"from {_clock(start)} to {_clock(end)}"
 
 
 def _template_file(side: Side, name: str, where: str) -> Optional[Where]:
@@ -901,12 +908,12 @@ def _templates(c: _Changes) -> None:
         a, b = old.get(name), new.get(name)
         if a == b:
             continue
-        sign = "+" if a is None else "-" if b is None else "~"
-        where = _template_file(c.old, name, "old") if sign == "-" else _template_file(c.new, name, "new")
-        if sign == "~":
+        if a is not None and b is not None:
             c.add("~", "template", name, f"templates.{name}", f"template {name}: sha256", a[:12], b[:12],
-                  location=where)  # type: ignore[index]
+                  location=_template_file(c.new, name, "new"))
         else:
+            sign = "+" if a is None else "-"
+            where = _template_file(c.new, name, "new") if sign == "+" else _template_file(c.old, name, "old")
             c.add(sign, "template", name, f"templates.{name}", f"template {name}", None, None, location=where,
                   whole=True)
 

@@ -260,7 +260,8 @@ NO_CHANGE: Tuple[Tuple[str, str], ...] = ()
 EDITS: List[Edit] = [
     # -- sender ----------------------------------------------------------------------------
     E("sender.from", 'from: "Sink Co <hello@sink.example>"', 'from: "Sink Co Team <hello@sink.example>"',
-      ('~ sender from "Sink Co <hello@sink.example>" → "Sink Co Team <hello@sink.example>"', at('from: "Sink Co Team'))),
+      ('~ sender from "Sink Co <hello@sink.example>" → "Sink Co Team <hello@sink.example>"',
+       at('from: "Sink Co Team'))),
     E("sender.reply_to", "reply_to: team@sink.example", "reply_to: sales@sink.example",
       ("~ sender reply_to team@sink.example → sales@sink.example", at("reply_to:"))),
     E("sender.reply_to removed", "  reply_to: team@sink.example\n", "",
@@ -285,7 +286,8 @@ EDITS: List[Edit] = [
       ("~ profile employees: maximum 100000 → 50000", at("maximum: 50000"))),
     E("profile.required", "role: {enum: [vp, manager]}", "role: {enum: [vp, manager], required: true}",
       ("~ profile role: required false → true", at("role: {enum"))),
-    E("profile added", "  company: {type: string}\n", "  company: {type: string}\n  seats: {type: integer, minimum: 1}\n",
+    E("profile added", "  company: {type: string}\n",
+      "  company: {type: string}\n  seats: {type: integer, minimum: 1}\n",
       ("+ profile seats: integer, minimum 1", at("seats:"))),
     E("profile removed", "  company: {type: string}\n", "", ("- profile company: string", was("company:"))),
     E("profile.format", "  tz: {type: string, format: timezone}", "  tz: {type: string}", *NO_CHANGE),
@@ -310,7 +312,8 @@ EDITS: List[Edit] = [
       ('~ fit when "employees >= 50" → "employees >= 100"', at('when: "employees >= 100"'))),
     E("fit.description", "description: Fifty people or more.", "description: 50 or more.", *NO_CHANGE),
     # -- stages ----------------------------------------------------------------------------
-    E("stages order", "stages: [subscriber, mql, sql, customer, lost]", "stages: [subscriber, mql, sql, lost, customer]",
+    E("stages order", "stages: [subscriber, mql, sql, customer, lost]",
+      "stages: [subscriber, mql, sql, lost, customer]",
       ("~ stages in order [subscriber, mql, sql, customer, lost] → [subscriber, mql, sql, lost, customer]",
        at("stages: [subscriber"))),
     # a stage needs a way in: one edit of the lines that say the stages and how leads enter
@@ -334,7 +337,8 @@ EDITS: List[Edit] = [
       ("+ template nurture/extra", "file:templates/sink/nurture/extra.j2"),
       ("- template magnets/guide", "file:templates/sink/magnets/guide.j2")),
     E("lead_magnets.title", 'title: "The guide"', 'title: "The whole guide"', *NO_CHANGE),
-    E("lead_magnets.segment", "delivers: magnets/guide\n    segment: saas", "delivers: magnets/guide\n    segment: finance",
+    E("lead_magnets.segment", "delivers: magnets/guide\n    segment: saas",
+      "delivers: magnets/guide\n    segment: finance",
       *NO_CHANGE),
     E("lead_magnets added", "\nscoring:\n",
       "  checklist: {kind: checklist, consent: \"Email me. I can unsubscribe at any time.\", enters: subscriber}\n"
@@ -359,7 +363,8 @@ EDITS: List[Edit] = [
       ("+ crm event churn_risk", at("events: [renewal_due"))),
     # -- scoring ---------------------------------------------------------------------------
     E("scoring.events", "email.opened: 3", "email.opened: 4", ("~ points for email.opened 3 → 4", at("email.opened:"))),
-    E("scoring.events added", "    site.visited.pricing: 20\n", "    site.visited.pricing: 20\n    site.visited.docs: 5\n",
+    E("scoring.events added", "    site.visited.pricing: 20\n",
+      "    site.visited.pricing: 20\n    site.visited.docs: 5\n",
       ("+ points for site.visited.docs: 5", at("site.visited.docs:"))),
     E("scoring.events removed", "    email.replied: 25\n", "",
       ("- points for email.replied: 25", was("email.replied:"))),
@@ -406,16 +411,20 @@ EDITS: List[Edit] = [
       "  - {from: sql, to: customer, on: crm.deal_won}\n  - {from: mql, to: lost, when: \"score < 0\"}\n",
       ('+ transition mql → lost: when "score < 0"', at('to: lost, when'))),
     E("transitions order",
-      "  - {from: [subscriber, mql, sql], to: lost, on: crm.deal_lost}\n  - {from: sql, to: customer, on: crm.deal_won}\n",
-      "  - {from: sql, to: customer, on: crm.deal_won}\n  - {from: [subscriber, mql, sql], to: lost, on: crm.deal_lost}\n",
+      "  - {from: [subscriber, mql, sql], to: lost, on: crm.deal_lost}\n"
+      "  - {from: sql, to: customer, on: crm.deal_won}\n",
+      "  - {from: sql, to: customer, on: crm.deal_won}\n"
+      "  - {from: [subscriber, mql, sql], to: lost, on: crm.deal_lost}\n",
       ('~ transitions checked in order ["subscriber → mql", "mql → sql", "subscriber, mql, sql → lost", '
        '"sql → customer"] → ["subscriber → mql", "mql → sql", "sql → customer", "subscriber, mql, sql → lost"]',
        at("transitions:"))),
     E("transitions.description", "description: Qualified.", "description: Marketing qualified.", *NO_CHANGE),
     # -- sequences -------------------------------------------------------------------------
     E("sequences.kind", "kind: broadcast", "kind: nurture",
-      ("~ sequence executive-brief: kind broadcast → nurture", at("kind: nurture\n    stage: [subscriber, mql]\n    persona"))),
-    E("sequences.stage", "    stage: [subscriber, mql]\n    segment: saas", "    stage: [subscriber]\n    segment: saas",
+      ("~ sequence executive-brief: kind broadcast → nurture",
+       at("kind: nurture\n    stage: [subscriber, mql]\n    persona"))),
+    E("sequences.stage", "    stage: [subscriber, mql]\n    segment: saas",
+      "    stage: [subscriber]\n    segment: saas",
       ("~ sequence nurture-saas: stage [subscriber, mql] → [subscriber]", at("stage: [subscriber]\n"))),
     E("sequences.segment", "segment: saas\n    priority", "segment: finance\n    priority",
       ("~ sequence nurture-saas: segment saas → finance", at("segment: finance"))),
@@ -424,8 +433,10 @@ EDITS: List[Edit] = [
     E("sequences.when", 'when: "employees >= 10"', 'when: "employees >= 20"',
       ('~ sequence onboarding: when "employees >= 10" → "employees >= 20"', at('when: "employees >= 20"'))),
     E("sequences.on", "    on: crm.renewal_due\n    steps", "    on: crm.usage_milestone\n    steps",
-      ("~ sequence retention: on crm.renewal_due → crm.usage_milestone", at("on: crm.usage_milestone\n    steps:\n      - {send: customers/renewal"))),
-    E("sequences.priority", "priority: 50", "priority: 60", ("~ sequence nurture-saas: priority 50 → 60", at("priority: 60"))),
+      ("~ sequence retention: on crm.renewal_due → crm.usage_milestone",
+       at("on: crm.usage_milestone\n    steps:\n      - {send: customers/renewal"))),
+    E("sequences.priority", "priority: 50", "priority: 60",
+      ("~ sequence nurture-saas: priority 50 → 60", at("priority: 60"))),
     E("sequences.exit.stage_at_least", "exit: {stage_at_least: sql}", "exit: {stage_at_least: customer}",
       ("~ sequence nurture-saas: exit stage_at_least sql → customer", at("stage_at_least:"))),
     E("sequences.exit.when", 'exit: {when: "replied"}', "exit: {when: \"replied or clicked('nurture/brief')\"}",
@@ -466,7 +477,8 @@ EDITS: List[Edit] = [
     E("steps.unless", "unless: \"clicked('nurture/case-study')\"", "unless: \"replied\"",
       ("~ step nurture-saas/webinar: unless \"clicked('nurture/case-study')\" → \"replied\"",
        at("send: nurture/webinar"))),
-    E("steps.at", 'at: "10:00"', 'at: "09:30"', ("~ step nurture-saas/expert-call: at 10:00 → 09:30", at("id: expert-call"))),
+    E("steps.at", 'at: "10:00"', 'at: "09:30"',
+      ("~ step nurture-saas/expert-call: at 10:00 → 09:30", at("id: expert-call"))),
     E("steps.at added", "- {send: nurture/welcome}", '- {send: nurture/welcome, at: "09:00"}',
       ("+ step nurture-saas/welcome: at 09:00", at("send: nurture/welcome"))),
     E("steps.notify.to", "          to: owner", "          to: crm",
@@ -489,8 +501,10 @@ EDITS: List[Edit] = [
       ("- step nurture-saas/welcome: send nurture/welcome", was("send: nurture/welcome"))),
     E("steps order",
       "      - {wait: 4d, send: nurture/webinar, unless: \"clicked('nurture/case-study')\"}\n"
-      "      - {wait: 8d, send: nurture/expert, id: expert-call, when: \"clicked('nurture/case-study')\", at: \"10:00\"}\n",
-      "      - {wait: 8d, send: nurture/expert, id: expert-call, when: \"clicked('nurture/case-study')\", at: \"10:00\"}\n"
+      "      - {wait: 8d, send: nurture/expert, id: expert-call, when: \"clicked('nurture/case-study')\", "
+      "at: \"10:00\"}\n",
+      "      - {wait: 8d, send: nurture/expert, id: expert-call, when: \"clicked('nurture/case-study')\", "
+      "at: \"10:00\"}\n"
       "      - {wait: 4d, send: nurture/webinar, unless: \"clicked('nurture/case-study')\"}\n",
       ("~ sequence nurture-saas: steps in order [welcome, case-study, webinar, expert-call] → "
        "[welcome, case-study, expert-call, webinar]", at("    steps:\n      - {send: nurture/welcome}"))),
@@ -505,7 +519,8 @@ EDITS: List[Edit] = [
       ("~ handoff sql: answered_by [crm.demo_booked] → any crm event", was("answered_by:"))),
     E("handoff.notify", "notify: [crm, owner]", "notify: [crm, owner, slack]",
       ("~ handoff sql: notify [crm, owner] → [crm, owner, slack]", at("notify: [crm, owner, slack]"))),
-    E("handoff.notify removed", "    notify: [crm]\n", "", ("- handoff customer: notify [crm]", was("notify: [crm]\n"))),
+    E("handoff.notify removed", "    notify: [crm]\n", "",
+      ("- handoff customer: notify [crm]", was("notify: [crm]\n"))),
     E("handoff.suppress", "suppress: [nurture, broadcast]\n    crm_stage", "suppress: [nurture, broadcast, expansion]\n"
       "    crm_stage", ("~ handoff sql: suppress [nurture, broadcast] → [nurture, broadcast, expansion]",
                        at("suppress: [nurture, broadcast, expansion]"))),
@@ -520,7 +535,8 @@ EDITS: List[Edit] = [
       ("+ handoff sql: round_robin dev.patel@acme.example", at("dev.patel@")), base="acme", file="sales.yaml"),
     E("handoff.round_robin long removed", "        - ben.okafor@acme.example\n", "",
       ("- handoff sql: round_robin ben.okafor@acme.example", was("ben.okafor@")), base="acme", file="sales.yaml"),
-    E("handoff.assign kind", "      round_robin: [ana@sink.example, ben@sink.example]\n", "      owner: ana@sink.example\n",
+    E("handoff.assign kind", "      round_robin: [ana@sink.example, ben@sink.example]\n",
+      "      owner: ana@sink.example\n",
       ("- handoff sql: assign round_robin [ana@sink.example, ben@sink.example]", was("round_robin:")),
       ("+ handoff sql: assign owner ana@sink.example", at("owner: ana@"))),
     E("handoff.owner", "assign: {owner: ops@sink.example}", "assign: {owner: ana@sink.example}",
@@ -531,7 +547,8 @@ EDITS: List[Edit] = [
       ("~ handoff customer: territory default [cy@sink.example] → [di@sink.example]", at("default:"))),
     E("handoff.territory.by", "        by: region\n        routes:\n          na: [cy@sink.example]\n"
       "          emea: [di@sink.example]\n",
-      "        by: industry\n        routes:\n          saas: [cy@sink.example]\n          finance: [di@sink.example]\n",
+      "        by: industry\n        routes:\n          saas: [cy@sink.example]\n"
+      "          finance: [di@sink.example]\n",
       ("~ handoff customer: territory by region → industry", at("by: industry")),
       ("+ handoff customer: route saas [cy@sink.example]", at("saas: [cy@")),
       ("+ handoff customer: route finance [di@sink.example]", at("finance: [di@")),
@@ -685,7 +702,7 @@ def test_an_edit_reads_as_the_definition_says_it(edit: Edit, tmp_path: Path) -> 
     # markdown: one row per change, with the values and the place
     rows = [ln for ln in markdown.splitlines() if ln.startswith("| ") and ln[2:3] in "+-~"]
     assert len(rows) == len(expected)
-    for row, c in zip(rows, data["changes"]):
+    for row, c in zip(rows, data["changes"], strict=True):
         assert f"`{c['location']['file']}:{c['location']['line']}`" in row
         for value in (c["before"], c["after"]):
             if value is not None:
