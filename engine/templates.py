@@ -807,11 +807,11 @@ def _variant_scan(root: Path, filename: str, _identity: Tuple[str, int, int]
     try:
         source = _bounded_text(root / filename)
         tree = environment(root).parse(source)
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError, jinja2.TemplateSyntaxError):
-        return (), False, ()
-    tests = tuple(_variant_tests_in(tree, filename, source.splitlines()))  # before meta: its code generator
-    refs = tuple(sorted(r for r in meta.find_referenced_templates(tree) if isinstance(r, str)))  # folds constants
-    reads = "variant" in meta.find_undeclared_variables(tree)
+        tests = tuple(_variant_tests_in(tree, filename, source.splitlines()))  # before meta: its code generator
+        refs = tuple(sorted(r for r in meta.find_referenced_templates(tree) if isinstance(r, str)))  # folds constants
+        reads = "variant" in meta.find_undeclared_variables(tree)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, MemoryError, jinja2.TemplateError):
+        return (), False, ()  # what cannot be read or compiled is reported by the syntax and render rules
     return tests, reads, refs
 
 

@@ -19,18 +19,23 @@ Without repeatable events and without decay, that is simply the most a lead can 
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
 
 from .. import expr
 from ..model import Funnel, Sequence
 from .cadence import capped
 from .refs import split_event
 
+if TYPE_CHECKING:
+    from .context import Context
+
 REALISTIC_DAYS = 30
 MAX_DAYS = 365
 REPEATS = 3
+MAX_GROUPS = 64  # segment and persona combinations estimated one by one
 SITE_VISIT = "site.visited"
 ENGAGEMENT = ("email.opened", "email.clicked", "email.replied")
 _KIND_WORD = {"email.opened": "open", "email.clicked": "click", "email.replied": "reply"}
@@ -175,16 +180,16 @@ def _sends(funnel: Funnel, seqs: Iterable[Sequence]) -> List[Tuple[int, str]]:
                 raw.append((t, capped(funnel, seq), step.send))
     raw.sort(key=lambda r: (r[0], r[2]))
     cap = funnel.policies.frequency_cap
-    sent: List[int] = []
+    sent: List[int] = []  # sorted times of capped sends
     out = []
     for t, is_capped, template in raw:
-        if is_capped and cap is not None:
+        if is_capped and cap is not None and cap.max > 0:
             while True:
-                window = [s for s in sent if t - cap.per_minutes < s <= t]
-                if len(window) < cap.max:
+                lo, hi = bisect.bisect_right(sent, t - cap.per_minutes), bisect.bisect_right(sent, t)
+                if hi - lo < cap.max:
                     break
-                t = window[len(window) - cap.max] + cap.per_minutes
-            sent.append(t)
+                t = sent[hi - cap.max] + cap.per_minutes
+            bisect.insort(sent, t)
         out.append((t // 1440, template))
     return sorted(out)
 
@@ -193,6 +198,8 @@ def _groups(seqs: List[Sequence]) -> List[List[Sequence]]:
     """The sets of sequences one lead can be in: one segment and one persona at a time."""
     segments = sorted({s.segment for s in seqs if s.segment}) or [None]
     personas = sorted({s.persona for s in seqs if s.persona}) or [None]
+    if len(segments) * len(personas) > MAX_GROUPS:
+        return [seqs]  # every sequence at once: a looser estimate, never a tighter one
     out: List[List[Sequence]] = []
     for seg in segments:
         for per in personas:
@@ -375,11 +382,20 @@ def too_fast(funnel: Funnel) -> Optional[TooFast]:
         return None
     window = decay.window_days
     for suggestion, minutes in _longer_units(written):
+        if minutes <= 0:
+            break
         longer = minutes if key == "half_life" else int(round(minutes * math.log(0.5) / math.log(d.factor)))
         intended = {r.name: r for r in reaches(funnel, half_life_decay(longer, window, f"a {suggestion} half-life"))}
         if all(intended[r.name].estimate.points >= r.value for r in lost):
             return TooFast(key, written, half, gap, suggestion, tuple((r, intended[r.name].estimate) for r in lost))
     return None
+
+
+def too_fast_in(ctx: "Context") -> Optional[TooFast]:
+    """`too_fast` of the funnel being linted, worked out once for the rules that ask."""
+    if "too-fast" not in ctx._cache:
+        ctx._cache["too-fast"] = too_fast(ctx.funnel)
+    return ctx._cache["too-fast"]  # type: ignore[no-any-return]
 
 
 def percent(fraction: float) -> str:

@@ -23,7 +23,7 @@ from typing import Iterator
 
 from .. import Finding
 from ..context import Context
-from ..engagement import gaps_vary, percent, too_fast
+from ..engagement import gaps_vary, percent, too_fast_in
 
 ID = "FNL509"
 NAME = "decay-too-fast"
@@ -38,7 +38,7 @@ def _duration(minutes: int) -> str:
 
 
 def check(ctx: Context) -> Iterator[Finding]:
-    fast = too_fast(ctx.funnel)
+    fast = too_fast_in(ctx)
     if fast is None:
         return
     decay = ctx.funnel.scoring.decay

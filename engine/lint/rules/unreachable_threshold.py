@@ -25,7 +25,7 @@ from typing import Iterator
 
 from .. import Finding
 from ..context import Context
-from ..engagement import funnel_decay, reaches, repeatable, too_fast
+from ..engagement import funnel_decay, reaches, repeatable, too_fast_in
 
 ID = "FNL501"
 NAME = "unreachable-threshold"
@@ -34,7 +34,7 @@ SEVERITY = "error"
 
 def check(ctx: Context) -> Iterator[Finding]:
     f = ctx.funnel
-    fast = too_fast(f)
+    fast = too_fast_in(ctx)
     events = repeatable(f)
     for reach in reaches(f, funnel_decay(f)):
         est = reach.estimate
