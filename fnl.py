@@ -9,7 +9,7 @@ import json
 import os
 import sys
 import traceback
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import click
 from click.shell_completion import CompletionItem
@@ -519,6 +519,90 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
     if detailed_exitcode and any(x.changed for x in diffs):
         return EXIT_CHANGES
     return EXIT_OK
+
+
+@cli.command()
+@click.argument("funnel", metavar="FUNNEL")
+@click.option("--behavior", "behavior_file", default=None, metavar="FILE",
+              help="The behaviour model (default: the *.behavior.yaml beside the funnel, else fnl's assumptions).")
+@click.option("--leads", default=None, metavar="N", help="About this many leads (default: the behaviour model's).")
+@click.option("--days", default=None, metavar="D", help="Horizon in days, 1 to 3650 (default: the model's).")
+@click.option("--seed", default="1", metavar="S", help="Seed of the random draws (default 1).")
+@click.option("--runs", default="1", metavar="R",
+              help="Repeat with seeds S, S+1, ... and report means with 95 % intervals (default 1).")
+@click.option("--start", default=None, metavar="TIME",
+              help="When the simulation starts (default: 2026-01-05T00:00:00Z, a Monday).")
+@click.option("--format", "fmt", type=click.Choice(("text", "json", "markdown")), default="text",
+              help="text, json (versioned, for machines) or markdown (for a PR comment).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the report here instead of standard output.")
+def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
+             runs: str, start: Optional[str], fmt: str, output: Optional[str]) -> int:
+    """Forecast a funnel: run synthetic leads through the engine and report leads per
+    stage, conversion, time to MQL and SQL, emails per lead, A/B variants, weekly volumes
+    and the load on each sales rep.
+
+    \b
+    Examples:
+      fnl simulate funnels/reference.yaml --leads 200
+      fnl simulate funnels/reference.yaml --leads 200 --days 60 --format json
+      fnl simulate funnels/newsletter-to-demo.yaml --leads 100 --runs 3
+      fnl simulate funnels/acme --format markdown -o forecast.md
+    """
+    from engine.simulate import check_sizes, forecast, parse_count
+    from engine.simulate.report import render
+
+    sizes = (parse_count(leads, "--leads") if leads is not None else None,
+             parse_count(days, "--days") if days is not None else None, parse_count(runs, "--runs"))
+    check_sizes(*sizes)
+    with _ProgressBar() as bar:
+        result = forecast(funnel, behavior_file, leads=sizes[0], days=sizes[1], seed=parse_count(seed, "--seed"),
+                          runs=sizes[2], start=start, progress=bar.update if bar.enabled else None)
+    text = render(result, fmt)
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}",
+                             "write into a directory that exists and is writable") from None
+        click.echo(f"Wrote {escape(output)}.", err=True)
+    else:
+        click.echo(text, nl=False)
+    return EXIT_OK
+
+
+class _ProgressBar:
+    """`fnl simulate`'s progress: click's bar on standard error, only on a terminal outside
+    CI, and only once the simulation has taken over a second; closed before the report."""
+
+    def __init__(self) -> None:
+        import time
+
+        self.enabled = sys.stderr.isatty() and not os.environ.get("CI") and os.environ.get("GITHUB_ACTIONS") != "true"
+        self.began = time.monotonic()
+        self.bar: Optional[object] = None
+        self.seen = 0
+
+    def update(self, run: int, runs: int, steps: int) -> None:
+        import time
+
+        if self.bar is None:
+            if time.monotonic() - self.began < 1.0:
+                return
+            self.bar = click.progressbar(length=None, label="Simulating", file=sys.stderr, show_pos=True)
+            self.bar.__enter__()  # type: ignore[attr-defined]
+        bar: Any = self.bar
+        bar.label = f"Simulating, run {run + 1} of {runs}" if runs > 1 else "Simulating"
+        bar.update(max(0, steps - self.seen) if steps >= self.seen else steps)
+        self.seen = steps
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)  # type: ignore[attr-defined]
 
 
 def run(argv: Optional[List[str]] = None) -> int:

@@ -1,0 +1,483 @@
+"""The figures of a simulation: what a run says about a funnel, and the mean of many runs.
+
+`figures(run)` turns one run's per-lead and per-email records into the report's numbers:
+leads per stage at the horizon and ever reached, conversion between stages, time to each
+stage, emails per lead, deferrals, unsubscribes and bounces, every sequence step and A/B
+variant, weekly volumes, and the load on each sales rep. `combine` gives, for `--runs R`,
+each number as its mean over the runs with a 95 % interval of that mean (Student's t,
+R - 1 degrees of freedom): the spread of the simulation's own randomness, nothing else.
+
+Counting rules, stated once:
+- A lead counts once the engine took it in (its opt-in or entry); `leads` is those leads.
+- Stages follow the definition's order. The main path is that order up to the first
+  terminal stage; conversion A → B is the share of leads that reached A and also reached B.
+- Time to a stage is from the lead's arrival to its first entry, over the leads that
+  entered the funnel in an earlier stage; percentiles are nearest-rank.
+- Weeks are 7-day periods from the simulation's start (the last may be shorter).
+- Rep load counts each lead's first handoff, to the rep that holds it at the horizon.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from .behavior import DAY
+from .run import LeadRecord, Run
+
+WEEK = 7 * DAY
+Z95 = 1.959963984540054
+CONFIDENCE = 0.95
+# Student's t, two-sided 95 % (the 0.975 quantile), for 1 to 30 degrees of freedom.
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+         2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+         2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+HEADLINE_STAGES = ("mql", "sql", "customer")
+DEFERRAL_RULES = ("quiet_hours", "frequency_cap", "at")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure over several runs: the mean and a 95 % interval of the mean (`lo` to `hi`)."""
+
+    mean: float
+    lo: float
+    hi: float
+
+
+# A figure of one run is a number; of several, an Estimate.
+Num = Union[int, float, Estimate]
+
+
+@dataclass(frozen=True)
+class StageFigures:
+    name: str
+    leads: Num         # in this stage at the horizon
+    unsubscribed: Num  # of those, how many have unsubscribed
+    reached: Num       # ever entered this stage
+    reached_share: Num  # reached / leads
+
+
+@dataclass(frozen=True)
+class Conversion:
+    source: str
+    target: str
+    reached_source: Num
+    reached_both: Num
+    rate: Optional[Num]  # None when no lead reached `source`
+
+
+@dataclass(frozen=True)
+class TimeTo:
+    stage: str
+    leads: Num  # leads that entered the stage after arriving in an earlier one
+    p50_days: Optional[Num]
+    p90_days: Optional[Num]
+
+
+@dataclass(frozen=True)
+class EmailFigures:
+    sent: Num  # every email, of every kind
+    per_lead_mean: Num
+    per_lead_p95: Num
+    per_lead_max: Num
+    max_in_7_days: Num  # the most emails any lead got in any 7 days
+    by_kind: Tuple[Tuple[str, Num], ...]
+
+
+@dataclass(frozen=True)
+class Deferrals:
+    """Sends the engine held back, by the rule that held them (one send can name several)."""
+
+    quiet_hours: Num
+    frequency_cap: Num
+    at: Num
+    leads: Num  # leads with at least one send held back
+
+
+@dataclass(frozen=True)
+class StepFigures:
+    sequence: str  # a sequence's name, or "" for the delivery of a lead magnet
+    step: str      # the step's ID, or the delivered template
+    template: str
+    sends: Num
+    opens: Num
+    clicks: Num
+    replies: Num
+    unsubscribes: Num
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A share with its 95 % Wilson interval; None where nothing was sent."""
+
+    value: Optional[Num]
+    lo: Optional[Num]
+    hi: Optional[Num]
+
+
+@dataclass(frozen=True)
+class VariantFigures:
+    sequence: str
+    step: str
+    variant: str
+    template: str
+    sends: Num
+    opens: Num
+    clicks: Num
+    open_rate: Rate   # opens / sends
+    click_rate: Rate  # clicks / sends
+
+
+@dataclass(frozen=True)
+class Weekly:
+    """Per week from the start: entries into each headline stage, and handoffs."""
+
+    weeks: int
+    entered: Tuple[Tuple[str, Tuple[Num, ...]], ...]
+    handoffs: Tuple[Num, ...]
+
+
+@dataclass(frozen=True)
+class RepLoad:
+    rep: str
+    handoffs: Num
+    per_week_mean: Num
+    per_week_max: Num
+    capacity: Optional[float]  # leads a week, from the behaviour model
+    weeks_over_capacity: Num
+    sla_breaches: Num
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything the report says about one run (or, from `combine`, the mean of several)."""
+
+    funnel: str
+    seed: int
+    start: int  # minute
+    days: float
+    leads: Num
+    stages: Tuple[StageFigures, ...]
+    headline: Tuple[str, ...]  # the stages the headline names, in order
+    conversions: Tuple[Conversion, ...]
+    biggest_drop: Optional[Tuple[str, str]]  # (source, target) of the lowest conversion
+    time_to: Tuple[TimeTo, ...]
+    emails: EmailFigures
+    deferrals: Deferrals
+    unsubscribes: Num  # unsubscribe events
+    unsubscribed_leads: Num
+    bounces: Num  # emails that bounced
+    steps: Tuple[StepFigures, ...]
+    variants: Tuple[VariantFigures, ...]
+    weekly: Weekly
+    reps: Tuple[RepLoad, ...]
+    sla_breaches: Num
+    rejected: Num  # events the engine refused (0 unless something is wrong)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """`--runs R`: the figures of R runs with independent seeds, each number an Estimate."""
+
+    runs: int
+    seeds: Tuple[int, ...]
+    method: str
+    figures: Figures
+
+
+# -- one run ------------------------------------------------------------------------------
+
+def percentile(values: Sequence[float], p: float) -> Optional[float]:
+    """The nearest-rank percentile (`p` from 0 to 1) of `values`; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+
+
+def wilson(successes: int, trials: int, z: float = Z95) -> Rate:
+    """The share `successes / trials` with its Wilson score interval."""
+    if trials <= 0:
+        return Rate(None, None, None)
+    p = successes / trials
+    d = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / d
+    half = z / d * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    return Rate(p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def most_in_window(minutes: Sequence[int], window: int) -> int:
+    """The most of `minutes` inside any `window` minutes (a send at t and one at t + window
+    are in different windows)."""
+    ordered = sorted(minutes)
+    best, first = 0, 0
+    for last, minute in enumerate(ordered):
+        while minute - ordered[first] >= window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def main_path(run: Run) -> Tuple[str, ...]:
+    """The stages in order up to the first terminal stage (the funnel's way forward)."""
+    out: List[str] = []
+    for stage in run.plan.stages:
+        out.append(stage.name)
+        if stage.terminal:
+            break
+    return tuple(out)
+
+
+def headline_stages(run: Run) -> Tuple[str, ...]:
+    names = [s.name for s in run.plan.stages]
+    chosen = tuple(n for n in HEADLINE_STAGES if n in names)
+    return chosen or main_path(run)[1:]
+
+
+def figures(run: Run) -> Figures:
+    """The report's figures of one run."""
+    leads = [r for r in run.leads if r.created]
+    n = len(leads)
+    names = [s.name for s in run.plan.stages]
+    stages = tuple(_stage(name, leads) for name in names)
+    path = main_path(run)
+    conversions = tuple(_conversion(a, b, leads) for a, b in zip(path, path[1:]))
+    drops = [c for c in conversions if c.rate is not None]
+    worst = min(drops, key=lambda c: (c.rate, path.index(c.source))) if drops else None  # type: ignore[arg-type]
+    headline = headline_stages(run)
+    per_lead = [r.emails for r in leads]
+    # Every kind the plan can send, so that runs of one funnel have the same shape.
+    kinds: Dict[str, int] = {seq.kind: 0 for seq in run.plan.sequences}
+    if any(m.delivers for m in run.plan.lead_magnets):
+        kinds["delivery"] = 0
+    for send in run.sends:
+        kinds[send.kind or "other"] = kinds.get(send.kind or "other", 0) + 1
+    weeks = max(1, math.ceil(run.horizon / WEEK))
+    return Figures(
+        funnel=run.plan.funnel, seed=run.seed, start=run.start, days=run.horizon / DAY, leads=n,
+        stages=stages, headline=headline, conversions=conversions,
+        biggest_drop=(worst.source, worst.target) if worst is not None else None,
+        time_to=tuple(_time_to(name, leads) for name in names[1:]),
+        emails=EmailFigures(
+            sent=len(run.sends), per_lead_mean=(sum(per_lead) / n) if n else 0.0,
+            per_lead_p95=percentile(per_lead, 0.95) or 0, per_lead_max=max(per_lead, default=0),
+            max_in_7_days=max((most_in_window(r.sends, WEEK) for r in leads), default=0),
+            by_kind=tuple(sorted(kinds.items()))),
+        deferrals=Deferrals(*(sum(r.deferred.get(rule, 0) for r in leads) for rule in DEFERRAL_RULES),
+                            leads=sum(1 for r in leads if r.deferred)),
+        unsubscribes=run.unsubscribes,
+        unsubscribed_leads=sum(1 for r in leads if r.unsubscribed_at is not None),
+        bounces=sum(1 for s in run.sends if s.bounced),
+        steps=_steps(run), variants=_variants(run),
+        weekly=_weekly(run, leads, headline, weeks),
+        reps=_reps(run, leads, weeks),
+        sla_breaches=sum(r.sla_breaches for r in leads),
+        rejected=run.rejected,
+    )
+
+
+def _stage(name: str, leads: Sequence[LeadRecord]) -> StageFigures:
+    here = [r for r in leads if r.stage == name]
+    reached = sum(1 for r in leads if name in r.reached)
+    return StageFigures(name, len(here), sum(1 for r in here if r.unsubscribed_at is not None), reached,
+                        reached / len(leads) if leads else 0.0)
+
+
+def _conversion(source: str, target: str, leads: Sequence[LeadRecord]) -> Conversion:
+    entered = [r for r in leads if source in r.reached]
+    both = sum(1 for r in entered if target in r.reached)
+    return Conversion(source, target, len(entered), both, both / len(entered) if entered else None)
+
+
+def _time_to(stage: str, leads: Sequence[LeadRecord]) -> TimeTo:
+    days = [(r.reached[stage] - r.arrived) / DAY for r in leads
+            if stage in r.reached and next(iter(r.reached)) != stage]
+    p50, p90 = percentile(days, 0.5), percentile(days, 0.9)
+    return TimeTo(stage, len(days), None if p50 is None else round(p50, 6), None if p90 is None else round(p90, 6))
+
+
+def _steps(run: Run) -> Tuple[StepFigures, ...]:
+    """Every send step of the plan (none sent: zeros), then each delivered lead magnet."""
+    counts: Dict[Tuple[str, str], List[int]] = {}
+    templates: Dict[Tuple[str, str], str] = {}
+    for seq in run.plan.sequences:
+        for step in seq.steps:
+            if step.action == "send":
+                counts[(seq.name, step.id)] = [0] * 5
+                templates[(seq.name, step.id)] = step.template or ""
+    for send in run.sends:
+        key = (send.sequence, send.step) if send.sequence else ("", send.template)
+        if key not in counts:
+            counts[key] = [0] * 5
+            templates[key] = send.template
+        c = counts[key]
+        c[0] += 1
+        c[1] += send.opened
+        c[2] += send.clicked
+        c[3] += send.replied
+        c[4] += send.unsubscribed
+    order = sorted(counts, key=lambda k: k[0] == "")  # sequences first, in plan order; then deliveries
+    return tuple(StepFigures(k[0], k[1], templates[k], *counts[k]) for k in order)
+
+
+def _variants(run: Run) -> Tuple[VariantFigures, ...]:
+    out = []
+    for seq in run.plan.sequences:
+        for step in seq.steps:
+            if not step.variants:
+                continue
+            for variant in step.variants:
+                sends = [s for s in run.sends if s.sequence == seq.name and s.step == step.id
+                         and s.variant == variant.name]
+                opens, clicks = sum(s.opened for s in sends), sum(s.clicked for s in sends)
+                out.append(VariantFigures(seq.name, step.id, variant.name, step.template or "", len(sends), opens,
+                                          clicks, wilson(opens, len(sends)), wilson(clicks, len(sends))))
+    return tuple(out)
+
+
+def _week(run: Run, minute: int, weeks: int) -> Optional[int]:
+    week = (minute - run.start) // WEEK
+    return week if 0 <= week < weeks else None
+
+
+def _weekly(run: Run, leads: Sequence[LeadRecord], stages: Sequence[str], weeks: int) -> Weekly:
+    entered = []
+    for stage in stages:
+        counts = [0] * weeks
+        for r in leads:
+            if stage in r.reached:
+                week = _week(run, r.reached[stage], weeks)
+                if week is not None:
+                    counts[week] += 1
+        entered.append((stage, tuple(counts)))
+    handoffs = [0] * weeks
+    for r in leads:
+        if r.handed_off_at is not None:
+            week = _week(run, r.handed_off_at, weeks)
+            if week is not None:
+                handoffs[week] += 1
+    return Weekly(weeks, tuple(entered), tuple(handoffs))
+
+
+def plan_reps(run: Run) -> List[str]:
+    """Every rep the plan's handoffs can assign to, in the order they are first named."""
+    reps: List[str] = []
+    for handoff in run.plan.handoff:
+        a = handoff.assign
+        for rep in (*a.reps, *(r for _, route in a.routes for r in route), *a.default):
+            if rep not in reps:
+                reps.append(rep)
+    return reps
+
+
+def _reps(run: Run, leads: Sequence[LeadRecord], weeks: int) -> Tuple[RepLoad, ...]:
+    reps = plan_reps(run)
+    for r in leads:
+        if r.owner is not None and r.owner not in reps:
+            reps.append(r.owner)
+    capacity = run.behavior.capacity
+    span_weeks = run.horizon / WEEK
+    out = []
+    for rep in reps:
+        owned = [r for r in leads if r.owner == rep]
+        per_week = [0] * weeks
+        for r in owned:
+            if r.handed_off_at is not None:
+                week = _week(run, r.handed_off_at, weeks)
+                if week is not None:
+                    per_week[week] += 1
+        limit = capacity.for_rep(rep) if capacity is not None else None
+        total = sum(per_week)
+        out.append(RepLoad(rep, total, total / span_weeks if span_weeks else 0.0, max(per_week, default=0),
+                           limit, sum(1 for w in per_week if limit is not None and w > limit),
+                           sum(r.sla_breaches for r in owned)))
+    return tuple(out)
+
+
+# -- several runs -------------------------------------------------------------------------
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with `df` degrees of freedom (a table to 30, then
+    the Cornish-Fisher expansion, good to 1e-4)."""
+    if df < 1:
+        raise ValueError("at least one degree of freedom")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = Z95
+    return (z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+            + (3 * z ** 7 + 19 * z ** 5 + 17 * z ** 3 - 15 * z) / (384 * df ** 3))
+
+
+def estimate(values: Sequence[float]) -> Estimate:
+    """The mean of `values` with a 95 % t interval of the mean (a point for one value)."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return Estimate(mean, mean, mean)
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    half = t975(n - 1) * math.sqrt(var / n)
+    return Estimate(mean, mean - half, mean + half)
+
+
+# Fields that are shares of something: their intervals stop at 1.
+_SHARES = {"reached_share", "rate", "value", "lo", "hi"}
+
+
+def _combine(values: Sequence[Any], share: bool = False) -> Any:
+    first = values[0]
+    if isinstance(first, bool) or first is None and all(v is None for v in values):
+        return first
+    if isinstance(first, (int, float)) or first is None:
+        numbers = [float(v) for v in values if v is not None]
+        if not numbers:
+            return None
+        # A figure some runs do not have (no lead reached the stage) is the mean of those that do.
+        e = estimate(numbers)
+        # Every figure is a count, a time or a share: the interval stops where they must.
+        return Estimate(e.mean, max(e.lo, 0.0), min(e.hi, 1.0) if share else e.hi)
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):
+        return type(first)(**{f.name: _combine([getattr(v, f.name) for v in values], f.name in _SHARES)
+                              for f in dataclasses.fields(first)})
+    if isinstance(first, tuple):
+        if any(len(v) != len(first) for v in values):
+            raise ValueError("runs of one funnel differ in shape")
+        return tuple(_combine([v[i] for v in values], share) for i in range(len(first)))
+    if isinstance(first, str):
+        return first
+    raise TypeError(f"cannot combine {type(first).__name__}")
+
+
+def combine(runs: Sequence[Figures]) -> Summary:
+    """The figures of several runs (same funnel, behaviour, horizon; other seeds): every
+    number the mean with a 95 % t interval of the mean over the runs."""
+    if not runs:
+        raise ValueError("no runs to combine")
+    first = runs[0]
+    combined: Figures = _combine(list(runs))
+    rates = [c for c in combined.conversions if c.rate is not None]
+    worst = min(rates, key=lambda c: _mean(c.rate)) if rates else None
+    combined = dataclasses.replace(
+        combined, funnel=first.funnel, seed=first.seed, start=first.start, days=first.days,
+        headline=first.headline, weekly=dataclasses.replace(combined.weekly, weeks=first.weekly.weeks),
+        reps=tuple(dataclasses.replace(r, capacity=o.capacity) for r, o in zip(combined.reps, first.reps)),
+        biggest_drop=(worst.source, worst.target) if worst is not None else None)
+    return Summary(len(runs), tuple(f.seed for f in runs), "Student's t over the runs' results", combined)
+
+
+def _mean(value: Optional[Num]) -> float:
+    if value is None:
+        return math.inf
+    return value.mean if isinstance(value, Estimate) else float(value)
+
+
+def mean_of(value: Optional[Num]) -> Optional[float]:
+    """A figure's value: the number itself, or an Estimate's mean."""
+    if value is None:
+        return None
+    return value.mean if isinstance(value, Estimate) else float(value)
+
+
+def stage(figs: Figures, name: str) -> Optional[StageFigures]:
+    return next((s for s in figs.stages if s.name == name), None)
