@@ -115,7 +115,7 @@ def count(v: Optional[Num]) -> str:
     if v is None:
         return "–"
     if isinstance(v, Estimate):
-        return f"{v.mean:,.1f} ± {(v.hi - v.lo) / 2:,.1f}"
+        return f"{v.mean:,.1f} ({v.lo:,.1f}–{v.hi:,.1f})"
     if isinstance(v, float) and not v.is_integer():
         return f"{v:,.1f}"
     return f"{int(v):,}"
@@ -125,7 +125,7 @@ def pct(v: Optional[Num]) -> str:
     if v is None:
         return "–"
     if isinstance(v, Estimate):
-        return f"{100 * v.mean:.1f} % ± {50 * (v.hi - v.lo):.1f}"
+        return f"{100 * v.mean:.1f} % ({100 * v.lo:.1f}–{100 * v.hi:.1f})"
     return f"{100 * v:.1f} %"
 
 
@@ -133,7 +133,7 @@ def days(v: Optional[Num]) -> str:
     if v is None:
         return "–"
     if isinstance(v, Estimate):
-        return f"{v.mean:.1f} ± {(v.hi - v.lo) / 2:.1f}"
+        return f"{v.mean:.1f} ({v.lo:.1f}–{v.hi:.1f})"
     return f"{v:.1f}"
 
 
@@ -150,13 +150,24 @@ def _label(name: str) -> str:
 
 def headline(fc: Forecast) -> str:
     f = _figures(fc)
-    parts = [f"{count(f.leads)} leads"]
+    parts = [f"{_point(f.leads)} leads"]
     for name in f.headline:
         s = stage(f, name)
         if s is not None:
             plural = "s" if name not in ("mql", "sql") else ""
-            parts.append(f"{count(s.reached)} {escape(_label(name))}{plural} ({pct(s.reached_share)})")
+            parts.append(f"{_point(s.reached)} {escape(_label(name))}{plural} ({_share(s.reached_share)})")
     return " → ".join(parts)
+
+
+def _point(v: Num) -> str:
+    """A count for the headline: the mean alone (the share beside it has the interval)."""
+    return count(mean_of(v)) if isinstance(v, Estimate) else count(v)
+
+
+def _share(v: Num) -> str:
+    if isinstance(v, Estimate):
+        return f"{100 * v.mean:.1f} %, 95 % interval {100 * v.lo:.1f}–{100 * v.hi:.1f} %"
+    return pct(v)
 
 
 def _drop(f: Figures) -> Optional[str]:
@@ -172,6 +183,12 @@ def _title(fc: Forecast) -> str:
     f = _figures(fc)
     runs = f", {fc.runs} runs (seeds {fc.seed}–{fc.seed + fc.runs - 1})" if fc.runs > 1 else f", seed {fc.seed}"
     return f"Forecast for {escape(f.funnel)}: {fc.days:g} days from {iso(fc.start)[:10]}{runs}"
+
+
+def _runs_note(fc: Forecast) -> str:
+    method = fc.summary.method if fc.summary is not None else ""
+    return (f"Each figure is the mean of {fc.runs} runs, with its 95 % interval in brackets ({method}); "
+            f"{NOISE}.")
 
 
 def _behaviour_line(fc: Forecast) -> str:
@@ -251,7 +268,7 @@ def render_text(fc: Forecast) -> str:
     if drop:
         lines.append("  " + drop)
     if fc.summary is not None:
-        lines.append(f"  ± is the 95 % interval of the mean over {fc.runs} runs ({fc.summary.method}); " + NOISE)
+        lines.append(f"  {_runs_note(fc)}")
     lines += ["", _behaviour_line(fc)]
     for title, header, rows in _sections(fc):
         lines += ["", title]
@@ -288,7 +305,7 @@ def render_markdown(fc: Forecast) -> str:
     if drop:
         lines += [drop[0].upper() + drop[1:] + ".", ""]
     if fc.summary is not None:
-        lines += [f"± is the 95 % interval of the mean over {fc.runs} runs ({fc.summary.method}); {NOISE}.", ""]
+        lines += [_runs_note(fc), ""]
     lines += [_behaviour_line(fc) + ".", ""]
     for title, header, rows in _sections(fc):
         lines += [f"#### {title}", ""]
