@@ -206,10 +206,10 @@ def _explain(error: ValidationError, doc: Document, typos: Optional[_Typos] = No
     if v == "additionalProperties" and isinstance(inst, dict):
         allowed = sorted((sch.get("properties") or {}).keys())
         out = []
-        for key, guess in _extra_keys(error):
-            help = f"did you mean `{guess}`?" if guess else f"allowed keys here: {', '.join(allowed)}"
-            if guess and typos.misspelt.get(path, {}).get(guess) == key:
-                help += f" (`{guess}` is required here, and missing)"
+        for key, meant in _extra_keys(error):
+            help = f"did you mean `{meant}`?" if meant else f"allowed keys here: {', '.join(allowed)}"
+            if meant and typos.misspelt.get(path, {}).get(meant) == key:
+                help += f" (`{meant}` is required here, and missing)"
             where = f" in {json_path(path)}" if path else " at the top level"
             out.append(at(path + (key,), "FNL100", f"unknown key `{key}`{where}", help, key=True))
         return out

@@ -77,7 +77,7 @@ TEMPLATE = """\
 {% block subject %}SUBJECT{% endblock %}
 {% block html -%}
 <p>Hi,</p>
-<p>{% if variant == 'b' %}Where do your deals stall?{% else %}Pipeline velocity, win rate and cycle length tell you where deals stall.{% endif %}</p>
+<p>{% if variant == 'b' %}Where do deals stall?{% else %}Velocity, win rate and cycle length say where.{% endif %}</p>
 <p style="font-size:12px">{{ sender.postal_address }} &middot; <a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
 {%- endblock %}
 {% block text -%}

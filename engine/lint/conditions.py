@@ -113,7 +113,7 @@ def flag_text(key: FlagKey) -> str:
     return f"{name}({', '.join(parts)})"
 
 
-def _general(key: FlagKey) -> List[FlagKey]:
+def general(key: FlagKey) -> List[FlagKey]:
     """The key and what it implies: `visited('pricing', since='mql')` implies
     `visited('pricing')`, which implies `visited`."""
     name, args, kwargs = key
@@ -153,12 +153,12 @@ class Facts:
             table[atom.var] = (allowed, excluded)
             return replace(self, choices=tuple(sorted(((v, a, x) for v, (a, x) in table.items()), key=_choice_key)))
         flags = dict(self.flags)
-        keys = _general(atom.key) if atom.positive else [atom.key]
+        keys = general(atom.key) if atom.positive else [atom.key]
         for key in keys:
             if flags.get(key, atom.positive) != atom.positive:
                 return None
             flags[key] = atom.positive
-        if not atom.positive and any(v and atom.key in _general(k) for k, v in flags.items()):
+        if not atom.positive and any(v and atom.key in general(k) for k, v in flags.items()):
             return None
         return replace(self, flags=tuple(sorted(flags.items(), key=repr)))
 
@@ -182,7 +182,7 @@ class Facts:
                 left = sorted(excluded, key=repr)
                 parts.append(f"{var} != {left[0]!r}" if len(left) == 1 else
                              f"{var} not in [{', '.join(repr(v) for v in left)}]")
-        shown = [k for k, v in self.flags if not any(v2 and k != k2 and k in _general(k2) for k2, v2 in self.flags)]
+        shown = [k for k, v in self.flags if not any(v2 and k != k2 and k in general(k2) for k2, v2 in self.flags)]
         parts.extend(flag_text(k) if v else f"not {flag_text(k)}" for k, v in self.flags if k in shown)
         return " and ".join(parts)
 

@@ -196,8 +196,8 @@ def _sends(funnel: Funnel, seqs: Iterable[Sequence]) -> List[Tuple[int, str]]:
 
 def _groups(seqs: List[Sequence]) -> List[List[Sequence]]:
     """The sets of sequences one lead can be in: one segment and one persona at a time."""
-    segments = sorted({s.segment for s in seqs if s.segment}) or [None]
-    personas = sorted({s.persona for s in seqs if s.persona}) or [None]
+    segments: List[Optional[str]] = [*sorted({s.segment for s in seqs if s.segment})] or [None]
+    personas: List[Optional[str]] = [*sorted({s.persona for s in seqs if s.persona})] or [None]
     if len(segments) * len(personas) > MAX_GROUPS:
         return [seqs]  # every sequence at once: a looser estimate, never a tighter one
     out: List[List[Sequence]] = []

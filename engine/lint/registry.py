@@ -4,8 +4,9 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict, Tuple
 
-from .rules import (business_hours, dead_end_stage, decay_too_fast, duplicate_step_id, enum_mismatch, handoff_unknown_stage, magnet_consent,
-                    marketing_to_open_deal, missing_postal_address, missing_unsubscribe, no_way_in, programs_over_cap,
+from .rules import (business_hours, dead_end_stage, decay_too_fast, duplicate_step_id, enum_mismatch,
+                    handoff_unknown_stage, magnet_consent, marketing_to_open_deal, missing_postal_address,
+                    missing_unsubscribe, no_way_in, programs_over_cap,
                     rep_list, segment_gap, segment_overlap, send_in_quiet_hours, sequence_over_cap,
                     sequence_without_exit, sla_quiet_hours, step_after_exit, subject_newline, template_parts,
                     template_render, template_syntax, template_undefined, territory_routes, threshold_order,

@@ -42,8 +42,9 @@ def check(ctx: Context) -> Iterator[Finding]:
     if fast is None:
         return
     decay = ctx.funnel.scoring.decay
+    factor = decay.factor if decay is not None else 0.5
     what = (f"a half-life of {fast.written}" if fast.key == "half_life" else
-            f"decay ×{decay.factor:g} every {fast.written} (a half-life of {_duration(fast.half_life_minutes)})")
+            f"decay ×{factor:g} every {fast.written} (a half-life of {_duration(fast.half_life_minutes)})")
     if fast.gap_minutes is not None:
         kept = 0.5 ** (fast.gap_minutes / fast.half_life_minutes)
         typical = "typical " if gaps_vary(ctx.funnel) else ""

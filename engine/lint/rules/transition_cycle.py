@@ -26,7 +26,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Set, Tuple
 
 from ...model import Transition
 from .. import Finding
-from ..conditions import Facts, Term, domains, terms
+from ..conditions import Facts, Flag, Term, domains, general, terms
 from ..context import Context
 
 ID = "FNL303"
@@ -39,19 +39,38 @@ MAX_STATES = 20_000
 Edge = Tuple[Transition, Term]
 
 
-def _edges(ctx: Context) -> Dict[str, List[Edge]]:
-    """Automatic moves (a `when` and no `on`), one edge per alternative of the condition.
-    Moves out of terminal stages and into the stage itself are FNL308's."""
+def _edges(ctx: Context) -> Tuple[Dict[str, List[Edge]], Dict[Tuple[int, Term], Term]]:
+    """Automatic moves (a `when` and no `on`), one edge per alternative of the condition,
+    and the alternative as written for each term the search uses. Moves out of terminal
+    stages and into the stage itself are FNL308's."""
     f = ctx.funnel
+    moves = [t for t in f.transitions if t.on is None and t.when is not None and t.to in f.stages]
+    alternatives = {t.index: terms(t.when.tree, f) for t in moves if t.when is not None}
+    flags = [a for ts in alternatives.values() for term in ts for a in term if isinstance(a, Flag)]
+    negated = {a.key for a in flags if not a.positive}
+    implied = {g for a in flags if a.positive for g in general(a.key)}
+    written: Dict[Tuple[int, Term], Term] = {}
     out: Dict[str, List[Edge]] = {}
-    for t in f.transitions:
-        if t.on is not None or t.when is None or t.to not in f.stages:
-            continue
-        alternatives = terms(t.when.tree, f)
-        for s in t.sources:
-            if s in f.stages and s != t.to and s not in f.terminal_stages:
-                out.setdefault(s, []).extend((t, term) for term in alternatives)
-    return out
+    for t in moves:
+        for term in alternatives[t.index]:
+            # A flag only ever asserted one way cannot contradict anything: the search keeps
+            # just what it implies that something denies, so `clicked('a')` and `clicked('b')`
+            # are one state where only `not clicked` matters.
+            kept: List = []
+            for a in term:
+                if not isinstance(a, Flag):
+                    kept.append(a)
+                elif a.positive:
+                    kept.extend(Flag(g, True) for g in general(a.key) if g in negated)
+                elif a.key in implied:
+                    kept.append(a)
+            lean = tuple(dict.fromkeys(kept))
+            if written.setdefault((t.index, lean), term) != term:
+                written[(t.index, lean)] = ()  # two alternatives share it: the witness keeps to what the search knows
+            for s in t.sources:
+                if s in f.stages and s != t.to and s not in f.terminal_stages:
+                    out.setdefault(s, []).append((t, lean))
+    return out, written
 
 
 def _loop_through(root: str, edges: Dict[str, List[Edge]], allowed: Set[str], doms, budget: List[int],
@@ -105,9 +124,18 @@ def _message(root: str, loop: List[Edge], facts: Facts, judged: bool) -> Tuple[s
             "20, forward at 40), or move the lead back only when sales acts (`on: crm.deal_lost`)")
 
 
+def _witness(loop: List[Edge], facts: Facts, written: Dict[Tuple[int, Term], Term], doms) -> Facts:
+    """The facts of the loop with every alternative as written (more telling: `replied`
+    rather than nothing), when they still hold together."""
+    full: Optional[Facts] = Facts()
+    for t, lean in loop:
+        full = full.add_all(written.get((t.index, lean)) or lean, doms) if full is not None else None
+    return full if full is not None else facts
+
+
 def check(ctx: Context) -> Iterator[Finding]:
     f = ctx.funnel
-    edges = _edges(ctx)
+    edges, written = _edges(ctx)
     doms = domains(f)
     budget = [MAX_STATES]
     judge = True
@@ -129,5 +157,5 @@ def check(ctx: Context) -> Iterator[Finding]:
         if stages in reported:
             continue
         reported.add(stages)
-        message, help = _message(root, loop, facts, judge)
+        message, help = _message(root, loop, _witness(loop, facts, written, doms) if judge else facts, judge)
         yield Finding(loop[-1][0].path, message, help)
