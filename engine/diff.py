@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence as Seq, Tuple, Union
 
 from .errors import JsonPath, Location, json_path
-from .migrate import stage_move, step_move
+from .migrate import stage_move, step_moves
 from .model import WEEKDAYS, Funnel
 from .plan import Handoff, Plan, Sequence, Step
 from .sources import display_path
@@ -350,15 +350,17 @@ class _Changes:
         if not a or not b or (len(wa) <= LONG and len(wb) <= LONG):
             self.add("~", category, entity, path, subject, wa, wb, at, old_at)
             return
+        in_a, in_b = set(map(_word, a)), set(map(_word, b))
         for i, item in enumerate(b):
-            if item not in a:
+            if _word(item) not in in_a:
                 self.add("+", category, entity, f"{path}[{i}]", subject, None, _word(item), at + (i,))
         for i, item in enumerate(a):
-            if item not in b:
+            if _word(item) not in in_b:
                 self.add("-", category, entity, f"{path}[{i}]", subject, _word(item), None, at, old_at + (i,))
-        if [x for x in a if x in b] != [x for x in b if x in a]:
-            self.add("~", category, entity, path, f"{subject} order", _word([x for x in a if x in b]),
-                     _word([x for x in b if x in a]), at, old_at)
+        kept_a = [x for x in a if _word(x) in in_b]
+        kept_b = [x for x in b if _word(x) in in_a]
+        if kept_a != kept_b:
+            self.add("~", category, entity, path, f"{subject} order", _word(kept_a), _word(kept_b), at, old_at)
 
 
 def _by_name(items: Seq[Any], attr: str = "name") -> Dict[str, Any]:
@@ -441,14 +443,15 @@ def _fit(c: _Changes) -> None:
 def _stages(c: _Changes) -> None:
     old = [s.name for s in c.old.plan.stages]
     new = [s.name for s in c.new.plan.stages]
+    in_old, in_new = set(old), set(new)
     for i, name in enumerate(new):
-        if name not in old:
+        if name not in in_old:
             c.add("+", "stage", name, f"stages.{name}", f"stage {name}", None, None, ("stages", i), whole=True)
     for i, name in enumerate(old):
-        if name not in new:
+        if name not in in_new:
             c.add("-", "stage", name, f"stages.{name}", f"stage {name}", None, None, ("stages",), ("stages", i),
                   whole=True)
-    kept_old, kept_new = [s for s in old if s in new], [s for s in new if s in old]
+    kept_old, kept_new = [s for s in old if s in in_new], [s for s in new if s in in_old]
     if kept_old != kept_new:
         c.add("~", "stage", "order", "stages", "stages in order", _word(kept_old), _word(kept_new), ("stages",))
     terminal_old = [s.name for s in c.old.plan.stages if s.terminal]
@@ -502,21 +505,25 @@ def _entries(c: _Changes) -> None:
 
 def _crm_events(c: _Changes) -> None:
     old, new = list(c.old.plan.crm_events), list(c.new.plan.crm_events)
+    in_old, in_new = set(old), set(new)
 
-    def place(side: Side, event: str) -> JsonPath:
+    def places(side: Side) -> Dict[str, JsonPath]:
         raw = _raw(side, ("crm", "events"))
-        if isinstance(raw, list) and event in raw:
-            return ("crm", "events", raw.index(event))
-        return ("crm", "events")
+        found: Dict[str, JsonPath] = {}
+        for i, event in enumerate(raw if isinstance(raw, list) else []):
+            if isinstance(event, str):
+                found.setdefault(event, ("crm", "events", i))
+        return found
 
+    where_new, where_old = places(c.new), places(c.old)
     for event in new:
-        if event not in old:
+        if event not in in_old:
             c.add("+", "crm event", event, f"crm_events.{event}", f"crm event {event}", None, None,
-                  place(c.new, event), whole=True)
+                  where_new.get(event, ("crm", "events")), whole=True)
     for event in old:
-        if event not in new:
+        if event not in in_new:
             c.add("-", "crm event", event, f"crm_events.{event}", f"crm event {event}", None, None,
-                  ("crm", "events"), place(c.old, event), whole=True)
+                  ("crm", "events"), where_old.get(event, ("crm", "events")), whole=True)
 
 
 def _scoring(c: _Changes) -> None:
@@ -958,13 +965,15 @@ def _in_flight(o: Side, n: Side) -> List[str]:
         return [f"the definition is removed: leads in {old.funnel} get nothing more from it"]
     if not old.stages:
         return []
+    new_seqs = {s.name: s for s in new.sequences}
     for seq in old.sequences:
-        new_seq = new.sequence(seq.name)
+        new_seq = new_seqs.get(seq.name)
         if new_seq is None:
             notes.append(f"leads in {seq.name} leave it (the sequence is removed)")
             continue
+        moves = step_moves(old, new, seq.name)
         for s in seq.steps:
-            move = step_move(old, new, seq.name, s.id)
+            move = moves[s.id]
             if move.outcome == "resumes":
                 notes.append(f"leads waiting on {seq.name}/{s.id} (removed) resume at {move.target} when it was due")
             elif move.outcome == "finishes":
@@ -975,17 +984,21 @@ def _in_flight(o: Side, n: Side) -> List[str]:
                 wait = _duration(n, ("sequences", seq.name, "steps", s.index, "wait"), s.wait_minutes)
                 notes.append(f"leads already waiting on {seq.name}/{s.id} keep their due time; "
                              f"leads reaching it later wait {wait}")
-        old_ids = [x.id for x in seq.steps]
+        old_ids = {x.id for x in seq.steps}
+        # for each new step: does a step the lead may already be past come after it?
+        kept_after = [False] * (len(new_seq.steps) + 1)
+        for i in range(len(new_seq.steps) - 1, -1, -1):
+            kept_after[i] = kept_after[i + 1] or new_seq.steps[i].id in old_ids
         for i, s in enumerate(new_seq.steps):
             if s.id not in old_ids:
-                later = [x.id for x in new_seq.steps[i + 1:] if x.id in old_ids]
-                if later:
+                if kept_after[i + 1]:
                     notes.append(f"leads already past the place of new step {seq.name}/{s.id} do not get it; "
                                  f"leads before it do")
                 else:
                     notes.append(f"leads still in {seq.name} get new step {s.id} after their current steps")
+    new_stages = {st.name for st in new.stages}
     for st in old.stages:
-        if new.stage(st.name) is None:
+        if st.name not in new_stages:
             notes.append(f"leads in stage {st.name} (removed) move to {stage_move(old, new, st.name)}")
     old_thresholds = dict(old.scoring.thresholds)
     for name, value in new.scoring.thresholds:

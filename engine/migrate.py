@@ -12,7 +12,7 @@ rule to say what a change does to leads already in a sequence:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .plan import Plan, Sequence
 from .state import LeadState, Running
@@ -42,6 +42,29 @@ def step_move(old: Plan, new: Plan, sequence: str, step_id: str) -> StepMove:
     if target is None:
         return StepMove(sequence, step_id, "finishes")
     return StepMove(sequence, step_id, "resumes", target)
+
+
+def step_moves(old: Plan, new: Plan, sequence: str) -> Dict[str, StepMove]:
+    """`step_move` for every step of one old sequence, in one pass over its steps."""
+    old_seq = old.sequence(sequence)
+    if old_seq is None:
+        return {}
+    new_seq = new.sequence(sequence)
+    if new_seq is None:
+        return {s.id: StepMove(sequence, s.id, "exits") for s in old_seq.steps}
+    new_ids = {s.id for s in new_seq.steps}
+    moves: Dict[str, StepMove] = {}
+    target: Optional[str] = None  # the first step after this one that still exists
+    for s in reversed(old_seq.steps):  # the first of repeated IDs is the one that counts, as in step_move
+        if s.id in new_ids:
+            moves[s.id] = StepMove(sequence, s.id, "stays", s.id)
+        elif target is None:
+            moves[s.id] = StepMove(sequence, s.id, "finishes")
+        else:
+            moves[s.id] = StepMove(sequence, s.id, "resumes", target)
+        if s.id in new_ids:
+            target = s.id
+    return moves
 
 
 def _index(seq: Sequence, step_id: str) -> int:

@@ -376,3 +376,29 @@ def test_diff_in_process():
     same = d.diff(plan, plan)
     assert not same.changed and d.summary(same) == "No changes." and same.in_flight == ()
     assert d.render_text(same) == "Plan for acme-b2b: No changes.\n"
+
+
+@pytest.mark.parametrize("keep, outcomes", [
+    (lambda i, n: True, {"stays", "exits"}),
+    (lambda i, n: i % 2 == 0, {"stays", "resumes", "finishes", "exits"}),
+    (lambda i, n: i == 0, {"stays", "finishes", "exits"}),
+    (lambda i, n: i == n - 1, {"stays", "resumes", "exits"}),
+    (lambda i, n: False, {"finishes", "exits"}),
+])
+def test_step_moves_for_a_whole_sequence_is_step_move_for_each_step(keep, outcomes):
+    """The in-flight notes take every step's move in one pass; it is the runtime's rule."""
+    import dataclasses
+
+    from engine.migrate import step_move, step_moves
+
+    old = plan_for(str(REPO / ACME))
+    # the steps `keep` keeps, in every sequence but the first, which is removed
+    sequences = tuple(dataclasses.replace(s, steps=tuple(x for i, x in enumerate(s.steps) if keep(i, len(s.steps))))
+                      for s in old.sequences[1:])
+    new = dataclasses.replace(old, sequences=sequences)
+    seen = set()
+    for seq in old.sequences:
+        moves = step_moves(old, new, seq.name)
+        assert moves == {s.id: step_move(old, new, seq.name, s.id) for s in seq.steps}
+        seen |= {m.outcome for m in moves.values()}
+    assert seen == outcomes
