@@ -571,3 +571,38 @@ def test_a_decay_thresholds_survive_is_fine(tmp_path: Path, decay: str) -> None:
 def test_a_fast_decay_that_another_unit_would_not_rescue_is_the_thresholds_problem(tmp_path: Path) -> None:
     path = scored(tmp_path, "{email.opened: 5, email.clicked: 10}", "decay: {half_life: 12h}", 1000)
     assert [p.code for p in lint(path, "FNL5")] == ["FNL501"]
+
+
+def test_loops_over_many_different_flags_are_judged_quickly(tmp_path: Path) -> None:
+    """Thirty moves forward, each on one of two clicks, and a move back only for a lead
+    that never clicked: no loop can bounce, and the search must not try 2^30 paths."""
+    import time
+
+    stages = [f"s{i:02d}" for i in range(30)]
+    rows = [f"  - {{from: {a}, to: {b}, when: \"clicked('x{i}') or clicked('y{i}')\"}}"
+            for i, (a, b) in enumerate(zip(stages, stages[1:]))]
+    body = (f"stages: [{', '.join(stages)}, done]\n"
+            "entries: {imported: {on: lead.imported, enters: s00, basis: legitimate_interest}}\n"
+            "transitions:\n" + "\n".join(rows) + "\n  - {from: s29, to: s00, when: \"not clicked\"}\n"
+            "  - {from: s00, to: done, on: crm.deal_won}\n")
+    path = funnel(tmp_path, body)
+    started = time.perf_counter()
+    assert lint(path, "FNL303") == []
+    path.write_text(path.read_text().replace('"not clicked"', "\"not clicked('z')\""), encoding="utf-8")
+    [problem] = lint(path, "FNL303")
+    assert time.perf_counter() - started < 5
+    witness = problem.message[problem.message.index("as for a lead with"):]
+    assert "clicked('x0') and clicked('x1') and clicked('x10')" in witness
+    assert witness.endswith("clicked('x9') and not clicked('z')`")
+
+
+def test_when_conditions_are_too_many_to_compare_the_loop_is_still_reported(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.lint.rules import transition_cycle
+
+    monkeypatch.setattr(transition_cycle, "MAX_STATES", 1)
+    path = funnel(tmp_path, LOOP.replace("BACK", "score < 20"))
+    [problem] = lint(path, "FNL303")
+    assert problem.message.startswith("transitions form a loop subscriber → mql → subscriber, with more conditions "
+                                      "than fnl can compare: `score >= thresholds.mql` (subscriber → mql); "
+                                      "`score < 20` (mql → subscriber)")

@@ -65,8 +65,7 @@ def _edges(ctx: Context) -> Tuple[Dict[str, List[Edge]], Dict[Tuple[int, Term], 
                 elif a.key in implied:
                     kept.append(a)
             lean = tuple(dict.fromkeys(kept))
-            if written.setdefault((t.index, lean), term) != term:
-                written[(t.index, lean)] = ()  # two alternatives share it: the witness keeps to what the search knows
+            written.setdefault((t.index, lean), term)  # what it leaves out contradicts nothing
             for s in t.sources:
                 if s in f.stages and s != t.to and s not in f.terminal_stages:
                     out.setdefault(s, []).append((t, lean))
