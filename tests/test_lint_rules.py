@@ -100,6 +100,12 @@ def test_registry_has_every_rule_once() -> None:
     assert RULE_IDS == sorted(RULE_IDS)
 
 
+def test_readme_states_the_number_of_rules() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    stated = re.findall(r"\b(\d+) lint rules\b", readme)
+    assert stated and all(int(n) == len(RULES) for n in stated), f"README says {stated} lint rules, not {len(RULES)}"
+
+
 def test_every_case_folder_belongs_to_a_rule() -> None:
     folders = {p.name for p in LINT_CASES.iterdir() if p.is_dir() and not p.name.startswith("_")}
     assert folders - set(BY_ID) == set(), "case folders for rules that are not in the registry"
