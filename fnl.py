@@ -590,7 +590,9 @@ class _ProgressBar:
         if self.bar is None:
             if time.monotonic() - self.began < 1.0:
                 return
-            self.bar = click.progressbar(length=None, label="Simulating", file=sys.stderr, show_pos=True)
+            # How many engine steps a run takes is not known beforehand: a bar without a length.
+            unknown = (step for step in ())
+            self.bar = click.progressbar(unknown, label="Simulating", file=sys.stderr, show_pos=True)
             self.bar.__enter__()  # type: ignore[attr-defined]
         bar: Any = self.bar
         bar.label = f"Simulating, run {run + 1} of {runs}" if runs > 1 else "Simulating"
