@@ -149,11 +149,20 @@ def counting_sequences(funnel: Funnel, sources: Set[str]) -> List[Sequence]:
 
 def _points(funnel: Funnel, kind: str, detail: str) -> int:
     """The points of one event, as the engine gives them: the narrowest entry wins."""
-    events = funnel.scoring.events
-    narrow = next((p for e, p in events if e == f"{kind}.{detail}"), None) if detail else None
-    if narrow is not None:
-        return narrow
-    return next((p for e, p in events if e == kind), 0)
+    table = dict(funnel.scoring.events)
+    if detail and f"{kind}.{detail}" in table:
+        return table[f"{kind}.{detail}"]
+    return table.get(kind, 0)
+
+
+def _email_points(funnel: Funnel, templates: Iterable[str], repeats: int) -> Dict[str, Dict[str, int]]:
+    """Template -> engagement kind -> the points the realistic lead earns for it."""
+    table = dict(funnel.scoring.events)
+    out: Dict[str, Dict[str, int]] = {}
+    for template in set(templates):
+        out[template] = {kind: max(table.get(f"{kind}.{template}", table.get(kind, 0)), 0) * repeats
+                         for kind in ENGAGEMENT}
+    return out
 
 
 def repeatable(funnel: Funnel) -> List[Tuple[str, int, int]]:
@@ -224,21 +233,21 @@ def estimate(funnel: Funnel, seqs: List[Sequence], decay: Optional[Decay]) -> Es
     # stays there (a profile update moves it, and the new segment's sequences start).
     for group in (_groups(seqs) if not exact else [seqs]):
         sends = _sends(funnel, group) + deliveries
+        worth = _email_points(funnel, (t for _, t in sends), repeats)
+        kinds = {k: max((worth[t][k] for _, t in sends), default=0) for k in ENGAGEMENT}
         last = max((d for d, _ in sends), default=0)
-        days = min(max(REALISTIC_DAYS, last + 1), MAX_DAYS) if not exact else last + 1
-        earned = [0.0] * days
-        kinds = {k: 0 for k in ENGAGEMENT}
-        for day, template in sends:
-            if day >= days:
-                continue
-            for kind in ENGAGEMENT:
-                p = max(_points(funnel, kind, template), 0) * repeats
-                earned[day] += p
-                kinds[kind] = max(kinds[kind], p)
-        for _event, points, every in events:
-            for day in range(0, days, every):
-                earned[day] += points
-        peak = _peak(earned, decay)
+        if exact:  # every email, whenever it is sent: nothing fades
+            peak, days = float(sum(sum(worth[t].values()) for _, t in sends)), last + 1
+        else:
+            days = min(max(REALISTIC_DAYS, last + 1), MAX_DAYS)
+            earned = [0.0] * days
+            for day, template in sends:
+                if day < days:
+                    earned[day] += sum(worth[template].values())
+            for _event, points, every in events:
+                for day in range(0, days, every):
+                    earned[day] += points
+            peak = _peak(earned, decay)
         if peak > best[0]:
             best = (peak, days, sum(1 for d, _ in sends if d < days), kinds)
     peak, days, emails, kinds = best
