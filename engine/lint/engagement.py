@@ -15,7 +15,9 @@ bounds how much of them adds up. The realistic lead:
   `MAX_DAYS`), all sequences that can mail it starting on day 0 (in one segment and
   persona at a time).
 
-Without repeatable events and without decay, that is simply the most a lead can score.
+Without repeatable events and without decay, the estimate is a hard bound instead: every
+email of every sequence (a profile update can move a lead to another segment's track),
+whenever it is sent, and nothing else.
 """
 from __future__ import annotations
 

@@ -7,8 +7,9 @@ Otherwise the bound is what a realistic, keen lead scores in its first 30 days (
 when a sequence runs longer): every email engaged with the day it arrives, a site visit
 a day and each other repeatable event (a webinar, a CRM event) once a week, with decay
 (or its window) applied; `count_repeats: true` counts each email's engagement three
-times. The message says how the figure was reached. Only sequences that can mail a lead
-before the move asking the threshold count toward it.
+times. The message says how the figure was reached. Thresholds are checked where a
+condition asks `score >= thresholds.<name>`, counting only the sequences that can mail a
+lead before the move that asks it (a sales sequence after sql does not help reach mql).
 
 Fails:
     scoring:
