@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence as Seq, Tuple, Union
 
 from .errors import JsonPath, Location, json_path
 from .migrate import stage_move, step_moves
-from .model import WEEKDAYS, Funnel
+from .model import BUILTIN_CRM_EVENTS, WEEKDAYS, Funnel
 from .plan import Handoff, Plan, Sequence, Step
 from .sources import display_path
 from .terminal import escape
@@ -504,7 +504,9 @@ def _entries(c: _Changes) -> None:
 
 
 def _crm_events(c: _Changes) -> None:
-    old, new = list(c.old.plan.crm_events), list(c.new.plan.crm_events)
+    # The built-in events are in every plan; a definition declares only the others.
+    old = [e for e in c.old.plan.crm_events if e not in BUILTIN_CRM_EVENTS]
+    new = [e for e in c.new.plan.crm_events if e not in BUILTIN_CRM_EVENTS]
     in_old, in_new = set(old), set(new)
 
     def places(side: Side) -> Dict[str, JsonPath]:

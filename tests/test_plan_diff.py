@@ -293,6 +293,14 @@ def test_a_new_definition_is_all_additions(repo):
     assert {f"lead_magnets.{m.name}" for m in new.lead_magnets} <= added
     assert f"+ {len(new.sequences)} sequences" in ref["summary"]
     assert "+ MQL threshold none → 40" in ref["summary"]
+    # the built-in CRM events are in every plan, not added by this one (reference declares none)
+    assert not [c for c in ref["changes"] if c["category"] == "crm event"]
+    # everything added is located in the new definition, or in its template files
+    for c in ref["changes"]:
+        where = c["location"]
+        assert where["side"] == "new", c
+        assert where["file"] == ("funnels/reference.yaml" if c["category"] != "template" else
+                                 f"templates/reference/{c['path'].removeprefix('templates.')}.j2"), c
 
 
 @pytest.mark.parametrize("files, noun", [
