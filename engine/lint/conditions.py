@@ -19,7 +19,7 @@ from .. import expr
 from ..model import Funnel
 
 # Predicates a lead's history makes true; a call with arguments implies the call without.
-FLAG_PREDICATES = ("opened", "clicked", "replied", "visited", "downloaded", "attended")
+FLAG_PREDICATES = ("opened", "clicked", "replied", "visited", "downloaded", "attended", "registered")
 FLAG_NAMES = ("fit", "unsubscribed", "bounced")
 # Names whose value a transition itself changes: what they say of one stage says nothing
 # of the next, so they constrain nothing here.
