@@ -713,7 +713,7 @@ def _step(c: _Changes, name: str, o: Step, s: Step) -> None:
         c.value("step", entity, f"{path}.at", f"{subject} at", o.at_minute, s.at_minute, [at + ("at",), at],
                 [old_at + ("at",), old_at], words=_clock)
     if o.action != s.action:
-        c.add("~", "step", entity, f"{path}.action", subject[:-1], _action(o), _action(s), at, old_at)
+        c.add("~", "step", entity, f"{path}.action", subject, _action(o), _action(s), at, old_at)
     elif o.template != s.template:
         c.add("~", "send", entity, f"{path}.template", f"{subject} send", o.template, s.template,
               [at + ("send",), at], [old_at + ("send",), old_at])
