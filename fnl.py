@@ -487,13 +487,15 @@ def graph(funnel: str, fmt: str) -> int:
               help=f"Exit {EXIT_CHANGES} when the plan changes, {EXIT_OK} when nothing changed; problems still exit "
                    f"{EXIT_PROBLEMS}, usage errors {EXIT_USAGE}.")
 def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: bool) -> int:
-    """Show what a change does to the compiled funnel, and to leads in flight.
+    """Show what a change does to the compiled funnel, and to leads in flight: each
+    change in the definition's own words and units, at the line it is on.
 
     \b
     Examples:
       fnl plan --base origin/main funnels/acme
       fnl plan --base HEAD~1 --format markdown > plan.md
       fnl plan old-plan.json funnels/acme
+      fnl plan tests/samples/plan-newsletter-before.yaml tests/samples/plan-newsletter-after.yaml
     """
     from engine import diff as d
     from engine.planning import plans_against_base, plans_between
@@ -592,7 +594,8 @@ class _ProgressBar:
                 return
             # How many engine steps a run takes is not known beforehand: a bar without a length.
             unknown = (step for step in ())
-            self.bar = click.progressbar(unknown, label="Simulating", file=sys.stderr, show_pos=True)
+            self.bar = click.progressbar(unknown, label="Simulating", file=sys.stderr, show_pos=True,
+                                         item_show_func=lambda _: "engine steps")
             self.bar.__enter__()  # type: ignore[attr-defined]
         bar: Any = self.bar
         bar.label = f"Simulating, run {run + 1} of {runs}" if runs > 1 else "Simulating"
