@@ -154,7 +154,7 @@ def headline(fc: Forecast) -> str:
     for name in f.headline:
         s = stage(f, name)
         if s is not None:
-            plural = "s" if name not in ("mql", "sql") else ""
+            plural = "s" if name not in ("mql", "sql") and mean_of(s.reached) != 1 else ""
             parts.append(f"{_point(s.reached)} {escape(_label(name))}{plural} ({_share(s.reached_share)})")
     return " → ".join(parts)
 
@@ -183,6 +183,16 @@ def _title(fc: Forecast) -> str:
     f = _figures(fc)
     runs = f", {fc.runs} runs (seeds {fc.seed}–{fc.seed + fc.runs - 1})" if fc.runs > 1 else f", seed {fc.seed}"
     return f"Forecast for {escape(f.funnel)}: {fc.days:g} days from {iso(fc.start)[:10]}{runs}"
+
+
+def _short_note(fc: Forecast) -> Optional[str]:
+    """Why fewer leads than --leads asked for came in: arrivals run past the horizon."""
+    got = mean_of(_figures(fc).leads) or 0
+    if fc.leads_asked is None or got >= 0.9 * fc.leads_asked:
+        return None
+    return (f"--leads {fc.leads_asked:,} spreads arrivals over the behaviour model's arrival windows; "
+            f"{_point(_figures(fc).leads)} of them arrived "
+            f"within the {fc.days:g} days")
 
 
 def _runs_note(fc: Forecast) -> str:
@@ -267,6 +277,9 @@ def render_text(fc: Forecast) -> str:
     drop = _drop(f)
     if drop:
         lines.append("  " + drop)
+    short = _short_note(fc)
+    if short:
+        lines.append("  " + short)
     if fc.summary is not None:
         lines.append(f"  {_runs_note(fc)}")
     lines += ["", _behaviour_line(fc)]
