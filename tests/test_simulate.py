@@ -36,8 +36,8 @@ def lead(index: int, arrived: int, reached: dict, stage: str, **kw: Any) -> Lead
 
 def hand_run(plan: Any, behavior: Any, seed: int = 1) -> Run:
     leads = (
-        lead(0, S, {"subscriber": S, "mql": S + 2 * D, "sql": S + 3 * D}, "sql", emails=5, owner="rep1@reference.example",
-             handed_off_at=S + 3 * D, sla_breaches=1, deferred={"quiet_hours": 2},
+        lead(0, S, {"subscriber": S, "mql": S + 2 * D, "sql": S + 3 * D}, "sql", emails=5,
+             owner="rep1@reference.example", handed_off_at=S + 3 * D, sla_breaches=1, deferred={"quiet_hours": 2},
              sends=[S, S + D, S + 2 * D, S + 3 * D, S + 10 * D]),
         lead(1, S + D, {"subscriber": S + D, "mql": S + 5 * D}, "mql", unsubscribed_at=S + 8 * D, emails=2,
              deferred={"frequency_cap": 1, "quiet_hours": 1}, sends=[S + D, S + 8 * D]),

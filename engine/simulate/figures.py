@@ -34,7 +34,6 @@ _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622
          2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
          2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
 HEADLINE_STAGES = ("mql", "sql", "customer")
-DEFERRAL_RULES = ("quiet_hours", "frequency_cap", "at")
 
 
 @dataclass(frozen=True)
@@ -265,7 +264,8 @@ def figures(run: Run) -> Figures:
             per_lead_p95=percentile(per_lead, 0.95) or 0, per_lead_max=max(per_lead, default=0),
             max_in_7_days=max((most_in_window(r.sends, WEEK) for r in leads), default=0),
             by_kind=tuple(sorted(kinds.items()))),
-        deferrals=Deferrals(*(sum(r.deferred.get(rule, 0) for r in leads) for rule in DEFERRAL_RULES),
+        deferrals=Deferrals(quiet_hours=_deferred(leads, "quiet_hours"),
+                            frequency_cap=_deferred(leads, "frequency_cap"), at=_deferred(leads, "at"),
                             leads=sum(1 for r in leads if r.deferred)),
         unsubscribes=run.unsubscribes,
         unsubscribed_leads=sum(1 for r in leads if r.unsubscribed_at is not None),
@@ -276,6 +276,10 @@ def figures(run: Run) -> Figures:
         sla_breaches=sum(r.sla_breaches for r in leads),
         rejected=run.rejected,
     )
+
+
+def _deferred(leads: Sequence[LeadRecord], rule: str) -> int:
+    return sum(r.deferred.get(rule, 0) for r in leads)
 
 
 def _stage(name: str, leads: Sequence[LeadRecord]) -> StageFigures:
