@@ -208,12 +208,13 @@ def _behaviour_line(fc: Forecast) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> List[str]:
+    """Columns of names left-aligned, columns of figures right-aligned."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    names = [i == 0 or not any(r[i][:1].isdigit() or r[i][:1] == "–" for r in rows) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        first = f"{cells[0]:<{widths[0]}}"
-        rest = "  ".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:]))
-        return (indent + first + ("  " + rest if rest else "")).rstrip()
+        return (indent + "  ".join(f"{c:<{w}}" if left else f"{c:>{w}}"
+                                   for c, w, left in zip(cells, widths, names))).rstrip()
 
     return [line(header)] + [line(r) for r in rows]
 
