@@ -128,11 +128,11 @@ class _Loop:
         heapq.heappush(self.queue, (minute, lead, second, self.seq, item))
 
     def run(self, leads: List[Tuple[Lead, str]]) -> Run:
-        for lead, kind in leads:
-            self.records[lead.id] = LeadRecord(lead.index, lead.id, lead.source, lead.arrives)
-            self.push(lead.arrives, lead.id, 0, lead.event(self.plan, kind))
-            self.push(self._visit_minute(lead.arrives, lead.id, 0, dict(lead.profile)), lead.id, SECOND_VISIT,
-                      ("visit", 0))
+        for newcomer, kind in leads:
+            self.records[newcomer.id] = LeadRecord(newcomer.index, newcomer.id, newcomer.source, newcomer.arrives)
+            self.push(newcomer.arrives, newcomer.id, 0, newcomer.event(self.plan, kind))
+            self.push(self._visit_minute(newcomer.arrives, newcomer.id, 0, dict(newcomer.profile)), newcomer.id,
+                      SECOND_VISIT, ("visit", 0))
         driver = self.driver
         while True:
             # The clock of (minute, lead) comes before that lead's events of the minute.
