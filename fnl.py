@@ -333,14 +333,16 @@ def help_cmd(ctx: click.Context, topic: Optional[str]) -> int:
 
 
 @cli.command()
-@click.argument("name", type=click.Choice(("funnel", "plan")), default="funnel")
+@click.argument("name", type=click.Choice(("funnel", "plan", "behavior")), default="funnel")
 def schema(name: str) -> int:
-    """Print a JSON Schema: the funnel definition (default) or the compiled plan.
+    """Print a JSON Schema: the funnel definition (default), the compiled plan, or the
+    behaviour model that `fnl simulate` reads.
 
     \b
     Examples:
       fnl schema
       fnl schema plan > plan.schema.json
+      fnl schema behavior > behavior.schema.json
     """
     from engine.validate import schema as load_schema
 
