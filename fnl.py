@@ -350,6 +350,21 @@ def schema(name: str) -> int:
     return EXIT_OK
 
 
+def _emit(text: str, output: Optional[str], sizes: bool = False) -> int:
+    """Print a command's result, or write it to `-o FILE` and say so on standard error."""
+    if not output:
+        click.echo(text, nl=False)
+        return EXIT_OK
+    try:
+        with open(output, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}",
+                         "write into a directory that exists and is writable") from None
+    click.echo(f"Wrote {escape(output)}" + (f" ({len(text):,} bytes)." if sizes else "."), err=True)
+    return EXIT_OK
+
+
 @cli.command("compile")
 @click.argument("funnel", metavar="FUNNEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -365,18 +380,7 @@ def compile_cmd(funnel: str, output: Optional[str]) -> int:
     from engine import plan as plan_mod
     from engine.pipeline import plan_for
 
-    text = plan_mod.dumps(plan_for(funnel))
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}",
-                             "write into a directory that exists and is writable") from None
-        click.echo(f"Wrote {escape(output)} ({len(text):,} bytes).", err=True)
-    else:
-        click.echo(text, nl=False)
-    return EXIT_OK
+    return _emit(plan_mod.dumps(plan_for(funnel)), output, sizes=True)
 
 
 @cli.command()
@@ -562,18 +566,7 @@ def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], da
     with _ProgressBar() as bar:
         result = forecast(funnel, behavior_file, leads=sizes[0], days=sizes[1], seed=parse_count(seed, "--seed"),
                           runs=sizes[2], start=start, progress=bar.update if bar.enabled else None)
-    text = render(result, fmt)
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}",
-                             "write into a directory that exists and is writable") from None
-        click.echo(f"Wrote {escape(output)}.", err=True)
-    else:
-        click.echo(text, nl=False)
-    return EXIT_OK
+    return _emit(render(result, fmt), output)
 
 
 class _ProgressBar:
