@@ -606,3 +606,37 @@ def test_when_conditions_are_too_many_to_compare_the_loop_is_still_reported(tmp_
     assert problem.message.startswith("transitions form a loop subscriber → mql → subscriber, with more conditions "
                                       "than fnl can compare: `score >= thresholds.mql` (subscriber → mql); "
                                       "`score < 20` (mql → subscriber)")
+
+
+# ---------------------------------------------------------------- FNL401: steps that exclude each other
+
+CAP = """\
+stages: [subscriber, mql]
+transitions:
+  - {from: subscriber, to: mql, when: "score >= 40"}
+sequences:
+  nurture:
+    kind: nurture
+    stage: subscriber
+    steps:
+      - {send: a}
+      - {wait: 1d, send: b}
+      - {wait: 1d, send: c, when: "attended('q3-live')"}
+      - {wait: 1d, send: d, SECOND}
+    exit: {stage_at_least: mql}
+policies:
+  frequency_cap: {max: 3, per: 7d}
+""" + ENTRY
+
+
+@pytest.mark.parametrize("second", ["unless: \"attended('q3-live')\"", "when: \"not attended('q3-live')\""])
+def test_steps_that_exclude_each_other_count_once_against_the_cap(tmp_path: Path, second: str) -> None:
+    path = funnel(tmp_path, CAP.replace("SECOND", second), sends="abcd")
+    assert lint(path, "FNL401") == []
+
+
+def test_steps_that_can_both_send_count_twice_and_the_window_reads_as_written(tmp_path: Path) -> None:
+    path = funnel(tmp_path, CAP.replace("SECOND", "unless: \"attended('q4-live')\""), sends="abcd")
+    [problem] = lint(path, "FNL401")
+    assert problem.message == "`nurture` sends 4 emails within 7d from day 0, over the cap of 3"
+    assert "no 7d holds" in problem.help

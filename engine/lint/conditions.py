@@ -218,6 +218,29 @@ class _TooMany(Exception):
     pass
 
 
+def negated_terms(node: expr.Node, funnel: Funnel) -> List[Term]:
+    """The terms of `not (node)`."""
+    try:
+        found = _dnf(node, False, funnel)
+    except _TooMany:
+        return [()]
+    return [tuple(t) for t in found]
+
+
+def exclusive(a: List[Term], b: List[Term], funnel: Funnel) -> bool:
+    """True when no alternative of `a` can hold together with any alternative of `b`."""
+    doms = domains(funnel)
+    return all(Facts().add_all(x + y, doms) is None for x in a for y in b)
+
+
+def guard_terms(when: Optional[expr.Node], unless: Optional[expr.Node], funnel: Funnel) -> List[Term]:
+    """The terms of `when and not unless` (either may be missing)."""
+    left = terms(when, funnel) if when is not None else [()]
+    right = negated_terms(unless, funnel) if unless is not None else [()]
+    out = [x + y for x in left for y in right]
+    return out if len(out) <= MAX_TERMS else [()]
+
+
 def _dnf(node: expr.Node, positive: bool, funnel: Funnel) -> List[List[Atom]]:
     if isinstance(node, expr.Unary) and node.op == "not":
         return _dnf(node.operand, not positive, funnel)

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from ...model import Sequence, format_duration
+from ...model import Sequence
 from .. import Finding
-from ..cadence import capped, first_over, send_times
+from ..cadence import cap_window, capped, exclusive_pairs, first_over, send_times
 from ..context import Context
 
 ID = "FNL402"
@@ -48,13 +48,16 @@ def check(ctx: Context) -> Iterator[Finding]:
             if not _may_overlap(ctx, a, b):
                 continue
             # Alone, each is judged by FNL401; here only the combination matters.
-            if first_over(send_times(a), cap.per_minutes, cap.max) or \
-                    first_over(send_times(b), cap.per_minutes, cap.max):
+            apart_a, apart_b = exclusive_pairs(f, a), exclusive_pairs(f, b)
+            if first_over(send_times(a), cap.per_minutes, cap.max, apart_a) or \
+                    first_over(send_times(b), cap.per_minutes, cap.max, apart_b):
                 continue
-            over = first_over(send_times(a) + send_times(b), cap.per_minutes, cap.max)
+            both = [(t, ("a", i)) for t, i in send_times(a)] + [(t, ("b", i)) for t, i in send_times(b)]
+            over = first_over(both, cap.per_minutes, cap.max,
+                              exclusive_pairs(f, a, "a") | exclusive_pairs(f, b, "b"))
             if over:
                 count = over[0]
                 yield Finding(b.path, f"`{a.name}` and `{b.name}` can run together and send {count} emails within "
-                              f"{format_duration(cap.per_minutes)}, over the cap of {cap.max}",
+                              f"{cap_window(f, ctx.doc)}, over the cap of {cap.max}",
                               "separate them by segment or stage, space their steps, or let the cap's priority "
                               "decide and suppress this with a reason", key=True)

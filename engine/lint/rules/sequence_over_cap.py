@@ -1,7 +1,8 @@
 """A sequence whose own timing sends more emails than the frequency cap allows.
 
-Counting every send step (conditional ones too: some lead will get them all), no
-window of `per` may hold more than `max` emails. Otherwise the engine has to hold
+Counting every send step (conditional ones too: some lead will get them all, except
+that of steps whose conditions exclude each other, such as `when: X` and `unless: X`,
+at most one sends), no window of `per` may hold more than `max` emails. Otherwise the engine has to hold
 emails back and the sequence does not run as written.
 
 Fails:
@@ -15,9 +16,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from ...model import format_duration
 from .. import Finding
-from ..cadence import capped, days, first_over, send_times
+from ..cadence import cap_window, capped, days, exclusive_pairs, first_over, send_times
 from ..context import Context
 
 ID = "FNL401"
@@ -29,13 +29,14 @@ def check(ctx: Context) -> Iterator[Finding]:
     cap = ctx.funnel.policies.frequency_cap
     if cap is None:
         return
+    window = cap_window(ctx.funnel, ctx.doc)
     for seq in ctx.funnel.sequences:
         if not capped(ctx.funnel, seq):
             continue
-        over = first_over(send_times(seq), cap.per_minutes, cap.max)
+        over = first_over(send_times(seq), cap.per_minutes, cap.max, exclusive_pairs(ctx.funnel, seq))
         if over:
             count, start, step = over
             yield Finding(seq.path + ("steps", step),
-                          f"`{seq.name}` sends {count} emails within {format_duration(cap.per_minutes)} from "
+                          f"`{seq.name}` sends {count} emails within {window} from "
                           f"{days(start)}, over the cap of {cap.max}",
-                          f"lengthen the waits so no {format_duration(cap.per_minutes)} holds more than {cap.max}")
+                          f"lengthen the waits so no {window} holds more than {cap.max}")
