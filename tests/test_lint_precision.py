@@ -227,6 +227,24 @@ def test_a_stale_suppression_says_the_rule_finds_nothing_there(tmp_path: Path) -
     assert problem.help.startswith("FNL405 no longer finds anything here: remove the comment")
 
 
+
+def test_a_suppression_may_name_the_rule_by_its_name(tmp_path: Path) -> None:
+    path = suppressible(tmp_path, "# fnl: ignore[variant-weights] variant b is throttled while legal reviews it")
+    assert lint(path) == []
+    path = suppressible(tmp_path, "# fnl: ignore[variant-weights, send-in-quiet-hours] variant b is throttled")
+    [problem] = lint(path)
+    assert problem.code == "FNL020"
+    assert problem.message == "suppression of FNL405 matches nothing on this line or the next"
+
+
+def test_a_suppression_of_an_unknown_name_guesses_by_name(tmp_path: Path) -> None:
+    path = suppressible(tmp_path, "# fnl: ignore[variant-weight] variant b is throttled")
+    problems = lint(path)
+    assert spots(problems) == [("FNL309", line_of(path, "variants")), ("FNL021", line_of(path, "fnl: ignore"))]
+    assert problems[1].message == ("suppression of variant-weight: `variant-weight` is not the ID or name of a "
+                                   "lint rule, so the comment silences nothing")
+    assert problems[1].help.startswith("did you mean variant-weights?")
+
 # ---------------------------------------------------------------- FNL306: no exit, but every later stage stops it
 
 NO_EXIT = """\

@@ -14,7 +14,7 @@ from . import Finding
 from .context import Context
 from .registry import RULES
 
-SUPPRESSION = re.compile(r"#\s*fnl:\s*ignore\[([A-Z0-9, ]+)\]\s*(.*)$")
+SUPPRESSION = re.compile(r"#\s*fnl:\s*ignore\[([A-Za-z0-9_, -]+)\]\s*(.*)$")
 UNUSED_SUPPRESSION = "FNL020"
 UNKNOWN_SUPPRESSION = "FNL021"
 UNEXPLAINED_SUPPRESSION = "FNL022"
@@ -119,7 +119,9 @@ def _suppressions(lines_by_file: Mapping[str, Sequence[str]]) -> List[Suppressio
             m = SUPPRESSION.search(comment) if comment else None
             if not m:
                 continue
-            codes = tuple(dict.fromkeys(c.strip() for c in m.group(1).split(",") if c.strip()))
+            # A rule may be named by its ID or by its name (`sla-under-quiet-hours`), as `fnl rules` accepts.
+            by_name = {r.NAME: r.ID for r in RULES}
+            codes = tuple(dict.fromkeys(by_name.get(c.strip(), c.strip()) for c in m.group(1).split(",") if c.strip()))
             start = len(text) - len(comment) + m.start()
             out.append(Suppression(file, i, start + 1, codes, m.group(2).strip(), text))
     return out
@@ -167,14 +169,18 @@ def _judge_suppressions(suppressions: List[Suppression], used: Set[Tuple[str, in
                     guess = (difflib.get_close_matches(code, nearby, n=1, cutoff=0.5)
                              or difflib.get_close_matches(code, rule_ids, n=1, cutoff=0.6))
                     prefixed = [r for r in rule_ids if r.startswith(code)]
+                    if not code.upper().startswith("FNL"):  # meant as a rule's name: guess by name
+                        guess = difflib.get_close_matches(code, [r.NAME for r in RULES], n=1, cutoff=0.6)
+                        prefixed = []
                     if prefixed:
                         help = f"a suppression names whole rule IDs, not a prefix: such as {prefixed[0]}"
                     elif guess:
                         help = f"did you mean {guess[0]}? (`fnl rules {guess[0]}` says what it checks)"
                     else:
-                        help = "name a lint rule by its full ID; `fnl rules` lists them"
+                        help = "name a lint rule by its full ID or its name; `fnl rules` lists them"
                     what = "is a check suppressions cannot silence" if code in SUPPRESSION_CODES \
-                        else "is not the ID of a lint rule"
+                        else "is not the ID of a lint rule" if code.upper().startswith("FNL") \
+                        else "is not the ID or name of a lint rule"
                     out.append(Problem(UNKNOWN_SUPPRESSION, f"suppression of {code}: `{code}` {what}, so the comment "
                                        "silences nothing", loc, (), help, "warning", sup.text))
                 continue
