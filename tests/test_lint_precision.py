@@ -658,3 +658,38 @@ def test_steps_that_can_both_send_count_twice_and_the_window_reads_as_written(tm
     [problem] = lint(path, "FNL401")
     assert problem.message == "`nurture` sends 4 emails within 7d from day 0, over the cap of 3"
     assert "no 7d holds" in problem.help
+
+
+# ---------------------------------------------------------------- FNL402: only sequences that can start
+
+NEVER = """\
+stages: [subscriber, mql, sql, customer]
+transitions:
+  - {from: subscriber, to: mql, when: "score >= 40"}
+  - {from: mql, to: sql, when: "replied"}
+  - {from: sql, to: customer, on: crm.deal_won}
+sequences:
+  late-nurture:
+    kind: nurture
+    stage: sql
+    steps: [{send: a}, {wait: 2d, send: b}]
+    exit: {stage_at_least: customer}
+  sql-news:
+    kind: broadcast
+    stage: sql
+    steps: [{send: c}, {wait: 3d, send: d}]
+    exit: {stage_at_least: customer}
+handoff:
+  sql:
+    assign: {owner: ana@acme.example}
+    suppress: [SUPPRESSED]
+policies:
+  frequency_cap: {max: 3, per: 7d}
+""" + ENTRY
+
+
+def test_a_sequence_that_can_never_start_runs_with_nothing(tmp_path: Path) -> None:
+    path = funnel(tmp_path, NEVER.replace("SUPPRESSED", "nurture"), sends="abcd")
+    assert [p.code for p in lint(path, "FNL211", "FNL402")] == ["FNL211"]
+    path = funnel(tmp_path, NEVER.replace("SUPPRESSED", "lead-magnet"), sends="abcd")
+    assert [p.code for p in lint(path, "FNL211", "FNL402")] == ["FNL402"]

@@ -2,7 +2,8 @@
 
 Two capped sequences overlap when a lead can be in both: they share a stage (or one is
 started by an event while the lead is in the other's stage) and their segments and
-personas do not exclude each other. Started together, their combined sends must
+personas do not exclude each other. A sequence that can never start (FNL211) overlaps
+nothing. Started together, their combined sends must
 still fit the frequency cap.
 
 Fails:
@@ -21,6 +22,7 @@ from ...model import Sequence
 from .. import Finding
 from ..cadence import cap_window, capped, exclusive_pairs, first_over, send_times
 from ..context import Context
+from .unused_sequence import never_starts
 
 ID = "FNL402"
 NAME = "programs-over-cap"
@@ -42,7 +44,8 @@ def check(ctx: Context) -> Iterator[Finding]:
     cap = f.policies.frequency_cap
     if cap is None:
         return
-    seqs = [s for s in f.sequences if capped(f, s)]
+    # A sequence that can never start (FNL211) runs with nothing.
+    seqs = [s for s in f.sequences if capped(f, s) and not never_starts(ctx, s)]
     for i, a in enumerate(seqs):
         for b in seqs[i + 1:]:
             if not _may_overlap(ctx, a, b):

@@ -18,12 +18,24 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from ...model import Sequence
 from .. import Finding
 from ..context import Context
 
 ID = "FNL211"
 NAME = "unused-sequence"
 SEVERITY = "warning"
+
+
+def never_starts(ctx: Context, seq: Sequence) -> bool:
+    """Whether no lead can ever start `seq`: every stage of it unreachable or suppressing it
+    (an event-started sequence, or one with an unknown stage, is not judged here)."""
+    f = ctx.funnel
+    stages = [s for s in seq.stages if s in f.stages]
+    if not stages or len(stages) != len(seq.stages):
+        return False
+    live = [s for s in stages if s in ctx.reachable_stages]
+    return not [s for s in live if not ({seq.kind, seq.name} & ctx.suppressing(s))]
 
 
 def check(ctx: Context) -> Iterator[Finding]:
