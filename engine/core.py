@@ -469,8 +469,10 @@ class _Step:
         if when is not None:
             t = waiting[0]
             why = f"the transition {stage} → {t.to} on {t.on} needs {when.source}, which does not hold"
-        else:
+        elif _mentioned(self.plan, e):
             why = f"no transition from {stage} on {e.type}"
+        else:
+            why = f"this funnel has no transition, entry or sequence on {e.type}"
         rule = self.plan.handoff_for(self.lead.sla_stage or "") if self.lead.sla_deadline is not None else None
         if rule is not None and rule.answered_by:
             why += f"; the SLA for {rule.stage} is answered by {', '.join(rule.answered_by)} only"
@@ -762,6 +764,20 @@ def _names(tree: p.Tree) -> List[str]:
         stack.extend(reversed(node.get("args", [])))
         stack.extend(reversed(node.get("list", [])))
     return out
+
+
+def _mentioned(plan: p.Plan, event: Event) -> bool:
+    """Whether any transition, entry, sequence (entry or exit `on:`), SLA answer or
+    scoring entry of the plan names this event."""
+    ons = [t.on for t in plan.transitions if t.on is not None]
+    ons += [x.on for x in plan.entries]
+    for seq in plan.sequences:
+        ons += [seq.on] if seq.on is not None else []
+        ons += list(seq.exit.on) if seq.exit is not None else []
+    for rule in plan.handoff:
+        ons += list(rule.answered_by)
+    ons += [pt.event for pt in plan.scoring.events]
+    return any(_matches(on, event) for on in ons)
 
 
 def _matches(on: str, event: Event) -> bool:

@@ -282,7 +282,7 @@ def test_a_crm_event_that_matches_nothing_is_ignored_with_the_reason(lab, tmp_pa
     lines = trace(lab, write_events(tmp_path, raw), "--until", "2026-03-02T16:00:00Z")
     assert block(lines, "2026-03-02T15:10:00Z") == [
         f"2026-03-02T15:10:00Z  {BOB}  crm.deal_won  [score 0.0, subscriber]",
-        "    → crm.deal_won ignored: no transition from subscriber on crm.deal_won",
+        "    → crm.deal_won ignored: this funnel has no transition, entry or sequence on crm.deal_won",
     ]
     assert block(lines, "2026-03-02T15:11:00Z") == [f"2026-03-02T15:11:00Z  {BOB}  crm.asset_downloaded  "
                                                     "[score 2.0, subscriber]"]
@@ -294,6 +294,29 @@ def test_a_crm_event_that_matches_nothing_is_ignored_with_the_reason(lab, tmp_pa
     ignored = [a for a in engine_actions(lab, raw, "2026-03-02T16:00:00Z") if a.type == "ignored"]
     assert [(a.get("event"), a.at) for a in ignored] == [("crm.deal_won", parse_time("2026-03-02T15:10:00Z")),
                                                          ("crm.demo_booked", parse_time("2026-03-02T15:13:00Z"))]
+
+
+def test_a_crm_event_the_funnel_never_names_says_so(lab, tmp_path):
+    # crm.foo_bar appears nowhere in the plan; crm.demo_booked is on a transition from mql
+    raw = [optin(BOB, "2026-03-02T15:00:00Z"),
+           e("crm.foo_bar", "2026-03-02T15:10:00Z", BOB),
+           e("crm.demo_booked", "2026-03-02T15:11:00Z", BOB)]
+    lines = trace(lab, write_events(tmp_path, raw), "--until", "2026-03-02T16:00:00Z")
+    assert block(lines, "2026-03-02T15:10:00Z")[1:] == [
+        "    → crm.foo_bar ignored: this funnel has no transition, entry or sequence on crm.foo_bar"]
+    assert block(lines, "2026-03-02T15:11:00Z")[1:] == [
+        "    → crm.demo_booked ignored: no transition from subscriber on crm.demo_booked"]
+
+
+def test_a_crm_event_named_only_by_an_entry_keeps_the_stage_reason(tmp_path):
+    definition = FUNNEL.replace("lead_magnets:", "entries:\n  won: {on: crm.deal_won, enters: sql, basis: contract}\n"
+                                "lead_magnets:")
+    root = write_funnel(tmp_path / "entries-lab", definition)
+    raw = [optin(BOB, "2026-03-02T15:00:00Z"),
+           e("crm.deal_won", "2026-03-02T15:10:00Z", BOB)]
+    lines = trace(root, write_events(tmp_path, raw), "--until", "2026-03-02T16:00:00Z")
+    assert block(lines, "2026-03-02T15:10:00Z")[1:] == [
+        "    → crm.deal_won ignored: no transition from subscriber on crm.deal_won"]
 
 
 def test_a_crm_event_that_moves_the_lead_is_not_ignored(lab, tmp_path):
@@ -444,5 +467,5 @@ def test_a_held_crm_event_that_matches_nothing_is_ignored_when_applied(lab, tmp_
         "    → applied crm.deal_won from 2026-03-02T10:00:00Z, held until the lead entered the funnel",
         "    → enter sequence nurture",
         "    → enter sequence news",
-        "    → crm.deal_won ignored: no transition from subscriber on crm.deal_won",
+        "    → crm.deal_won ignored: this funnel has no transition, entry or sequence on crm.deal_won",
     ]
