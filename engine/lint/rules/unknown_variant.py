@@ -53,9 +53,12 @@ def check(ctx: Context) -> Iterator[Finding]:
             continue
         guess = difflib.get_close_matches(test.value, names, n=1, cutoff=0.6)
         listed = ", ".join(f"`{n}`" for n in names)
-        where = "" if test.file == f"{name}{templates.SUFFIX}" else f" (in {test.file}, included by {name})"
-        yield Finding(path, f"{name}: no step sending it has the variant `{test.value}`{where}; its variants are "
-                      f"{listed}, and `{test.value}` in `{test.text}` matches none of them",
+        own = test.file == f"{name}{templates.SUFFIX}"
+        email = "this email" if own else f"{name}, which includes this partial,"
+        # In a list (`variant in ['a', 'b']`) say which name is the one that matches nothing.
+        in_list = test.text.count("'") + test.text.count('"') > 2
+        which = f"`{test.value}` in `{test.text}`" if in_list else f"`{test.text}`"
+        yield Finding(path, f"{which} names no variant of the steps that send {email} (they have {listed})",
                       f"did you mean `{guess[0]}`?" if guess else f"compare with one of {listed}, or add "
                       f"`{test.value}` to the step's `variants:`",
                       location=Location(display_path(root / test.file), test.line, test.column))
