@@ -264,6 +264,8 @@ def _describe_action(a: Any) -> str:
         return f"hand off to {d['owner']}{sla}{dne}"
     if a.type == "consent_recorded":
         basis = "" if d.get("basis", "consent") == "consent" else f" (basis: {d['basis']})"
+        if basis and d.get("consent") in (None, "", d.get("basis")):
+            return f"no consent needed from {d['magnet']}{basis}"
         return f"consent recorded from {d['magnet']}: \"{d['consent']}\"{basis}"
     if a.type in _PHRASES:
         return _PHRASES[a.type].format_map(d)

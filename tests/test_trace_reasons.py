@@ -469,3 +469,20 @@ def test_a_held_crm_event_that_matches_nothing_is_ignored_when_applied(lab, tmp_
         "    → enter sequence news",
         "    → crm.deal_won ignored: this funnel has no transition, entry or sequence on crm.deal_won",
     ]
+
+
+# -- consent ---------------------------------------------------------------------------------
+
+def test_an_entry_without_consent_text_does_not_quote_its_basis(tmp_path):
+    definition = FUNNEL.replace("lead_magnets:", "entries:\n"
+                                "  won-deals: {on: crm.deal_won, enters: sql, basis: contract}\n"
+                                "  imported: {on: lead.imported, enters: subscriber, basis: consent, "
+                                "consent: \"I agree to hear from Lab.\"}\n"
+                                "lead_magnets:")
+    root = write_funnel(tmp_path / "entries-lab", definition)
+    raw = [e("crm.deal_won", "2026-03-02T15:00:00Z", BOB, profile={"first_name": "Bob"}),
+           e("lead.imported", "2026-03-02T15:10:00Z", ANN, entry="imported", profile={"first_name": "Ann"})]
+    lines = trace(root, write_events(tmp_path, raw), "--until", "2026-03-02T16:00:00Z")
+    assert block(lines, "2026-03-02T15:00:00Z")[1] == "    → no consent needed from won-deals (basis: contract)"
+    assert not any('"contract"' in line for line in lines)
+    assert block(lines, "2026-03-02T15:10:00Z")[1] == '    → consent recorded from imported: "I agree to hear from Lab."'
