@@ -143,14 +143,27 @@ def test_a_loop_closed_by_a_crm_event_is_not_a_bounce(tmp_path: Path) -> None:
 def test_a_loop_over_a_flag_and_its_negation_cannot_bounce(tmp_path: Path) -> None:
     body = LOOP.replace("BACK", "score < 20").replace(
         '  - {from: mql, to: sql, when: "replied"}\n',
-        "  - {from: mql, to: sql, when: \"visited('pricing', since='mql')\"}\n"
+        "  - {from: mql, to: sql, when: \"visited('pricing', since='subscriber')\"}\n"
         "  - {from: sql, to: mql, when: \"not visited and score < 60\"}\n")
     path = funnel(tmp_path, body)
     assert lint(path, "FNL303") == []
     path.write_text(path.read_text().replace("not visited and", "not visited('demo') and"), encoding="utf-8")
     [problem] = lint(path, "FNL303")
     assert "mql → sql → mql" in problem.message
-    assert "visited('pricing', since='mql')" in problem.message and "not visited('demo')" in problem.message
+    assert "visited('pricing', since='subscriber')" in problem.message and "not visited('demo')" in problem.message
+
+
+@pytest.mark.parametrize("forward", ["attended('q3-live', since='subscriber')",
+                                     "score < 50 and visited('pricing', since='subscriber')"])
+def test_a_loop_whose_move_needs_an_event_since_entering_the_stage_cannot_bounce(tmp_path: Path,
+                                                                                  forward: str) -> None:
+    body = LOOP.replace("BACK", "score < 20").replace('"score >= thresholds.mql"', f'"{forward}"')
+    path = funnel(tmp_path, body)
+    assert lint(path, "FNL303") == []
+    # since= another stage than the one it leaves does not reset on the way round
+    path.write_text(path.read_text().replace("since='subscriber'", "since='sql'"), encoding="utf-8")
+    [problem] = lint(path, "FNL303")
+    assert "subscriber → mql → subscriber" in problem.message
 
 
 def test_enum_choices_that_exclude_each_other(tmp_path: Path) -> None:

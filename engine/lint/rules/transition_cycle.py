@@ -6,8 +6,10 @@ and leaving reports meaningless. A loop whose conditions exclude each other is f
 and standard practice: a recycle rule with a gap (back to `subscriber` below 20 points,
 requalified at 40) cannot bounce, because no score is both below 20 and at least 40.
 A move on a CRM event (`on: crm.deal_lost`) is sales acting, not an automatic bounce,
-so a loop through one is never reported. Conditions fnl cannot compare (arithmetic,
-`stage`) are taken to possibly hold.
+so a loop through one is never reported. Nor is a move out of a stage that needs an event
+since the lead entered it (`attended('q3-live', since='subscriber')` out of subscriber):
+coming back round resets `since=`, so every round needs a new event. Conditions fnl
+cannot compare (arithmetic, `stage`) are taken to possibly hold.
 
 Fails:
     transitions:
@@ -67,9 +69,16 @@ def _edges(ctx: Context) -> Tuple[Dict[str, List[Edge]], Dict[Tuple[int, Term], 
             lean = tuple(dict.fromkeys(kept))
             written.setdefault((t.index, lean), term)  # what it leaves out contradicts nothing
             for s in t.sources:
-                if s in f.stages and s != t.to and s not in f.terminal_stages:
+                if s in f.stages and s != t.to and s not in f.terminal_stages and not _since_entering(term, s):
                     out.setdefault(s, []).append((t, lean))
     return out, written
+
+
+def _since_entering(term: Term, stage: str) -> bool:
+    """Whether the alternative needs an event since the lead entered `stage` (`attended('q3-live',
+    since='subscriber')` out of subscriber): a loop through `stage` re-enters it, which resets
+    `since=`, so that move needs something new on every round and cannot bounce."""
+    return any(isinstance(a, Flag) and a.positive and ("since", stage) in a.key[2] for a in term)
 
 
 def _loop_through(root: str, edges: Dict[str, List[Edge]], allowed: Set[str], doms, budget: List[int],
