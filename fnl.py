@@ -100,6 +100,8 @@ class FnlGroup(click.Group):
             style = _style(err=True)
             for problem in exc.problems:
                 click.echo("\n".join(problem_block(problem, False, style)), err=True, color=style.colour or None)
+            if getattr(exc, "context", ""):
+                click.echo(escape(exc.context), err=True, color=style.colour or None)
             ctx.exit(EXIT_PROBLEMS)
         except FnlError as exc:
             style = _style(err=True)

@@ -114,7 +114,10 @@ class UsageError(FnlError):
 class ProblemsFound(FnlError):
     """A stage that cannot go on because its input has problems."""
 
-    def __init__(self, problems: Tuple[Problem, ...]) -> None:
+    def __init__(self, problems: Tuple[Problem, ...], context: str = "") -> None:
         first = problems[0] if problems else None
         super().__init__(first.message if first else "problems found")
         self.problems = problems
+        # One line printed after the problems, saying what could not be done because of
+        # them (set by commands that need it, e.g. `fnl plan`); empty: nothing more.
+        self.context = context

@@ -39,7 +39,24 @@ def load_plan(path: str) -> Side:
 
 
 def plans_between(old: str, new: str) -> Tuple[Side, Side]:
-    return load_plan(old), load_plan(new)
+    with _cannot_plan(new, "the old plan file" if old.endswith(".json") else "the old definition"):
+        old_side = load_plan(old)
+    with _cannot_plan(new, "the new plan file" if new.endswith(".json") else "the new definition"):
+        new_side = load_plan(new)
+    return old_side, new_side
+
+
+@contextmanager
+def _cannot_plan(shown: str, side: str) -> Iterator[None]:
+    """Problems that stop `fnl plan` end with a line saying which plan cannot be made,
+    and which side of it has how many errors."""
+    try:
+        yield
+    except ProblemsFound as exc:
+        n = sum(1 for p in exc.problems if p.severity == "error") or len(exc.problems)
+        exc.context = (f"fnl plan: cannot plan {shown}: {side} has {n} error{'' if n == 1 else 's'} "
+                       f"(fix {'it' if n == 1 else 'them'}, then run fnl plan again)")
+        raise
 
 
 def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Side, Side]]:
@@ -62,9 +79,11 @@ def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Side, Sid
             new_by = {_key(s, root): s for s in current}
             renames = ((str(base.dir) + os.sep, f"{rev}:"),)
             for key in sorted(set(old_by) | set(new_by)):
-                with _named_at(base.dir, rev):
+                shown = _shown(new_by[key]) if key in new_by else key
+                with _cannot_plan(shown, f"the old definition ({rev})"), _named_at(base.dir, rev):
                     then_side = compiled_for_source(old_by[key]) if key in old_by else None
-                now_side = compiled_for_source(new_by[key]) if key in new_by else None
+                with _cannot_plan(shown, "the new definition"):
+                    now_side = compiled_for_source(new_by[key]) if key in new_by else None
                 name = (now_side or then_side).plan.funnel  # type: ignore[union-attr]
                 pairs.append((Side(then_side.plan, then_side.funnel, renames) if then_side else Side(_empty(name)),
                               Side(now_side.plan, now_side.funnel) if now_side else Side(_empty(name))))
@@ -90,6 +109,13 @@ def _named_at(copy: Path, rev: str) -> Iterator[None]:
                                           message=name(p.message), help=name(p.help)) for p in exc.problems)) from None
     except UsageError as exc:
         raise UsageError(name(exc.message), name(exc.help)) from None
+
+
+def _shown(source: Source) -> str:
+    """A definition as users name it: its file or folder, relative to here."""
+    from .sources import display_path
+
+    return display_path(source.path) if source.path is not None else source.name
 
 
 def _discover_at(path: Path) -> List[Source]:

@@ -345,6 +345,8 @@ def test_a_broken_working_tree_exits_1_with_the_location(repo):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     line = (repo / ACME / "nurture.yaml").read_text().splitlines().index("      - {wait: 3d, send: saas/capabilty}") + 1
     assert f"funnels/acme/nurture.yaml:{line}:" in r.stderr and "FNL201" in r.stderr
+    assert r.stderr.rstrip("\n").splitlines()[-1] == (
+        "fnl plan: cannot plan funnels/acme: the new definition has 1 error (fix it, then run fnl plan again)")
 
 
 def test_bad_revision_exits_3_with_one_error_line(repo):
@@ -410,3 +412,15 @@ def test_step_moves_for_a_whole_sequence_is_step_move_for_each_step(keep, outcom
         assert moves == {s.id: step_move(old, new, seq.name, s.id) for s in seq.steps}
         seen |= {m.outcome for m in moves.values()}
     assert seen == outcomes
+
+
+def test_a_broken_base_says_the_old_definition_at_the_revision(repo):
+    edit(repo / ACME / "nurture.yaml", "      - {wait: 3d, send: saas/capability}",
+         "      - {wait: 3d, send: saas/capabilty}")
+    git("commit", "-q", "-am", "a typo", cwd=repo)
+    edit(repo / ACME / "nurture.yaml", "      - {wait: 3d, send: saas/capabilty}",
+         "      - {wait: 3d, send: saas/capability}")
+    r = fnl("plan", "--base", "HEAD", ACME, cwd=repo)
+    assert r.returncode == 1 and r.stdout == "" and "HEAD:funnels/acme/nurture.yaml:" in r.stderr
+    assert r.stderr.rstrip("\n").splitlines()[-1] == (
+        "fnl plan: cannot plan funnels/acme: the old definition (HEAD) has 1 error (fix it, then run fnl plan again)")
