@@ -43,6 +43,12 @@ class Lead:
         return Event(entry.on, self.arrives, self.id, profile=profile, entry=entry.name)
 
 
+def lead_timezone(plan: Plan, profile: Mapping[str, Any]) -> str:
+    """A lead's timezone as the engine reads it: its profile's timezone attribute, else the
+    sender's."""
+    return str(profile.get(plan.policies.timezone_attribute) or plan.policies.default_timezone)
+
+
 def local_minute(start: int, day: int, minute_of_day: int, tz: str) -> int:
     """The minute at local wall time `minute_of_day` on day `day` after `start`'s local date."""
     first = clock.local(start, tz)
@@ -103,7 +109,7 @@ def arrivals(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Op
     for index, (offset, _no, n, source, arrival) in enumerate(out):
         lead_id = f"lead-{index + 1:07d}@{source}.sim.example"
         profile = draw_profile(behavior, arrival, draws, lead_id)
-        lead_tz = str(profile.get(plan.policies.timezone_attribute) or tz)
+        lead_tz = lead_timezone(plan, profile)
         day = offset // DAY
         if behavior.timing.same_minute:
             minute = local_minute(start, day, behavior.timing.at, tz)
@@ -152,7 +158,3 @@ def draw_value(mix: AttributeMix, draws: Draws, lead: str) -> Optional[Any]:
             return min(int(high), max(int(math.ceil(low)), int(math.floor(value))))
         return value
     return f"{mix.name.replace('_', ' ').title()} {lead.split('@')[0].split('-')[-1].lstrip('0') or '0'}"
-
-
-def profile_of(lead: Lead) -> Mapping[str, Any]:
-    return dict(lead.profile)

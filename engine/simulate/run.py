@@ -24,7 +24,7 @@ from ..drive import Applied, Driver
 from ..plan import Plan
 from ..state import Event, LeadState
 from .behavior import DAY, Behavior, Reaction
-from .cohort import Lead, arrivals, local_minute
+from .cohort import Lead, arrivals, lead_timezone, local_minute
 from .draws import Draws
 
 SECOND_BOUNCE = 5
@@ -101,8 +101,6 @@ class _Loop:
         self.seq = 0
         self.records: Dict[str, LeadRecord] = {}
         self.sends: List[Send] = []
-        self.open_sends: Dict[Tuple[str, str, str], Send] = {}
-        self.unsubscribes = 0
         self.rejected = 0
         self.steps = 0
         self.progress = progress
@@ -113,7 +111,6 @@ class _Loop:
                 self.reactions_on_stage.setdefault(reaction.after_stage, []).append(reaction)
             if reaction.after_event:
                 self.reactions_on_event.setdefault(reaction.after_event, []).append(reaction)
-        self.tz = plan.policies.default_timezone
         self.visit_pages = [(page, share) for page, share in behavior.visits.pages]
 
     # -- the queue of what synthetic leads do ----------------------------------------
@@ -174,7 +171,7 @@ class _Loop:
                     rec.reached[to] = action.at
                 self.on_stage(rec, to, action.at)
             elif kind == "handoff":
-                rec.owner = action.get("owner") or action.get("to") or rec.owner
+                rec.owner = action.get("owner")
                 if rec.handed_off_at is None:
                     rec.handed_off_at = action.at
             elif kind == "sla_breached":
@@ -199,7 +196,7 @@ class _Loop:
         if outcome is None:
             return
         at = minute + self.draws.delay(outcome.delay, *key, "delay")
-        self.push(at, rec.id, SECOND_REPLY, ("crm", outcome.event, reaction.after_stage, minute))
+        self.push(at, rec.id, SECOND_REPLY, ("crm", outcome.event, reaction.after_stage))
 
     def on_send(self, rec: LeadRecord, action: st.Action) -> None:
         lead_state = self.driver.states.get(rec.id)
@@ -249,7 +246,7 @@ class _Loop:
         if kind == "visit":
             self.visit(rec, minute, item[1])
         elif kind == "crm":
-            _, event_type, stage, _since = item
+            _, event_type, stage = item
             lead_state = self.driver.states.get(lead)
             if stage is not None and (not isinstance(lead_state, LeadState) or lead_state.stage != stage):
                 return  # the lead left the stage before the CRM answered
@@ -280,7 +277,7 @@ class _Loop:
         """The day of `minute` counted from the lead's arrival day (0), in its timezone."""
         if self.behavior.timing.same_minute:
             return (minute - arrived) // DAY
-        tz = str(lead_state.profile_dict().get(self.plan.policies.timezone_attribute) or self.tz)
+        tz = lead_timezone(self.plan, lead_state.profile_dict())
         return (clock.local(minute, tz).date() - clock.local(arrived, tz).date()).days
 
     def _visit_minute(self, arrived: int, lead: str, day: int, profile: Dict[str, Any]) -> int:
@@ -291,7 +288,7 @@ class _Loop:
             return arrived + day * DAY
         hours = self.behavior.timing.hours
         within = hours.start + int(self.draws.u(lead, "visit-time", day) * hours.minutes)
-        tz = str(profile.get(self.plan.policies.timezone_attribute) or self.tz)
+        tz = lead_timezone(self.plan, profile)
         return max(arrived, local_minute(arrived, day, within % DAY, tz) + (DAY if within >= DAY else 0))
 
     def finish(self) -> Run:
@@ -302,10 +299,10 @@ class _Loop:
                 rec.unsubscribed_at = lead_state.unsubscribed_at if lead_state.unsubscribed else None
                 rec.bounced = lead_state.bounced
                 rec.segment, rec.persona = core.groups(self.plan, lead_state)
-        self.unsubscribes = sum(1 for s in self.sends if s.unsubscribed)
         leads = tuple(sorted(self.records.values(), key=lambda r: r.index))
+        unsubscribes = sum(1 for s in self.sends if s.unsubscribed)
         return Run(self.plan, self.behavior, self.seed, self.start, self.horizon, leads, tuple(self.sends),
-                   self.unsubscribes, self.rejected, self.steps)
+                   unsubscribes, self.rejected, self.steps)
 
 
 def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[int] = None,
