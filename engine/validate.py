@@ -70,12 +70,12 @@ def _fast_check(name: str = "funnel") -> Callable[[Any], Any]:
     return fastjsonschema.compile(copy.deepcopy(schema(name)))
 
 
-def _schema_errors(data: Any) -> Iterator[ValidationError]:
+def _schema_errors(data: Any, name: str = "funnel") -> Iterator[ValidationError]:
     try:
-        _fast_check()(data)
+        _fast_check(name)(data)
         return iter(())
     except fastjsonschema.JsonSchemaException:
-        return _validator().iter_errors(data)
+        return _validator(name).iter_errors(data)
 
 
 def _leaves(error: ValidationError) -> Iterator[ValidationError]:
@@ -426,22 +426,29 @@ def _known_zone(name: str) -> bool:
         return False
 
 
-def validate(doc: Document) -> Tuple[Problem, ...]:
-    """All schema and condition-syntax problems of a document, one per location."""
-    grouped: Dict[Tuple[str, int, int, str], List[Tuple[ValidationError, Problem]]] = {}
-    leaves = [leaf for error in _schema_errors(doc.data) for leaf in _leaves(error)]
+def schema_problems(doc: Document, name: str = "funnel") -> List[Problem]:
+    """The problems of a document against schema `name` (funnel or behavior), one per
+    location: the likeliest cause where several errors meet, the others as related."""
+    grouped: Dict[Tuple[str, int, int, str], List[Problem]] = {}
+    leaves = [leaf for error in _schema_errors(doc.data, name) for leaf in _leaves(error)]
     typos = _Typos.of(leaves)
     for leaf in leaves:
         for problem in _explain(leaf, doc, typos):
             loc = problem.location
             grouped.setdefault((loc.file, loc.line, loc.column, problem.code if problem.code == "FNL100" else ""),
-                               []).append((leaf, problem))
+                               []).append(problem)
     problems: List[Problem] = []
     for entries in grouped.values():
-        best = min(entries, key=lambda e: _PRIORITY.get(e[1].code, 9))[1]
-        others = tuple(dict.fromkeys(f"{p.code} {p.message}" for _, p in entries
+        best = min(entries, key=lambda p: _PRIORITY.get(p.code, 9))
+        others = tuple(dict.fromkeys(f"{p.code} {p.message}" for p in entries
                                      if p is not best and p.message != best.message))
         problems.append(dataclasses.replace(best, related=others))
+    return problems
+
+
+def validate(doc: Document) -> Tuple[Problem, ...]:
+    """All schema and condition-syntax problems of a document, one per location."""
+    problems = schema_problems(doc)
     problems.extend(check_conditions(doc))
     if not problems:
         problems.extend(check_values(doc))

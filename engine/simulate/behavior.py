@@ -44,7 +44,7 @@ from ..load import Document, inside, load_file
 from ..plan import Plan
 from ..sources import BEHAVIOUR_SUFFIXES, ROOT_FILE, display_path
 from ..units import format_duration, parse_clock, parse_duration
-from ..validate import _PRIORITY, _explain, _leaves, _validator
+from .. import validate
 
 FORMAT_VERSION = 1
 SCHEMA_NAME = "behavior"
@@ -491,20 +491,7 @@ def check_behavior(path: Union[str, Path], plan: Plan) -> Tuple[Problem, ...]:
 
 def schema_problems(doc: Document) -> List[Problem]:
     """Schema problems of a behaviour model, one per location, explained as for funnels."""
-    grouped: Dict[Tuple[str, int, int, str], List[Problem]] = {}
-    for error in _validator(SCHEMA_NAME).iter_errors(doc.data):
-        for leaf in _leaves(error):
-            for problem in _explain(leaf, doc):
-                loc = problem.location
-                key = (loc.file, loc.line, loc.column, problem.code if problem.code == "FNL100" else "")
-                grouped.setdefault(key, []).append(problem)
-    out = []
-    for entries in grouped.values():
-        best = min(entries, key=lambda p: _PRIORITY.get(p.code, 9))
-        others = tuple(dict.fromkeys(f"{p.code} {p.message}" for p in entries
-                                     if p is not best and p.message != best.message))
-        out.append(dataclasses.replace(best, related=others))
-    return out
+    return validate.schema_problems(doc, SCHEMA_NAME)
 
 
 def _reword(p: Problem) -> Problem:
