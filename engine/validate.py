@@ -408,7 +408,7 @@ def check_values(doc: Document) -> List[Problem]:
             problems.append(at(path, f"`{path[-1]}` must be longer than zero", "use a duration such as `1d`"))
     sender = doc.data.get("sender") if isinstance(doc.data, dict) else None
     zone = sender.get("timezone") if isinstance(sender, dict) else None
-    if isinstance(zone, str) and not _known_zone(zone):
+    if isinstance(zone, str) and not known_zone(zone):
         loc = doc.locate(("sender", "timezone"))
         problems.append(Problem("FNL112", f"`{zone}` is not a known timezone", loc, ("sender", "timezone"),
                                 "use an IANA timezone name such as America/New_York or Europe/Berlin",
@@ -416,7 +416,8 @@ def check_values(doc: Document) -> List[Problem]:
     return problems
 
 
-def _known_zone(name: str) -> bool:
+def known_zone(name: str) -> bool:
+    """Whether `name` is an IANA timezone this machine knows."""
     from zoneinfo import ZoneInfo
 
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from .. import expr
 from ..model import Funnel, Sequence
@@ -344,34 +344,26 @@ def _longer_units(written: str) -> List[Tuple[str, int]]:
     return [(f"{n}{u}", n * _UNIT_MINUTES[u]) for u in _UNITS[_UNITS.index(written[-1]) + 1:]]
 
 
-def median_gap(funnel: Funnel) -> Optional[int]:
-    """The typical time between two emails of one sequence, in minutes."""
-    gaps = []
+def _send_gaps(funnel: Funnel) -> Iterator[int]:
+    """Every time between two emails of one sequence, in minutes."""
     for seq in funnel.sequences:
         t, last = 0, None
         for step in seq.steps:
             t += step.wait_minutes
             if step.send:
                 if last is not None and t > last:
-                    gaps.append(t - last)
+                    yield t - last
                 last = t
-    if not gaps:
-        return None
-    gaps.sort()
-    return gaps[len(gaps) // 2]
+
+
+def median_gap(funnel: Funnel) -> Optional[int]:
+    """The typical time between two emails of one sequence, in minutes."""
+    gaps = sorted(_send_gaps(funnel))
+    return gaps[len(gaps) // 2] if gaps else None
 
 
 def gaps_vary(funnel: Funnel) -> bool:
-    seen = set()
-    for seq in funnel.sequences:
-        t, last = 0, None
-        for step in seq.steps:
-            t += step.wait_minutes
-            if step.send:
-                if last is not None and t > last:
-                    seen.add(t - last)
-                last = t
-    return len(seen) > 1
+    return len(set(_send_gaps(funnel))) > 1
 
 
 def too_fast(funnel: Funnel) -> Optional[TooFast]:

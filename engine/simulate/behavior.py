@@ -851,7 +851,7 @@ class _Build:
                     continue
                 values.append((allowed[key], float(weight)))
             else:
-                if zone and not _known_zone(key):
+                if zone and not validate.known_zone(key):
                     guess = difflib.get_close_matches(key, sorted(_zones()), n=1, cutoff=0.6)
                     self.error("FNL802", path + (key,), f"`{key}` is not a known timezone",
                                f"did you mean `{guess[0]}`?" if guess else
@@ -1242,16 +1242,6 @@ def _zones() -> Set[str]:
 
         _ZONES = set(available_timezones())
     return _ZONES
-
-
-def _known_zone(name: str) -> bool:
-    from zoneinfo import ZoneInfo
-
-    try:
-        ZoneInfo(name)
-        return True
-    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError, OSError alike
-        return False
 
 
 __all__ = [
