@@ -251,6 +251,11 @@ class Plan:
         return next((e for e in self.entries if e.on == event_type
                      and (event_type != "lead.imported" or name is None or e.name == name)), None)
 
+    def reps(self) -> Tuple[str, ...]:
+        """Every rep a handoff can assign to, in the order the handoffs first name them."""
+        return tuple(dict.fromkeys(rep for h in self.handoff for rep in (
+            *h.assign.reps, *(r for _, route in h.assign.routes for r in route), *h.assign.default)))
+
     def handoff_for(self, stage: str) -> Optional[Handoff]:
         return next((h for h in self.handoff if h.stage == stage), None)
 

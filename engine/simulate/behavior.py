@@ -1184,12 +1184,7 @@ class _Build:
                 self.assume("sales capacity: not given; the report shows each rep's load without a limit")
             return None
         body: Dict[str, Any] = self.data["sales"]
-        reps: List[str] = []
-        for h in self.plan.handoff:
-            a = h.assign
-            for rep in (*a.reps, *(r for _, route in a.routes for r in route), *a.default):
-                if rep not in reps:
-                    reps.append(rep)
+        reps = list(self.plan.reps())
         per_week = float(body["leads_per_week"]) if "leads_per_week" in body else None
         listed: Dict[str, float] = {}
         for rep, value in body.get("reps", {}).items():

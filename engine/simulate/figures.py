@@ -365,19 +365,8 @@ def _weekly(run: Run, leads: Sequence[LeadRecord], stages: Sequence[str], weeks:
     return Weekly(weeks, tuple(entered), tuple(handoffs))
 
 
-def plan_reps(run: Run) -> List[str]:
-    """Every rep the plan's handoffs can assign to, in the order they are first named."""
-    reps: List[str] = []
-    for handoff in run.plan.handoff:
-        a = handoff.assign
-        for rep in (*a.reps, *(r for _, route in a.routes for r in route), *a.default):
-            if rep not in reps:
-                reps.append(rep)
-    return reps
-
-
 def _reps(run: Run, leads: Sequence[LeadRecord], weeks: int) -> Tuple[RepLoad, ...]:
-    reps = plan_reps(run)
+    reps = list(run.plan.reps())
     for r in leads:
         if r.owner is not None and r.owner not in reps:
             reps.append(r.owner)
