@@ -152,6 +152,19 @@ def test_bad_sizes_stop_before_the_funnel_is_read(tmp_path: Path) -> None:
                                                 "leads"]
 
 
+def test_more_leads_than_a_run_can_hold_are_refused_before_any_work(tmp_path: Path) -> None:
+    proc = run_fnl("simulate", REFERENCE, "--leads", "100001")
+    assert proc.returncode == EXIT_USAGE and proc.stdout == ""
+    assert proc.stderr.splitlines()[0] == "fnl: error: --leads asks for 100,001 leads a run; fnl simulates at most 100,000"
+    # The same bound holds for a behaviour model that asks for more on its own.
+    model = (REPO / "funnels" / "reference.behavior.yaml").read_text(encoding="utf-8")
+    big = tmp_path / "big.behavior.yaml"
+    big.write_text(model.replace("leads: 10000 ", "leads: 2000000 "), encoding="utf-8")
+    proc = run_fnl("simulate", REFERENCE, "--behavior", big)
+    assert proc.returncode == EXIT_USAGE
+    assert "asks for 2,000,000 leads a run" in proc.stderr and "big.behavior.yaml" in proc.stderr
+
+
 def test_a_funnel_that_does_not_validate_gives_its_problems() -> None:
     proc = run_fnl("simulate", "tests/cases/invalid/unknown-key-did-you-mean.yaml", "--leads", "10")
     assert proc.returncode == EXIT_PROBLEMS

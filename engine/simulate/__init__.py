@@ -25,13 +25,17 @@ from .behavior import (DAY, DEFAULTS, MAX_LEADS, Behavior, Defaults, default_beh
 if TYPE_CHECKING:
     from .figures import Figures, Summary
 
-__all__ = ["DEFAULTS", "DEFAULT_START", "Behavior", "Defaults", "Forecast", "MAX_DAYS", "MAX_LEADS", "MAX_RUNS",
+__all__ = ["DEFAULTS", "DEFAULT_START", "Behavior", "Defaults", "Forecast", "MAX_DAYS", "MAX_LEADS", "MAX_RUNS", "MAX_SIMULATED",
            "check_sizes", "default_behavior", "find_behavior", "forecast", "is_behavior_file", "load_behavior",
            "parse_count"]
 
 DEFAULT_START = "2026-01-05T00:00:00Z"
 MAX_DAYS = 3650
 MAX_RUNS = 1000
+# The simulator puts each lead through the engine one step at a time, holding every lead's
+# state and record: a few milliseconds and tens of kilobytes a lead. Beyond this many
+# leads a run it would take hours and gigabytes, so it is refused before any work.
+MAX_SIMULATED = 100_000
 
 # (run number from 0, runs, engine steps so far in this run)
 Progress = Callable[[int, int, int], None]
@@ -106,6 +110,12 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
     found = Path(behavior_path) if behavior_path is not None else find_behavior(funnel)
     model = load_behavior(found, plan) if found is not None else default_behavior(plan)
     horizon = days * DAY if days is not None else model.horizon_minutes
+    expected = leads if leads is not None else model.expected_leads
+    if expected > MAX_SIMULATED:
+        where = "--leads" if leads is not None else f"the behaviour model ({model.source or 'defaults'})"
+        raise UsageError(f"{where} asks for {expected:,.0f} leads a run; fnl simulates at most {MAX_SIMULATED:,}",
+                         f"give --leads {MAX_SIMULATED:,} or fewer (the figures scale: shares and per-lead "
+                         "numbers do not depend on the size)")
     results = []
     for i in range(runs):
         report = (lambda steps, i=i: progress(i, runs, steps)) if progress is not None else None
