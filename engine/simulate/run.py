@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 from .. import clock, core
 from .. import state as st
@@ -70,7 +70,7 @@ class LeadRecord:
     handed_off_at: Optional[int] = None
     sla_breaches: int = 0
     deferred: Dict[str, int] = field(default_factory=dict)  # rule -> sends it held back
-    last_click: Optional[int] = None
+    last_click: Optional[int] = None  # the engine's last click of the lead (`email.clicked`)
     sends: List[int] = field(default_factory=list)  # send minutes, for the most emails in a week
 
 
@@ -181,6 +181,8 @@ class _Loop:
                     rec.deferred[rule] = rec.deferred.get(rule, 0) + 1
             elif kind == "rejected":
                 self.rejected += 1
+        if event.type == "email.clicked" and isinstance(result.state, LeadState):
+            rec.last_click = dict(result.state.facts).get("email.clicked")  # read once here, not daily
         if event.type.startswith("crm.") and not any(a.type == "rejected" for a in result.actions):
             for reaction in self.reactions_on_event.get(event.type, ()):
                 self.react(rec, reaction, event.at, f"after:{event.type}")
@@ -261,7 +263,7 @@ class _Loop:
             return  # gone for good: no more visits
         visits = self.behavior.visits
         if not visits.stages or lead_state.stage in visits.stages:
-            clicked = max((m for k, m in lead_state.facts if k == "email.clicked"), default=None)
+            clicked = rec.last_click
             # "In the last 7 days" is the click's day and the six after it.
             recent = clicked is not None and \
                 self._lead_day(rec.arrived, clicked, lead_state) > day - visits.after_click_minutes // DAY
@@ -270,8 +272,8 @@ class _Loop:
                 page = self.draws.pick(self.visit_pages, rec.id, "page", day)
                 self.record(self.driver.apply(Event("site.visited", minute, rec.id, page=page,
                                                     second=SECOND_VISIT)))
-        self.push(self._visit_minute(rec.arrived, rec.id, day + 1, lead_state.profile_dict()), rec.id,
-                  SECOND_VISIT, ("visit", day + 1))
+        self.push(self._visit_minute(rec.arrived, rec.id, day + 1, lead_state), rec.id, SECOND_VISIT,
+                  ("visit", day + 1))
 
     def _lead_day(self, arrived: int, minute: int, lead_state: LeadState) -> int:
         """The day of `minute` counted from the lead's arrival day (0), in its timezone."""
@@ -280,7 +282,7 @@ class _Loop:
         tz = lead_timezone(self.plan, lead_state.profile_dict())
         return (clock.local(minute, tz).date() - clock.local(arrived, tz).date()).days
 
-    def _visit_minute(self, arrived: int, lead: str, day: int, profile: Dict[str, Any]) -> int:
+    def _visit_minute(self, arrived: int, lead: str, day: int, who: Union[LeadState, Mapping[str, Any]]) -> int:
         """When on its `day` (day 0 is the day it arrived, in its own timezone) a lead may
         visit: with `same_minute`, its arrival's minute of that day; else a time within
         the active hours. A time before the arrival (on day 0) is moved to the arrival."""
@@ -288,7 +290,7 @@ class _Loop:
             return arrived + day * DAY
         hours = self.behavior.timing.hours
         within = hours.start + int(self.draws.u(lead, "visit-time", day) * hours.minutes)
-        tz = lead_timezone(self.plan, profile)
+        tz = lead_timezone(self.plan, who.profile_dict() if isinstance(who, LeadState) else who)
         return max(arrived, local_minute(arrived, day, within % DAY, tz) + (DAY if within >= DAY else 0))
 
     def finish(self) -> Run:
