@@ -395,9 +395,15 @@ def _spaces(line: str) -> int:
 
 
 def _label(text: str) -> str:
-    """The key a line starts with (`postal_address` of `postal_address: y`), clipped."""
-    key = text.split(": ", 1)[0].split(":", 1)[0].rstrip() if ":" in text else text
+    """The key a line starts with (`postal_address` of `postal_address: y`), clipped; a
+    flow mapping or list (`{wait: 3d, send: a}`) is shown whole, clipped."""
+    text = text.rstrip()
+    key = text.split(": ", 1)[0].split(":", 1)[0].rstrip() if ":" in text and not _flow(text) else text
     return key if len(key) <= 40 else key[:39] + "…"
+
+
+def _flow(text: str) -> bool:
+    return text.startswith(("{", "["))
 
 
 def _columns(lines: Tuple[str, ...], line_no: int, below: Optional[int]) -> List[_Column]:
@@ -416,7 +422,9 @@ def _columns(lines: Tuple[str, ...], line_no: int, below: Optional[int]) -> List
         body = text[spaces:]
         if body.startswith("- ") and _content(body[2:]):
             inner = spaces + 2 + _spaces(body[2:])
-            if limit is None or inner < limit:
+            # Keys of a block mapping in the item continue at its first key's column;
+            # nothing continues a `{…}` or `[…]` item.
+            if (limit is None or inner < limit) and not _flow(body[inner - spaces:]):
                 out.append(_Column(inner, n, _label(body[inner - spaces:])))
             out.append(_Column(spaces, n, "- " + _label(body[inner - spaces:])))
         else:
@@ -454,17 +462,24 @@ def _indentation(lines: Tuple[str, ...], loc: Location, problem: str,
         # Only when the colon YAML stopped at is the line's first, after a plain key:
         # `description: Note: this` is a colon inside a value.
         first = re.search(r":(\s|$)", key_text)
+        # `- {wait: 5d}` after a plain value reads as more of that value, up to its colon.
         if first is None or text.find(key_text) + first.start() != loc.column - 1 or \
-                not _PLAIN_KEY.match(key_text[:first.start()]):
+                not (_PLAIN_KEY.match(key_text[:first.start()]) or (item and _flow(key_text))):
             return None
     elif not (("did not find expected key" in problem or "did not find expected '-'" in problem
                or "expected <block end>" in problem) and "block" in context):
         return None
     above = _columns(lines, loc.line, spaces if colon else None)
+    # A list item belongs beside the items of a list, not beside the keys inside them.
+    items = [c for c in above if c.label.startswith("- ")] if item else []
+    if items:
+        above = items
     if not above or any(c.spaces == spaces for c in above):
         return None
     where = Location(loc.file, loc.line, spaces + 1)
     name = f"`{'- ' if item else ''}{_label(key_text)}`"
+    if items:
+        return (where,) + _misplaced_item(name, spaces, items)
     nearest = above[0]
     if spaces > nearest.spaces:
         what = (f"this line is indented more than the key above it expects: {name} {_indented(spaces)}, "
@@ -483,6 +498,25 @@ def _indentation(lines: Tuple[str, ...], loc: Location, problem: str,
         fix += (f", or with `{outer.label}` on line {outer.line} ({_width(outer.spaces)}) "
                 f"to put it beside `{outer.label}`")
     return where, what, fix
+
+
+def _misplaced_item(name: str, spaces: int, items: List[_Column]) -> Tuple[str, str]:
+    """(what, fix) for a list item whose `-` is not aligned with the `-` of any list item
+    above it (`items`, innermost first)."""
+    nearest = items[0]
+    if spaces > nearest.spaces:
+        towards, inner, outer = "more", nearest, None
+    else:
+        inner = [c for c in items if c.spaces > spaces][-1]
+        narrower = [c for c in items if c.spaces < spaces]
+        towards, outer = "less", narrower[0] if narrower else None
+    what = (f"this line is indented {towards} than the list items above it: {name} {_indented(spaces)}, "
+            f"`{inner.label}` on line {inner.line} {_indented(inner.spaces)}")
+    fix = (f"align its `-` with the `-` on line {inner.line} ({_width(inner.spaces)}) "
+           "to make it the next item of that list")
+    if outer is not None:
+        fix += f", or with the `-` on line {outer.line} ({_width(outer.spaces)}) to make it the next item of the outer list"
+    return what, fix
 
 
 def _indented(spaces: int) -> str:

@@ -529,15 +529,13 @@ def test_syntax_errors_are_located_with_help(tmp_path, text, line, col, help_wor
     ("sequences:\n  nurture:\n    stage: subscriber\n\n    # the steps\n   steps: []\n", 6, 4,
      "`steps` is indented 3 spaces, `stage` on line 3 is indented 4 spaces",
      "or with `nurture` on line 2 (2 spaces)"),
-    ("steps:\n  - send: a\n    wait: 2d\n   - send: b\n", 4, 4, "indented less than the key above it expects",
-     "align it with `wait` (4 spaces) to put it beside `wait`, or with `- send` on line 2 (2 spaces)"),
     ("sender:\n  from: x\n\tpostal_address: y\n", 3, 1, "this line is indented with a tab",
      "replace the tab with spaces (`from` on line 2 is indented 2 spaces)"),
     ("sender:\n  from: x\n  \tpostal_address: y\n", 3, 3, "indented with a tab", "replace the tab with spaces"),
     ("sender:\n\tfrom: x\n", 2, 1, "indented with a tab", "`sender` on line 1 is not indented"),
 ], ids=["over-indented-key", "over-indented-top-level", "value-on-next-line", "over-indented-in-list-item",
         "over-after-quoted-value", "over-after-flow-mapping", "under-indented-key", "under-after-a-comment",
-        "under-indented-list-item", "tab-indent", "spaces-then-tab", "tab-for-a-child"])
+        "tab-indent", "spaces-then-tab", "tab-for-a-child"])
 def test_indentation_mistakes_point_at_the_misindented_line(tmp_path, parser, text, line, col, what, fix):
     loaded = load(tmp_path, text)
     p = only(loaded, "FNL002", line, col)
@@ -557,6 +555,38 @@ def test_a_colon_inside_an_unquoted_value_still_says_quote_it(tmp_path, parser, 
     p = only(load(tmp_path, text), "FNL002", line, col)
     assert "mapping values are not allowed" in p.message
     assert p.help == "a value contains `: `; quote the whole value"
+
+
+# A list item indented wrongly is compared with the items of its list, not with the keys
+# inside them: `- {wait: 5d, …}` under `- {wait: 3d, …}` is one list, whatever the
+# braces hold.
+@pytest.mark.parametrize("text,line,col,what,fix", [
+    ("sequences:\n  nurture:\n    steps:\n      - {wait: 3d, send: nurture/a}\n"
+     "        - {wait: 5d, send: webinar/follow-up}\n", 5, 9,
+     "this line is indented more than the list items above it: `- {wait: 5d, send: webinar/follow-up}` is "
+     "indented 8 spaces, `- {wait: 3d, send: nurture/a}` on line 4 is indented 6 spaces",
+     "align its `-` with the `-` on line 4 (6 spaces) to make it the next item of that list"),
+    ("steps:\n  - send: a\n    wait: 2d\n    - send: b\n", 4, 5,
+     "`- send` is indented 4 spaces, `- send` on line 2 is indented 2 spaces",
+     "align its `-` with the `-` on line 2 (2 spaces) to make it the next item of that list"),
+    ("steps:\n  - wait: 3d\n    send: a\n      - {wait: 5d, send: b}\n", 4, 7,
+     "`- {wait: 5d, send: b}` is indented 6 spaces, `- wait` on line 2 is indented 2 spaces",
+     "align its `-` with the `-` on line 2 (2 spaces)"),
+    ("steps:\n  - send: a\n    wait: 2d\n   - send: b\n", 4, 4,
+     "indented more than the list items above it: `- send` is indented 3 spaces, `- send` on line 2 is "
+     "indented 2 spaces", "align its `-` with the `-` on line 2 (2 spaces)"),
+    ("a:\n  - x:\n      - 1\n      - 2\n   - y\n", 5, 4,
+     "indented less than the list items above it: `- y` is indented 3 spaces, `- 2` on line 4 is indented 6 spaces",
+     "align its `-` with the `-` on line 4 (6 spaces) to make it the next item of that list, or with the `-` "
+     "on line 2 (2 spaces) to make it the next item of the outer list"),
+], ids=["over-indented-flow-item", "over-indented-block-item", "item-under-a-key", "item-between-levels",
+        "item-between-two-lists"])
+def test_a_misindented_list_item_is_compared_with_the_items_above(tmp_path, parser, text, line, col, what, fix):
+    p = only(load(tmp_path, text), "FNL002", line, col)
+    assert p.message.startswith("YAML syntax error: this line is indented"), p.message
+    assert what in p.message, p.message
+    assert fix in p.help, p.help
+    assert p.source_line == text.splitlines()[line - 1]
 
 
 def test_an_over_indented_line_that_may_continue_a_value_offers_both_fixes(tmp_path, parser):
