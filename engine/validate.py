@@ -427,11 +427,92 @@ def known_zone(name: str) -> bool:
         return False
 
 
+@dataclasses.dataclass(frozen=True)
+class _Misplaced:
+    """A key of a named entry (`exit` of a sequence) that stands where the entries'
+    names go (beside the sequence names), with an invalid value: it was meant to be
+    indented under the entry above it, `previous`."""
+
+    path: JsonPath  # sequences.exit
+    noun: str  # sequence
+    previous: Optional[str]  # the entry written just before it, if any
+    emptied: bool = False  # that entry has no value: its keys are the ones dedented
+
+
+def _resolve(sch: Any, name: str) -> Dict[str, Any]:
+    while isinstance(sch, dict) and isinstance(sch.get("$ref"), str) and sch["$ref"].startswith("#/definitions/"):
+        sch = schema(name)["definitions"][sch["$ref"].rsplit("/", 1)[1]]
+    return sch if isinstance(sch, dict) else {}
+
+
+def _noun(parent: JsonPath, child: Dict[str, Any]) -> str:
+    """What one entry of a map of named entries is called: `sequence` in `sequences`."""
+    key = str(parent[-1]) if parent and isinstance(parent[-1], str) else ""
+    if key.endswith("ies"):
+        return key[:-3].replace("_", " ") + "y"
+    if key.endswith("s"):
+        return key[:-1].replace("_", " ")
+    return str(child.get("title") or "entry").lower()
+
+
+def _misplaced_keys(data: Any, sch: Any, name: str, path: JsonPath = ()) -> Iterator[_Misplaced]:
+    """Keys in a map of named entries that are keys of an entry: candidates for a line
+    indented one level too little (`exit:` beside the sequence names)."""
+    sch = _resolve(sch, name)
+    if isinstance(data, dict):
+        named = sch.get("properties") or {}
+        child = _resolve(sch.get("additionalProperties"), name)
+        entry_keys = child.get("properties") or {}
+        previous: Optional[str] = None
+        for key, value in data.items():
+            if key in named:
+                yield from _misplaced_keys(value, named[key], name, path + (key,))
+                continue
+            if child:
+                before = data.get(previous) if previous is not None else None
+                if key in entry_keys and not (isinstance(before, dict) and key in before):
+                    yield _Misplaced(path + (key,), _noun(path, child), previous, before is None)
+                    continue  # `when:` then `description:`, both dedented: both go under the entry above
+                yield from _misplaced_keys(value, child, name, path + (key,))
+            previous = key
+    elif isinstance(data, list) and isinstance(sch.get("items"), dict):
+        for i, item in enumerate(data):
+            yield from _misplaced_keys(item, sch["items"], name, path + (i,))
+
+
+def _misindented(leaves: List[ValidationError], doc: Document, name: str) -> Tuple[List[ValidationError], List[Problem]]:
+    """Leaves not explained by a misplaced key, and one problem per misplaced key whose
+    value fails the schema: a mis-indented line, not an entry missing every key."""
+    failing = [tuple(leaf.absolute_path) for leaf in leaves]
+    problems: List[Problem] = []
+    for found in _misplaced_keys(doc.data, schema(name), name):
+        size = len(found.path)
+        if not any(p[:size] == found.path for p in failing):
+            continue  # an entry that happens to be named `exit`, and is valid
+        parent, key = found.path[:-1], found.path[-1]
+        previous = parent + (found.previous,) if found.previous is not None else None
+        leaves = [leaf for leaf in leaves if tuple(leaf.absolute_path)[:size] != found.path and not (
+            tuple(leaf.absolute_path) == previous and (found.emptied or (
+                _missing_keys(leaf) and set(_missing_keys(leaf)) <= {key})))]
+        failing = [tuple(leaf.absolute_path) for leaf in leaves]
+        under = f"`{found.previous}`, the {found.noun} above it" if found.previous is not None else \
+            f"the {found.noun} it belongs to"
+        loc = doc.locate(found.path, key=True)
+        problems.append(Problem(
+            "FNL100", f"`{key}` looks mis-indented: it is a key of a {found.noun}, not a {found.noun} name",
+            loc, found.path, f"indent it under {under}", source_line=doc.source_line(loc)))
+    return leaves, problems
+
+
 def schema_problems(doc: Document, name: str = "funnel") -> List[Problem]:
     """The problems of a document against schema `name` (funnel or behavior), one per
     location: the likeliest cause where several errors meet, the others as related."""
     grouped: Dict[Tuple[str, int, int, str], List[Problem]] = {}
     leaves = [leaf for error in _schema_errors(doc.data, name) for leaf in _leaves(error)]
+    leaves, misindented = _misindented(leaves, doc, name) if leaves else (leaves, [])
+    for problem in misindented:
+        loc = problem.location
+        grouped[(loc.file, loc.line, loc.column, problem.code)] = [problem]
     typos = _Typos.of(leaves)
     for leaf in leaves:
         for problem in _explain(leaf, doc, typos):

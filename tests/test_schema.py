@@ -308,3 +308,37 @@ def test_check_jsonschema_rejects_the_schema_invalid_cases():
     assert code == 1
     accepted = sorted(p.name for p in cases if str(p.resolve()) not in _failed(report))
     assert accepted == [], f"check-jsonschema accepted: {accepted}"
+
+
+# -- a key one level too far left ------------------------------------------------------
+
+MISINDENTED = """\
+fnl: 1
+funnel: acme-b2b
+sender: {from: "Acme <hello@acme.example>", postal_address: "1 Main St, Springfield"}
+stages: [subscriber, mql, sql]
+sequences:
+  welcome:
+    kind: nurture
+    stage: subscriber
+    steps: [{send: shared/welcome}]
+  exit: {stage_at_least: sql}
+"""
+
+
+def test_a_dedented_sequence_key_is_reported_as_misindented_under_the_sequence_above(tmp_path):
+    from conftest import check, write
+
+    problems = check(write(tmp_path, "f.yaml", MISINDENTED))
+    assert [(p.code, p.location.line, p.location.column) for p in problems] == [("FNL100", 10, 3)]
+    assert problems[0].message == "`exit` looks mis-indented: it is a key of a sequence, not a sequence name"
+    assert problems[0].help == "indent it under `welcome`, the sequence above it"
+    assert not problems[0].related
+
+
+def test_a_valid_sequence_named_like_a_sequence_key_is_a_sequence(tmp_path):
+    from conftest import check, write
+
+    text = MISINDENTED.replace("  exit: {stage_at_least: sql}\n",
+                               "  exit:\n    kind: nurture\n    stage: mql\n    steps: [{send: shared/welcome}]\n")
+    assert [p for p in check(write(tmp_path, "f.yaml", text)) if p.code.startswith("FNL1")] == []
