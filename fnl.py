@@ -547,13 +547,8 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
                    "with charts that opens offline).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the report here instead of standard output.")
-@click.option("--expect", "expect_file", default=None, metavar="FILE",
-              help="Expectations to judge, CI gates (default: the *.expect.yaml beside the funnel, if any); "
-                   f"one that fails exits {EXIT_PROBLEMS}.")
-@click.option("--strict", is_flag=True, help="An expectation holds only if its whole 95 % interval does.")
 def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
-             runs: str, start: Optional[str], fmt: str, output: Optional[str], expect_file: Optional[str] = None,
-             strict: bool = False) -> int:
+             runs: str, start: Optional[str], fmt: str, output: Optional[str]) -> int:
     """Forecast a funnel: run synthetic leads through the engine and report leads per
     stage, conversion, time to MQL and SQL, emails per lead, A/B variants, weekly volumes
     and the load on each sales rep.
@@ -564,10 +559,8 @@ def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], da
       fnl simulate funnels/reference.yaml --leads 200 --days 60 --format json
       fnl simulate funnels/newsletter-to-demo.yaml --leads 100 --runs 3
       fnl simulate funnels/acme --format markdown -o forecast.md
-      fnl simulate funnels/acme --leads 2000 --runs 5 --expect gates.expect.yaml --strict
     """
     from engine.simulate import check_sizes, forecast, parse_count
-    from engine.simulate.expect import problems as failed_expectations
     from engine.simulate.report import render
 
     sizes = (parse_count(leads, "--leads") if leads is not None else None,
@@ -575,12 +568,8 @@ def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], da
     check_sizes(*sizes)
     with _ProgressBar() as bar:
         result = forecast(funnel, behavior_file, leads=sizes[0], days=sizes[1], seed=parse_count(seed, "--seed"),
-                          runs=sizes[2], start=start, progress=bar.update if bar.enabled else None,
-                          expect_path=expect_file, strict=strict)
-    _emit(render(result, fmt), output)
-    if result.expectations is not None and result.expectations.failed:
-        raise ProblemsFound(failed_expectations(result.expectations))  # after the report, one line each
-    return EXIT_OK
+                          runs=sizes[2], start=start, progress=bar.update if bar.enabled else None)
+    return _emit(render(result, fmt), output)
 
 
 class _ProgressBar:
