@@ -494,7 +494,14 @@ def graph(funnel: str, fmt: str) -> int:
 @click.option("--detailed-exitcode", is_flag=True,
               help=f"Exit {EXIT_CHANGES} when the plan changes, {EXIT_OK} when nothing changed; problems still exit "
                    f"{EXIT_PROBLEMS}, usage errors {EXIT_USAGE}.")
-def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: bool) -> int:
+@click.option("--forecast", is_flag=True,
+              help="Also simulate old and new with the new behaviour model and the same seeds, and show the "
+                   "difference of the headline figures.")
+@click.option("--leads", "forecast_leads", default=None, metavar="N", help="With --forecast: about this many leads.")
+@click.option("--runs", "forecast_runs", default=None, metavar="R",
+              help="With --forecast: runs, for 95 % intervals of the difference (default 1).")
+def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: bool, forecast: bool,
+             forecast_leads: Optional[str], forecast_runs: Optional[str]) -> int:
     """Show what a change does to the compiled funnel, and to leads in flight: each
     change in the definition's own words and units, at the line it is on.
 
@@ -504,6 +511,7 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
       fnl plan --base HEAD~1 --format markdown > plan.md
       fnl plan old-plan.json funnels/acme
       fnl plan tests/samples/plan-newsletter-before.yaml tests/samples/plan-newsletter-after.yaml
+      fnl plan --base origin/main funnels/acme --forecast --leads 1000 --runs 5
     """
     from engine import diff as d
     from engine.planning import plans_against_base, plans_between
@@ -516,25 +524,57 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
                              "for example: fnl plan --base origin/main funnels/acme")
         pairs = [plans_between(paths[0], paths[1])]
     diffs = [d.diff(old, new) for old, new in pairs]
+    forecasts = _plan_forecasts(pairs, forecast, forecast_leads, forecast_runs, None if base else paths[1])
     if fmt == "json":
         import json as _json
 
         from engine.terminal import for_json, json_text
 
         doc = {"format_version": d.FORMAT_VERSION, "plans": [d.to_json(x) for x in diffs]}
+        if forecasts is not None:
+            from engine.simulate.compare import data as forecast_data
+
+            for entry, delta in zip(doc["plans"], forecasts):
+                entry["forecast"] = forecast_data(delta) if delta is not None else None
         click.echo(json_text(_json.dumps(for_json(doc), indent=2, ensure_ascii=False)))
     else:
         render = d.render_text if fmt == "text" else d.render_markdown
-        click.echo(("\n" if fmt == "text" else "\n---\n\n").join(render(x) for x in diffs), nl=False)
+        from engine.simulate.compare import plan_section
+
+        ends = [""] * len(diffs) if forecasts is None else [plan_section(c, fmt) for c in forecasts]
+        click.echo(("\n" if fmt == "text" else "\n---\n\n").join(render(x) + e for x, e in zip(diffs, ends)),
+                   nl=False)
     if detailed_exitcode and any(x.changed for x in diffs):
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Optional[str],
+                    new_path: Optional[str]) -> Optional[list]:
+    """`fnl plan --forecast`: NEW minus OLD for each pair, or None without the flag."""
+    if not forecast:
+        if leads is not None or runs is not None:
+            raise UsageError("--leads and --runs go with --forecast", "add --forecast to simulate old and new")
+        return None
+    from engine.simulate import parse_count
+    from engine.simulate.compare import for_plans
+
+    with _ProgressBar() as bar:
+        return for_plans(pairs, leads=parse_count(leads, "--leads") if leads is not None else None,
+                         runs=parse_count(runs, "--runs") if runs is not None else 1,
+                         new_path=new_path, progress=bar.update if bar.enabled else None)
 
 
 @cli.command()
 @click.argument("funnel", metavar="FUNNEL")
 @click.option("--behavior", "behavior_file", default=None, metavar="FILE",
               help="The behaviour model (default: the *.behavior.yaml beside the funnel, else fnl's assumptions).")
+@click.option("--compare", "compare_with", default=None, metavar="OTHER",
+              help="Forecast FUNNEL minus OTHER (a definition): same behaviour model, same seeds.")
+@click.option("--base", "base", default=None, metavar="REV",
+              help="Forecast FUNNEL minus the same funnel at this git revision.")
+@click.option("--sensitivity", is_flag=True,
+              help="Move each behaviour rate -20 % and +20 % and show how the MQL, SQL and customer figures move.")
 @click.option("--leads", default=None, metavar="N", help="About this many leads (default: the behaviour model's).")
 @click.option("--days", default=None, metavar="D", help="Horizon in days, 1 to 3650 (default: the model's).")
 @click.option("--seed", default="1", metavar="S", help="Seed of the random draws (default 1).")
@@ -547,7 +587,8 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
                    "with charts that opens offline).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the report here instead of standard output.")
-def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
+def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sensitivity: bool,
+             behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
              runs: str, start: Optional[str], fmt: str, output: Optional[str]) -> int:
     """Forecast a funnel: run synthetic leads through the engine and report leads per
     stage, conversion, time to MQL and SQL, emails per lead, A/B variants, weekly volumes
@@ -559,6 +600,8 @@ def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], da
       fnl simulate funnels/reference.yaml --leads 200 --days 60 --format json
       fnl simulate funnels/newsletter-to-demo.yaml --leads 100 --runs 3
       fnl simulate funnels/acme --format markdown -o forecast.md
+      fnl simulate funnels/acme --base origin/main --leads 1000 --runs 5
+      fnl simulate funnels/reference.yaml --leads 300 --sensitivity
     """
     from engine.simulate import check_sizes, forecast, parse_count
     from engine.simulate.report import render
@@ -566,10 +609,34 @@ def simulate(funnel: str, behavior_file: Optional[str], leads: Optional[str], da
     sizes = (parse_count(leads, "--leads") if leads is not None else None,
              parse_count(days, "--days") if days is not None else None, parse_count(runs, "--runs"))
     check_sizes(*sizes)
+    if compare_with is not None or base is not None or sensitivity:
+        return _simulate_delta(funnel, behavior_file, sizes, parse_count(seed, "--seed"), start, fmt, output,
+                               compare_with, base, sensitivity)
     with _ProgressBar() as bar:
         result = forecast(funnel, behavior_file, leads=sizes[0], days=sizes[1], seed=parse_count(seed, "--seed"),
                           runs=sizes[2], start=start, progress=bar.update if bar.enabled else None)
     return _emit(render(result, fmt), output)
+
+
+def _simulate_delta(funnel: str, behavior_file: Optional[str], sizes: tuple, seed: int, start: Optional[str],
+                    fmt: str, output: Optional[str], other: Optional[str], base: Optional[str],
+                    sensitivity: bool) -> int:
+    """`fnl simulate --compare OTHER`, `--base REV` and `--sensitivity`."""
+    if sensitivity and (other is not None or base is not None) or other is not None and base is not None:
+        raise UsageError("give one of --compare, --base and --sensitivity", "run fnl simulate once for each")
+    if fmt not in ("text", "json", "markdown"):
+        raise UsageError(f"--format {fmt} is not available with --compare, --base or --sensitivity",
+                         "give --format text, json or markdown")
+    from engine.simulate import compare as c, sensitivity as s
+
+    options = dict(leads=sizes[0], days=sizes[1], seed=seed, runs=sizes[2], start=start)
+    with _ProgressBar() as bar:
+        progress = bar.update if bar.enabled else None
+        if sensitivity:
+            text = s.render(s.sensitivity(funnel, behavior_file, progress=progress, **options), fmt)
+        else:
+            text = c.render(c.compare(funnel, other, base, behavior_file, progress=progress, **options), fmt)
+    return _emit(text, output)
 
 
 class _ProgressBar:
