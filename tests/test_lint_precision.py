@@ -602,9 +602,35 @@ def test_a_decay_thresholds_survive_is_fine(tmp_path: Path, decay: str) -> None:
     assert lint(path, "FNL5") == []
 
 
-def test_a_fast_decay_that_another_unit_would_not_rescue_is_the_thresholds_problem(tmp_path: Path) -> None:
+def test_a_threshold_another_unit_would_not_rescue_is_still_the_thresholds_problem(tmp_path: Path) -> None:
+    """Points evaporating is FNL509 however high the threshold; the threshold that even
+    the longer unit leaves out of reach is FNL501's."""
     path = scored(tmp_path, "{email.opened: 5, email.clicked: 10}", "decay: {half_life: 12h}", 1000)
-    assert [p.code for p in lint(path, "FNL5")] == ["FNL501"]
+    problems = lint(path, "FNL5")
+    assert sorted(p.code for p in problems) == ["FNL501", "FNL509"]
+    fast = next(p for p in problems if p.code == "FNL509")
+    assert fast.message.endswith("so points evaporate between emails instead of adding up")
+    assert fast.help == "did you mean `half_life: 12d`?"
+
+
+@pytest.mark.parametrize("mql", [20, 30])
+def test_points_evaporating_between_emails_is_reported_however_low_the_threshold(tmp_path: Path, mql: int) -> None:
+    """A lead reaches a low threshold with one email, but nothing it does adds up: the
+    12h half-life against emails days apart is the mistake, not the threshold."""
+    path = scored(tmp_path, "{email.opened: 5, email.clicked: 10, email.replied: 25}", "decay: {half_life: 12h}", mql)
+    [problem] = lint(path, "FNL5")
+    assert (problem.code, problem.location.line) == ("FNL509", line_of(path, "half_life"))
+    assert problem.message == ("a half-life of 12h is far shorter than the typical 4d between emails: by the next "
+                               "email a lead keeps 0.4% of an email's points, so points evaporate between emails "
+                               "instead of adding up")
+    assert problem.help == "did you mean `half_life: 12d`?"
+
+
+@pytest.mark.parametrize("decay", ["decay: {half_life: 1d}", "decay: {half_life: 1d12h}", "decay: {half_life: 600w}"])
+def test_a_decay_near_the_gap_or_without_a_plausible_longer_unit_is_not_a_unit_mistake(tmp_path: Path,
+                                                                                     decay: str) -> None:
+    path = scored(tmp_path, "{email.opened: 5, email.clicked: 10, email.replied: 25}", decay, 20)
+    assert "FNL509" not in [p.code for p in lint(path, "FNL5")]
 
 
 def test_loops_over_many_different_flags_are_judged_quickly(tmp_path: Path) -> None:

@@ -158,6 +158,26 @@ def test_the_passing_example_does_not(tmp_path: Path, monkeypatch: pytest.Monkey
     assert not re.search(rf"\b{page.code}\b", printed), f"{page.code}: its Passes: example still gets it:\n{printed}"
 
 
+def test_the_decay_rule_page_example_is_its_lint_case_and_fails_as_the_page_says(
+        capsys: pytest.CaptureFixture) -> None:
+    """A lint rule's page shows a fragment; for FNL509 the fragment is what its lint case
+    holds, word for word, with the emails the comment names (days 0, 3 and 7), so the
+    page's claim runs: the 12h half-life gets FNL509 and the page's fix does not."""
+    examples = sections(docs.lookup("FNL509") or "")
+    cases = Path(__file__).resolve().parent / "cases" / "lint" / "FNL509"
+    fail, passing = cases / "fail.yaml", cases / "pass.yaml"
+    assert docs.example(examples["Fails:"]) in fail.read_text(encoding="utf-8")
+    assert "days 0, 3 and 7" in examples["Fails:"]
+    assert "      - {wait: 3d, send: nurture/capability}\n      - {wait: 4d, send: nurture/case-study}\n" \
+        in fail.read_text(encoding="utf-8")
+    assert any(line.strip().startswith(examples["Passes:"])
+               for line in passing.read_text(encoding="utf-8").splitlines())
+    _code, out, _err = cli(capsys, "validate", "--select", "FNL509", str(fail))
+    assert "FNL509" in out and "`mql` (60; " in out, out
+    _code, out, _err = cli(capsys, "validate", "--select", "FNL509", str(passing))
+    assert "FNL509" not in out, out
+
+
 def test_most_pages_run_their_examples() -> None:
     # Only what cannot be written as text (bytes, sizes, folders, unreachable fallbacks) is read-only.
     assert len(RUNNABLE) >= len(docs.PAGES) * 2 // 3

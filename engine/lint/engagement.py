@@ -317,8 +317,9 @@ def reaches(funnel: Funnel, decay: Optional[Decay]) -> List[Reach]:
 
 @dataclass(frozen=True)
 class TooFast:
-    """A decay so fast that points evaporate between emails and thresholds fall out of
-    reach, where a longer unit (12h → 12d) would put them back."""
+    """A decay so fast that points evaporate between emails (a half-life under a
+    quarter of the typical gap), where the same number in a longer unit (12h → 12d) is
+    plausible; `lost` are the thresholds out of reach that the longer unit puts back."""
 
     key: str  # half_life | every
     written: str
@@ -332,6 +333,8 @@ class TooFast:
         return ("scoring", "decay", self.key)
 
 
+EVAPORATES = 4  # a half-life under a quarter of the typical gap between emails
+MAX_HALF_LIFE = 3650 * 1440  # ten years: no longer unit beyond it was meant
 _UNITS = ("m", "h", "d", "w")
 _UNIT_MINUTES = {"m": 1, "h": 60, "d": 1440, "w": 10080}
 
@@ -378,20 +381,35 @@ def too_fast(funnel: Funnel) -> Optional[TooFast]:
         key, half = "every", int(round(d.every_minutes * math.log(0.5) / math.log(d.factor)))
     written = str(raw.get(key, ""))
     gap = median_gap(funnel)
-    if half >= (gap if gap is not None else 1440) or half <= 0:
+    if half <= 0:
+        return None
+    # Between emails: far shorter than the typical gap is the mistake itself, however
+    # high or low the thresholds are. Without two emails in a row, only a decay that
+    # fades within a day and puts a threshold out of reach is.
+    evaporates = half * EVAPORATES < gap if gap is not None else half < 1440
+    if not evaporates:
         return None
     lost = [r for r in reaches(funnel, decay) if r.estimate.points < r.value]
-    if not lost:
+    if gap is None and not lost:
         return None
     window = decay.window_days
+    plausible: List[Tuple[str, int, Dict[str, Reach]]] = []
     for suggestion, minutes in _longer_units(written):
         if minutes <= 0:
             break
         longer = minutes if key == "half_life" else int(round(minutes * math.log(0.5) / math.log(d.factor)))
+        if longer > MAX_HALF_LIFE or (gap is not None and longer * EVAPORATES < gap):
+            continue  # too long to be meant, or evaporating too
         intended = {r.name: r for r in reaches(funnel, half_life_decay(longer, window, f"a {suggestion} half-life"))}
+        plausible.append((suggestion, longer, intended))
         if all(intended[r.name].estimate.points >= r.value for r in lost):
-            return TooFast(key, written, half, gap, suggestion, tuple((r, intended[r.name].estimate) for r in lost))
-    return None
+            break  # the nearest unit that puts every lost threshold back
+    else:
+        if gap is None or not plausible:
+            return None
+        suggestion, _, intended = plausible[0]  # no unit puts them back: they are FNL501's
+    saved = tuple((r, intended[r.name].estimate) for r in lost if intended[r.name].estimate.points >= r.value)
+    return TooFast(key, written, half, gap, suggestion, saved)
 
 
 def too_fast_in(ctx: "Context") -> Optional[TooFast]:

@@ -1,21 +1,22 @@
-"""Score decay so fast that points evaporate between emails and thresholds fall out of reach.
+"""Score decay so fast that points evaporate between emails.
 
-A half-life much shorter than the time between two emails (`12h` where `12w` was
-meant) leaves a lead a sliver of each email's points by the next one, so every
-threshold is out of reach however keen the lead is. fnl compares the half-life (or
-`factor` with `every`) with the typical gap between the emails of a sequence, checks
-what a realistic lead can score (as FNL501 does), and reports the decay when the same
-number in a longer unit would put the thresholds back in reach. FNL501 then says
-nothing about those thresholds: the decay is the cause.
+A half-life much shorter than the time between two emails (`12h` where `12d` was
+meant) leaves a lead a sliver of each email's points by the next one, so points never
+add up, and thresholds fall out of reach however keen the lead is. fnl compares the
+half-life (or `factor` with `every`) with the typical gap between the emails of a
+sequence, and reports a decay under a quarter of it when the same number in a longer
+unit (hours to days, days to weeks) is plausible, however high the thresholds are. It
+names the thresholds that decay puts out of reach and the longer unit would put back;
+FNL501 then says nothing about those thresholds: the decay is the cause.
 
 Fails:
     scoring:
       events: {email.opened: 5, email.clicked: 10, email.replied: 25}
-      decay: {half_life: 12h}                  # emails go out every 3 days
+      decay: {half_life: 12h}                  # emails on days 0, 3 and 7
       thresholds: {mql: 60}
 
 Passes:
-      decay: {half_life: 12w}
+      decay: {half_life: 12d}
 """
 from __future__ import annotations
 
@@ -53,8 +54,12 @@ def check(ctx: Context) -> Iterator[Finding]:
                    f"a lead keeps {percent(kept)} an email's points")
     else:
         between = f"{what} makes points fade within a day"
+    meant = f"did you mean `{fast.key}: {fast.suggestion}`?"
+    if not fast.lost:
+        yield Finding(fast.path, f"{between}, so points evaporate between emails instead of adding up", meant)
+        return
     lost = [f"`{r.name}` ({r.value}; at most about {r.estimate.shown})" for r, _ in fast.lost]
     out = " and ".join(lost)
     reached = ", ".join(f"about {est.shown} for `{r.name}`" for r, est in fast.lost)
     yield Finding(fast.path, f"{between}, so {out} {'is' if len(lost) == 1 else 'are'} out of reach",
-                  f"did you mean `{fast.key}: {fast.suggestion}`? With it a lead could score {reached}")
+                  f"{meant} With it a lead could score {reached}")
