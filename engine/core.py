@@ -49,6 +49,7 @@ from . import plan as p
 from . import score as sc
 from .state import (CLOCK, ENGAGEMENT, HELD_FOR_MINUTES, MAX_HELD, Action, Event, LeadState, Prospect, Running,
                     Shared, iso)
+from .units import format_clock
 
 MAX_SENDS_KEPT = 1000
 State = Union[LeadState, Prospect, None]
@@ -623,13 +624,13 @@ class _Step:
             if step.at_minute is not None:
                 moved = clock.next_local(moment, step.at_minute, tz)
                 if moved != moment and holds is not None:
-                    holds.append(("at", f"the step sends at {_clock_time(step.at_minute)} {_zone_label(tz)}"))
+                    holds.append(("at", f"the step sends at {format_clock(step.at_minute)} {_zone_label(tz)}"))
                 moment = moved
             if pol.quiet_from is not None and pol.quiet_to is not None:
                 moved = clock.after_quiet(moment, pol.quiet_from, pol.quiet_to, tz)
                 if moved != moment and holds is not None:
-                    holds.append(("quiet_hours", f"quiet hours {_clock_time(pol.quiet_from)}–"
-                                                 f"{_clock_time(pol.quiet_to)} {_zone_label(tz)}"))
+                    holds.append(("quiet_hours", f"quiet hours {format_clock(pol.quiet_from)}–"
+                                                 f"{format_clock(pol.quiet_to)} {_zone_label(tz)}"))
                 moment = moved
             if pol.cap_max is not None and pol.cap_per_minutes and (not pol.cap_applies_to
                                                                     or seq.kind in pol.cap_applies_to):
@@ -729,10 +730,6 @@ def known_details(plan: p.Plan) -> FrozenSet[str]:
         _DETAILS.clear()
     _DETAILS[id(plan)] = (plan, frozenset(names))
     return _DETAILS[id(plan)][1]
-
-
-def _clock_time(minute_of_day: int) -> str:
-    return f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
 
 
 def _duration(minutes: int) -> str:

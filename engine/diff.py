@@ -33,7 +33,7 @@ from .model import BUILTIN_CRM_EVENTS, WEEKDAYS, Funnel
 from .plan import Handoff, Plan, Sequence, Step
 from .sources import display_path
 from .terminal import escape
-from .units import format_duration, parse_duration
+from .units import format_clock, format_duration, parse_duration
 
 # 2: changes carry `subject`, values in the definition's words and a `location`; a diff
 # carries `old_funnel` and `warnings`.
@@ -140,7 +140,7 @@ def _word(value: Any) -> str:
 
 
 def _clock(minute: Optional[int]) -> str:
-    return "none" if minute is None else f"{minute // 60:02d}:{minute % 60:02d}"
+    return "none" if minute is None else format_clock(minute)
 
 
 def _days(days: Seq[int]) -> List[str]:

@@ -31,3 +31,8 @@ def parse_clock(text: str) -> int:
     """`20:00` → minutes after midnight."""
     hours, mins = text.split(":")
     return int(hours) * 60 + int(mins)
+
+
+def format_clock(minute_of_day: int) -> str:
+    """Minutes after midnight → `20:00`; the inverse of parse_clock."""
+    return f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"

@@ -16,16 +16,13 @@ from __future__ import annotations
 
 from typing import Iterator
 
+from ...units import format_clock
 from .. import Finding
 from ..context import Context
 
 ID = "FNL405"
 NAME = "send-in-quiet-hours"
 SEVERITY = "error"
-
-
-def _clock(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def check(ctx: Context) -> Iterator[Finding]:
@@ -36,5 +33,5 @@ def check(ctx: Context) -> Iterator[Finding]:
         for step in seq.steps:
             if step.at is not None and step.send and quiet.contains(step.at):
                 yield Finding(step.path + ("at",),
-                              f"send at {_clock(step.at)} falls in quiet hours {_clock(quiet.start)}–{_clock(quiet.end)}",
-                              f"schedule it at or after {_clock(quiet.end)} and before {_clock(quiet.start)}")
+                              f"send at {format_clock(step.at)} falls in quiet hours {format_clock(quiet.start)}–{format_clock(quiet.end)}",
+                              f"schedule it at or after {format_clock(quiet.end)} and before {format_clock(quiet.start)}")
