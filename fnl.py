@@ -412,6 +412,7 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
     webinar.registered|attended (with "webinar", its name), profile.updated,
     crm.<event>, clock (the clock reaching "at" for the lead; "tick" is read as clock).
     Opens and clicks may carry "machine": true; bounces "bounce": "hard" or "soft".
+    Other fields (ESP exports carry many) are ignored, and named once on stderr.
     Lines need not be in time order: the engine applies them by minute, then lead, then
     timestamp.
     """
@@ -429,6 +430,10 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
         raise UsageError(f"{events_file}: no such file", "give the JSON Lines file of events with --events")
     display = display_path(path)
     scan = tr.scan_events(path, display)
+    if scan.ignored:  # ESP exports carry fields fnl does not read: said once, not per line
+        from engine.terminal import escape
+
+        click.echo(escape(scan.ignored_note()), err=True)
     if scan.problems:
         raise ProblemsFound(scan.problems)
     try:

@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -236,12 +236,11 @@ class Shared:
 
 
 def event_from_json(data: Any, where: str = "event") -> Event:
-    """An Event from untrusted JSON; ValueError with a clear message if malformed."""
+    """An Event from untrusted JSON; ValueError with a clear message if malformed.
+    Fields fnl does not use (`variant`, `campaign_id`: ESP exports carry many) are
+    ignored; `unused_fields` names them."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object")
-    unknown = set(data) - set(EVENT_FIELDS)
-    if unknown:
-        raise ValueError(f"{where}: unknown field `{sorted(unknown)[0]}` (fields: {', '.join(EVENT_FIELDS)})")
     kind = data.get("type")
     if not isinstance(kind, str) or not is_event_type(kind):
         raise ValueError(f"{where}: `type` must be an event such as optin, email.opened, site.visited, crm.deal_won "
@@ -275,6 +274,11 @@ def event_from_json(data: Any, where: str = "event") -> Event:
     minute, second = parse_instant(at)
     return Event(kind, minute, lead, data.get("magnet"), profile, data.get("template"), data.get("page"), second,
                  machine, bounce, data.get("entry"), webinar=data.get("webinar"))
+
+
+def unused_fields(data: Any) -> List[str]:
+    """The fields of an event object that fnl does not read, sorted."""
+    return sorted(k for k in data if k not in EVENT_FIELDS) if isinstance(data, dict) else []
 
 
 def _encodable(text: str) -> bool:

@@ -6,6 +6,7 @@ action it caused, the score after it and why each stage changed.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import stat
@@ -17,13 +18,14 @@ from .drive import Applied, drive, event_order
 from .errors import Location, Problem
 from .plan import Plan
 from .score import shown
-from .state import CLOCK, Event, LeadState, event_from_json, iso
+from .state import CLOCK, EVENT_FIELDS, Event, LeadState, event_from_json, iso, unused_fields
 from .terminal import escape, json_text
 
 MAX_EVENTS_BYTES = 4 * 1024 ** 3  # counted while reading: devices and growing files report no size
 MAX_LINE = 1024 * 1024
 MAX_UNORDERED = 200_000  # events sorted in memory when a file is not in time order
 MAX_PROBLEMS = 200
+MAX_IGNORED_NAMES = 20  # field names the note lists one by one
 DEFAULT_HORIZON = 120 * 1440
 _CHUNK = 1 << 20
 
@@ -45,6 +47,33 @@ class Scan:
     last_at: Optional[int]
     ordered: bool
     first_at: Optional[int] = None
+    # (field fnl does not use, on how many lines), by name; a last (None, n) counts the
+    # fields past the first MAX_IGNORED_NAMES names
+    ignored: Tuple[Tuple[Optional[str], int], ...] = ()
+
+    def ignored_note(self) -> str:
+        """One line saying which fields the events carry that fnl ignored, or "". Field
+        names come from the file: the caller escapes the line for the terminal."""
+        if not self.ignored:
+            return ""
+        fields = ", ".join(f"other fields ({_lines(n)})" if name is None else
+                           f"{_clip(name)} ({_lines(n)}{_meant(name)})" for name, n in self.ignored)
+        return f"note: ignored fields not used by fnl: {fields}"
+
+
+def _lines(n: int) -> str:
+    return f"{n:,} line{'s' if n != 1 else ''}"
+
+
+def _clip(name: str) -> str:
+    return json.dumps(name, ensure_ascii=False) if not name.isprintable() or " " in name or not name else \
+        name if len(name) <= 40 else name[:39] + "…"
+
+
+def _meant(field: str) -> str:
+    """`; did you mean template?` for an ignored field that misspells one fnl reads."""
+    guess = difflib.get_close_matches(field, EVENT_FIELDS, n=1, cutoff=0.8)
+    return f"; did you mean {guess[0]}?" if guess else ""
 
 
 def _raw_lines(path: Path) -> Iterator[Tuple[int, Optional[bytes]]]:
@@ -93,8 +122,10 @@ def _clean(raw: bytes, number: int) -> bytes:
     return raw[:-1] if raw.endswith(b"\r") else raw
 
 
-def _parse(number: int, raw: Optional[bytes], display: str) -> Tuple[Optional[Event], Optional[Problem]]:
-    """One line: an event, a problem, or neither (a blank line)."""
+def _parse(number: int, raw: Optional[bytes], display: str,
+           ignored: Optional[Dict[Optional[str], int]] = None) -> Tuple[Optional[Event], Optional[Problem]]:
+    """One line: an event, a problem, or neither (a blank line). Fields fnl does not
+    use are counted in `ignored` (per field, the lines carrying it) when given."""
     where = Location(display, number, 1)
     if raw is None:
         return None, Problem("FNL602", "line is longer than 1 MiB", where,
@@ -123,6 +154,10 @@ def _parse(number: int, raw: Optional[bytes], display: str) -> Tuple[Optional[Ev
     except ValueError as exc:
         return None, Problem("FNL603", str(exc).removeprefix("event: "), where,
                              help="see `fnl trace --help` for the event format", source_line=line[:200])
+    if ignored is not None:
+        for name in unused_fields(data):
+            key = name if name in ignored or len(ignored) < MAX_IGNORED_NAMES else None  # None: any other
+            ignored[key] = ignored.get(key, 0) + 1
     return replace(event, line=number), None
 
 
@@ -140,9 +175,10 @@ def scan_events(path: Path, display: str, keep: Optional[List[Event]] = None) ->
     last: Optional[int] = None
     first: Optional[int] = None
     ordered = True
+    ignored: Dict[Optional[str], int] = {}
     try:
         for number, raw in _raw_lines(path):
-            event, problem = _parse(number, raw, display)
+            event, problem = _parse(number, raw, display, ignored)
             if problem is not None:
                 if len(problems) < MAX_PROBLEMS:
                     problems.append(problem)
@@ -173,7 +209,9 @@ def scan_events(path: Path, display: str, keep: Optional[List[Event]] = None) ->
                                                f"{MAX_UNORDERED:,} of them",
                                       "sort the file by `at` (fnl streams files in time order and sorts only "
                                       "smaller ones)"))
-    return Scan(tuple(problems), count, last, ordered, first)
+    others = ignored.pop(None, 0)
+    named: Tuple[Tuple[Optional[str], int], ...] = tuple(sorted((str(k), n) for k, n in ignored.items()))
+    return Scan(tuple(problems), count, last, ordered, first, named + (((None, others),) if others else ()))
 
 
 def stream_events(path: Path, scan: Scan) -> Iterator[Event]:

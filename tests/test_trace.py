@@ -235,7 +235,7 @@ CASES = {
     "bad-json": ([GOOD, BROKEN, LATER], 2, _bad_json_column(BROKEN), "invalid JSON"),
     "not-an-object": ([GOOD, "[1, 2, 3]"], 2, 1, "expected a JSON object"),
     "unknown-type": ([GOOD, LATER.replace("email.opened", "email.teleported")], 2, 1, "email.teleported"),
-    "unknown-field": ([GOOD, LATER.replace('"template"', '"tempalte"')], 2, 1, "unknown field `tempalte`"),
+    "known-field-wrong-type": ([GOOD, LATER.replace('"saas/industry-insight"', "7")], 2, 1, "`template` must be"),
     "bad-time": ([GOOD, LATER.replace("2026-03-03T15:00:00Z", "tomorrow at noon")], 2, 1, "tomorrow at noon"),
     "missing-time": ([GOOD, '{"type": "email.opened", "lead": "a@x.example"}'], 2, 1, "`at`"),
     "missing-lead": ([GOOD, LATER.replace('"lead": "a@x.example", ', "")], 2, 1, "`lead`"),
@@ -256,6 +256,53 @@ def test_malformed_events_exit_1_with_file_line_col(tmp_path, case):
     assert f"{case}.jsonl:{line}:{column}:" in r.stderr
     assert message in r.stderr
     assert len(r.stderr) < 5000  # the offending line is quoted, not the whole file
+
+
+def test_fields_fnl_does_not_use_are_ignored_and_named_once_on_stderr(tmp_path):
+    """ESP exports carry extra fields (`variant`, `campaign_id`): the events still apply,
+    and one note on stderr, not one per line, says which fields were left out."""
+    clicks = [json.dumps({"type": "email.clicked", "at": f"2026-03-03T15:{m:02d}:00Z", "lead": "a@x.example",
+                          "template": "saas/industry-insight", "variant": "b"}) for m in range(12)]
+    opened = json.loads(LATER)
+    opened.update(campaign_id=42, tempalte="x")
+    path = tmp_path / "export.jsonl"
+    path.write_text("\n".join([GOOD, *clicks, json.dumps(opened)]) + "\n", encoding="utf-8")
+    r = fnl("trace", REPO / ACME, "--events", path.name, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ("note: ignored fields not used by fnl: campaign_id (1 line), tempalte (1 line; did you mean "
+                        "template?), variant (12 lines)\n")
+    assert r.stdout.count("email.clicked") == 12
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("\n".join([GOOD, LATER]) + "\n", encoding="utf-8")
+    assert fnl("trace", REPO / ACME, "--events", plain.name, cwd=tmp_path).stderr == ""
+
+
+def test_ignored_fields_do_not_excuse_bad_known_fields_or_types(tmp_path):
+    bad = json.loads(LATER)
+    bad.update(variant="b", type="email.teleported")
+    wrong = json.loads(LATER)
+    wrong.update(variant="b", machine="yes")
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([GOOD, json.dumps(bad), json.dumps(wrong)]) + "\n", encoding="utf-8")
+    r = fnl("trace", REPO / ACME, "--events", path.name, cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert "bad.jsonl:2:1:" in r.stderr and "email.teleported" in r.stderr
+    assert "bad.jsonl:3:1:" in r.stderr and "`machine` must be true or false" in r.stderr
+
+
+def test_the_ignored_field_note_is_bounded_and_safe_for_the_terminal(tmp_path):
+    fields = {f"extra_{i:02d}": i for i in range(30)}
+    fields["\x1b[31mred"] = 1
+    event = json.loads(LATER)
+    event.update(fields)
+    path = tmp_path / "wide.jsonl"
+    path.write_text("\n".join([GOOD, json.dumps(event)]) + "\n", encoding="utf-8")
+    scan = tr.scan_events(path, "wide.jsonl")
+    assert scan.problems == () and len(scan.ignored) == tr.MAX_IGNORED_NAMES + 1
+    assert scan.ignored[-1] == (None, 11)
+    assert scan.ignored_note().endswith(", other fields (11 lines)")
+    r = fnl("trace", REPO / ACME, "--events", path.name, cwd=tmp_path)
+    assert r.returncode == 0 and "\x1b" not in r.stderr and r.stderr.count("\n") == 1
 
 
 def test_every_bad_line_is_reported_in_one_run(tmp_path):
