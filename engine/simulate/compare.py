@@ -107,8 +107,9 @@ def _base_plan(funnel: str, rev: str) -> Plan:
     try:
         pairs = plans_against_base(rev, (funnel,))
     except ProblemsFound as exc:
-        if "(" in (exc.context or ""):
-            exc.context = f"fnl simulate: cannot compare {funnel} with {rev}: {exc.context.split(': ', 2)[-1]}"
+        if exc.context:
+            why = exc.context.split(": ", 2)[-1].replace("fnl plan again", "fnl simulate again")
+            exc.context = f"fnl simulate: cannot compare {funnel} with {rev}: {why}"
         raise
     if len(pairs) != 1:
         raise UsageError(f"{funnel}: {len(pairs)} definitions here or at {rev}; --base compares one funnel",
