@@ -335,16 +335,17 @@ def help_cmd(ctx: click.Context, topic: Optional[str]) -> int:
 
 
 @cli.command()
-@click.argument("name", type=click.Choice(("funnel", "plan", "behavior")), default="funnel")
+@click.argument("name", type=click.Choice(("funnel", "plan", "behavior", "expect")), default="funnel")
 def schema(name: str) -> int:
     """Print a JSON Schema: the funnel definition (default), the compiled plan, or the
-    behaviour model that `fnl simulate` reads.
+    behaviour model or the expectations that `fnl simulate` reads.
 
     \b
     Examples:
       fnl schema
       fnl schema plan > plan.schema.json
       fnl schema behavior > behavior.schema.json
+      fnl schema expect
     """
     from engine.validate import schema as load_schema
 
@@ -592,9 +593,14 @@ def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Opti
                    "with charts that opens offline).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the report here instead of standard output.")
+@click.option("--expect", "expect_file", default=None, metavar="FILE",
+              help="Expectations to judge, CI gates (default: the *.expect.yaml beside the funnel, if any); "
+                   f"a failed one is a problem found: exit {EXIT_PROBLEMS}.")
+@click.option("--strict", is_flag=True, help="An expectation holds only if its whole 95 % interval does.")
 def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sensitivity: bool,
              behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
-             runs: str, start: Optional[str], fmt: str, output: Optional[str]) -> int:
+             runs: str, start: Optional[str], fmt: str, output: Optional[str], expect_file: Optional[str] = None,
+             strict: bool = False) -> int:
     """Forecast a funnel: run synthetic leads through the engine and report leads per
     stage, conversion, time to MQL and SQL, emails per lead, A/B variants, weekly volumes
     and the load on each sales rep.
@@ -607,8 +613,10 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
       fnl simulate funnels/acme --format markdown -o forecast.md
       fnl simulate funnels/acme --base origin/main --leads 1000 --runs 5
       fnl simulate funnels/reference.yaml --leads 300 --sensitivity
+      fnl simulate funnels/acme --leads 200 --runs 3 --strict
     """
     from engine.simulate import check_sizes, forecast, parse_count
+    from engine.simulate.expect import problems as failed_expectations
     from engine.simulate.report import render
 
     sizes = (parse_count(leads, "--leads") if leads is not None else None,
@@ -619,8 +627,12 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
                                compare_with, base, sensitivity)
     with _ProgressBar() as bar:
         result = forecast(funnel, behavior_file, leads=sizes[0], days=sizes[1], seed=parse_count(seed, "--seed"),
-                          runs=sizes[2], start=start, progress=bar.update if bar.enabled else None)
-    return _emit(render(result, fmt), output)
+                          runs=sizes[2], start=start, progress=bar.update if bar.enabled else None,
+                          expect_path=expect_file, strict=strict)
+    _emit(render(result, fmt), output)
+    if result.expectations is not None and result.expectations.failed:
+        raise ProblemsFound(failed_expectations(result.expectations))  # after the report, one line each
+    return EXIT_OK
 
 
 def _simulate_delta(funnel: str, behavior_file: Optional[str], sizes: tuple, seed: int, start: Optional[str],

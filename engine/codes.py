@@ -2,7 +2,8 @@
 
 Lint rules (FNL2xx-FNL5xx) carry their own documentation; these codes are the
 structural ones: FNL0xx for reading YAML, FNL1xx for the schema and the condition
-language.
+language, FNL6xx and FNL7xx for events and plan files, FNL81x for the expectations
+`fnl simulate` judges (engine/simulate/expect.py).
 """
 from __future__ import annotations
 
@@ -48,6 +49,11 @@ CODES: Dict[str, str] = {
     "FNL603": "An event that is not valid (unknown type, bad time, out of order).",
     "FNL701": "A plan file that cannot be read as JSON (too large, not UTF-8, bad syntax, nested too deep).",
     "FNL702": "A plan file that does not match the plan schema (`fnl schema plan`).",
+    "FNL811": "An expectation of `fnl simulate` does not hold for the forecast (a CI gate failed).",
+    "FNL812": "An expectation names a metric, flag or stage fnl does not know.",
+    "FNL813": "An expectation that cannot be read (not `METRIC OP NUMBER`, `METRIC between A and B` or a flag).",
+    "FNL814": "An expectations file that cannot serve this funnel: written for another, one of several beside it, "
+              "a link out of its folder, or a metric its behaviour model cannot give.",
 }
 
 

@@ -453,6 +453,64 @@ hand, written by another version of fnl, or not a plan at all.""", """
 """, """
     fnl compile funnels/acme -o old-plan.json     # a plan as fnl writes it
 """, "Compile the plan again with the fnl you compare with, or use `fnl plan --base REV`.", check="plan"),
+    # -- FNL81x: expectations of `fnl simulate` -----------------------------------
+    _page("FNL811", "expectation-failed", """
+An expectation in the funnel's `*.expect.yaml` (or the file given with `--expect`) does not
+hold for the forecast, so `fnl simulate` exits 1 after printing the report: a CI gate. With
+`--runs R` the mean of the R runs is judged and its 95 % interval printed; with `--strict`
+the whole interval must hold. The intervals are simulation noise only.""", """
+    # funnels/acme/acme.expect.yaml, and a forecast with 2.1 % of the leads reaching sql
+    expect:
+      - sql_rate >= 0.03
+""", """
+    # the funnel changed so that more leads reach sql, or the bound says what is realistic
+    expect:
+      - sql_rate >= 0.02
+""", "Change the funnel (or the behaviour model, if its rates are wrong) until the expectation holds, or "
+         "change the expectation if it asked for too much. If only `--strict` fails, more `--runs` narrow "
+         "the interval."),
+    _page("FNL812", "unknown-metric", """
+An expectation names a metric or flag that fnl does not have, or a stage the funnel does
+not have in `STAGE_rate` or `STAGE_leads`. The metrics are a fixed list (see the README's
+`fnl simulate` section or `fnl schema expect`); the message suggests the closest one.""", """
+    expect:
+      - sq_rate >= 0.03
+      - emails_per_week <= 3
+""", """
+    expect:
+      - sql_rate >= 0.03
+      - max_emails_in_7d <= 3
+""", "Use a metric from the list, or a stage of the funnel followed by `_rate` or `_leads`."),
+    _page("FNL813", "bad-expectation", """
+An expectation is one line: a metric, a comparison (`<`, `<=`, `>`, `>=`, `==`) and a number
+or another metric; or `METRIC between A and B`; or a flag alone. Anything else cannot be
+judged: a single `=`, the number first, two comparisons on one line, a share (a `_rate`)
+above 1, a `between` whose first number is the larger.""", """
+    expect:
+      - sql_rate = 0.03
+      - 3 >= max_emails_in_7d
+      - mql_rate >= 5
+""", """
+    expect:
+      - sql_rate == 0.03
+      - max_emails_in_7d <= 3
+      - mql_rate >= 5%
+""", "Write `METRIC OP NUMBER`, with shares as 0.05 or 5%."),
+    _page("FNL814", "expectations-mismatch", """
+An expectations file that cannot be used for this funnel: its `funnel:` names another
+funnel; two files beside the funnel could both be its expectations
+(`funnels/acme/acme.expect.yaml` and another `*.expect.yaml`); the file is a link out of the
+funnel's folder; or an expectation needs a figure the behaviour model cannot give, such as
+`capacity` without `sales:` capacity.""", """
+    funnel: acme-emea        # in funnels/acme/acme.expect.yaml, whose funnel is acme-b2b
+    expect:
+      - rep_load <= capacity # and the behaviour model has no sales: section
+""", """
+    funnel: acme-b2b
+    expect:
+      - rep_load <= 25
+""", "Name the right funnel, keep one expectations file beside it (or pass `--expect FILE`), and give "
+         "the behaviour model `sales: {leads_per_week: N}` before comparing with `capacity`."),
 )
 
 BY_CODE: Dict[str, CodePage] = {p.code: p for p in PAGES}

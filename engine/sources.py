@@ -53,6 +53,8 @@ REFUSED = Path(os.devnull) / "templates"
 VENDORED = frozenset({"node_modules", "bower_components", "__pycache__", "venv", "site-packages"})
 # Behaviour models for `fnl simulate`: YAML beside the funnels, never a funnel or a section of one.
 BEHAVIOUR_SUFFIXES = (".behavior.yaml", ".behavior.yml")
+# Expectations (CI gates) for `fnl simulate`: likewise beside the funnels, never merged.
+EXPECT_SUFFIXES = (".expect.yaml", ".expect.yml")
 # How long git may take to say what it ignores, and how much it may say.
 GIT_TIMEOUT = 5.0
 MAX_GIT_OUTPUT = 16 * 1024 * 1024
@@ -210,8 +212,9 @@ def walk_problems(walked: Walked) -> List[Tuple[Path, Problem]]:
 
 
 def is_behaviour_model(name: str) -> bool:
-    """Whether a file name is that of a behaviour model (`*.behavior.yaml`), not a funnel."""
-    return name.endswith(BEHAVIOUR_SUFFIXES)
+    """Whether a file name is that of a behaviour model (`*.behavior.yaml`) or of
+    expectations (`*.expect.yaml`), files `fnl simulate` reads, not a funnel."""
+    return name.endswith(BEHAVIOUR_SUFFIXES + EXPECT_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -376,8 +379,10 @@ def _expand(paths: Tuple[str, ...]) -> List[Source]:
             if not os.access(path, os.R_OK):
                 raise UsageError(f"{raw}: permission denied", "make the file readable")
             if is_behaviour_model(path.name):
-                raise UsageError(f"{raw}: is a behaviour model (*.behavior.yaml), not a funnel definition",
-                                 "name the funnel definition; behaviour models are read by `fnl simulate`")
+                kind = ("expectations file (*.expect.yaml)" if path.name.endswith(EXPECT_SUFFIXES)
+                        else "behaviour model (*.behavior.yaml)")
+                raise UsageError(f"{raw}: is a {kind}, not a funnel definition",
+                                 f"name the funnel definition; {kind.split(' (')[0]}s are read by `fnl simulate`")
             root = _split_root(path)
             # A file of a split definition is checked as part of its whole definition.
             sources.extend(_find(root, walked) if root is not None

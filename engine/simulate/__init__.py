@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import UsageError
+from ..sources import display_path
 from .behavior import (DAY, DEFAULTS, MAX_LEADS, Behavior, Defaults, default_behavior, find_behavior,
                        is_behavior_file, load_behavior)
 
 if TYPE_CHECKING:
+    from .expect import Gate
     from .figures import Figures, Summary
 
 __all__ = ["DEFAULTS", "DEFAULT_START", "Behavior", "Defaults", "Forecast", "MAX_DAYS", "MAX_LEADS", "MAX_RUNS", "MAX_SIMULATED",
@@ -55,6 +57,7 @@ class Forecast:
     leads_asked: Optional[int]
     figures: Figures
     summary: Optional[Summary]  # None for one run
+    expectations: Optional[Gate] = None  # judged, when the funnel has expectations (expect.py)
 
 
 def parse_count(text: str, option: str) -> int:
@@ -91,13 +94,17 @@ def start_minute(text: Optional[str]) -> int:
 
 def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optional[int] = None,
              days: Optional[int] = None, seed: int = 1, runs: int = 1, start: Optional[str] = None,
-             progress: Optional[Progress] = None) -> Forecast:
+             progress: Optional[Progress] = None, expect_path: Optional[str] = None,
+             strict: bool = False) -> Forecast:
     """Simulate `funnel` (a definition path) with its behaviour model: the one at
     `behavior_path`, else the `*.behavior.yaml` beside the funnel, else fnl's defaults.
     `leads` scales the arrivals to about that many; `days` sets the horizon (the model's
     by default). Raises UsageError for sizes out of bounds, ProblemsFound for a funnel or
-    behaviour model with problems, all before any lead is simulated."""
+    behaviour model with problems, all before any lead is simulated. The expectations at
+    `expect_path`, else the `*.expect.yaml` beside the funnel, are judged on every run
+    (`strict`: the whole 95 % interval must hold) into `Forecast.expectations`."""
     from ..pipeline import plan_for
+    from . import expect
     from .figures import combine, figures
     from .run import simulate
 
@@ -109,6 +116,8 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
     plan = plan_for(funnel)
     found = Path(behavior_path) if behavior_path is not None else find_behavior(funnel)
     model = load_behavior(found, plan) if found is not None else default_behavior(plan)
+    gates = Path(expect_path) if expect_path is not None else expect.find_expectations(funnel)
+    expectations = expect.load_expectations(gates, plan, model) if gates is not None else None
     horizon = days * DAY if days is not None else model.horizon_minutes
     expected = leads if leads is not None else model.expected_leads
     if expected > MAX_SIMULATED:
@@ -117,10 +126,15 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
                          f"give --leads {MAX_SIMULATED:,} or fewer (the figures scale: shares and per-lead "
                          "numbers do not depend on the size)")
     results = []
+    measured = []  # each run's metrics, when there are expectations to judge
     for i in range(runs):
         report = (lambda steps, i=i: progress(i, runs, steps)) if progress is not None else None
         run = simulate(plan, model, seed=seed + i, leads=leads, horizon=horizon, start=first_minute,
                        progress=report)
         results.append(figures(run))
+        if expectations is not None:
+            measured.append(expect.measure(run, results[-1]))
+    gate = None if expectations is None or gates is None else \
+        expect.judge(expectations, measured, strict, display_path(gates))
     return Forecast(funnel, model, seed, runs, first_minute, horizon / DAY, leads, results[0],
-                    combine(results) if runs > 1 else None)
+                    combine(results) if runs > 1 else None, gate)

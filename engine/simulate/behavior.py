@@ -408,36 +408,46 @@ def find_behavior(funnel_path: Union[str, Path]) -> Optional[Path]:
     `funnel.yaml`) it is `funnels/acme/acme.behavior.yaml`, else the one `*.behavior.yaml`
     directly in that folder. Two candidates, or a link that leads out of the funnel's
     folder, raise ProblemsFound naming them."""
+    return find_beside(funnel_path, SUFFIXES, "FNL805", "behaviour model", "--behavior")
+
+
+def find_beside(funnel_path: Union[str, Path], suffixes: Tuple[str, ...], code: str, what: str,
+                option: str) -> Optional[Path]:
+    """The file of a kind (`suffixes`, such as `.behavior.yaml`) beside a funnel, or None:
+    `funnels/x<suffix>` for `funnels/x.yaml`; `funnels/acme/acme<suffix>` for a split
+    funnel, else the one `*<suffix>` directly in its folder. Two candidates, or a link out
+    of the funnel's folder, raise ProblemsFound with `code`, calling the file `what` and
+    pointing at `option`."""
     path = Path(funnel_path)
     if path.is_file() and path.name == ROOT_FILE:
         path = path.parent
     if path.is_dir():
         folder = path
         name = Path(os.path.abspath(path)).name
-        found = _existing(folder / f"{name}{s}" for s in SUFFIXES)
+        found = _existing(folder / f"{name}{s}" for s in suffixes)
         if not found:
-            found = _existing(folder / entry for entry in _listing(folder) if entry.endswith(SUFFIXES))
+            found = _existing(folder / entry for entry in _listing(folder) if entry.endswith(suffixes))
     elif path.is_file():
         folder = path.parent
         stem = next((path.name[:-len(s)] for s in (".yaml", ".yml") if path.name.endswith(s)), path.name)
-        found = _existing(folder / f"{stem}{s}" for s in SUFFIXES)
+        found = _existing(folder / f"{stem}{s}" for s in suffixes)
     else:
         return None
     if len(found) > 1:
         more = f" and {len(found) - 2} more" if len(found) > 2 else ""
         names = f"`{display_path(found[0])}` and `{display_path(found[1])}`{more}"
         raise ProblemsFound((Problem(
-            "FNL805", f"{names} are all behaviour models of {display_path(path)}: fnl cannot tell which to use",
+            code, f"{names} are all {what}s of {display_path(path)}: fnl cannot tell which to use",
             Location(display_path(found[1])),
-            help=f"keep one, name the one to use `{Path(os.path.abspath(folder)).name}.behavior.yaml`, "
-                 "or name it with --behavior FILE"),))
+            help=f"keep one, name the one to use `{Path(os.path.abspath(folder)).name}{suffixes[0]}`, "
+                 f"or name it with {option} FILE"),))
     if not found:
         return None
     if not inside(found[0], folder):
         raise ProblemsFound((Problem(
-            "FNL805", "behaviour model is a link to a file outside the funnel's folder",
+            code, f"{what} is a link to a file outside the funnel's folder",
             Location(display_path(found[0])),
-            help="replace the link with the file itself, or name the file with --behavior FILE"),))
+            help=f"replace the link with the file itself, or name the file with {option} FILE"),))
     return found[0]
 
 
@@ -1242,6 +1252,6 @@ def _zones() -> Set[str]:
 __all__ = [
     "AttributeMix", "AttributeRates", "Arrival", "Behavior", "Capacity", "CODES", "DEFAULTS", "Defaults", "Delay",
     "EmailModel", "EmailRates", "Hours", "MAX_LEADS", "Outcome", "Rates", "Reaction", "TemplateRates", "Timing",
-    "Visits", "check_behavior", "default_behavior", "find_behavior", "is_behavior_file", "load_behavior",
+    "Visits", "check_behavior", "default_behavior", "find_behavior", "find_beside", "is_behavior_file", "load_behavior",
     "schema_problems",
 ]

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..state import iso
 from ..terminal import escape, for_json, json_text
-from . import Forecast
+from . import Forecast, expect
 from .figures import Estimate, Figures, Num, Rate, Summary, mean_of, stage
 
 FORMAT_VERSION = 1
@@ -95,6 +95,8 @@ def data(fc: Forecast) -> Dict[str, Any]:
         "sla_breaches": _value(f.sla_breaches),
         "rejected": _value(f.rejected),
     }
+    if fc.expectations is not None:
+        doc["expectations"] = expect.json_items(fc.expectations)
     if fc.summary is not None:
         doc["intervals"] = {"confidence": 0.95, "method": fc.summary.method, "seeds": list(fc.summary.seeds),
                             "meaning": NOISE}
@@ -296,6 +298,7 @@ def render_text(fc: Forecast) -> str:
     lines += _assumptions(fc, "  - ")
     if mean_of(f.rejected):
         lines += ["", f"Note: the engine refused {count(f.rejected)} simulated events; this is a bug in fnl."]
+    lines += expect.text_lines(fc.expectations)
     return "\n".join(lines) + "\n"
 
 
@@ -334,6 +337,7 @@ def render_markdown(fc: Forecast) -> str:
     extra = _assumptions(fc, "- ")
     if extra:
         lines += ["<details><summary>" + extra[1] + "</summary>", ""] + extra[2:] + ["", "</details>", ""]
+    lines += expect.markdown_lines(fc.expectations)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
