@@ -13,7 +13,10 @@ part that changed is never cut short.
 Where a plan came from a definition, each change points at its line: in the new
 definition for what was added or changed, in the old one for what was removed (a git
 revision's files are named as git names them, `REV:path`), else at the nearest enclosing
-key that is still there. A template's change points at its file.
+key that is still there. A template's change reads as the words that changed in each of
+its blocks (subject, html, text) and in the files it includes, at their lines (from
+plan files, which hold only hashes, as the hashes); a template the plan no longer sends
+whose file is still there is "no longer sent", not removed.
 
 A summary counts the changes by category, and an in-flight section says what happens to
 leads already in sequences, using the runtime's own migration rule (`engine.migrate`).
@@ -21,11 +24,14 @@ Comparing two different funnels works, with a warning first.
 """
 from __future__ import annotations
 
+import difflib
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence as Seq, Tuple, Union
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence as Seq, Tuple, Union
 
 from .errors import JsonPath, Location, json_path
 from .migrate import stage_move, step_moves
@@ -53,6 +59,10 @@ class Side:
     plan: Plan
     funnel: Optional[Funnel] = None
     renames: Tuple[Tuple[str, str], ...] = ()
+    # The text of every template file (`nurture/brief.j2`, `_partials/footer.html.j2`),
+    # read while the files exist (a git revision's copy is gone by the time of the diff):
+    # `read_templates`. None where there are none to read (a plan file).
+    templates: Optional[Mapping[str, str]] = None
 
     def shown(self, file: str) -> str:
         for prefix, to in self.renames:
@@ -299,11 +309,13 @@ class _Changes:
 
     def add(self, sign: str, category: str, entity: str, path: str, subject: str, before: Optional[str],
             after: Optional[str], at: Paths = None, old_at: Paths = None, whole: bool = False,
-            location: Optional[Where] = None) -> None:
+            location: Optional[Where] = None, text: Optional[str] = None) -> None:
         """One change. `at` is the definition path in the new definition, `old_at` in the
         old one (the same as `at` unless given). A whole thing added or removed reads
         `subject: value`; a key of it `subject value`; a change `subject before → after`."""
-        if sign == "~":
+        if text is not None:
+            pass  # said in its own words
+        elif sign == "~":
             text = f"{subject} {before} → {after}"
         else:
             value = after if sign == "+" else before
@@ -903,23 +915,173 @@ def _window(start: Optional[int], end: Optional[int], days: Optional[Seq[int]]) 
     return ("" if days is None else f"{_word(_days(days))} ") + f"from {_clock(start)} to {_clock(end)}"
 
 
-def _template_file(side: Side, name: str, where: str) -> Optional[Where]:
+def _template_file(side: Side, name: str, where: str, line: int = 1) -> Optional[Where]:
     if side.funnel is None:
         return None
     path = side.funnel.template_dir / (name if name.endswith(".j2") else f"{name}.j2")
-    return Where(side.shown(display_path(path)), 1, 1, where, "templates")
+    return Where(side.shown(display_path(path)), line, 1, where, "templates")
+
+
+# Reading a side's template files: bounded, as every file fnl reads from a pull request.
+MAX_TEMPLATE_FILES = 2000
+MAX_TEMPLATE_TEXT = 256 * 1024  # per file, as the template loader allows
+# Changed lines shown per template file before the rest are counted; an added or removed
+# run of lines longer than this many characters is cut, with how much was left out.
+MAX_TEMPLATE_HUNKS = 8
+MAX_ADDED_TEXT = 160
+_INCLUDE = re.compile(r"""{%-?\s*(?:include|extends|import|from)\s+["']([^"']+)["']""")
+_BLOCK = re.compile(r"{%-?\s*block\s+(\w+)\s*-?%}(.*?){%-?\s*endblock(?:\s+\w+)?\s*-?%}", re.S)
+
+
+def read_templates(funnel: Optional[Funnel]) -> Optional[Dict[str, str]]:
+    """The text of every `.j2` file in the definition's template folder, by its name
+    there (`nurture/brief.j2`); links and files fnl would not render are left out."""
+    if funnel is None:
+        return None
+    from .templates import check_file
+
+    root = funnel.template_dir
+    out: Dict[str, str] = {}
+    if not root.is_dir():
+        return out
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for file in sorted(files):
+            if not file.endswith(".j2") or len(out) >= MAX_TEMPLATE_FILES:
+                continue
+            path = Path(folder) / file
+            if check_file(root, path) is not None:
+                continue
+            try:
+                with open(path, "rb") as fh:
+                    raw = fh.read(MAX_TEMPLATE_TEXT + 1)
+            except OSError:
+                continue
+            if len(raw) <= MAX_TEMPLATE_TEXT:
+                out[path.relative_to(root).as_posix()] = raw.decode("utf-8", "replace")
+    return out
+
+
+def _parts(text: str) -> Dict[str, Tuple[int, List[str]]]:
+    """A template's blocks (`subject`, `html`, `text`), each as (the line its text starts
+    on, its lines); the text outside any block is the part named ""."""
+    parts: Dict[str, Tuple[int, List[str]]] = {}
+    outside = text
+    for m in _BLOCK.finditer(text):
+        parts.setdefault(m.group(1), (text.count("\n", 0, m.start(2)) + 1, m.group(2).split("\n")))
+        span = text[m.start():m.end()]
+        outside = outside.replace(span, "\n" * span.count("\n"), 1)  # keeps the lines where they are
+    parts[""] = (1, outside.split("\n"))
+    return parts
+
+
+def _hunks(a: List[str], b: List[str]) -> Iterator[Tuple[int, int, Optional[str], Optional[str]]]:
+    """(index in a, index in b, old words, new words) of each run of lines that changed,
+    a line replaced by one line at a time; indentation does not count."""
+    a, b = [x.strip() for x in a], [x.strip() for x in b]
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            for k in range(i2 - i1):
+                yield i1 + k, j1 + k, a[i1 + k], b[j1 + k]
+            continue
+        old = " ".join(x for x in a[i1:i2] if x)
+        new = " ".join(x for x in b[j1:j2] if x)
+        if old or new:
+            yield i1, j1, old or None, new or None
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ADDED_TEXT:
+        return _quote(text)
+    space = text.rfind(" ", 0, MAX_ADDED_TEXT)
+    keep = space if space > MAX_ADDED_TEXT // 2 else MAX_ADDED_TEXT
+    return _quote(text[:keep] + "…") + f" (and {len(text) - keep} more characters)"
+
+
+def _file_edits(c: _Changes, name: str, file: str, subject: str) -> bool:
+    """The changes of one template file (`file`, a name in the template folder) as lines
+    of words, each located at its line; whether there were any."""
+    old_text, new_text = c.old.templates.get(file), c.new.templates.get(file)  # type: ignore[union-attr]
+    if old_text is None or new_text is None or old_text == new_text:
+        return False
+    old_parts, new_parts = _parts(old_text), _parts(new_text)
+    found: List[Tuple[str, str, Optional[str], Optional[str], int, int]] = []
+    for block in [*new_parts, *(b for b in old_parts if b not in new_parts)]:
+        (a_line, a), (b_line, b) = old_parts.get(block, (1, [])), new_parts.get(block, (1, []))
+        for i, j, before, after in _hunks(a, b):
+            found.append((block, f"{subject}: {block}" if block else subject, before, after, a_line + i, b_line + j))
+    for block, label, before, after, old_line, new_line in found[:MAX_TEMPLATE_HUNKS]:
+        if before is not None and after is not None:
+            wa, wb = _texts(before, after)
+            c.add("~", "template", name, f"templates.{name}", label, wa, wb,
+                  location=_template_file(c.new, file, "new", new_line))
+        elif after is not None:
+            c.add("+", "template", name, f"templates.{name}", label, None, _cut(after),
+                  location=_template_file(c.new, file, "new", new_line))
+        else:
+            c.add("-", "template", name, f"templates.{name}", label, _cut(before or ""), None,
+                  location=_template_file(c.old, file, "old", old_line))
+    rest = found[MAX_TEMPLATE_HUNKS:]
+    if rest:
+        blocks = ", ".join(dict.fromkeys(b or "outside blocks" for b, *_ in rest))
+        c.add("~", "template", name, f"templates.{name}", subject, None, None,
+              location=_template_file(c.new, file, "new", rest[0][5]),
+              text=f"{subject}: {len(rest)} more changed lines ({blocks})")
+    return bool(found)
+
+
+def _includes(side: Side, file: str) -> List[str]:
+    """The files a template includes or extends, and theirs, in the order first named."""
+    seen: List[str] = []
+    todo = [file]
+    while todo:
+        text = (side.templates or {}).get(todo.pop(0), "")
+        for ref in _INCLUDE.findall(text):
+            if ref not in seen and ref != file:
+                seen.append(ref)
+                todo.append(ref)
+    return seen
+
+
+def _template_edits(c: _Changes, name: str, partials: set) -> bool:
+    """A changed template by the words that changed in it and in the files it includes
+    (a changed partial shown once, under the first template including it); False when
+    the texts are not there to compare."""
+    if c.old.templates is None or c.new.templates is None:
+        return False
+    file = f"{name}.j2"
+    shown = _file_edits(c, name, file, f"template {name}")
+    for ref in _includes(c.new, file):
+        if c.old.templates.get(ref) == c.new.templates.get(ref):
+            continue
+        if ref in partials:
+            c.add("~", "template", name, f"templates.{name}", f"template {name}", None, None,
+                  location=_template_file(c.new, ref, "new"), text=f"template {name}: includes {ref}, changed above")
+            shown = True
+        else:
+            partials.add(ref)
+            shown = _file_edits(c, name, ref, f"template {name}: {ref}") or shown
+    return shown
 
 
 def _templates(c: _Changes) -> None:
     old = {t.name: t.sha256 for t in c.old.plan.templates}
     new = {t.name: t.sha256 for t in c.new.plan.templates}
+    partials: set = set()
     for name in _keys(old, new):
         a, b = old.get(name), new.get(name)
         if a == b:
             continue
         if a is not None and b is not None:
-            c.add("~", "template", name, f"templates.{name}", f"template {name}: sha256", a[:12], b[:12],
-                  location=_template_file(c.new, name, "new"))
+            if not _template_edits(c, name, partials):
+                c.add("~", "template", name, f"templates.{name}", f"template {name}: sha256", a[:12], b[:12],
+                      location=_template_file(c.new, name, "new"))
+        elif b is None and c.new.templates is not None and f"{name}.j2" in c.new.templates:
+            # Still in the folder: the plan no longer sends it, nothing is deleted.
+            c.add("~", "template", name, f"templates.{name}", f"template {name}", "sent", "no longer sent",
+                  location=_template_file(c.new, name, "new"), text=f"template {name}: no longer sent (the file stays)")
         else:
             sign = "+" if a is None else "-"
             where = _template_file(c.new, name, "new") if sign == "+" else _template_file(c.old, name, "old")

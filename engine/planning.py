@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, List, Tuple
 
 from . import plan as p
-from .diff import Side
+from .diff import Side, read_templates
 from .errors import ProblemsFound, UsageError
 from .pipeline import compiled_for, compiled_for_source
 from .plan import Plan
@@ -35,7 +35,7 @@ def load_plan(path: str) -> Side:
 
         return Side(read(Path(path), display_path(Path(path))))
     compiled = compiled_for(path)
-    return Side(compiled.plan, compiled.funnel)
+    return Side(compiled.plan, compiled.funnel, templates=read_templates(compiled.funnel))
 
 
 def plans_between(old: str, new: str) -> Tuple[Side, Side]:
@@ -85,8 +85,11 @@ def plans_against_base(rev: str, paths: Tuple[str, ...]) -> List[Tuple[Side, Sid
                 with _cannot_plan(shown, "the new definition"):
                     now_side = compiled_for_source(new_by[key]) if key in new_by else None
                 name = (now_side or then_side).plan.funnel  # type: ignore[union-attr]
-                pairs.append((Side(then_side.plan, then_side.funnel, renames) if then_side else Side(_empty(name)),
-                              Side(now_side.plan, now_side.funnel) if now_side else Side(_empty(name))))
+                # The revision's template files are read now: its copy is gone once the plans are compared.
+                pairs.append((Side(then_side.plan, then_side.funnel, renames, read_templates(then_side.funnel))
+                              if then_side else Side(_empty(name)),
+                              Side(now_side.plan, now_side.funnel, templates=read_templates(now_side.funnel))
+                              if now_side else Side(_empty(name))))
             if not old_by and not new_by:
                 raise UsageError(f"{raw}: no definitions here or at {rev}", "name a definition file or directory")
     return pairs

@@ -137,13 +137,15 @@ def test_removing_a_step_says_where_leads_resume(repo):
     edit(repo / ACME / "nurture.yaml", "      - {wait: 4d, send: saas/case-study, variants: {a: 50, b: 50}}\n", "")
     r = fnl("plan", "--base", "HEAD", ACME, "--detailed-exitcode", cwd=repo)
     assert r.returncode == 2, r.stderr
-    # the case study was the only step sending saas/case-study, so the plan no longer pins it
-    assert r.stdout.splitlines()[0] == "Plan for acme-b2b: - 1 send, - 1 template"
+    # the case study was the only step sending saas/case-study, so the plan no longer pins it;
+    # its file is still there, so nothing reads as deleted
+    assert r.stdout.splitlines()[0] == "Plan for acme-b2b: - 1 send, ~ 1 template"
     # what was removed is located in the revision it was removed from, named as git names it
     at = line_of(REPO / ACME / "nurture.yaml", "{wait: 4d, send: saas/case-study, variants: {a: 50, b: 50}}")
     assert (f"  - step nurture-saas/{removed.id}: send saas/case-study after 4d, variants {{a: 50, b: 50}}  "
             f"(HEAD:{ACME}/nurture.yaml:{at})") in r.stdout.splitlines()
-    assert "  - template saas/case-study  (HEAD:templates/acme/saas/case-study.j2:1)" in r.stdout.splitlines()
+    assert ("  ~ template saas/case-study: no longer sent (the file stays)  (templates/acme/saas/case-study.j2:1)"
+            in r.stdout.splitlines())
     assert (f"leads waiting on nurture-saas/{removed.id} (removed) resume at {following.id} when it was due"
             in r.stdout)
 
@@ -155,6 +157,13 @@ def test_removing_the_last_step_says_leads_finish(repo):
     r = fnl("plan", "--base", "HEAD", ACME, cwd=repo)
     assert r.returncode == 0, r.stderr
     assert f"leads waiting on monthly-brief/{last.id} (removed) finish monthly-brief" in r.stdout
+    assert f"  ~ template {last.template}: no longer sent (the file stays)  " in r.stdout
+    # deleting the file too is a deletion, located in the revision it was deleted from
+    (repo / "templates/acme" / f"{last.template}.j2").unlink()
+    r = fnl("plan", "--base", "HEAD", ACME, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "Plan for acme-b2b: - 1 send, - 1 template"
+    assert f"  - template {last.template}  (HEAD:templates/acme/{last.template}.j2:1)" in r.stdout.splitlines()
 
 
 def test_the_announced_resume_step_is_where_migrate_puts_a_real_lead(repo):
@@ -273,6 +282,35 @@ def test_template_change_is_a_change(repo):
                       if "_partials/footer.html.j2" in (repo / "templates/acme" / f"{t.name}.j2").read_text())
     assert changed == includes and all(c["category"] == "template" for c in p["changes"])
     assert p["summary"] == f"~ {len(includes)} templates"
+    # the footer's words, from the file in git and the one in the working tree, shown once at
+    # the footer's line; the other templates including it say so
+    lines = footer.read_text(encoding="utf-8").count("\n")
+    first, *others = p["changes"]
+    assert first["text"] == f'template {includes[0]}: _partials/footer.html.j2 "<p>New footer line.</p>"'
+    assert (first["sign"], first["location"]["file"], first["location"]["line"]) == \
+        ("+", "templates/acme/_partials/footer.html.j2", lines)
+    assert [c["text"] for c in others] == [f"template {n}: includes _partials/footer.html.j2, changed above"
+                                           for n in includes[1:]]
+
+
+def test_a_template_edit_reads_as_its_words_at_its_line_and_a_plan_file_keeps_the_hash(repo, tmp_path):
+    template = repo / "templates/acme/saas/case-study.j2"
+    text = template.read_text(encoding="utf-8")
+    subject = re.search(r"{% block subject %}(.*?){% endblock %}", text).group(1)
+    before = tmp_path / "before.json"
+    assert fnl("compile", ACME, "-o", before, cwd=repo).returncode == 0
+    template.write_text(text.replace(subject, subject + " (updated)", 1), encoding="utf-8")
+    r = fnl("plan", "--base", "HEAD", ACME, cwd=repo)
+    assert r.returncode == 0, r.stderr
+    assert "sha256" not in r.stdout
+    [change] = [ln for ln in r.stdout.splitlines() if ln.startswith("  ~ template")]
+    words = (f'"{subject}" → "{subject} (updated)"' if len(subject) + 10 <= 60 else " (updated)\"")
+    assert change.startswith("  ~ template saas/case-study: subject ") and words in change, change
+    assert change.endswith(f"  (templates/acme/saas/case-study.j2:{line_of(template, '{% block subject %}')})")
+    # a plan file holds hashes, not texts: the hash line it was
+    r = fnl("plan", before, ACME, cwd=repo)
+    [change] = [ln for ln in r.stdout.splitlines() if ln.startswith("  ~ template")]
+    assert re.fullmatch(r"  ~ template saas/case-study: sha256 [0-9a-f]{12} → [0-9a-f]{12}  \(.*\)", change)
 
 
 def test_a_new_definition_is_all_additions(repo):

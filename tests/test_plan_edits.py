@@ -335,7 +335,7 @@ EDITS: List[Edit] = [
     E("lead_magnets.delivers", "delivers: magnets/guide", "delivers: nurture/extra",
       ("~ lead magnet guide: delivers magnets/guide → nurture/extra", at("delivers:")),
       ("+ template nurture/extra", "file:templates/sink/nurture/extra.j2"),
-      ("- template magnets/guide", "file:templates/sink/magnets/guide.j2")),
+      ("~ template magnets/guide: no longer sent (the file stays)", "file:templates/sink/magnets/guide.j2")),
     E("lead_magnets.title", 'title: "The guide"', 'title: "The whole guide"', *NO_CHANGE),
     E("lead_magnets.segment", "delivers: magnets/guide\n    segment: saas",
       "delivers: magnets/guide\n    segment: finance",
@@ -454,7 +454,8 @@ EDITS: List[Edit] = [
     E("sequences removed", "  expansion:\n    kind: expansion\n    stage: customer\n    on: crm.usage_milestone\n"
       "    steps:\n      - {send: customers/more-seats}\n", "",
       ("- sequence expansion: expansion, 1 email", was("  expansion:")),
-      ("- template customers/more-seats", "file:templates/sink/customers/more-seats.j2")),
+      ("~ template customers/more-seats: no longer sent (the file stays)",
+       "file:templates/sink/customers/more-seats.j2")),
     E("sequences.description", "description: Education for software companies.",
       "description: Education for SaaS.", *NO_CHANGE),
     # -- steps -----------------------------------------------------------------------------
@@ -465,7 +466,7 @@ EDITS: List[Edit] = [
     E("steps.send", "send: nurture/expert, id: expert-call", "send: nurture/extra, id: expert-call",
       ("~ step nurture-saas/expert-call: send nurture/expert → nurture/extra", at("id: expert-call")),
       ("+ template nurture/extra", "file:templates/sink/nurture/extra.j2"),
-      ("- template nurture/expert", "file:templates/sink/nurture/expert.j2")),
+      ("~ template nurture/expert: no longer sent (the file stays)", "file:templates/sink/nurture/expert.j2")),
     E("steps.variants", "variants: {a: 50, b: 50}", "variants: {a: 70, b: 30}",
       ("~ step nurture-saas/case-study: variant a 50 → 70", at("variants:")),
       ("~ step nurture-saas/case-study: variant b 50 → 30", at("variants:"))),
@@ -498,7 +499,7 @@ EDITS: List[Edit] = [
     E("steps removed", "      - {wait: 4d, send: nurture/webinar, unless: \"clicked('nurture/case-study')\"}\n", "",
       ("- step nurture-saas/webinar: send nurture/webinar after 4d, unless \"clicked('nurture/case-study')\"",
        was("send: nurture/webinar")),
-      ("- template nurture/webinar", "file:templates/sink/nurture/webinar.j2")),
+      ("~ template nurture/webinar: no longer sent (the file stays)", "file:templates/sink/nurture/webinar.j2")),
     E("steps.id", "- {send: nurture/welcome}", "- {send: nurture/welcome, id: hello}",
       ("+ step nurture-saas/hello: send nurture/welcome", at("id: hello")),
       ("- step nurture-saas/welcome: send nurture/welcome", was("send: nurture/welcome"))),
@@ -591,8 +592,26 @@ EDITS: List[Edit] = [
     E("policies.soft_bounce_limit", "soft_bounce_limit: 3", "soft_bounce_limit: 2",
       ("~ soft bounce limit 3 → 2", at("soft_bounce_limit:"))),
     # -- templates and the rest ------------------------------------------------------------
+    # A template's edit reads as the words that changed, at the line of the template file.
     E("template file", "this is nurture/brief.</p>", "this is the brief.</p>",
-      ("~ template nurture/brief: sha256 {old} → {new}", "file:templates/sink/nurture/brief.j2"),
+      ('~ template nurture/brief: html "<p>Hi {{ lead.first_name }}, this is nurture/brief.</p>" → '
+       '"<p>Hi {{ lead.first_name }}, this is the brief.</p>"', "file:templates/sink/nurture/brief.j2@the brief.</p>"),
+      file="templates/sink/nurture/brief.j2"),
+    E("template subject", "{% block subject %}nurture/brief for", "{% block subject %}The brief for",
+      ('~ template nurture/brief: subject "nurture/brief for {{ lead.first_name }}" → '
+       '"The brief for {{ lead.first_name }}"', "file:templates/sink/nurture/brief.j2@The brief for"),
+      file="templates/sink/nurture/brief.j2"),
+    E("template long line", 'Unsubscribe</a></p>', 'Stop these emails</a></p>',
+      ('~ template nurture/brief: html "…}}\\">Unsubscribe</a></p>" → "…}}\\">Stop these emails</a></p>"',
+       "file:templates/sink/nurture/brief.j2@Stop these emails"),
+      file="templates/sink/nurture/brief.j2"),
+    E("template line added", "this is nurture/brief.\n{{ sender", "this is nurture/brief.\nP.S. Reply any time.\n{{ sender",
+      ('+ template nurture/brief: text "P.S. Reply any time."', "file:templates/sink/nurture/brief.j2@P.S. Reply"),
+      file="templates/sink/nurture/brief.j2"),
+    E("template line removed", "{% block text -%}\nHi {{ lead.first_name }}, this is nurture/brief.\n",
+      "{% block text -%}\n",
+      ('- template nurture/brief: text "Hi {{ lead.first_name }}, this is nurture/brief."',
+       "file:templates/sink/nurture/brief.j2@this is nurture/brief.\n{{ sender"),
       file="templates/sink/nurture/brief.j2"),
     E("description", "description: Every key of the definition language,",
       "description: All the keys of the definition language,", *NO_CHANGE),
@@ -654,8 +673,12 @@ def expected_line(edit: Edit, root: Path, old: str, new: str, text: str, where: 
     """The change line a reviewer should read, with its location worked out from the files."""
     if edit.file and not edit.file.startswith("templates/"):
         old, new = f"{old}/{edit.file}", f"{new}/{edit.file}"
-    if where.startswith("file:"):
-        return f"  {text}  ({where[5:]}:1)"
+    if where.startswith("file:"):  # `file:PATH` line 1, `file:PATH@TEXT` the line holding TEXT
+        path, _, snippet = where[5:].partition("@")
+        if not snippet:
+            return f"  {text}  ({path}:1)"
+        copies = [root / path, root / path.replace("templates/", "templates-new/", 1)]  # as it was, as edited
+        return f"  {text}  ({path}:{line_holding(next(p for p in copies if snippet in p.read_text()), snippet)})"
     side, snippet = where.split(":", 1)
     file = new if side == "new" else old
     return f"  {text}  ({file}:{line_holding(root / file, snippet)})"
@@ -686,7 +709,8 @@ def test_an_edit_reads_as_the_definition_says_it(edit: Edit, tmp_path: Path) -> 
                               where)
                 for line, where in edit.lines]
     if edit.file.startswith("templates/"):
-        expected = [e.replace(f"({edit.file}:", f"({edit.file.replace('templates/', 'templates-new/', 1)}:")
+        expected = [e if e.startswith("  -") else  # what was removed is located in the old copy
+                    e.replace(f"({edit.file}:", f"({edit.file.replace('templates/', 'templates-new/', 1)}:")
                     for e in expected]
     lines = text.splitlines()
     assert lines[0].startswith(f"Plan for {diff.funnel}: ")
