@@ -325,7 +325,6 @@ def test_without_a_process_to_spare_templates_render_here(tmp_path: Path, monkey
 
 def test_a_huge_partial_is_never_read_whole(tmp_path):
     """A 300 MB partial next to an email: reading stops at the 256 KiB limit, no memory blow-up."""
-    import resource
     import subprocess
     import sys
 

@@ -26,7 +26,7 @@ from ..state import iso
 from ..terminal import escape, for_json, json_text
 from . import DAY, MAX_SIMULATED, Behavior, Progress, check_sizes, start_minute
 from .behavior import default_behavior, find_behavior, load_behavior
-from .figures import Estimate, Figures, HEADLINE_STAGES, Num, estimate
+from .figures import Estimate, Figures, HEADLINE_STAGES, Num, estimate, one_run
 
 FORMAT_VERSION = 1
 FORMATS = ("text", "json", "markdown")
@@ -124,18 +124,18 @@ def _base_plan(funnel: str, rev: str) -> Plan:
 
 def metrics(f: Figures, headline: Sequence[str]) -> Dict[str, Tuple[str, str, Optional[float]]]:
     """The headline figures of one run: key -> (label, kind, value)."""
-    out: Dict[str, Tuple[str, str, Optional[float]]] = {"leads": ("leads", "count", float(f.leads))}
+    out: Dict[str, Tuple[str, str, Optional[float]]] = {"leads": ("leads", "count", one_run(f.leads))}
     for s in f.stages:
-        out[f"stages.{s.name}.reached"] = (f"reached {s.name}", "count", float(s.reached))
+        out[f"stages.{s.name}.reached"] = (f"reached {s.name}", "count", one_run(s.reached))
     for s in f.stages:
         if s.name in headline:
             label = s.name.upper() if s.name in ("mql", "sql") else s.name
-            out[f"rates.{s.name}"] = (f"{label} rate (of the leads)", "share", float(s.reached_share))
-    out["emails_per_lead"] = ("emails per lead", "mean", float(f.emails.per_lead_mean))
-    out["emails_sent"] = ("emails sent", "count", float(f.emails.sent))
-    out["unsubscribes"] = ("unsubscribes (events)", "count", float(f.unsubscribes))
-    out["unsubscribed_leads"] = ("leads unsubscribed", "count", float(f.unsubscribed_leads))
-    out["sla_breaches"] = ("SLA breaches", "count", float(f.sla_breaches))
+            out[f"rates.{s.name}"] = (f"{label} rate (of the leads)", "share", one_run(s.reached_share))
+    out["emails_per_lead"] = ("emails per lead", "mean", one_run(f.emails.per_lead_mean))
+    out["emails_sent"] = ("emails sent", "count", one_run(f.emails.sent))
+    out["unsubscribes"] = ("unsubscribes (events)", "count", one_run(f.unsubscribes))
+    out["unsubscribed_leads"] = ("leads unsubscribed", "count", one_run(f.unsubscribed_leads))
+    out["sla_breaches"] = ("SLA breaches", "count", one_run(f.sla_breaches))
     return out
 
 

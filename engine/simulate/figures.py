@@ -49,6 +49,13 @@ class Estimate:
 Num = Union[int, float, Estimate]
 
 
+def one_run(v: Num) -> float:
+    """One run's figure as a number (a run's figures are never intervals)."""
+    if isinstance(v, Estimate):
+        raise TypeError("an interval of several runs is not one run's figure")
+    return float(v)
+
+
 @dataclass(frozen=True)
 class StageFigures:
     name: str

@@ -29,7 +29,7 @@ from ..terminal import escape, for_json, json_text
 from . import DAY, Behavior, Progress, check_sizes, start_minute
 from .behavior import Rates
 from .compare import _round, behaviour_for, horizon_for, json_value
-from .figures import Estimate, Num, estimate, mean_of
+from .figures import Estimate, Num, estimate, mean_of, one_run
 
 FORMAT_VERSION = 1
 FORMATS = ("text", "json", "markdown")
@@ -44,7 +44,10 @@ def _clamp(p: float) -> float:
 def _scale_email(name: str) -> Callable[[Behavior, float], Behavior]:
     def level(r: Rates, f: float) -> Rates:
         v = getattr(r, name)
-        return r if v is None else replace(r, **{name: _clamp(v * f)})
+        if v is None:
+            return r
+        changes: Dict[str, Any] = {name: _clamp(v * f)}
+        return replace(r, **changes)
 
     def scale(b: Behavior, f: float) -> Behavior:
         e = b.email
@@ -139,7 +142,7 @@ def sensitivity(funnel: str, behavior_path: Optional[str] = None, *, leads: Opti
         f = figures(simulate(plan, m, seed=seed + i, leads=leads, horizon=horizon, start=first_minute,
                              progress=report))
         done += 1
-        return {s.name: float(s.reached) for s in f.stages}, f.headline, int(f.leads)
+        return {s.name: one_run(s.reached) for s in f.stages}, f.headline, int(one_run(f.leads))
 
     base_runs: List[Dict[str, float]] = []
     lead_counts: List[float] = []
