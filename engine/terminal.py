@@ -147,3 +147,11 @@ def use_colour(mode: str, stream: Any, environ: Mapping[str, str]) -> bool:
 
 def style_for(mode: str, stream: Any, environ: Mapping[str, str]) -> Style:
     return COLOURED if use_colour(mode, stream, environ) else PLAIN
+
+
+def json_document(doc: Any) -> str:
+    """A JSON report as fnl prints it: two-space indent, sorted keys, UTF-8 text with no
+    control character raw (`for_json`, `json_text`), and a final newline."""
+    import json
+
+    return json_text(json.dumps(for_json(doc), indent=2, sort_keys=True, ensure_ascii=False)) + "\n"

@@ -14,7 +14,6 @@ it after the plan diff (`plan_section`).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ..errors import ProblemsFound, UsageError
 from ..plan import Plan
 from ..state import iso
-from ..terminal import escape, for_json, json_text
+from ..terminal import escape, json_document
 from . import DAY, MAX_SIMULATED, Behavior, Progress, check_sizes, start_minute
 from .behavior import default_behavior, find_behavior, load_behavior
 from .figures import Estimate, Figures, HEADLINE_STAGES, Num, estimate, one_run
@@ -368,7 +367,7 @@ def data(c: Comparison) -> Dict[str, Any]:
 
 
 def render_json(c: Comparison) -> str:
-    return json_text(json.dumps(for_json(data(c)), indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
+    return json_document(data(c))
 
 
 RENDERERS: Dict[str, Callable[[Comparison], str]] = {"text": render_text, "json": render_json,

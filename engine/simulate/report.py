@@ -15,11 +15,10 @@ give byte-identical JSON.
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..state import iso
-from ..terminal import escape, for_json, json_text
+from ..terminal import escape, json_document
 from . import Forecast, expect
 from .figures import Estimate, Figures, Num, Rate, Summary, mean_of, stage
 
@@ -104,7 +103,7 @@ def data(fc: Forecast) -> Dict[str, Any]:
 
 
 def render_json(fc: Forecast) -> str:
-    return json_text(json.dumps(for_json(data(fc)), indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
+    return json_document(data(fc))
 
 
 # -- numbers in words -----------------------------------------------------------------------

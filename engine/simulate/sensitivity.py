@@ -20,12 +20,11 @@ reaching MQL, SQL, customer) as a share of that figure's value at the model's ow
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..state import iso
-from ..terminal import escape, for_json, json_text
+from ..terminal import escape, json_document
 from . import DAY, Behavior, Progress, check_sizes, start_minute
 from .behavior import Rates
 from .compare import _round, behaviour_for, horizon_for, json_value
@@ -306,7 +305,7 @@ def data(s: Sensitivity) -> Dict[str, Any]:
 
 
 def render_json(s: Sensitivity) -> str:
-    return json_text(json.dumps(for_json(data(s)), indent=2, sort_keys=True, ensure_ascii=False)) + "\n"
+    return json_document(data(s))
 
 
 RENDERERS: Dict[str, Callable[[Sensitivity], str]] = {"text": render_text, "json": render_json,
