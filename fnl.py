@@ -597,10 +597,15 @@ def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Opti
               help="Expectations to judge, CI gates (default: the *.expect.yaml beside the funnel, if any); "
                    f"a failed one is a problem found: exit {EXIT_PROBLEMS}.")
 @click.option("--strict", is_flag=True, help="An expectation holds only if its whole 95 % interval does.")
+@click.option("--workers", default="1", metavar="N",
+              help="Simulate the leads on N local processes (default 1); the forecast is the same.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
+              help="Simulate the leads on the Dask cluster whose scheduler is at ADDRESS (the dask extra); "
+                   "the forecast is the same.")
 def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sensitivity: bool,
              behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
              runs: str, start: Optional[str], fmt: str, output: Optional[str], expect_file: Optional[str] = None,
-             strict: bool = False) -> int:
+             strict: bool = False, workers: str = "1", dask_address: Optional[str] = None) -> int:
     """Forecast a funnel: run synthetic leads through the engine and report leads per
     stage, conversion, time to MQL and SQL, emails per lead, A/B variants, weekly volumes
     and the load on each sales rep.
@@ -614,21 +619,24 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
       fnl simulate funnels/acme --base origin/main --leads 1000 --runs 5
       fnl simulate funnels/reference.yaml --leads 300 --sensitivity
       fnl simulate funnels/acme --leads 200 --runs 3 --strict
+      fnl simulate funnels/acme --leads 20000 --workers 4
+      fnl simulate funnels/acme --leads 20000 --dask tcp://127.0.0.1:8786
     """
-    from engine.simulate import check_sizes, forecast, parse_count
+    from engine.simulate import Workers, check_sizes, forecast, parse_count
     from engine.simulate.expect import problems as failed_expectations
     from engine.simulate.report import render
 
     sizes = (parse_count(leads, "--leads") if leads is not None else None,
              parse_count(days, "--days") if days is not None else None, parse_count(runs, "--runs"))
     check_sizes(*sizes)
+    where = Workers(parse_count(workers, "--workers"), dask_address)
     if compare_with is not None or base is not None or sensitivity:
         return _simulate_delta(funnel, behavior_file, sizes, parse_count(seed, "--seed"), start, fmt, output,
-                               compare_with, base, sensitivity)
+                               compare_with, base, sensitivity, where)
     with _ProgressBar() as bar:
         result = forecast(funnel, behavior_file, leads=sizes[0], days=sizes[1], seed=parse_count(seed, "--seed"),
                           runs=sizes[2], start=start, progress=bar.update if bar.enabled else None,
-                          expect_path=expect_file, strict=strict)
+                          expect_path=expect_file, strict=strict, workers=where)
     _emit(render(result, fmt), output)
     if result.expectations is not None and result.expectations.failed:
         raise ProblemsFound(failed_expectations(result.expectations))  # after the report, one line each
@@ -637,7 +645,7 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
 
 def _simulate_delta(funnel: str, behavior_file: Optional[str], sizes: tuple, seed: int, start: Optional[str],
                     fmt: str, output: Optional[str], other: Optional[str], base: Optional[str],
-                    sensitivity: bool) -> int:
+                    sensitivity: bool, workers: Any) -> int:
     """`fnl simulate --compare OTHER`, `--base REV` and `--sensitivity`."""
     if sensitivity and (other is not None or base is not None) or other is not None and base is not None:
         raise UsageError("give one of --compare, --base and --sensitivity", "run fnl simulate once for each")
@@ -646,7 +654,7 @@ def _simulate_delta(funnel: str, behavior_file: Optional[str], sizes: tuple, see
                          "give --format text, json or markdown")
     from engine.simulate import compare as c, sensitivity as s
 
-    options = dict(leads=sizes[0], days=sizes[1], seed=seed, runs=sizes[2], start=start)
+    options = dict(leads=sizes[0], days=sizes[1], seed=seed, runs=sizes[2], start=start, workers=workers)
     with _ProgressBar() as bar:
         progress = bar.update if bar.enabled else None
         if sensitivity:

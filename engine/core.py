@@ -41,7 +41,7 @@ import hashlib
 import math
 from dataclasses import dataclass, replace
 from datetime import timezone
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, Union
 
 from . import clock
 from . import evaluate as ev
@@ -403,14 +403,7 @@ class _Step:
             self.handoff(rule)
 
     def handoff(self, rule: p.Handoff) -> None:
-        a = rule.assign
-        reps: Tuple[str, ...] = a.reps
-        key = f"{rule.stage}"
-        if a.kind == "territory":
-            value = str(self.lead.profile.get(a.by or "", ""))
-            routes = dict(a.routes)
-            reps = routes.get(value, a.default)
-            key = f"{rule.stage}:{value if value in routes else '*'}"
+        key, reps = handoff_pool(rule, self.lead.profile)
         if not reps:
             self.act("handoff_failed", stage=rule.stage, reason="no rep to assign")
             return
@@ -858,6 +851,18 @@ def new_lead(plan: p.Plan, event: Event) -> Tuple[Optional[LeadState], Optional[
                       entered=((stage, event.at),), score=0.0, score_at=event.at,
                       consent=consent, consent_at=event.at, source=source, basis=basis, last_at=event.at)
     return state, None
+
+
+def handoff_pool(rule: p.Handoff, profile: Mapping[str, Any]) -> Tuple[str, Tuple[str, ...]]:
+    """The reps a handoff picks its owner from, and the key of their round-robin turn in
+    `Shared`: the rule's reps, or the territory's that the lead's profile routes it to.
+    Every handoff with one key takes the next turn, in (minute, lead) order."""
+    a = rule.assign
+    if a.kind == "territory":
+        value = str(profile.get(a.by or "", ""))
+        routes = dict(a.routes)
+        return f"{rule.stage}:{value if value in routes else '*'}", routes.get(value, a.default)
+    return f"{rule.stage}", a.reps
 
 
 def _reject(state: State, event: Event, shared: Shared, reason: str) -> Result:

@@ -29,6 +29,7 @@ from engine.pipeline import plan_for
 from engine.plan import Plan
 from engine.simulate.behavior import find_behavior, load_behavior
 from engine.simulate.run import Run, simulate
+from engine.simulate.workers import Workers
 from engine.state import CLOCK, Event, LeadState, iso
 
 REPO = Path(__file__).resolve().parent.parent
@@ -209,7 +210,28 @@ def test_replay_matches_the_runs_own_record(simulated: Simulated) -> None:
         assert rec.emails == sends_of.get(rec.id, 0), rec.id
         assert rec.handed_off_at == first_handoff.get(rec.id), rec.id
         assert rec.bounced == state.bounced, rec.id
+        # The owner is settled after the run (`run.merge`), from the engine's round-robin
+        # turns in engine order: the same as the one engine loop over every lead gives.
+        assert rec.owner == state.owner, rec.id
     assert run.unsubscribes == len(unsubscribes(replay))
+
+
+def test_a_run_in_pieces_is_the_run_in_one(simulated: Simulated) -> None:
+    """Leads simulated in pieces of 37 (each piece with its own engine loop, so each
+    piece's round-robin turns start afresh) make the very run the one loop over all leads
+    made, owners included; with the tests above, the replay of all leads agrees with it."""
+    plan = simulated.plan
+    behavior_path = find_behavior(REPO / simulated.funnel)
+    assert behavior_path is not None
+    pieces = simulate(plan, load_behavior(behavior_path, plan), seed=SEED, leads=LEADS, workers=Workers(chunk=37))
+    whole = simulated.run
+    assert len(whole.leads) > 37 * 3
+    assert pieces.leads == whole.leads
+    assert pieces.sends == whole.sends
+    assert (pieces.unsubscribes, pieces.rejected, pieces.steps) == (whole.unsubscribes, whole.rejected, whole.steps)
+    owners = {rec.owner for rec in whole.leads if rec.owner is not None}
+    if simulated.funnel != "funnels/reference.yaml":
+        assert len(owners) > 1, "no round robin over several reps to get right"
 
 
 def test_replay_is_the_same_timeline_step_for_step(simulated: Simulated) -> None:

@@ -22,12 +22,13 @@ from ..errors import UsageError
 from ..sources import display_path
 from .behavior import (DAY, DEFAULTS, MAX_LEADS, Behavior, Defaults, default_behavior, find_behavior,
                        is_behavior_file, load_behavior)
+from .workers import Workers
 
 if TYPE_CHECKING:
     from .expect import Gate
     from .figures import Figures, Summary
 
-__all__ = ["DEFAULTS", "DEFAULT_START", "Behavior", "Defaults", "Forecast", "MAX_DAYS", "MAX_LEADS", "MAX_RUNS", "MAX_SIMULATED",
+__all__ = ["DEFAULTS", "Workers", "DEFAULT_START", "Behavior", "Defaults", "Forecast", "MAX_DAYS", "MAX_LEADS", "MAX_RUNS", "MAX_SIMULATED",
            "check_sizes", "default_behavior", "find_behavior", "forecast", "is_behavior_file", "load_behavior",
            "parse_count"]
 
@@ -95,14 +96,15 @@ def start_minute(text: Optional[str]) -> int:
 def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optional[int] = None,
              days: Optional[int] = None, seed: int = 1, runs: int = 1, start: Optional[str] = None,
              progress: Optional[Progress] = None, expect_path: Optional[str] = None,
-             strict: bool = False) -> Forecast:
+             strict: bool = False, workers: Optional[Workers] = None) -> Forecast:
     """Simulate `funnel` (a definition path) with its behaviour model: the one at
     `behavior_path`, else the `*.behavior.yaml` beside the funnel, else fnl's defaults.
     `leads` scales the arrivals to about that many; `days` sets the horizon (the model's
     by default). Raises UsageError for sizes out of bounds, ProblemsFound for a funnel or
     behaviour model with problems, all before any lead is simulated. The expectations at
     `expect_path`, else the `*.expect.yaml` beside the funnel, are judged on every run
-    (`strict`: the whole 95 % interval must hold) into `Forecast.expectations`."""
+    (`strict`: the whole 95 % interval must hold) into `Forecast.expectations`. `workers`
+    says where the leads are simulated (this process by default); the forecast is the same."""
     from ..pipeline import plan_for
     from . import expect
     from .figures import combine, figures
@@ -130,7 +132,7 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
     for i in range(runs):
         report = (lambda steps, i=i: progress(i, runs, steps)) if progress is not None else None
         run = simulate(plan, model, seed=seed + i, leads=leads, horizon=horizon, start=first_minute,
-                       progress=report)
+                       progress=report, workers=workers)
         results.append(figures(run))
         if expectations is not None:
             measured.append(expect.measure(run, results[-1]))

@@ -23,7 +23,7 @@ from ..errors import ProblemsFound, UsageError
 from ..plan import Plan
 from ..state import iso
 from ..terminal import escape, json_document
-from . import DAY, MAX_SIMULATED, Behavior, Progress, check_sizes, start_minute
+from . import DAY, MAX_SIMULATED, Behavior, Progress, Workers, check_sizes, start_minute
 from .behavior import default_behavior, find_behavior, load_behavior
 from .figures import Estimate, Figures, HEADLINE_STAGES, Num, estimate, one_run
 
@@ -148,7 +148,7 @@ def _num(values: Sequence[float], runs: int) -> Num:
 
 
 def run_pair(plan: Plan, other: Plan, model: Behavior, *, seed: int, runs: int, leads: Optional[int],
-             horizon: int, start: int, progress: Optional[Progress] = None
+             horizon: int, start: int, progress: Optional[Progress] = None, workers: Optional[Workers] = None
              ) -> Tuple[Tuple[Row, ...], int]:
     """Simulate both plans with the same model and seeds; the rows of the comparison and
     the events either engine refused."""
@@ -163,7 +163,8 @@ def run_pair(plan: Plan, other: Plan, model: Behavior, *, seed: int, runs: int, 
         for which, (p, into) in enumerate(((plan, mine), (other, theirs))):
             n = 2 * i + which
             report = (lambda steps, n=n: progress(n, 2 * runs, steps)) if progress is not None else None
-            run = simulate(p, model, seed=seed + i, leads=leads, horizon=horizon, start=start, progress=report)
+            run = simulate(p, model, seed=seed + i, leads=leads, horizon=horizon, start=start, progress=report,
+                           workers=workers)
             rejected += run.rejected
             into.append(metrics(figures(run), headline))
     keys = list(dict.fromkeys(list(mine[0]) + list(theirs[0])))
@@ -186,7 +187,8 @@ _ORDER = ["leads", "stages", "rates", "emails_per_lead", "emails_sent", "unsubsc
 
 def compare(funnel: str, other: Optional[str] = None, base: Optional[str] = None, behavior_path: Optional[str] = None,
             *, leads: Optional[int] = None, days: Optional[int] = None, seed: int = 1, runs: int = 1,
-            start: Optional[str] = None, progress: Optional[Progress] = None) -> Comparison:
+            start: Optional[str] = None, progress: Optional[Progress] = None,
+            workers: Optional[Workers] = None) -> Comparison:
     """`fnl simulate FUNNEL --compare OTHER` (a definition path) or `--base REV`: both
     checked before any lead is simulated."""
     from ..pipeline import plan_for
@@ -203,7 +205,7 @@ def compare(funnel: str, other: Optional[str] = None, base: Optional[str] = None
     else:
         other_plan, shown = _base_plan(funnel, base), f"{funnel} at {base}"  # type: ignore[arg-type]
     rows, rejected = run_pair(plan, other_plan, model, seed=seed, runs=runs, leads=leads, horizon=horizon,
-                              start=first_minute, progress=progress)
+                              start=first_minute, progress=progress, workers=workers)
     return Comparison(funnel, shown, plan.funnel, other_plan.funnel, model, seed, runs, first_minute,
                       horizon / DAY, leads, rows, rejected)
 

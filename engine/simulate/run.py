@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .. import clock, core
 from .. import state as st
@@ -26,6 +26,9 @@ from ..state import Event, LeadState
 from .behavior import DAY, Behavior, Reaction
 from .cohort import Lead, arrivals, lead_timezone, local_minute
 from .draws import Draws
+
+if TYPE_CHECKING:
+    from .workers import Workers
 
 SECOND_BOUNCE = 5
 SECOND_REPLY = 10
@@ -72,6 +75,8 @@ class LeadRecord:
     deferred: Dict[str, int] = field(default_factory=dict)  # rule -> sends it held back
     last_click: Optional[int] = None  # the engine's last click of the lead (`email.clicked`)
     sends: List[int] = field(default_factory=list)  # send minutes, for the most emails in a week
+    # Each handoff: (minute, round-robin key, reps), for `merge` to give owners in engine order.
+    handoffs: List[Tuple[int, str, Tuple[str, ...]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,16 @@ class Run:
     unsubscribes: int  # unsubscribe events (an unsubscribe from a sales email counts too)
     rejected: int  # events the engine refused (should be 0: the behaviour model is checked)
     steps: int  # engine steps taken
+
+
+@dataclass(frozen=True)
+class Part:
+    """What one piece of a run's leads did, simulated on its own (see `simulate`)."""
+
+    leads: Tuple[LeadRecord, ...]
+    sends: Tuple[Send, ...]
+    rejected: int
+    steps: int
 
 
 class _Loop:
@@ -124,7 +139,7 @@ class _Loop:
         self.seq += 1
         heapq.heappush(self.queue, (minute, lead, second, self.seq, item))
 
-    def run(self, leads: List[Tuple[Lead, str]]) -> Run:
+    def run(self, leads: Sequence[Tuple[Lead, str]]) -> Part:
         for newcomer, kind in leads:
             self.records[newcomer.id] = LeadRecord(newcomer.index, newcomer.id, newcomer.source, newcomer.arrives)
             self.push(newcomer.arrives, newcomer.id, 0, newcomer.event(self.plan, kind))
@@ -171,7 +186,9 @@ class _Loop:
                     rec.reached[to] = action.at
                 self.on_stage(rec, to, action.at)
             elif kind == "handoff":
-                rec.owner = action.get("owner")
+                rule = self.plan.handoff_for(action.get("stage"))
+                if rule is not None and isinstance(result.state, LeadState):
+                    rec.handoffs.append((action.at, *core.handoff_pool(rule, result.state.profile_dict())))
                 if rec.handed_off_at is None:
                     rec.handed_off_at = action.at
             elif kind == "sla_breached":
@@ -293,7 +310,7 @@ class _Loop:
         tz = lead_timezone(self.plan, who.profile_dict() if isinstance(who, LeadState) else who)
         return max(arrived, local_minute(arrived, day, within % DAY, tz) + (DAY if within >= DAY else 0))
 
-    def finish(self) -> Run:
+    def finish(self) -> Part:
         for rec in self.records.values():
             lead_state = self.driver.states.get(rec.id)
             if isinstance(lead_state, LeadState):
@@ -301,18 +318,48 @@ class _Loop:
                 rec.unsubscribed_at = lead_state.unsubscribed_at if lead_state.unsubscribed else None
                 rec.bounced = lead_state.bounced
                 rec.segment, rec.persona = core.groups(self.plan, lead_state)
-        leads = tuple(sorted(self.records.values(), key=lambda r: r.index))
-        unsubscribes = sum(1 for s in self.sends if s.unsubscribed)
-        return Run(self.plan, self.behavior, self.seed, self.start, self.horizon, leads, tuple(self.sends),
-                   unsubscribes, self.rejected, self.steps)
+        return Part(tuple(self.records.values()), tuple(self.sends), self.rejected, self.steps)
+
+
+def run_piece(plan: Plan, behavior: Behavior, seed: int, start: int, horizon: int,
+              leads: Sequence[Tuple[Lead, str]], progress: Optional[Callable[[int], None]] = None) -> Part:
+    """Simulate some of a run's leads on their own: a lead meets no other lead but in the
+    round-robin turns of handoffs, which `merge` settles."""
+    return _Loop(plan, behavior, seed, start, horizon, progress).run(leads)
+
+
+def merge(plan: Plan, behavior: Behavior, seed: int, start: int, horizon: int, parts: Sequence[Part]) -> Run:
+    """One run from its pieces, the same whatever the pieces were: leads by number, emails
+    in engine order (minute, then lead ID), and every handoff's owner taken from the
+    engine's round-robin turns (`state.Shared`) in engine order across all pieces, as one
+    engine loop over every lead gives them."""
+    records = sorted((rec for part in parts for rec in part.leads), key=lambda r: r.index)
+    ids = {rec.index: rec.id for rec in records}
+    sends = sorted((s for part in parts for s in part.sends), key=lambda s: (s.minute, ids[s.lead]))
+    handoffs = sorted(((minute, rec.id, n, key, reps, rec) for rec in records
+                       for n, (minute, key, reps) in enumerate(rec.handoffs)), key=lambda h: h[:3])
+    shared = st.Shared()
+    for _minute, _id, _n, key, reps, rec in handoffs:
+        rec.owner, shared = shared.take(key, reps)
+    unsubscribes = sum(1 for s in sends if s.unsubscribed)
+    return Run(plan, behavior, seed, start, horizon, tuple(records), tuple(sends), unsubscribes,
+               sum(p.rejected for p in parts), sum(p.steps for p in parts))
 
 
 def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[int] = None,
              horizon: Optional[int] = None, start: int = 0,
-             progress: Optional[Callable[[int], None]] = None) -> Run:
+             progress: Optional[Callable[[int], None]] = None, workers: Optional["Workers"] = None) -> Run:
     """Run the behaviour model's leads through the plan from minute `start` for `horizon`
-    minutes (the model's horizon by default); `leads` scales the arrivals to about that many."""
+    minutes (the model's horizon by default); `leads` scales the arrivals to about that many.
+
+    The leads go in pieces of `workers.chunk` (by lead number), one after another or on
+    `workers`' processes or Dask cluster; `merge` makes one run of them, byte for byte the
+    same for any piece size and any number of workers."""
+    from .workers import Workers
+
     span = horizon if horizon is not None else behavior.horizon_minutes
     draws = Draws(seed)
     cohort = arrivals(plan, behavior, draws, start, leads, span)
-    return _Loop(plan, behavior, seed, start, span, progress).run(cohort)
+    how = workers if workers is not None else Workers()
+    parts = how.run(plan, behavior, seed, start, span, cohort, progress)
+    return merge(plan, behavior, seed, start, span, parts)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..state import iso
 from ..terminal import escape, json_document
-from . import DAY, Behavior, Progress, check_sizes, start_minute
+from . import DAY, Behavior, Progress, Workers, check_sizes, start_minute
 from .behavior import Rates
 from .compare import _round, behaviour_for, horizon_for, json_value
 from .figures import Estimate, Num, estimate, mean_of, one_run
@@ -115,7 +115,7 @@ class Sensitivity:
 
 def sensitivity(funnel: str, behavior_path: Optional[str] = None, *, leads: Optional[int] = None,
                 days: Optional[int] = None, seed: int = 1, runs: int = 1, start: Optional[str] = None,
-                progress: Optional[Progress] = None) -> Sensitivity:
+                progress: Optional[Progress] = None, workers: Optional[Workers] = None) -> Sensitivity:
     from ..pipeline import plan_for
     from .figures import figures
     from .run import simulate
@@ -139,7 +139,7 @@ def sensitivity(funnel: str, behavior_path: Optional[str] = None, *, leads: Opti
         n = done
         report = (lambda steps: progress(n, total, steps)) if progress is not None else None
         f = figures(simulate(plan, m, seed=seed + i, leads=leads, horizon=horizon, start=first_minute,
-                             progress=report))
+                             progress=report, workers=workers))
         done += 1
         return {s.name: one_run(s.reached) for s in f.stages}, f.headline, int(one_run(f.leads))
 

@@ -1,0 +1,148 @@
+"""Where a run's leads are simulated: in this process, on local worker processes
+(`--workers N`), or on a Dask distributed cluster (`--dask ADDRESS`, the `dask` extra).
+
+A run's leads are cut into pieces of `chunk` leads by lead number; each piece runs on its
+own (`run.run_piece`) and `run.merge` makes one run of them. Random draws are keyed by
+seed, lead and what is drawn, never by draw order, and the one thing leads share (the
+round-robin turns of handoffs) is settled in the merge, so the run is the same for any
+piece size and wherever the pieces ran. Pieces also bound memory: the engine holds the
+state of one piece's leads at a time per worker.
+"""
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..plan import Plan
+    from .behavior import Behavior
+    from .cohort import Lead
+    from .run import Part
+
+CHUNK = 2_000
+MAX_WORKERS = 256
+DASK_TIMEOUT = "10s"
+DASK_SPREAD = 4  # pieces for a Dask cluster: as for this many workers
+
+Piece = Sequence[Tuple["Lead", str]]
+Context = Tuple["Plan", "Behavior", int, int, int]  # plan, behaviour model, seed, start, horizon
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How a run is spread: `processes` local processes, or the Dask scheduler at `dask`."""
+
+    processes: int = 1
+    dask: Optional[str] = None
+    chunk: int = CHUNK
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.processes <= MAX_WORKERS:
+            raise UsageError(f"--workers {self.processes}: give from 1 to {MAX_WORKERS} worker processes")
+        if self.chunk < 1:
+            raise UsageError(f"chunk {self.chunk}: a piece needs at least one lead")
+        if self.dask is not None and self.processes != 1:
+            raise UsageError("give --workers or --dask, not both",
+                             "--dask runs the pieces on the cluster's workers; size the cluster there")
+
+    def run(self, plan: "Plan", behavior: "Behavior", seed: int, start: int, horizon: int,
+            cohort: Sequence[Tuple["Lead", str]], progress: Optional[Callable[[int], None]] = None) -> List["Part"]:
+        """Every piece of `cohort`, simulated, in piece order. `progress` hears the engine
+        steps taken so far (as pieces finish, when they run elsewhere)."""
+        context: Context = (plan, behavior, seed, start, horizon)
+        if self.dask is None and self.processes == 1:
+            return _here(context, _cut(cohort, self.chunk), progress)
+        # Elsewhere, about four pieces a worker, so that a slow piece does not hold the rest up.
+        spread = self.processes if self.dask is None else DASK_SPREAD
+        pieces = _cut(cohort, min(self.chunk, -(-len(cohort) // (4 * spread))))
+        if self.dask is not None:
+            return _on_dask(self.dask, context, pieces, progress)
+        return _on_processes(min(self.processes, len(pieces)), context, pieces, progress)
+
+
+def _cut(cohort: Piece, chunk: int) -> List[Piece]:
+    return [cohort[i:i + chunk] for i in range(0, len(cohort), max(1, chunk))] or [cohort]
+
+
+def _here(context: Context, pieces: List[Piece], progress: Optional[Callable[[int], None]]) -> List["Part"]:
+    from .run import run_piece
+
+    parts: List["Part"] = []
+    done = 0
+    for piece in pieces:
+        report = (lambda steps, done=done: progress(done + steps)) if progress is not None else None
+        parts.append(run_piece(*context, piece, report))
+        done += parts[-1].steps
+    return parts
+
+
+# -- local processes --------------------------------------------------------------------
+_CONTEXT: Optional[Context] = None
+
+
+def _start_worker(context: Context) -> None:
+    global _CONTEXT
+    _CONTEXT = context
+
+
+def _piece_in_worker(piece: Piece) -> "Part":
+    from .run import run_piece
+
+    assert _CONTEXT is not None
+    return run_piece(*_CONTEXT, piece)
+
+
+def _on_processes(processes: int, context: Context, pieces: List[Piece],
+                  progress: Optional[Callable[[int], None]]) -> List["Part"]:
+    # fork where the platform has it (the worker starts with fnl already imported), else spawn.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    parts: List[Optional["Part"]] = [None] * len(pieces)
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method), initializer=_start_worker,
+                             initargs=(context,)) as pool:
+        futures: Dict[Future, int] = {pool.submit(_piece_in_worker, piece): i for i, piece in enumerate(pieces)}
+        done = 0
+        for future in as_completed(futures):
+            part = future.result()
+            parts[futures[future]] = part
+            done += part.steps
+            if progress is not None:
+                progress(done)
+    return [p for p in parts if p is not None]
+
+
+# -- Dask distributed ---------------------------------------------------------------------
+def _piece_on_dask(piece: Piece, context: Context) -> "Part":
+    from .run import run_piece
+
+    return run_piece(*context, piece)
+
+
+def _on_dask(address: str, context: Context, pieces: List[Piece],
+             progress: Optional[Callable[[int], None]]) -> List["Part"]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise UsageError("--dask needs Dask distributed, which is not installed",
+                         "install fnl's dask extra: pip install 'fnl[dask]'") from None
+    try:
+        client = Client(address, timeout=DASK_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        raise UsageError(f"--dask {address}: cannot reach a Dask scheduler there ({type(exc).__name__}: {exc})",
+                         "give the scheduler's address, such as tcp://127.0.0.1:8786, and check it is running") \
+            from None
+    with client:
+        shared = client.scatter([context], broadcast=True)[0]
+        futures = {client.submit(_piece_on_dask, piece, shared, pure=False): i for i, piece in enumerate(pieces)}
+        parts: List[Optional["Part"]] = [None] * len(pieces)
+        done = 0
+        for future in as_completed(list(futures), loop=client.loop):
+            part = future.result()
+            parts[futures[future]] = part
+            done += part.steps
+            if progress is not None:
+                progress(done)
+    return [p for p in parts if p is not None]
