@@ -2,8 +2,8 @@
 
 Lint rules (FNL2xx-FNL5xx) carry their own documentation; these codes are the
 structural ones: FNL0xx for reading YAML, FNL1xx for the schema and the condition
-language, FNL6xx and FNL7xx for events and plan files, FNL81x for the expectations
-`fnl simulate` judges (engine/simulate/expect.py).
+language, FNL6xx and FNL7xx for events and plan files, FNL80x for the behaviour models and
+FNL81x for the expectations that `fnl simulate` reads (engine/simulate/behavior.py, expect.py).
 """
 from __future__ import annotations
 
@@ -49,6 +49,13 @@ CODES: Dict[str, str] = {
     "FNL603": "An event that is not valid (unknown type, bad time, out of order).",
     "FNL701": "A plan file that cannot be read as JSON (too large, not UTF-8, bad syntax, nested too deep).",
     "FNL702": "A plan file that does not match the plan schema (`fnl schema plan`).",
+    "FNL801": "A behaviour model names something its funnel does not have (a lead magnet, attribute, value, "
+              "segment, persona, template, variant, stage, page, CRM event or rep).",
+    "FNL802": "A behaviour model value that cannot happen (shares above 1, a click without an open, an empty "
+              "window, a range outside the attribute's bounds, a delay or window that contradicts itself).",
+    "FNL803": "A behaviour model size out of bounds (too many leads, too long a horizon, duration or delay).",
+    "FNL804": "A behaviour model written for another funnel.",
+    "FNL805": "More than one behaviour model beside a funnel, or one behind a link out of the funnel's folder.",
     "FNL811": "An expectation of `fnl simulate` does not hold for the forecast (a CI gate failed).",
     "FNL812": "An expectation names a metric, flag or stage fnl does not know.",
     "FNL813": "An expectation that cannot be read (not `METRIC OP NUMBER`, `METRIC between A and B` or a flag).",

@@ -453,6 +453,79 @@ hand, written by another version of fnl, or not a plan at all.""", """
 """, """
     fnl compile funnels/acme -o old-plan.json     # a plan as fnl writes it
 """, "Compile the plan again with the fnl you compare with, or use `fnl plan --base REV`.", check="plan"),
+    # -- FNL80x: behaviour models of `fnl simulate` -------------------------------
+    _page("FNL801", "behavior-unknown-name", """
+A behaviour model (`*.behavior.yaml`, `fnl schema behavior`) speaks of the funnel by name:
+its lead magnets and entries, profile attributes and their values, segments, personas,
+templates and A/B variants, stages, pages, CRM events and sales reps. A name the funnel does
+not have would make that part of the model apply to nobody, so it is refused; the message
+suggests the closest name the funnel has.""", """
+    arrivals:
+      whitepaper:            # the funnel's lead magnet is `guide`
+        leads: 1000
+    email:
+      by_industry:
+        sass: {open: 0.3}    # the funnel's industries are saas, manufacturing, finance
+""", """
+    arrivals:
+      guide:
+        leads: 1000
+    email:
+      by_industry:
+        saas: {open: 0.3}
+""", "Use the name as the funnel writes it (the message says which names it has), or add the missing "
+         "lead magnet, value or template to the funnel first."),
+    _page("FNL802", "behavior-impossible", """
+A behaviour model value that cannot happen: shares that add up to more than 1, a click
+rate without an open rate, a window whose end comes before its start, an attribute range
+outside the bounds the funnel's profile gives it, a delay whose longest is shorter than
+its shortest, or a setting that has no effect with the timing chosen.""", """
+    email:
+      default: {open: 0.2, click: 1.4}
+    arrivals:
+      guide: {leads: 500, window: {start: 30d, end: 10d}}
+""", """
+    email:
+      default: {open: 0.2, click: 0.14}
+    arrivals:
+      guide: {leads: 500, window: {start: 10d, end: 30d}}
+""", "Give probabilities from 0 to 1 (a click or reply rate is a share of the opens), windows that "
+         "start before they end, and ranges inside the attribute's bounds."),
+    _page("FNL803", "behavior-too-big", """
+A behaviour model size out of bounds: more leads than fnl simulates in one run, a horizon
+longer than ten years or shorter than a day, or a duration or delay longer than ten years.
+Sizes are checked before any lead is simulated, so an absurd model fails at once rather
+than after hours.""", """
+    horizon: 100y
+    arrivals:
+      guide: {leads: 1000000000}
+""", """
+    horizon: 365d
+    arrivals:
+      guide: {leads: 10000}
+""", "Shares and per-lead figures do not depend on the size: simulate fewer leads (`--leads`) and a "
+         "horizon of at most 3650d."),
+    _page("FNL804", "behavior-other-funnel", """
+A behaviour model says which funnel it describes (`funnel:`, the definition's `funnel:`
+name). A model written for another funnel, often one copied from a neighbouring folder,
+would put that funnel's rates on this one.""", """
+    # funnels/acme/acme.behavior.yaml, beside the funnel `acme-b2b`
+    behavior: 1
+    funnel: reference
+""", """
+    behavior: 1
+    funnel: acme-b2b
+""", "Name this funnel in `funnel:`, or pass the right model with `fnl simulate --behavior FILE`."),
+    _page("FNL805", "behavior-ambiguous", """
+Without `--behavior`, `fnl simulate` uses the one `*.behavior.yaml` beside the funnel (in a
+split funnel's folder, or next to a single-file funnel with the same stem). Two candidates,
+or one that is a link leading out of the funnel's folder, cannot be chosen between safely.""", """
+    funnels/acme/acme.behavior.yaml
+    funnels/acme/acme-q4.behavior.yaml
+""", """
+    funnels/acme/acme.behavior.yaml
+    scenarios/acme-q4.behavior.yaml      # fnl simulate funnels/acme --behavior scenarios/acme-q4.behavior.yaml
+""", "Keep one behaviour model beside the funnel and pass the others with `--behavior FILE`."),
     # -- FNL81x: expectations of `fnl simulate` -----------------------------------
     _page("FNL811", "expectation-failed", """
 An expectation in the funnel's `*.expect.yaml` (or the file given with `--expect`) does not

@@ -59,6 +59,17 @@ def test_every_printed_code_has_a_page(code: str) -> None:
     assert page.check in docs.CHECKS and page.severity in ("error", "warning", "info")
 
 
+def test_every_code_in_fnls_source_has_a_page() -> None:
+    """A code written anywhere in engine/ (a behaviour model's, an expectation's, a rule's)
+    can be looked up with `fnl rules CODE`, so none is printed without a page."""
+    engine = Path(__file__).resolve().parent.parent / "engine"
+    written = {code for path in engine.rglob("*.py")
+               for code in re.findall(r"[\"'](FNL\d{3})[\"'\]]", path.read_text(encoding="utf-8"))}
+    assert len(written) > 60
+    missing = sorted(code for code in written if docs.lookup(code) is None)
+    assert not missing, f"codes fnl prints without a page: {missing}"
+
+
 def test_every_page_is_of_a_code_fnl_prints() -> None:
     assert sorted(docs.BY_CODE) == CODE_IDS
 

@@ -39,6 +39,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
+from ..codes import CODES as ALL_CODES
 from ..errors import JsonPath, Location, Problem, ProblemsFound, UsageError
 from ..load import Document, inside, load_file
 from ..plan import Plan
@@ -59,15 +60,7 @@ DAY = 1440
 RATE_NAMES = ("open", "click", "reply", "unsubscribe", "bounce")
 
 # Problem codes of behaviour models (loading and the schema use the FNL0xx and FNL1xx codes).
-CODES: Dict[str, str] = {
-    "FNL801": "A behaviour model names something its funnel does not have (a lead magnet, attribute, value, "
-              "segment, persona, template, variant, stage, page, CRM event or rep).",
-    "FNL802": "A behaviour model value that cannot happen (shares above 1, a click without an open, an empty "
-              "window, a range outside the attribute's bounds, a delay or window that contradicts itself).",
-    "FNL803": "A behaviour model size out of bounds (too many leads, too long a horizon, duration or delay).",
-    "FNL804": "A behaviour model written for another funnel.",
-    "FNL805": "More than one behaviour model beside a funnel, or one behind a link out of the funnel's folder.",
-}
+CODES: Dict[str, str] = {code: ALL_CODES[code] for code in ("FNL801", "FNL802", "FNL803", "FNL804", "FNL805")}
 
 # Loader messages speak of definitions; a behaviour model reads better in its own words.
 _LOADER_HELP = {
