@@ -241,6 +241,17 @@ def test_a_stale_suppression_says_the_rule_finds_nothing_there(tmp_path: Path) -
 
 
 
+def test_a_suppression_of_the_wrong_rule_asks_for_the_one_reported_there(tmp_path: Path) -> None:
+    """The ID was mistyped rather than the problem fixed: FNL309 is reported on the very
+    line, so the hint names it instead of saying the problem is gone."""
+    path = suppressible(tmp_path, "# fnl: ignore[FNL405] variant b is throttled")
+    problems = lint(path)
+    assert spots(problems) == [("FNL309", line_of(path, "variants")), ("FNL020", line_of(path, "fnl: ignore"))]
+    stale = problems[1]
+    assert stale.help.startswith("did you mean FNL309, reported on this line? write `# fnl: ignore[FNL309] <reason>`")
+    assert "no longer finds" not in stale.help
+
+
 def test_a_suppression_may_name_the_rule_by_its_name(tmp_path: Path) -> None:
     path = suppressible(tmp_path, "# fnl: ignore[variant-weights] variant b is throttled while legal reviews it")
     assert lint(path) == []

@@ -188,9 +188,19 @@ def _judge_suppressions(suppressions: List[Suppression], used: Set[Tuple[str, in
                 continue
             if not selection.wants(code):
                 continue  # the rule did not run, so the comment cannot be judged
+            nearby = [c for c in sorted(set(here.get((sup.file, sup.line), []) + here.get((sup.file, sup.line + 1), [])))
+                      if c in rule_ids and c not in sup.codes]
+            if nearby:
+                # A finding the comment does not name is right here: the ID was likely mistyped.
+                guess = (difflib.get_close_matches(code, nearby, n=1, cutoff=0.5) or nearby)[0]
+                where = "line" if guess in here.get((sup.file, sup.line), []) else "next line"
+                help = (f"did you mean {guess}, reported on this {where}? write `# fnl: ignore[{guess}] <reason>` "
+                        f"(`fnl rules {guess}` says what it checks)")
+            else:
+                help = (f"{code} no longer finds anything here: remove the comment (or move it to the line the "
+                        "finding is on, or the line just above it)")
             out.append(Problem(UNUSED_SUPPRESSION, f"suppression of {code} matches nothing on this line or the next",
-                               loc, (), f"{code} no longer finds anything here: remove the comment (or move it to "
-                               "the line the finding is on, or the line just above it)", "warning", sup.text))
+                               loc, (), help, "warning", sup.text))
     return out
 
 
