@@ -8,8 +8,9 @@ bounds how much of them adds up. The realistic lead:
 
 * opens, clicks and replies to every email the day it arrives (with `count_repeats`,
   `REPEATS` times each);
-* visits the site once a day, and does each other scored repeatable event (a webinar, a
-  CRM event) once a week, every day of the window, at the best points the event has;
+* visits the site twice a week (days 0, 3, 7, 10, ...) and does each other scored
+  repeatable event (a webinar, a CRM event) once a month, from day 0 of the window, each
+  time at the best points the event has (the pricing page's, say);
 * downloads every lead magnet once and gets every positive fit rule's points;
 * over the first `REALISTIC_DAYS` days (longer when a sequence runs longer, at most
   `MAX_DAYS`), all sequences that can mail it starting on day 0 (in one segment and
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 REALISTIC_DAYS = 30
 MAX_DAYS = 365
 REPEATS = 3
+VISIT_EVERY = 3.5  # days: a keen lead visits the site twice a week
+OTHER_EVERY = 30.0  # days: and attends a webinar, or meets a CRM event, once a month
 MAX_GROUPS = 64  # segment and persona combinations estimated one by one
 SITE_VISIT = "site.visited"
 ENGAGEMENT = ("email.opened", "email.clicked", "email.replied")
@@ -167,7 +170,7 @@ def _email_points(funnel: Funnel, templates: Iterable[str], repeats: int) -> Dic
     return out
 
 
-def repeatable(funnel: Funnel) -> List[Tuple[str, int, int]]:
+def repeatable(funnel: Funnel) -> List[Tuple[str, int, float]]:
     """(event, best points, every how many days the realistic lead does it) for every
     scored event a lead can repeat at will."""
     best: Dict[str, int] = {}
@@ -176,7 +179,15 @@ def repeatable(funnel: Funnel) -> List[Tuple[str, int, int]]:
         if base.startswith("email.") or base == "magnet.downloaded" or points <= 0:
             continue
         best[base] = max(best.get(base, 0), points)
-    return [(base, p, 1 if base == SITE_VISIT else 7) for base, p in sorted(best.items())]
+    return [(base, p, VISIT_EVERY if base == SITE_VISIT else OTHER_EVERY) for base, p in sorted(best.items())]
+
+
+def _days(every: float, days: int) -> Iterator[int]:
+    """The days of the window on which the realistic lead does something every `every` days."""
+    k = 0
+    while int(k * every) < days:
+        yield int(k * every)
+        k += 1
 
 
 def _sends(funnel: Funnel, seqs: Iterable[Sequence]) -> List[Tuple[int, str]]:
@@ -247,7 +258,7 @@ def estimate(funnel: Funnel, seqs: List[Sequence], decay: Optional[Decay]) -> Es
                 if day < days:
                     earned[day] += sum(worth[template].values())
             for _event, points, every in events:
-                for day in range(0, days, every):
+                for day in _days(every, days):
                     earned[day] += points
             peak = _peak(earned, decay)
         if peak > best[0]:
@@ -271,7 +282,7 @@ def _peak(earned: List[float], decay: Optional[Decay]) -> float:
     return peak
 
 
-def _story(emails: int, kinds: Dict[str, int], repeats: int, events: List[Tuple[str, int, int]], magnets: int,
+def _story(emails: int, kinds: Dict[str, int], repeats: int, events: List[Tuple[str, int, float]], magnets: int,
            fit: int, decay: Optional[Decay]) -> str:
     parts = []
     scored = [f"{p} {_KIND_WORD[k]}" for k, p in kinds.items() if p]
@@ -281,7 +292,7 @@ def _story(emails: int, kinds: Dict[str, int], repeats: int, events: List[Tuple[
                      f"{sum(kinds.values())}{each}" + (f", each counted {repeats} times" if repeats > 1 else ""))
     for event, points, every in events:
         what = "a site visit" if event == SITE_VISIT else f"one `{event}`"
-        parts.append(f"{what} {'a day' if every == 1 else 'a week'} ({points} each)")
+        parts.append(f"{what} {'twice a week' if every == VISIT_EVERY else 'a month'} ({points} each)")
     if magnets:
         parts.append(f"{magnets} for lead magnets")
     if fit:

@@ -5,7 +5,8 @@ exact: every email it can be sent opened, clicked and replied to once (the caden
 the frequency cap bound the emails), every lead magnet and every positive fit rule.
 Otherwise the bound is what a realistic, keen lead scores in its first 30 days (longer
 when a sequence runs longer): every email engaged with the day it arrives, a site visit
-a day and each other repeatable event (a webinar, a CRM event) once a week, with decay
+twice a week (each at the best page's points) and each other repeatable event (a webinar,
+a CRM event) once a month, with decay
 (or its window) applied; `count_repeats: true` counts each email's engagement three
 times. The message says how the figure was reached. Thresholds are checked where a
 condition asks `score >= thresholds.<name>`, counting only the sequences that can mail a
@@ -50,9 +51,9 @@ def check(ctx: Context) -> Iterator[Finding]:
             continue
         rates = []
         if any(e == "site.visited" for e, _p, _every in events):
-            rates.append("a site visit a day")
+            rates.append("a site visit twice a week, each at the best page's points")
         if any(e != "site.visited" for e, _p, _every in events):
-            rates.append("each other repeatable event once a week")
+            rates.append("each other repeatable event once a month")
         assumed = "every email opened, clicked and replied to the day it arrives" + \
             "".join(f", {r}" for r in rates)
         yield Finding(path, f"threshold `{reach.name}` is {reach.value}, but a lead scores at most about {est.shown} "
