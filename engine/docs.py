@@ -247,18 +247,18 @@ prefix (`FNL5`), or a code of reading or the schema (FNL0xx, FNL1xx), which a co
 cannot silence. The comment silences nothing, so the problem it was meant for is still
 reported.""", """
     policies:
-      quiet_hours: {from: "20:00", to: "08:00"}
+      business_hours: {from: "09:00", to: "17:00"}
     handoff:
       customer:
         assign: {owner: ana@acme.example}
-        sla: 4h  # fnl: ignore[FNL550] account managers call; quiet hours hold only email
+        sla: 4h  # fnl: ignore[FNL550] an on-call account manager answers evening handoffs
 """, """
     policies:
-      quiet_hours: {from: "20:00", to: "08:00"}
+      business_hours: {from: "09:00", to: "17:00"}
     handoff:
       customer:
         assign: {owner: ana@acme.example}
-        sla: 4h  # fnl: ignore[FNL505] account managers call; quiet hours hold only email
+        sla: 4h  # fnl: ignore[FNL505] an on-call account manager answers evening handoffs
 """, "Name the rule by its full ID, as the finding prints it (`fnl rules` lists them); fix problems of "
          "reading and the schema instead of silencing them.", check="definition", severity="warning"),
     _page("FNL022", "suppression-without-reason", """
@@ -266,18 +266,18 @@ A `# fnl: ignore[CODE]` comment without a reason after the brackets. A suppressi
 decision someone made; the next reviewer needs to know why it is right here, and when it
 stops being right.""", """
     policies:
-      quiet_hours: {from: "20:00", to: "08:00"}
+      business_hours: {from: "09:00", to: "17:00"}
     handoff:
       customer:
         assign: {owner: ana@acme.example}
         sla: 4h  # fnl: ignore[FNL505]
 """, """
     policies:
-      quiet_hours: {from: "20:00", to: "08:00"}
+      business_hours: {from: "09:00", to: "17:00"}
     handoff:
       customer:
         assign: {owner: ana@acme.example}
-        sla: 4h  # fnl: ignore[FNL505] account managers call; quiet hours hold only email
+        sla: 4h  # fnl: ignore[FNL505] an on-call account manager answers evening handoffs
 """, "Say why after the brackets: `# fnl: ignore[FNL505] <why this is right here>`.",
           check="definition", severity="warning"),
     # -- FNL1xx: the schema and the condition language -----------------------------

@@ -59,6 +59,7 @@ handoff:
   sql: {{assign: {{owner: ana@acme.example}}, sla: 4h, suppress: [nurture, broadcast]}}
 policies:
   quiet_hours: {{from: "20:00", to: "08:00"}}
+  business_hours: {{from: "09:00", to: "17:00"}}
 entries: {{imported: {{on: lead.imported, enters: subscriber, basis: legitimate_interest}}}}
 """
 MIXED_CODES = ["FNL212", "FNL309", "FNL405", "FNL505", "FNL506"]
@@ -168,7 +169,7 @@ def test_rules_prints_one_rules_documentation(tmp_path: Path, monkeypatch: pytes
 def test_rules_accepts_lower_case_id(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                      tmp_path: Path) -> None:
     code, out, _ = run_cli(["rules", "fnl505"], tmp_path, monkeypatch, capsys)
-    assert code == 0 and out.startswith("FNL505 sla-under-quiet-hours (warning)")
+    assert code == 0 and out.startswith("FNL505 sla-through-the-night (warning)")
 
 
 def test_unknown_rule_exits_3_with_a_suggestion() -> None:

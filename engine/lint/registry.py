@@ -8,7 +8,7 @@ from .rules import (business_hours, dead_end_stage, decay_too_fast, duplicate_st
                     handoff_unknown_stage, magnet_consent, marketing_to_open_deal, missing_postal_address,
                     missing_unsubscribe, no_way_in, programs_over_cap,
                     rep_list, segment_gap, segment_overlap, send_in_quiet_hours, sequence_over_cap,
-                    sequence_without_exit, sla_quiet_hours, step_after_exit, subject_newline, template_parts,
+                    sequence_without_exit, sla_through_the_night, step_after_exit, subject_newline, template_parts,
                     template_render, template_syntax, template_undefined, territory_routes, threshold_order,
                     transition_cycle, transition_from_terminal, unknown_crm_event, unknown_lead_magnet,
                     unknown_name, unknown_persona, unknown_segment, unknown_sequence, unknown_stage,
@@ -25,7 +25,7 @@ RULES: Tuple[ModuleType, ...] = tuple(sorted((
     step_after_exit, transition_from_terminal, variant_weights, duplicate_step_id,
     sequence_over_cap, programs_over_cap, magnet_consent, marketing_to_open_deal, send_in_quiet_hours,
     missing_unsubscribe, missing_postal_address,
-    unreachable_threshold, threshold_order, handoff_unknown_stage, rep_list, sla_quiet_hours, unused_threshold,
+    unreachable_threshold, threshold_order, handoff_unknown_stage, rep_list, sla_through_the_night, unused_threshold,
     territory_routes, no_way_in, business_hours, decay_too_fast,
 ), key=lambda m: m.ID))
 

@@ -119,7 +119,7 @@ def _suppressions(lines_by_file: Mapping[str, Sequence[str]]) -> List[Suppressio
             m = SUPPRESSION.search(comment) if comment else None
             if not m:
                 continue
-            # A rule may be named by its ID or by its name (`sla-under-quiet-hours`), as `fnl rules` accepts.
+            # A rule may be named by its ID or by its name (`sla-through-the-night`), as `fnl rules` accepts.
             by_name = {r.NAME: r.ID for r in RULES}
             codes = tuple(dict.fromkeys(by_name.get(c.strip(), c.strip()) for c in m.group(1).split(",") if c.strip()))
             start = len(text) - len(comment) + m.start()
