@@ -173,14 +173,26 @@ def _texts(a: Optional[str], b: Optional[str], quote: bool = True) -> Tuple[str,
     s = 0
     while s < min(la, lb) - p and a[la - 1 - s] == b[lb - 1 - s]:
         s += 1
+    # The same text around the change, cut at spaces; where the context holds no space
+    # (`attended('q3-webinar')`), the word it cuts is shown whole if it is short.
     start = max(0, p - CONTEXT)
     if start:
         space = a.find(" ", start, p)
-        start = space + 1 if space >= 0 else start
-    keep = min(s, CONTEXT)
-    if keep < s:
-        space = a.rfind(" ", la - s, la - s + keep + 1)
-        keep = space - (la - s) if space > la - s else keep
+        if space >= 0:
+            start = space + 1
+        else:
+            back = a.rfind(" ", 0, start) + 1
+            start = back if start - back <= CONTEXT else start
+    end = la - s + min(s, CONTEXT)  # in `a`: the first character not shown
+    if end < la:
+        space = a.rfind(" ", la - s, end + 1)
+        if space > la - s:
+            end = space
+        else:
+            ahead = a.find(" ", end)
+            ahead = la if ahead < 0 else ahead
+            end = ahead if ahead - end <= CONTEXT else end
+    keep = end - (la - s)
 
     def cut(text: str) -> str:
         stop = len(text) - s + keep

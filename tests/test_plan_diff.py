@@ -348,7 +348,7 @@ def test_a_new_definition_is_all_additions(repo):
     ({"funnel.yaml": [("frequency_cap: {max: 3,", "frequency_cap: {max: 4,"),
                       ('quiet_hours: {from: "20:00"', 'quiet_hours: {from: "21:00"')]}, "~ 2 policies"),
     # three keys of one handoff changed: one handoff, three lines
-    ({"sales.yaml": [("    sla: 4h  #", "    sla: 2h  #"),
+    ({"sales.yaml": [("    sla: 4h\n", "    sla: 2h\n"),
                      ("    notify: [crm, owner]\n    suppress: [nurture, broadcast]\n",
                       "    notify: [crm]\n    suppress: [nurture]\n")]}, "~ 1 handoff"),
 ])

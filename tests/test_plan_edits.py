@@ -865,3 +865,14 @@ def test_a_long_value_is_never_cut_short(tmp_path: Path, monkeypatch: pytest.Mon
 ])
 def test_long_texts_show_what_changed_with_words_around_it(a: str, b: str, shown: Tuple[str, str]) -> None:
     assert d._texts(a, b) == shown
+
+
+def test_a_long_text_is_cut_between_words_not_inside_one() -> None:
+    """Where the context around a change holds no space, the word it would cut is shown
+    whole: `…attended('q3-webinar')`, never `…tended('q3-webinar')`."""
+    from engine.diff import _texts
+
+    old = "replied or visited('pricing', since='mql') or registered('q3-webinar') or attended('q3-webinar')"
+    new = old + " or clicked('shared/webinar-invite')"
+    assert _texts(old, new) == ('''"…attended('q3-webinar')"''',
+                                '''"…attended('q3-webinar') or clicked('shared/webinar-invite')"''')
