@@ -619,7 +619,7 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
       fnl simulate funnels/acme --base origin/main --leads 1000 --runs 5
       fnl simulate funnels/reference.yaml --leads 300 --sensitivity
       fnl simulate funnels/acme --leads 200 --runs 3 --strict
-      fnl simulate funnels/acme --leads 20000 --workers 4
+      fnl simulate funnels/reference.yaml --leads 2000 --workers 2
       fnl simulate funnels/acme --leads 20000 --dask tcp://127.0.0.1:8786
     """
     from engine.simulate import Workers, check_sizes, forecast, parse_count
