@@ -50,8 +50,14 @@ def check_source(source: Source, selection: Optional[Selection] = None) -> Check
 
 
 def check_paths(paths: Tuple[str, ...], selection: Optional[Selection] = Selection()) -> List[Checked]:
-    """Check every definition under `paths`. Raises UsageError for a bad path."""
-    return [check_source(source, selection) for source in discover(paths)]
+    """Check every definition under `paths`. Raises UsageError for a bad path. Their
+    templates share one render clock (`templates.CHECK_RENDER_SECONDS`, and one budget
+    for slow renders), so slow templates cannot add up over many funnels."""
+    from . import templates
+
+    clock = templates.RenderClock(templates.CHECK_RENDER_SECONDS, scope="this command's templates")
+    with templates.render_session(clock):
+        return [check_source(source, selection) for source in discover(paths)]
 
 
 def without_baseline(results: List[Checked], accepted: Counter, anchor: Optional[Path] = None) -> List[Checked]:

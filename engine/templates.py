@@ -78,10 +78,14 @@ class Rendered:
 
 MAX_OUTPUT = 1024 * 1024  # characters one part may render to
 RENDER_SECONDS = 1.0  # deadline of one template (they render in milliseconds)
-COMMAND_RENDER_SECONDS = 5.0  # all the templates one command renders, together
-# Of that, what renders that run past their deadline may use together: twenty templates
-# that loop forever cost 1.5 s, not twenty deadlines.
-STALL_SECONDS = 1.5
+COMMAND_RENDER_SECONDS = 5.0  # all the templates of one funnel, together
+CHECK_RENDER_SECONDS = 30.0  # all the templates `fnl validate` renders, over every funnel it checks
+# Of that, what slow renders may use together: a render slower than SLOW_RENDER_SECONDS
+# (an email renders in milliseconds) or past its deadline counts whole. Twenty templates
+# that loop forever, or that each stop just short of their deadline, cost 0.8 s, not
+# twenty deadlines.
+STALL_SECONDS = 0.8
+SLOW_RENDER_SECONDS = 0.1
 MAX_REPEAT = 100_000  # largest count or width that builds a string or list (`*`, `ljust`, `{:N}`)
 MAX_VALUE = MAX_OUTPUT  # longest string, list or mapping any expression may produce
 MAX_NESTING = 30  # brackets inside brackets, `not not ...`, tags inside tags
@@ -868,7 +872,7 @@ class RenderClock:
         self.seconds = seconds
         self.left = seconds
         self.scope = scope
-        self.stall_left = min(STALL_SECONDS, seconds)  # time renders that ran out of time may still use
+        self.stall_left = min(STALL_SECONDS, seconds)  # time slow renders may still use
 
 
 _CLOCKS: List[RenderClock] = []
@@ -903,8 +907,8 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     if clock is not None and clock.left <= 0.05:
         raise RenderFailure(f"the {clock.seconds:g} s for rendering {clock.scope} ran out before it", 1, "skipped")
     if clock is not None and clock.stall_left <= 0.05:
-        raise RenderFailure(f"the {STALL_SECONDS:g} s that templates running past their deadline may use together "
-                            "ran out before it", 1, "skipped")
+        raise RenderFailure(f"the {STALL_SECONDS:g} s that slow templates may use together ran out before it",
+                            1, "skipped")
     seconds = RENDER_SECONDS if clock is None else min(RENDER_SECONDS, clock.left, clock.stall_left)
     start = time.monotonic()
     try:
@@ -921,7 +925,7 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     if clock is not None:
         spent = time.monotonic() - start
         clock.left -= spent
-        if isinstance(result, RenderFailure) and result.kind == "time":
+        if spent > SLOW_RENDER_SECONDS or isinstance(result, RenderFailure) and result.kind == "time":
             clock.stall_left -= spent
     # A render cut short by what was left of the command's clock may pass with more time.
     if not (isinstance(result, RenderFailure) and result.kind == "time" and seconds < RENDER_SECONDS):
