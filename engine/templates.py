@@ -909,7 +909,7 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     if clock is not None and clock.stall_left <= 0.05:
         raise RenderFailure(f"the {STALL_SECONDS:g} s that slow templates may use together ran out before it",
                             1, "skipped")
-    seconds = RENDER_SECONDS if clock is None else min(RENDER_SECONDS, clock.left, clock.stall_left)
+    seconds = RENDER_SECONDS if clock is None else min(RENDER_SECONDS, clock.left)
     start = time.monotonic()
     try:
         filename = f"{name}{SUFFIX}"
@@ -925,7 +925,10 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
     if clock is not None:
         spent = time.monotonic() - start
         clock.left -= spent
-        if spent > SLOW_RENDER_SECONDS or isinstance(result, RenderFailure) and result.kind == "time":
+        # A render that failed on its own (memory, size, an error) has its finding; what
+        # counts is time: a render past its deadline, or one that finished, slowly.
+        timed_out = isinstance(result, RenderFailure) and result.kind == "time"
+        if timed_out or spent > SLOW_RENDER_SECONDS and not isinstance(result, Exception):
             clock.stall_left -= spent
     # A render cut short by what was left of the command's clock may pass with more time.
     if not (isinstance(result, RenderFailure) and result.kind == "time" and seconds < RENDER_SECONDS):
@@ -985,7 +988,12 @@ def _render(root: Path, name: str, context: Mapping[str, Any], seconds: float = 
             for part in (("html",) if html else ("subject", "preheader", "text")):
                 block = template.blocks.get(part)
                 parts[part] = _bounded(block(ctx), part) if block else ""
-    return Rendered(parts["subject"].strip(), parts["preheader"].strip(), parts["html"], parts["text"])
+    # Spaces and line ends around the subject are layout (`{% block subject %}` on its own
+    # line); other separators (U+2028, NEL, VT, FF) are left for lint to see, not stripped.
+    return Rendered(parts["subject"].strip(LAYOUT), parts["preheader"].strip(), parts["html"], parts["text"])
+
+
+LAYOUT = " \t\r\n"
 
 
 @lru_cache(maxsize=4096)

@@ -153,20 +153,20 @@ def test_a_runaway_loop_stops_at_the_deadline(tmp_path: Path) -> None:
     loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
     code, took, peak, problems = _validate(_funnel(tmp_path, [_email(loop)]))
     assert code == 1 and [(p["code"], p["line"]) for p in problems] == [("FNL224", 3)]
-    assert "longer than 0.8 s" in problems[0]["message"]  # the deadline, within the budget for slow renders
+    assert "longer than 1 s" in problems[0]["message"]
     assert took < 2.5 and peak < 300, (took, peak)
 
 
 def test_twenty_slow_templates_share_one_render_budget(tmp_path: Path) -> None:
-    """Each loops until its deadline; together they get STALL_SECONDS, and every template
-    past it is a finding of its own (`was not checked`), not silence: 20 runaway loops cost
-    under 2 s, not 20 deadlines."""
+    """Each loops until its deadline; the first one spends the STALL_SECONDS that slow
+    renders share, and every template after it is a finding of its own (`was not
+    checked`), not silence: 20 runaway loops cost one deadline, not 20."""
     loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
     target = _funnel(tmp_path, [_email(loop) for _ in range(20)])
     start = time.perf_counter()
     [result] = check_paths((str(target),), Selection(select=("FNL224",)))
     took = time.perf_counter() - start
-    assert took < templates.STALL_SECONDS + 0.5, took
+    assert took < templates.RENDER_SECONDS + 1.0, took
     assert sorted(Path(p.location.file).name for p in result.problems) == sorted(f"e{i}.j2" for i in range(20))
     slow = [p for p in result.problems if "longer than" in p.message]
     skipped = [p for p in result.problems if "was not checked" in p.message]
@@ -279,6 +279,15 @@ def test_undefined_never_renders_as_text(tmp_path: Path, html: str) -> None:
     ("Hi{{ '\\x1b' }}there", "U+001B"),
     ("Hi{{ '\\r' }}there", "line break"),
     ("{{ 'x' * 100000 }}{{ 'x' * 100000 }}", "200,000 characters long"),
+    # A subject that is nothing but a separator is not stripped to nothing and passed.
+    ("{{ '\\u2028' }}", "U+2028 LINE SEPARATOR"),
+    ("{{ '\\x85' }}", "U+0085 NEXT LINE"),
+    ("{{ '\\x0b' }}", "U+000B VERTICAL TAB"),
+    ("{{ '\\x0c' }}", "U+000C FORM FEED"),
+    ("{{ '  ' }}", "is empty"),
+    ("", "is empty"),
+    ("Hi{{ '\\u200b' }}there", "U+200B ZERO WIDTH SPACE"),
+    ("Hi{{ '\\u202e' }}there", "U+202E RIGHT-TO-LEFT OVERRIDE"),
 ])
 def test_subject_control_characters_and_length(tmp_path: Path, subject: str, message: str) -> None:
     target = _funnel(tmp_path, [_email("ok", subject)])
@@ -288,7 +297,7 @@ def test_subject_control_characters_and_length(tmp_path: Path, subject: str, mes
 
 
 def test_a_plain_subject_with_a_tab_and_accents_passes(tmp_path: Path) -> None:
-    target = _funnel(tmp_path, [_email("ok", "Héllo\tthere — 50% off")])
+    target = _funnel(tmp_path, [_email("ok", "Héllo\tthere — 50% off 👩\u200d💻\n")])
     [result] = check_paths((str(target),), Selection())
     assert result.problems == ()
 

@@ -46,7 +46,7 @@ def _write_hostile(tmp_path: Path, html: str) -> None:
 
 # The hostile line is line 3; a part that renders too much is reported at its block (line 2).
 @pytest.mark.parametrize("html, message, line", [
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "longer than 0.8 s", 3),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "longer than 1 s", 3),
     ("{{ 'x' * 1000000000 }}", "repetition longer than", 3),
     ("{{ 2 ** 100000 }}", "exponent larger than", 3),
     ("{% for i in range(100000) %}{{ 'abcdefghij' * 100 }}{% endfor %}", "more than 1024 KiB", 2),

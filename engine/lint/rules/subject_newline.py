@@ -3,9 +3,11 @@
 A CR or LF in a subject breaks the email header (or is a header injection when it
 comes from lead data). Other line separators (NEL U+0085, U+2028, U+2029, vertical
 tab, form feed) are line breaks to some mail software, and NUL and the other control
-characters are refused or mangled by it. A subject longer than 998 characters cannot
-be one header line (RFC 5322) and is no subject anyone reads. The subject is rendered
-for every variant and checked.
+characters are refused or mangled by it; invisible characters (a zero-width space, a
+byte-order mark) and the bidirectional overrides that spoof text do not belong in one
+either. A subject longer than 998 characters cannot be one header line (RFC 5322) and is
+no subject anyone reads, and an empty one (or only spaces) is no subject at all. The
+subject is rendered for every variant and checked.
 
 Fails:
     {% block subject %}Your report
@@ -30,12 +32,14 @@ SEVERITY = "error"
 
 MAX_SUBJECT = 998  # characters in one header line (RFC 5322 section 2.1.1)
 _BREAK = re.compile("[\r\n]")
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def _problem(subject: str) -> Optional[str]:
     if _BREAK.search(subject):
         return "contains a line break"
+    if not subject.strip(" \t"):
+        return "is empty"
     if len(subject) > MAX_SUBJECT:
         return f"is {len(subject):,} characters long (at most {MAX_SUBJECT})"
     found = _CONTROL.search(subject)
@@ -51,6 +55,7 @@ _HELP = {
     "line break": "keep the subject block on one line; use `{{- ... -}}` to trim whitespace",
     "long": f"write a subject line people read: a few words, well under {MAX_SUBJECT} characters",
     "control": "remove the control character or line separator; a subject is one line of text",
+    "empty": "write the subject in `{% block subject %}...{% endblock %}`: an email without one looks like spam",
 }
 
 
@@ -67,6 +72,6 @@ def check(ctx: Context) -> Iterator[Finding]:
             column = text.find("{%") + 1 or 1
         which = f" (variant {variant})" if variant else ""
         help = _HELP["line break" if "line break" in problem else "long" if "characters long" in problem
-                     else "control"]
+                     else "empty" if problem.startswith("is ") else "control"]
         yield Finding(path, f"subject of `{name}`{which} {problem}", help,
                       location=template_location(ctx, name, line, column))
