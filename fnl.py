@@ -581,6 +581,9 @@ def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Opti
               help="Forecast FUNNEL minus the same funnel at this git revision.")
 @click.option("--sensitivity", is_flag=True,
               help="Move each behaviour rate -20 % and +20 % and show how the MQL, SQL and customer figures move.")
+@click.option("--sweep", "sweep_spec", default=None, metavar="PATH=LO..HI/N",
+              help="Forecast at N values of one behaviour-file setting (dotted path, such as "
+                   "email.default.open=0.2..0.4/5, or PATH=A,B,C): one row per value, same seeds.")
 @click.option("--leads", default=None, metavar="N", help="About this many leads (default: the behaviour model's).")
 @click.option("--days", default=None, metavar="D", help="Horizon in days, 1 to 3650 (default: the model's).")
 @click.option("--seed", default="1", metavar="S", help="Seed of the random draws (default 1).")
@@ -605,7 +608,8 @@ def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Opti
 def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sensitivity: bool,
              behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
              runs: str, start: Optional[str], fmt: str, output: Optional[str], expect_file: Optional[str] = None,
-             strict: bool = False, workers: str = "1", dask_address: Optional[str] = None) -> int:
+             strict: bool = False, workers: str = "1", dask_address: Optional[str] = None,
+             sweep_spec: Optional[str] = None) -> int:
     """Forecast a funnel: run synthetic leads through the engine and report leads per
     stage, conversion, time to MQL and SQL, emails per lead, A/B variants, weekly volumes
     and the load on each sales rep.
@@ -618,6 +622,7 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
       fnl simulate funnels/acme --format markdown -o forecast.md
       fnl simulate funnels/acme --base origin/main --leads 1000 --runs 5
       fnl simulate funnels/reference.yaml --leads 300 --sensitivity
+      fnl simulate funnels/reference.yaml --leads 300 --sweep 'visits.daily=0.005..0.02/4'
       fnl simulate funnels/acme --leads 200 --runs 3 --strict
       fnl simulate funnels/reference.yaml --leads 2000 --workers 2
       fnl simulate funnels/acme --leads 20000 --dask tcp://127.0.0.1:8786
@@ -630,9 +635,9 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
              parse_count(days, "--days") if days is not None else None, parse_count(runs, "--runs"))
     check_sizes(*sizes)
     where = Workers(parse_count(workers, "--workers"), dask_address)
-    if compare_with is not None or base is not None or sensitivity:
+    if compare_with is not None or base is not None or sensitivity or sweep_spec is not None:
         return _simulate_delta(funnel, behavior_file, sizes, parse_count(seed, "--seed"), start, fmt, output,
-                               compare_with, base, sensitivity, where)
+                               compare_with, base, sensitivity, where, sweep_spec)
     with _ProgressBar() as bar:
         result = forecast(funnel, behavior_file, leads=sizes[0], days=sizes[1], seed=parse_count(seed, "--seed"),
                           runs=sizes[2], start=start, progress=bar.update if bar.enabled else None,
@@ -645,19 +650,21 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
 
 def _simulate_delta(funnel: str, behavior_file: Optional[str], sizes: tuple, seed: int, start: Optional[str],
                     fmt: str, output: Optional[str], other: Optional[str], base: Optional[str],
-                    sensitivity: bool, workers: Any) -> int:
-    """`fnl simulate --compare OTHER`, `--base REV` and `--sensitivity`."""
-    if sensitivity and (other is not None or base is not None) or other is not None and base is not None:
-        raise UsageError("give one of --compare, --base and --sensitivity", "run fnl simulate once for each")
+                    sensitivity: bool, workers: Any, sweep: Optional[str] = None) -> int:
+    """`fnl simulate --compare OTHER`, `--base REV`, `--sensitivity` and `--sweep`."""
+    if sum((other is not None, base is not None, sensitivity, sweep is not None)) > 1:
+        raise UsageError("give one of --compare, --base, --sensitivity and --sweep", "run fnl simulate once for each")
     if fmt not in ("text", "json", "markdown"):
-        raise UsageError(f"--format {fmt} is not available with --compare, --base or --sensitivity",
+        raise UsageError(f"--format {fmt} is not available with --compare, --base, --sensitivity or --sweep",
                          "give --format text, json or markdown")
-    from engine.simulate import compare as c, sensitivity as s
+    from engine.simulate import compare as c, sensitivity as s, sweep as w
 
     options = dict(leads=sizes[0], days=sizes[1], seed=seed, runs=sizes[2], start=start, workers=workers)
     with _ProgressBar() as bar:
         progress = bar.update if bar.enabled else None
-        if sensitivity:
+        if sweep is not None:
+            text = w.render(w.sweep(funnel, sweep, behavior_file, progress=progress, **options), fmt)
+        elif sensitivity:
             text = s.render(s.sensitivity(funnel, behavior_file, progress=progress, **options), fmt)
         else:
             text = c.render(c.compare(funnel, other, base, behavior_file, progress=progress, **options), fmt)

@@ -37,7 +37,7 @@ import os
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from ..codes import CODES as ALL_CODES
 from ..errors import JsonPath, Location, Problem, ProblemsFound, UsageError
@@ -456,10 +456,12 @@ def _existing(paths: Iterator[Path]) -> List[Path]:
     return [p for p in paths if p.is_file()]
 
 
-def load_behavior(path: Union[str, Path], plan: Plan) -> Behavior:
+def load_behavior(path: Union[str, Path], plan: Plan, edit: Optional[Callable[[Any], Any]] = None) -> Behavior:
     """Read, check and build the behaviour model at `path` for `plan`. Raises
     ProblemsFound with every located problem (the file, the schema, then what the funnel
-    does not have or what cannot happen), or UsageError if there is no such file."""
+    does not have or what cannot happen), or UsageError if there is no such file.
+    `edit` changes the file's data before it is checked (`fnl simulate --sweep`): a
+    changed value is checked as if written, at its place in the file."""
     file = Path(path)
     if not file.exists() and not file.is_symlink():
         raise UsageError(f"{path}: no such behaviour model",
@@ -472,6 +474,8 @@ def load_behavior(path: Union[str, Path], plan: Plan) -> Behavior:
     if loaded.document is None:
         raise ProblemsFound(_sorted(loader_problems))
     doc = loaded.document
+    if edit is not None:
+        doc = dataclasses.replace(doc, data=edit(doc.data))
     seen = {_place(p)[:3] for p in loader_problems}
     problems = list(loader_problems) + [p for p in schema_problems(doc) if _place(p)[:3] not in seen]
     if problems:
