@@ -636,6 +636,10 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
     check_sizes(*sizes)
     where = Workers(parse_count(workers, "--workers"), dask_address)
     if compare_with is not None or base is not None or sensitivity or sweep_spec is not None:
+        if expect_file is not None or strict:
+            given = "--expect" if expect_file is not None else "--strict"
+            raise UsageError(f"{given} judges one forecast, not a comparison, sensitivity table or sweep",
+                             "run fnl simulate FUNNEL with the expectations on their own")
         return _simulate_delta(funnel, behavior_file, sizes, parse_count(seed, "--seed"), start, fmt, output,
                                compare_with, base, sensitivity, where, sweep_spec)
     with _ProgressBar() as bar:

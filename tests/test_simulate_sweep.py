@@ -116,3 +116,12 @@ def test_sweep_goes_with_nothing_else_that_reshapes_the_report() -> None:
                                           "visits.daily=0.1,0.2"])
     assert result.exit_code == EXIT_USAGE
     assert "give one of --compare, --base, --sensitivity and --sweep" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["--sweep", "visits.daily=0.1,0.2", "--strict"],
+                                  ["--sensitivity", "--expect", "funnels/acme/acme.expect.yaml"],
+                                  ["--compare", "funnels/reference.yaml", "--strict"]])
+def test_expectations_are_not_silently_dropped_from_a_comparison(args) -> None:
+    result = CliRunner().invoke(fnl.cli, ["simulate", str(FUNNEL), "--leads", "20", *args])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert "judges one forecast" in result.stderr
