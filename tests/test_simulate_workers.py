@@ -62,12 +62,13 @@ def test_cli_workers_is_the_same_forecast(one_process, tmp_path) -> None:
     assert out.read_text(encoding="utf-8") == one_process["json"]
 
 
-def test_dask_local_cluster_gives_the_same_json(one_process, tmp_path) -> None:
+def test_dask_local_cluster_gives_the_same_json_and_html(one_process, tmp_path) -> None:
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=40) as cluster:
         api = forecast(FUNNEL, leads=LEADS, seed=7, workers=Workers(dask=cluster.scheduler_address))
         assert render(api, "json") == one_process["json"]
+        assert render(api, "html") == one_process["html"]
         out = tmp_path / "dask.json"
         r = cli("simulate", FUNNEL, "--leads", str(LEADS), "--seed", "7", "--dask", cluster.scheduler_address,
                 "--format", "json", "-o", str(out))
