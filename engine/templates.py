@@ -91,6 +91,7 @@ MAX_VALUE = MAX_OUTPUT  # longest string, list or mapping any expression may pro
 MAX_NESTING = 30  # brackets inside brackets, `not not ...`, tags inside tags
 MAX_DEPTH = 60  # depth of one expression: chained filters, attributes, operators
 MAX_DIGITS = 100  # digits in a number literal
+MAX_LITERAL_BITS = 333  # a literal's value, in bits: about 10**100, whatever base it is written in
 MAX_LOOPS = 16  # `for` inside `for`
 MAX_INT_BITS = 100_000  # largest number a template may compute (about 30,000 digits)
 
@@ -449,6 +450,14 @@ def _guarded_parse(env: jinja2.Environment, parse: Any, source: str, name: Optio
                 f"an expression nested more than {MAX_DEPTH} deep (chained filters, attributes or operators)")
         raise _syntax_error(what, line, _tag_column(source, line), name, filename,
                             "split it with `{% set %}`, macros or partials")
+    huge = next((c for c in tree.find_all(nodes.Const)
+                 if isinstance(c.value, int) and c.value.bit_length() > MAX_LITERAL_BITS), None)
+    if huge is not None:
+        # Hexadecimal, octal and binary literals pass the parser (Python converts them
+        # without a digit limit), then fail as the compiler writes them out in decimal.
+        line = getattr(huge, "lineno", 1) or 1
+        raise _syntax_error(f"a number with more than {MAX_DIGITS} digits", line, _tag_column(source, line), name,
+                            filename, "no email needs such a number")
     return tree
 
 

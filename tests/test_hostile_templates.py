@@ -226,6 +226,8 @@ def test_a_budget_skip_is_not_remembered(tmp_path: Path) -> None:
     ("{{ unsubscribe_url" + "|e" * 972 + " }}", "an expression nested more than", 1),
     ("{{ unsubscribe_url" + ".a" * 300 + " }}", "an expression nested more than", 1),
     ("{{ " + "1" * 4301 + " }}", "a number with more than", 4),
+    ("{{ 0x" + "f" * 5000 + " }}", "a number with more than", 1),
+    ("{{ 0b" + "1" * 20000 + " }}", "a number with more than", 1),
     ("{% for i in range(1) %}" * 25 + "{% endfor %}" * 25, "loops nested more than", 1),
     ("{% if true %}" * 1000 + "{% endif %}" * 1000, "tags nested more than", 389),
     ("{{ " + "[" * 200 + "]" * 200 + " }}", "brackets nested more than", 34),
