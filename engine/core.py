@@ -29,7 +29,11 @@ Every decision that changes what a lead gets says why, once, when it is made: a 
 held back by quiet hours, its step's `at:` time or the cap is `deferred` (from, to, and
 the rules in words); a step whose `when` is false or `unless` true is `skipped`; a CRM
 event that moves, scores, answers, starts and ends nothing is `ignored`, as is engagement
-with an email this lead was not sent (never scored). The words are built only then.
+with an email this lead was not sent (never scored). A `notify: {to: owner}` step reached
+before any handoff gave the lead an owner notifies nobody: it is `skipped` ("the lead has
+no owner"), and the sequence goes on. An engagement-driven move held back from an
+unsubscribed lead is `not_moved`, unless a CRM-driven transition took the lead to that
+stage in the same step. The words are built only then.
 
 Activity from someone who has not opted in yet (a site visit in an export) is held,
 bounded, and applied at the opt-in minute in order; engagement with email before any
@@ -370,6 +374,12 @@ class _Step:
 
     # -- 3. stages ----------------------------------------------------------------
     def transitions(self) -> None:
+        # An engagement-driven move held back from an unsubscribed lead is said where it
+        # would have happened, unless a CRM-driven transition took the lead to that same
+        # stage in this step: then nothing was held back, and the note would contradict
+        # the move on the next line.
+        held: List[Tuple[int, str, Action]] = []
+        reached: List[str] = []
         for t in self.plan.transitions:
             if self.lead.stage not in t.sources:
                 continue
@@ -382,7 +392,9 @@ class _Step:
                     self.act("not_moved", to=t.to, transition=t.id,
                              reason=f"{self.no_email_reason()}: engagement no longer moves the lead "
                                     f"(only `on: crm.<event>` transitions do)")
+                    held.append((len(self.actions) - 1, t.to, self.actions.pop()))
                 continue
+            reached.append(t.to)
             reasons = []
             self.used = True
             if t.on is not None:
@@ -390,6 +402,9 @@ class _Step:
             if t.when is not None:
                 reasons.append(ev.explain(t.when.tree, self.resolve, self.describe_var))
             self.enter_stage(t.to, f"{t.to} because " + " and ".join(r for r in reasons if r), t.id)
+        for index, to, note in reversed(held):
+            if to not in reached:
+                self.actions.insert(index, note)
 
     def enter_stage(self, stage: str, because: str, transition: str) -> None:
         before = self.lead.stage
@@ -577,6 +592,9 @@ class _Step:
                 return
             self.send(seq, step, moment)
             at = moment
+        elif step.action == "notify" and step.notify_to == "owner" and self.lead.owner is None:
+            self.act("skipped", at=at, sequence=seq.name, step=step.id, action=step.action, template=None,
+                     kind=seq.kind, to="owner", reason="the lead has no owner (no handoff yet)")
         elif step.action == "notify":
             self.act("notify", at=at, to=self.lead.owner if step.notify_to == "owner" else step.notify_to,
                      message=step.message, sequence=seq.name, step=step.id)

@@ -294,7 +294,8 @@ def _describe_action(a: Any) -> str:
             return f"send {d['template']}  (delivery of lead magnet {d.get('magnet')})"
         return f"send {d['template']}{variant}  ({d['kind']} {d['sequence']}, step {d['step']})"
     if a.type == "skipped":
-        what = d["template"] if d.get("action") == "send" and d.get("template") else f"{d.get('action')} step"
+        what = d["template"] if d.get("action") == "send" and d.get("template") else \
+            f"notify {d['to']}" if d.get("action") == "notify" and d.get("to") else f"{d.get('action')} step"
         return f"skipped {what}  ({d['kind']} {d['sequence']}, step {d['step']}): {d['reason']}"
     if a.type == "handoff":
         sla = f", SLA until {d['sla_deadline']}" if d.get("sla_deadline") else ""
