@@ -27,6 +27,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 from . import core
 from .plan import Plan
 from .state import CLOCK, Action, Event, LeadState, Shared, iso
+from .store import StateStore
 
 MAX_TICKS_PER_GAP = 10_000
 
@@ -64,7 +65,9 @@ class Driver:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.states: Dict[str, core.State] = {}
+        # lead -> state, like a dict, holding at most store.LIVE_STATES states in memory (the
+        # rest in a private temporary file), so a trace of any number of leads fits in memory.
+        self.states: StateStore = StateStore()
         self.shared = Shared()
         self._queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
         self._queued: Dict[str, int] = {}  # the due time last queued per lead: unchanged ones are not queued again
@@ -75,7 +78,7 @@ class Driver:
         self.shared = result.shared
         if result.state is not None:
             self.states[event.lead] = result.state
-        due = next_due(self.states.get(event.lead))
+        due = next_due(before if result.state is None else result.state)  # the lead's state now
         if due is not None and self._queued.get(event.lead) != due:
             self._queued[event.lead] = due
             heapq.heappush(self._queue, (due, event.lead))
@@ -114,7 +117,8 @@ class Driver:
 def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None, ordered: bool = False) -> Iterator[Applied]:
     """Apply events and the clock in engine order (see the module docstring). With
     `ordered`, the events already come in engine order (`event_order`) and are read
-    lazily, so a stream of any length runs in memory bounded by its leads."""
+    lazily, so a stream of any length runs in bounded memory: the states of leads not
+    seen lately wait in a temporary file (`store.StateStore`)."""
     driver = Driver(plan)
     left_out = 0
     first_left_out: Optional[Event] = None
