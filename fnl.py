@@ -445,14 +445,18 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
         raise UsageError(f"--until {until} is before the first event", "give a time after the events to follow")
     # Streamed: each step is printed as it happens, so a million events need no more
     # memory than their leads.
-    rejected = []
+    rejected = []  # the first MAX_PROBLEMS, then a count: a hostile file cannot grow it
+    more = 0
     render = tr.text_lines if fmt == "text" else tr.json_lines
     batch: list = []
     wrote = False
     for item in tr.run_file(plan, path, scan, horizon):
         problem = tr.rejection(item, display)
         if problem is not None:
-            rejected.append(problem)
+            if len(rejected) < tr.MAX_PROBLEMS:
+                rejected.append(problem)
+            else:
+                more += 1
         batch.extend(render((item,)))
         if len(batch) >= 1000:
             click.echo("\n".join(batch))
@@ -464,6 +468,10 @@ def trace(funnel: str, events_file: str, until: Optional[str], fmt: str) -> int:
 
         for problem in rejected:
             click.echo("\n".join(problem_block(problem, False)), err=True)
+        if more:
+            from engine.terminal import escape
+
+            click.echo(f"{escape(display)}: {more:,} more events were rejected; fix the ones above first", err=True)
         return EXIT_PROBLEMS
     return EXIT_OK
 
