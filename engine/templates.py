@@ -25,7 +25,8 @@ import time
 import types
 from functools import lru_cache
 from contextlib import contextmanager
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Set, Tuple
 
@@ -74,6 +75,7 @@ class Rendered:
     preheader: str
     html: str
     text: str
+    cpu: float = field(default=0.0, compare=False)  # CPU seconds the render took, for the slow-render budget
 
 
 MAX_OUTPUT = 1024 * 1024  # characters one part may render to
@@ -935,10 +937,13 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
         spent = time.monotonic() - start
         clock.left -= spent
         # A render that failed on its own (memory, size, an error) has its finding; what
-        # counts is time: a render past its deadline, or one that finished, slowly.
+        # counts is time: a render past its deadline, or one that finished slowly (by the
+        # CPU time it took, so that a busy machine does not make fast templates slow).
         timed_out = isinstance(result, RenderFailure) and result.kind == "time"
-        if timed_out or spent > SLOW_RENDER_SECONDS and not isinstance(result, Exception):
+        if timed_out:
             clock.stall_left -= spent
+        elif isinstance(result, Rendered) and result.cpu > SLOW_RENDER_SECONDS:
+            clock.stall_left -= result.cpu
     # A render cut short by what was left of the command's clock may pass with more time.
     if not (isinstance(result, RenderFailure) and result.kind == "time" and seconds < RENDER_SECONDS):
         if len(_RENDERED) >= _RENDER_CACHE_SIZE:
@@ -951,9 +956,12 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
 
 def _render_job(root: Path, name: str, context: Dict[str, Any], seconds: float,
                 top_level: Optional[bool] = None) -> Rendered:
-    """`_render`, run in the worker: failures come back as RenderFailure, located."""
+    """`_render`, run in the worker: failures come back as RenderFailure, located. The
+    result carries the CPU time it took, which a busy machine does not inflate."""
+    began = time.process_time()
     try:
-        return _render(root, name, context, seconds, top_level)
+        return dataclasses.replace(_render(root, name, context, seconds, top_level),
+                                   cpu=time.process_time() - began)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - anything a template does is its failure

@@ -239,7 +239,7 @@ def _seeds_from(paths: Iterable[Path]) -> List[Tuple[str, str]]:
 
 
 DEFINITIONS = _seeds_from([REPO / "funnels" / "reference.yaml", REPO / "funnels" / "newsletter-to-demo.yaml",
-                           *(REPO / "tests" / "cases").rglob("*.y*ml")])
+                           *sorted((REPO / "tests" / "cases").rglob("*.y*ml"))])
 ACME_FILES = sorted(p.name for p in (REPO / "funnels" / "acme").glob("*.yaml"))
 
 

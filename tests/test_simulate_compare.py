@@ -173,8 +173,8 @@ def test_plan_without_forecast_is_unchanged_and_with_it_appends_a_section() -> N
     (("--compare", "funnels/reference.behavior.yaml"), EXIT_USAGE, "not a funnel definition"),
     (("--compare", "README.md"), EXIT_PROBLEMS, "cannot compare with README.md"),
     (("--base", "no-such-revision-xyz"), EXIT_USAGE, "--base no-such-revision-xyz: unknown revision"),
-    (("--base", "HEAD", "--compare", REFERENCE), EXIT_USAGE, "give one of --compare, --base and --sensitivity"),
-    (("--sensitivity", "--compare", REFERENCE), EXIT_USAGE, "give one of --compare, --base and --sensitivity"),
+    (("--base", "HEAD", "--compare", REFERENCE), EXIT_USAGE, "give one of --compare, --base, --sensitivity and --sweep"),
+    (("--sensitivity", "--compare", REFERENCE), EXIT_USAGE, "give one of --compare, --base, --sensitivity and --sweep"),
     (("--compare", REFERENCE, "--runs", "0"), EXIT_USAGE, "--runs 0"),
 ])
 def test_bad_input_gets_one_line_and_the_exit_code(args: Tuple[str, ...], code: int, words: str) -> None:
