@@ -84,6 +84,8 @@ def _raw_lines(path: Path) -> Iterator[Tuple[int, Optional[bytes]]]:
     info = os.stat(path)
     if not stat.S_ISREG(info.st_mode):
         raise ValueError("is not a regular file (a device, pipe or socket): give a file of JSON Lines")
+    if info.st_size > MAX_EVENTS_BYTES:  # at once; and counted while reading, for files that grow
+        raise ValueError(f"is larger than {MAX_EVENTS_BYTES // 1024 ** 3} GiB: split it by day")
     total = 0
     number = 1
     pending = bytearray()
@@ -175,6 +177,7 @@ def scan_events(path: Path, display: str, keep: Optional[List[Event]] = None) ->
     last: Optional[int] = None
     first: Optional[int] = None
     ordered = True
+    same_minute = 0  # events in a row stamped with the latest minute
     ignored: Dict[Optional[str], int] = {}
     try:
         for number, raw in _raw_lines(path):
@@ -190,8 +193,14 @@ def scan_events(path: Path, display: str, keep: Optional[List[Event]] = None) ->
                     keep.append(event)
                 if last is not None and event.at < last:
                     ordered = False
+                if event.at == last:
+                    same_minute += 1
+                elif last is None or event.at > last:
+                    same_minute = 1
                 last = event.at if last is None else max(last, event.at)
                 first = event.at if first is None else min(first, event.at)
+                if not ordered and count > MAX_UNORDERED or same_minute > MAX_UNORDERED:
+                    break  # the file cannot be streamed: said below, without reading the rest
     except OSError as exc:
         return Scan((_file_problem(display, f"cannot read events: {exc.strerror or exc}", "check the path"),),
                     0, None, True)
@@ -209,6 +218,10 @@ def scan_events(path: Path, display: str, keep: Optional[List[Event]] = None) ->
                                                f"{MAX_UNORDERED:,} of them",
                                       "sort the file by `at` (fnl streams files in time order and sorts only "
                                       "smaller ones)"))
+    elif same_minute > MAX_UNORDERED:
+        problems.append(_file_problem(display, f"more than {MAX_UNORDERED:,} events are stamped with the same "
+                                               "minute", "events of one minute are ordered in memory: give each "
+                                                         "its real time (seconds count, minutes decide)"))
     others = ignored.pop(None, 0)
     named: Tuple[Tuple[Optional[str], int], ...] = tuple(sorted((str(k), n) for k, n in ignored.items()))
     return Scan(tuple(problems), count, last, ordered, first, named + (((None, others),) if others else ()))
