@@ -192,10 +192,10 @@ def _judge_suppressions(suppressions: List[Suppression], used: Set[Tuple[str, in
                       if c in rule_ids and c not in sup.codes]
             if nearby:
                 # A finding the comment does not name is right here: the ID was likely mistyped.
-                guess = (difflib.get_close_matches(code, nearby, n=1, cutoff=0.5) or nearby)[0]
-                where = "line" if guess in here.get((sup.file, sup.line), []) else "next line"
-                help = (f"did you mean {guess}, reported on this {where}? write `# fnl: ignore[{guess}] <reason>` "
-                        f"(`fnl rules {guess}` says what it checks)")
+                meant = (difflib.get_close_matches(code, nearby, n=1, cutoff=0.5) or nearby)[0]
+                where = "line" if meant in here.get((sup.file, sup.line), []) else "next line"
+                help = (f"did you mean {meant}, reported on this {where}? write `# fnl: ignore[{meant}] <reason>` "
+                        f"(`fnl rules {meant}` says what it checks)")
             else:
                 help = (f"{code} no longer finds anything here: remove the comment (or move it to the line the "
                         "finding is on, or the line just above it)")
