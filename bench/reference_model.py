@@ -334,13 +334,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     vec = run_numpy(args.leads, args.seed + 1)
     t2 = time.perf_counter()
     print(f"plain Python: {args.leads} leads in {t1 - t0:.2f} s; NumPy: {t2 - t1:.2f} s")
-    print(f"{'figure':<20}{'plain':>10}{'numpy':>10}{'SE':>10}{'z':>7}")
+    return 0 if print_agreement(plain, vec, "plain", "numpy") else 1
+
+
+def print_agreement(a: Figures, b: Figures, left: str, right: str) -> bool:
+    """Print each figure of two runs side by side with its z; whether all are within 4 SE."""
+    print(f"{'figure':<20}{left:>10}{right:>10}{'SE':>10}{'z':>7}")
     ok = True
-    for name, x, y, se, z, good in compare(plain, vec):
+    for name, x, y, se, z, good in compare(a, b):
         ok &= good
         print(f"{name:<20}{x:>10.5f}{y:>10.5f}{se:>10.5f}{z:>7.2f}{'' if good else '  > 4 SE'}")
     print("agree within 4 SE" if ok else "DISAGREE beyond 4 SE")
-    return 0 if ok else 1
+    return ok
 
 
 if __name__ == "__main__":

@@ -169,13 +169,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     plain = reference_model.run_plain(args.leads, args.seed + 1)
     t2 = time.perf_counter()
     print(f"SimPy: {args.leads} leads in {t1 - t0:.2f} s; plain Python: {t2 - t1:.2f} s")
-    print(f"{'figure':<20}{'simpy':>10}{'plain':>10}{'SE':>10}{'z':>7}")
-    ok = True
-    for name, x, y, se, z, good in reference_model.compare(sim, plain):
-        ok &= good
-        print(f"{name:<20}{x:>10.5f}{y:>10.5f}{se:>10.5f}{z:>7.2f}{'' if good else '  > 4 SE'}")
-    print("agree within 4 SE" if ok else "DISAGREE beyond 4 SE")
-    return 0 if ok else 1
+    return 0 if reference_model.print_agreement(sim, plain, "simpy", "plain") else 1
 
 
 if __name__ == "__main__":

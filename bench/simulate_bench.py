@@ -178,11 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         sim = figures_of(outputs[("simpy", simpy_big)])
         plain = figures_of(outputs[("plain", plain_big)])
         print(f"\nSimPy model ({simpy_big:,} leads) against the plain-Python model ({plain_big:,} leads):")
-        print(f"{'figure':<20}{'simpy':>10}{'plain':>10}{'SE':>10}{'z':>7}")
-        for name, x, y, se, z, good in reference_model.compare(sim, plain):
-            ok &= good
-            print(f"{name:<20}{x:>10.5f}{y:>10.5f}{se:>10.5f}{z:>7.2f}{'' if good else '  > 4 SE'}")
-        print("agree within 4 SE" if ok else "DISAGREE beyond 4 SE")
+        ok &= reference_model.print_agreement(sim, plain, "simpy", "plain")
     return 0 if ok else 1
 
 

@@ -93,6 +93,15 @@ def start_minute(text: Optional[str]) -> int:
         raise UsageError(f"--start: {exc}") from None
 
 
+def behaviour_file(funnel: str, behavior_path: Optional[str]) -> Optional[Path]:
+    """The behaviour model `fnl simulate` reads for `funnel`: the file given with
+    `--behavior`, else the `*.behavior.yaml` beside the funnel, else None (fnl's defaults)."""
+    if behavior_path is not None and not Path(behavior_path).exists():
+        raise UsageError(f"--behavior {behavior_path}: no such file",
+                         "check the path; without --behavior fnl uses the *.behavior.yaml beside the funnel")
+    return Path(behavior_path) if behavior_path is not None else find_behavior(funnel)
+
+
 def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optional[int] = None,
              days: Optional[int] = None, seed: int = 1, runs: int = 1, start: Optional[str] = None,
              progress: Optional[Progress] = None, expect_path: Optional[str] = None,
@@ -112,11 +121,8 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
 
     check_sizes(leads, days, runs)
     first_minute = start_minute(start)
-    if behavior_path is not None and not Path(behavior_path).exists():
-        raise UsageError(f"--behavior {behavior_path}: no such file",
-                         "check the path; without --behavior fnl uses the *.behavior.yaml beside the funnel")
+    found = behaviour_file(funnel, behavior_path)
     plan = plan_for(funnel)
-    found = Path(behavior_path) if behavior_path is not None else find_behavior(funnel)
     model = load_behavior(found, plan) if found is not None else default_behavior(plan)
     gates = Path(expect_path) if expect_path is not None else expect.find_expectations(funnel)
     expectations = expect.load_expectations(gates, plan, model) if gates is not None else None

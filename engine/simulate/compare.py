@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ProblemsFound, UsageError
 from ..plan import Plan
 from ..state import iso
 from ..terminal import escape, json_document
-from . import DAY, MAX_SIMULATED, Behavior, Progress, Workers, check_sizes, start_minute
-from .behavior import default_behavior, find_behavior, load_behavior
+from . import DAY, MAX_SIMULATED, Behavior, Progress, Workers, behaviour_file, check_sizes, start_minute
+from .behavior import default_behavior, load_behavior
 from .figures import Estimate, Figures, HEADLINE_STAGES, Num, estimate, one_run
 
 FORMAT_VERSION = 1
@@ -71,10 +70,7 @@ class Comparison:
 
 def behaviour_for(funnel: str, behavior_path: Optional[str], plan: Plan) -> Behavior:
     """The behaviour model `forecast` would use for `funnel`."""
-    if behavior_path is not None and not Path(behavior_path).exists():
-        raise UsageError(f"--behavior {behavior_path}: no such file",
-                         "check the path; without --behavior fnl uses the *.behavior.yaml beside the funnel")
-    found = Path(behavior_path) if behavior_path is not None else find_behavior(funnel)
+    found = behaviour_file(funnel, behavior_path)
     return load_behavior(found, plan) if found is not None else default_behavior(plan)
 
 
@@ -277,6 +273,14 @@ def _round(x: float) -> float:
     return 0.0 if r == 0 else r
 
 
+def document_head(kind: str, funnel: str, behavior: Behavior, seed: int, runs: int, start: int,
+                  days: float) -> Dict[str, Any]:
+    """What every `fnl simulate` JSON report other than the forecast starts with."""
+    return {"version": FORMAT_VERSION, "kind": kind, "funnel": funnel,
+            "behavior": {"source": behavior.source, "assumptions": list(behavior.assumptions)},
+            "seed": seed, "runs": runs, "start": iso(start), "days": _round(days)}
+
+
 def json_value(v: Optional[Num]) -> Any:
     if v is None:
         return None
@@ -346,17 +350,10 @@ def render_markdown(c: Comparison) -> str:
 
 def data(c: Comparison) -> Dict[str, Any]:
     doc: Dict[str, Any] = {
-        "version": FORMAT_VERSION,
-        "kind": "comparison",
-        "funnel": c.funnel,
+        **document_head("comparison", c.funnel, c.behavior, c.seed, c.runs, c.start, c.days),
         "other": c.other,
         "funnel_name": c.funnel_name,
         "other_name": c.other_name,
-        "behavior": {"source": c.behavior.source, "assumptions": list(c.behavior.assumptions)},
-        "seed": c.seed,
-        "runs": c.runs,
-        "start": iso(c.start),
-        "days": _round(c.days),
         "rejected": c.rejected,
         "differences": {r.key: {"label": r.label, "kind": r.kind, "funnel": json_value(r.funnel),
                                 "other": json_value(r.other), "difference": json_value(r.difference)}

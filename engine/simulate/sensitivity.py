@@ -27,10 +27,9 @@ from ..state import iso
 from ..terminal import escape, json_document
 from . import DAY, Behavior, Progress, Workers, check_sizes, start_minute
 from .behavior import Rates
-from .compare import _round, behaviour_for, horizon_for, json_value
+from .compare import _round, behaviour_for, document_head, horizon_for, json_value
 from .figures import Estimate, Num, estimate, mean_of, one_run
 
-FORMAT_VERSION = 1
 FORMATS = ("text", "json", "markdown")
 STEP = 0.2
 RATE_NAMES = ("open", "click", "reply", "unsubscribe", "bounce")
@@ -282,14 +281,7 @@ def render_markdown(s: Sensitivity) -> str:
 
 def data(s: Sensitivity) -> Dict[str, Any]:
     doc: Dict[str, Any] = {
-        "version": FORMAT_VERSION,
-        "kind": "sensitivity",
-        "funnel": s.funnel,
-        "behavior": {"source": s.behavior.source, "assumptions": list(s.behavior.assumptions)},
-        "seed": s.seed,
-        "runs": s.runs,
-        "start": iso(s.start),
-        "days": _round(s.days),
+        **document_head("sensitivity", s.funnel, s.behavior, s.seed, s.runs, s.start, s.days),
         "step": STEP,
         "leads": json_value(s.leads),
         "base": {st: json_value(v) for st, v in s.base},

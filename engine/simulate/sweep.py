@@ -18,17 +18,15 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ProblemsFound, UsageError
 from ..state import iso
 from ..terminal import escape, json_document
-from . import DAY, Behavior, Progress, Workers, check_sizes, start_minute
-from .compare import _round, horizon_for, json_value, metrics
+from . import DAY, Behavior, Progress, Workers, behaviour_file, check_sizes, start_minute
+from .compare import _round, document_head, horizon_for, json_value, metrics
 from .figures import HEADLINE_STAGES, Estimate, Num, estimate
 
-FORMAT_VERSION = 1
 FORMATS = ("text", "json", "markdown")
 MAX_POINTS = 50
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?%?"
@@ -144,18 +142,15 @@ def sweep(funnel: str, spec: str, behavior_path: Optional[str] = None, *, leads:
           progress: Optional[Progress] = None, workers: Optional[Workers] = None) -> SweepResult:
     """The forecast of `funnel` at every value of the sweep, same seeds for every value."""
     from ..pipeline import plan_for
-    from .behavior import find_behavior, load_behavior
+    from .behavior import load_behavior
     from .figures import figures
     from .run import simulate
 
     wanted = parse_sweep(spec)
     check_sizes(leads, days, runs)
     first_minute = start_minute(start)
-    if behavior_path is not None and not Path(behavior_path).exists():
-        raise UsageError(f"--behavior {behavior_path}: no such file",
-                         "check the path; without --behavior fnl uses the *.behavior.yaml beside the funnel")
+    found = behaviour_file(funnel, behavior_path)
     plan = plan_for(funnel)
-    found = Path(behavior_path) if behavior_path is not None else find_behavior(funnel)
     if found is None:
         raise UsageError(f"--sweep {spec}: {funnel} has no behaviour model to vary",
                          "write a *.behavior.yaml beside the funnel (`fnl schema behavior`), or pass --behavior FILE")
@@ -272,15 +267,8 @@ def render_markdown(r: SweepResult) -> str:
 
 def data(r: SweepResult) -> Dict[str, Any]:
     doc: Dict[str, Any] = {
-        "version": FORMAT_VERSION,
-        "kind": "sweep",
-        "funnel": r.funnel,
-        "behavior": {"source": r.behavior.source, "assumptions": list(r.behavior.assumptions)},
+        **document_head("sweep", r.funnel, r.behavior, r.seed, r.runs, r.start, r.days),
         "setting": ".".join(r.sweep.path),
-        "seed": r.seed,
-        "runs": r.runs,
-        "start": iso(r.start),
-        "days": _round(r.days),
         "points": [{"value": _round(row.value), "figures": {key: json_value(v) for key, _, _, v in row.figures}}
                    for row in r.rows],
     }

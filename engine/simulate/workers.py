@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import UsageError
 
@@ -104,14 +104,20 @@ def _on_processes(processes: int, context: Context, pieces: List[Piece],
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method), initializer=_start_worker,
                              initargs=(context,)) as pool:
         futures: Dict[Future, int] = {pool.submit(_piece_in_worker, piece): i for i, piece in enumerate(pieces)}
-        done = 0
-        for future in as_completed(futures):
-            part = future.result()
-            parts[futures[future]] = part
-            done += part.steps
-            if progress is not None:
-                progress(done)
+        _gather(futures, as_completed(futures), parts, progress)
     return [p for p in parts if p is not None]
+
+
+def _gather(futures: Dict, completed: Iterable, parts: List[Optional["Part"]],
+            progress: Optional[Callable[[int], None]]) -> None:
+    """Each piece's part into its place as it finishes, the steps so far to `progress`."""
+    done = 0
+    for future in completed:
+        part = future.result()
+        parts[futures[future]] = part
+        done += part.steps
+        if progress is not None:
+            progress(done)
 
 
 # -- Dask distributed ---------------------------------------------------------------------
@@ -138,11 +144,5 @@ def _on_dask(address: str, context: Context, pieces: List[Piece],
         shared = client.scatter([context], broadcast=True)[0]
         futures = {client.submit(_piece_on_dask, piece, shared, pure=False): i for i, piece in enumerate(pieces)}
         parts: List[Optional["Part"]] = [None] * len(pieces)
-        done = 0
-        for future in as_completed(list(futures), loop=client.loop):
-            part = future.result()
-            parts[futures[future]] = part
-            done += part.steps
-            if progress is not None:
-                progress(done)
+        _gather(futures, as_completed(list(futures), loop=client.loop), parts, progress)
     return [p for p in parts if p is not None]
