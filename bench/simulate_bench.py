@@ -46,16 +46,19 @@ SIMPY_SEED = SEED + 2          # a stream of its own, so SimPy and plain are ind
 def one(kind: str, leads: int) -> int:
     """The work of one measured process."""
     sys.path.insert(0, str(REPO))
-    if kind == "fnl":
+    if kind.startswith("fnl"):
         from engine.pipeline import plan_for
         from engine.simulate.behavior import find_behavior, load_behavior
         from engine.simulate.run import simulate
+        from engine.simulate.workers import Workers
 
         funnel = REPO / "funnels" / "reference.yaml"
         plan = plan_for(str(funnel))
         behavior_path = find_behavior(funnel)
         assert behavior_path is not None
-        run = simulate(plan, load_behavior(behavior_path, plan), seed=SEED, leads=leads)
+        processes = int(kind[len("fnl-w"):]) if kind.startswith("fnl-w") else 1
+        run = simulate(plan, load_behavior(behavior_path, plan), seed=SEED, leads=leads,
+                       workers=Workers(processes=processes))
         print(len(run.leads), sum(1 for r in run.leads if r.stage == "sql"))
         return 0
     sys.path.insert(0, str(REPO / "bench"))
@@ -103,6 +106,12 @@ LABELS = {"fnl": "fnl simulate", "plain": "plain-Python model", "numpy": "NumPy 
           "simpy": "SimPy model"}
 
 
+def label(kind: str) -> str:
+    if kind.startswith("fnl-w"):
+        return f"fnl --workers {kind[len('fnl-w'):]}"
+    return LABELS[kind]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="fnl simulate against plain models of the reference funnel")
     ap.add_argument("--repeats", type=int, default=3)
@@ -111,6 +120,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--models", type=int, nargs="*", help="model sizes (default 10000 100000 1000000)")
     ap.add_argument("--simpy", type=int, nargs="*",
                     help="SimPy model sizes (default 10000 100000; --quick 10000; the option alone: none)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="also time fnl with --workers N at its sizes (the leads on N local processes)")
     ap.add_argument("--one", nargs=2, metavar=("KIND", "LEADS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -119,6 +130,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     fnl_sizes = args.fnl or ([1000] if args.quick else [1000, 10_000])
     model_sizes = args.models or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     plan: List[Tuple[str, int]] = [("fnl", n) for n in fnl_sizes]
+    if args.workers > 1:
+        plan += [(f"fnl-w{args.workers}", n) for n in fnl_sizes]
     plan += [("plain", n) for n in model_sizes] + [("numpy", n) for n in model_sizes]
     if args.simpy is None:
         simpy_sizes = [10_000] if args.quick else [10_000, 100_000]
@@ -134,7 +147,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     outputs: Dict[Tuple[str, int], str] = {}
     for kind, leads in plan:
         results[(kind, leads)], outputs[(kind, leads)] = measure(kind, leads, args.repeats)
-        print(f"  {LABELS[kind]} {leads:,} leads: {', '.join(f'{t:.2f}' for t in results[(kind, leads)])} s",
+        print(f"  {label(kind)} {leads:,} leads: {', '.join(f'{t:.2f}' for t in results[(kind, leads)])} s",
               file=sys.stderr)
 
     def per_lead_day(kind: str, leads: int) -> float:
@@ -152,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         med = statistics.median(times)
         rate = leads * HORIZON_DAYS / med
         ratio = per_lead_day(kind, leads) / base
-        line = f"{LABELS[kind]:<22}{leads:>10,}{med:>10.2f}{min(times):>9.2f}{rate:>14,.0f}{fmt_ratio(ratio):>10}"
+        line = f"{label(kind):<22}{leads:>10,}{med:>10.2f}{min(times):>9.2f}{rate:>14,.0f}{fmt_ratio(ratio):>10}"
         if simpy_base:
             line += f"{fmt_ratio(simpy_base / per_lead_day(kind, leads)):>10}"
         print(line)
