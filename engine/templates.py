@@ -935,7 +935,9 @@ def render(root: Path, name: str, context: Mapping[str, Any]) -> Rendered:
         result = exc
     if clock is not None:
         spent = time.monotonic() - start
-        clock.left -= spent
+        # A finished render costs the CPU time it took (a busy machine does not make it
+        # dearer); anything else, the time it held the command up.
+        clock.left -= result.cpu if isinstance(result, Rendered) else spent
         # A render that failed on its own (memory, size, an error) has its finding; what
         # counts is time: a render past its deadline, or one that finished slowly (by the
         # CPU time it took, so that a busy machine does not make fast templates slow).

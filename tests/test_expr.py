@@ -71,11 +71,11 @@ def test_precedence_and_names():
     "f(" * 5000 + ")" * 5000,
 ], ids=["parens", "not", "minus", "lists", "calls"])
 def test_deep_nesting_is_a_syntax_error_not_a_recursion_error(source):
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(expr.ExprSyntaxError) as info:
         expr.parse(source[:expr.MAX_LENGTH])
     assert "deeper than" in info.value.message
-    assert time.perf_counter() - start < 1
+    assert time.process_time() - start < 1
 
 
 def test_overlong_condition_rejected():
