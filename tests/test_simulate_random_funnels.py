@@ -48,10 +48,10 @@ FNL_RANDOM_FUNNELS=N runs N funnels (still derandomized):
 A failure prints the funnel, its behaviour model and the seed (shrunk by hypothesis), as
 YAML ready to be written beside each other and run with `fnl simulate --seed`.
 
-Larger budgets find two simulator bugs, shrunk by hand to one-lead funnels at the end of
-this file (strict xfails: they pass, and fail the suite, once the simulator is fixed):
-what a lead does within the minute of its visit (second 50) is stamped second 10 and so
-replays before the visit; and an unsubscribe due after the horizon is counted by the run.
+Larger budgets found two simulator bugs, now fixed and kept as one-lead tests at the end
+of this file: what a lead did within the minute of its visit (second 50) was stamped
+second 10 and so replayed before the visit; and an unsubscribe (or open, click, reply)
+due after the horizon was counted by the run though never applied.
 """
 from __future__ import annotations
 
@@ -634,10 +634,6 @@ crm: {win-rate: {after: sql, outcomes: {crm.deal_won: {probability: 1, delay: 0d
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="simulator bug: what a lead does in reply to an event at second 50 of a minute "
-                   "(its visit) within that minute (the open of an email sent then with `day: same_minute`, a CRM "
-                   "reaction with no delay) is stamped an earlier second (10) and applied after it; the events file "
-                   "puts it before the visit, where the replay ignores it")
 @pytest.mark.parametrize("funnel,behavior", [SAME_MINUTE_OPEN, SPREAD_CRM], ids=["same-minute-open", "spread-crm"])
 def test_what_follows_a_visit_in_its_minute_replays_after_the_visit(tmp_path: Path, funnel: str, behavior: str) -> None:
     path = _shrunk(tmp_path, funnel, behavior, "s/hello")
@@ -647,16 +643,13 @@ def test_what_follows_a_visit_in_its_minute_replays_after_the_visit(tmp_path: Pa
                            encoding="utf-8")
     replay = replayed(Simulated(str(path), plan, run, log, events_file, run.start + run.horizon - 1))
     # Simulated: optin 09:00:00, site.visited 09:00:50 (-> sql), then email.opened (+5) or
-    # crm.deal_won (-> customer) stamped 09:00:10; replayed in time order, that comes first
-    # and is ignored.
+    # crm.deal_won (-> customer) in the same minute: stamped no earlier than 09:00:50, so the
+    # replay, in time order, applies it after the visit too (it was stamped 09:00:10).
     assert_same("stage entries", stage_entries(log), stage_entries(replay))
     (mine,), (theirs,) = final_states(log).values(), final_states(replay).values()
     assert theirs.score == mine.score
 
 
-@pytest.mark.xfail(strict=True, reason="simulator bug: an unsubscribe drawn for an email whose unsubscribe time falls "
-                   "at or after the horizon is dropped by `push`, but `Send.unsubscribed` is set and "
-                   "`Run.unsubscribes` counts it (the same holds for opened/clicked/replied flags)")
 def test_the_runs_unsubscribes_are_the_unsubscribes_the_engine_took(tmp_path: Path) -> None:
     path = _shrunk(tmp_path, """\
 stages: [subscriber, customer]

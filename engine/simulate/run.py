@@ -114,6 +114,7 @@ class _Loop:
         self.driver = Driver(plan)
         self.queue: List[Tuple[int, str, int, int, Any]] = []  # (minute, lead, second, seq, item)
         self.seq = 0
+        self.applying: Tuple[int, str, int] = (-1, "", 0)  # (minute, lead, second) of the event being applied
         self.records: Dict[str, LeadRecord] = {}
         self.sends: List[Send] = []
         self.rejected = 0
@@ -129,15 +130,20 @@ class _Loop:
         self.visit_pages = [(page, share) for page, share in behavior.visits.pages]
 
     # -- the queue of what synthetic leads do ----------------------------------------
-    def push(self, minute: int, lead: str, second: int, item: Any) -> None:
-        """Queue what a lead does at `minute`; nothing at or after the horizon. An event's
-        own time is the minute it is queued for."""
+    def push(self, minute: int, lead: str, second: int, item: Any) -> bool:
+        """Queue what a lead does at `minute`; nothing at or after the horizon (False). An
+        event's own time is the minute it is queued for. What a lead does in reply to the
+        event being applied, in that event's minute, is stamped no earlier than that
+        event's second, so the events file lists it in the order it was applied."""
         if minute >= self.end:
-            return
+            return False
+        if (minute, lead) == self.applying[:2]:
+            second = max(second, self.applying[2])
         if isinstance(item, Event) and (item.at != minute or item.second != second):
             item = replace(item, at=minute, second=second)
         self.seq += 1
         heapq.heappush(self.queue, (minute, lead, second, self.seq, item))
+        return True
 
     def run(self, leads: Sequence[Tuple[Lead, str]]) -> Part:
         for newcomer, kind in leads:
@@ -164,6 +170,7 @@ class _Loop:
 
     # -- what the engine did ---------------------------------------------------------
     def record(self, applied: Applied) -> None:
+        self.applying = (applied.event.at, applied.event.lead, applied.event.second)
         self.steps += 1
         if self.progress is not None and self.steps % 5000 == 0:
             self.progress(self.steps)
@@ -234,29 +241,29 @@ class _Loop:
         key = (rec.id, "email", send.sequence, send.step)
         timing = self.behavior.timing
         t = action.at
+        # Each flag says what the lead did within the run: a reply drawn for after the
+        # horizon is not queued, and not counted.
         if self.draws.chance(rates.bounce, *key, "bounce"):
-            send.bounced = True
-            self.push(t + (0 if timing.same_minute else 1), rec.id, SECOND_BOUNCE,
-                      Event("email.bounced", t, rec.id, template=template, bounce="hard"))
+            send.bounced = self.push(t + (0 if timing.same_minute else 1), rec.id, SECOND_BOUNCE,
+                                     Event("email.bounced", t, rec.id, template=template, bounce="hard"))
             return
         opened_at = t if timing.same_minute else t + self.draws.delay(timing.open_delay, *key, "open-delay")
         if self.draws.chance(rates.unsubscribe, *key, "unsubscribe"):
-            send.unsubscribed = True
-            self.push(opened_at, rec.id, SECOND_REPLY, Event("email.unsubscribed", opened_at, rec.id,
-                                                             template=template))
+            send.unsubscribed = self.push(opened_at, rec.id, SECOND_REPLY,
+                                          Event("email.unsubscribed", opened_at, rec.id, template=template))
             return
         if not self.draws.chance(rates.open, *key, "open"):
             return
-        send.opened = True
-        self.push(opened_at, rec.id, SECOND_REPLY, Event("email.opened", opened_at, rec.id, template=template))
+        send.opened = self.push(opened_at, rec.id, SECOND_REPLY,
+                                Event("email.opened", opened_at, rec.id, template=template))
+        if not send.opened:
+            return
         if self.draws.chance(rates.click, *key, "click"):
-            send.clicked = True
             at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.click_delay, *key, "cd")
-            self.push(at, rec.id, SECOND_REPLY, Event("email.clicked", at, rec.id, template=template))
+            send.clicked = self.push(at, rec.id, SECOND_REPLY, Event("email.clicked", at, rec.id, template=template))
         if self.draws.chance(rates.reply, *key, "reply"):
-            send.replied = True
             at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.reply_delay, *key, "rd")
-            self.push(at, rec.id, SECOND_REPLY, Event("email.replied", at, rec.id, template=template))
+            send.replied = self.push(at, rec.id, SECOND_REPLY, Event("email.replied", at, rec.id, template=template))
 
     # -- what synthetic leads do on their own ----------------------------------------
     def act(self, minute: int, lead: str, second: int, item: Any) -> None:
@@ -269,7 +276,7 @@ class _Loop:
             lead_state = self.driver.states.get(lead)
             if stage is not None and (not isinstance(lead_state, LeadState) or lead_state.stage != stage):
                 return  # the lead left the stage before the CRM answered
-            self.record(self.driver.apply(Event(event_type, minute, lead)))
+            self.record(self.driver.apply(Event(event_type, minute, lead, second=second)))
 
     def visit(self, rec: LeadRecord, minute: int, day: int) -> None:
         """The lead's daily chance of a website visit; then the next day's."""
