@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .. import clock
@@ -50,10 +51,34 @@ def lead_timezone(plan: Plan, profile: Mapping[str, Any]) -> str:
 
 
 def local_minute(start: int, day: int, minute_of_day: int, tz: str) -> int:
-    """The minute at local wall time `minute_of_day` on day `day` after `start`'s local date."""
+    """The minute at local wall time `minute_of_day` (0 to 1439) on day `day` after
+    `start`'s local date. Days without a change of UTC offset (all but two a year, in
+    zones that have them) take a cached start of day; the others work it out in full."""
+    midnight, steady = _day_start(tz, local_ordinal(start, tz) + day)
+    if steady and 0 <= minute_of_day < DAY:
+        return midnight + minute_of_day
     first = clock.local(start, tz)
-    midnight = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=day)
-    return clock.to_minute(midnight + timedelta(minutes=minute_of_day))
+    wall = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=day)
+    return clock.to_minute(wall + timedelta(minutes=minute_of_day))
+
+
+@lru_cache(maxsize=1 << 16)
+def local_ordinal(minute: int, tz: str) -> int:
+    """The local date of a minute in `tz`, as a proleptic Gregorian ordinal."""
+    return clock.local(minute, tz).toordinal()
+
+
+@lru_cache(maxsize=1 << 14)
+def _day_start(tz: str, ordinal: int) -> Tuple[int, bool]:
+    """(the minute of local midnight on that date, whether the UTC offset is the same all
+    day long): a steady day's minute m is midnight + m."""
+    zone = clock.zone(tz)
+    try:
+        midnight = datetime.fromordinal(ordinal).replace(tzinfo=zone)
+        last = midnight.replace(hour=23, minute=59)
+        return clock.to_minute(midnight), midnight.utcoffset() == last.utcoffset()
+    except (OverflowError, ValueError):
+        return 0, False
 
 
 def scaled(behavior: Behavior, leads: Optional[int]) -> List[Tuple[Arrival, float]]:

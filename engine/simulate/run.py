@@ -18,13 +18,13 @@ import heapq
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .. import clock, core
+from .. import core
 from .. import state as st
 from ..drive import Applied, Driver
 from ..plan import Plan
 from ..state import Event, LeadState
 from .behavior import DAY, Behavior, Reaction
-from .cohort import Lead, arrivals, lead_timezone, local_minute
+from .cohort import Lead, arrivals, lead_timezone, local_minute, local_ordinal
 from .draws import Draws
 
 if TYPE_CHECKING:
@@ -304,7 +304,7 @@ class _Loop:
         if self.behavior.timing.same_minute:
             return (minute - arrived) // DAY
         tz = lead_timezone(self.plan, lead_state.profile_dict())
-        return (clock.local(minute, tz).date() - clock.local(arrived, tz).date()).days
+        return local_ordinal(minute, tz) - local_ordinal(arrived, tz)
 
     def _visit_minute(self, arrived: int, lead: str, day: int, who: Union[LeadState, Mapping[str, Any]]) -> int:
         """When on its `day` (day 0 is the day it arrived, in its own timezone) a lead may
