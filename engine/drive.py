@@ -70,7 +70,7 @@ class Driver:
         self.states: StateStore = StateStore()
         self.shared = Shared()
         self._queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
-        self._queued: Dict[str, int] = {}  # the due time last queued per lead: unchanged ones are not queued again
+        self._queued: Dict[str, int] = {}  # each lead's next due time, as queued: unchanged ones are not queued again
 
     def apply(self, event: Event) -> Applied:
         before = self.states.get(event.lead)
@@ -79,21 +79,23 @@ class Driver:
         if result.state is not None:
             self.states[event.lead] = result.state
         due = next_due(before if result.state is None else result.state)  # the lead's state now
-        if due is not None and self._queued.get(event.lead) != due:
+        if due is None:
+            self._queued.pop(event.lead, None)  # any queued time of the lead is stale now
+        elif self._queued.get(event.lead) != due:
             self._queued[event.lead] = due
             heapq.heappush(self._queue, (due, event.lead))
         return Applied(event, before, result)
 
     def next_clock(self) -> Optional[Tuple[int, str]]:
         """(minute, lead) of the next time the clock alone changes a lead, or None."""
-        queue = self._queue
+        queue, queued = self._queue, self._queued
         while queue:
             due, lead = queue[0]
-            if next_due(self.states.get(lead)) == due:
+            # `_queued` holds every lead's next due time as `apply` last worked it out, so an
+            # entry is current exactly when it matches (no need to read the state back).
+            if queued.get(lead) == due:
                 return due, lead
             heapq.heappop(queue)  # stale: the lead's next due time moved
-            if self._queued.get(lead) == due:
-                del self._queued[lead]
         return None
 
     def tick(self) -> Applied:
