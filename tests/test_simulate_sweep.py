@@ -125,3 +125,11 @@ def test_expectations_are_not_silently_dropped_from_a_comparison(args) -> None:
     result = CliRunner().invoke(fnl.cli, ["simulate", str(FUNNEL), "--leads", "20", *args])
     assert result.exit_code == EXIT_USAGE, result.output
     assert "judges one forecast" in result.stderr
+
+
+def test_several_runs_give_means_with_intervals_and_say_how() -> None:
+    swept = sweep(str(FUNNEL), "visits.daily=0.01,0.02", leads=40, seed=5, runs=2)
+    doc = json.loads(render(swept, "json"))
+    assert doc["intervals"] == {"confidence": 0.95, "method": "Student's t over the runs", "seeds": [5, 6]}
+    assert set(doc["points"][0]["figures"]["stages.mql.reached"]) == {"mean", "lo", "hi"}
+    assert "means over 2 runs with 95 % intervals" in render(swept, "text")

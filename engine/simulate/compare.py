@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import ProblemsFound, UsageError
 from ..plan import Plan
@@ -274,11 +274,22 @@ def _round(x: float) -> float:
 
 
 def document_head(kind: str, funnel: str, behavior: Behavior, seed: int, runs: int, start: int,
-                  days: float) -> Dict[str, Any]:
-    """What every `fnl simulate` JSON report other than the forecast starts with."""
-    return {"version": FORMAT_VERSION, "kind": kind, "funnel": funnel,
-            "behavior": {"source": behavior.source, "assumptions": list(behavior.assumptions)},
-            "seed": seed, "runs": runs, "start": iso(start), "days": _round(days)}
+                  days: float, method: str) -> Dict[str, Any]:
+    """What every `fnl simulate` JSON report other than the forecast starts with; with
+    several runs, how their 95 % intervals were made (`method`) and from which seeds."""
+    doc = {"version": FORMAT_VERSION, "kind": kind, "funnel": funnel,
+           "behavior": {"source": behavior.source, "assumptions": list(behavior.assumptions)},
+           "seed": seed, "runs": runs, "start": iso(start), "days": _round(days)}
+    if runs > 1:
+        doc["intervals"] = {"confidence": 0.95, "method": method, "seeds": list(range(seed, seed + runs))}
+    return doc
+
+
+def render_with(renderers: Mapping[str, Callable[[Any], str]], report: Any, fmt: str, option: str) -> str:
+    """`report` in format `fmt` by one of `renderers`, or the usage error naming `option`."""
+    if fmt not in renderers:
+        raise UsageError(f"--format {fmt} is not available with {option}", f"give one of {', '.join(renderers)}")
+    return renderers[fmt](report)
 
 
 def json_value(v: Optional[Num]) -> Any:
@@ -350,7 +361,7 @@ def render_markdown(c: Comparison) -> str:
 
 def data(c: Comparison) -> Dict[str, Any]:
     doc: Dict[str, Any] = {
-        **document_head("comparison", c.funnel, c.behavior, c.seed, c.runs, c.start, c.days),
+        **document_head("comparison", c.funnel, c.behavior, c.seed, c.runs, c.start, c.days, PAIRED),
         "other": c.other,
         "funnel_name": c.funnel_name,
         "other_name": c.other_name,
@@ -359,9 +370,6 @@ def data(c: Comparison) -> Dict[str, Any]:
                                 "other": json_value(r.other), "difference": json_value(r.difference)}
                         for r in c.rows},
     }
-    if c.runs > 1:
-        doc["intervals"] = {"confidence": 0.95, "method": PAIRED,
-                            "seeds": list(range(c.seed, c.seed + c.runs))}
     return doc
 
 
@@ -374,10 +382,7 @@ RENDERERS: Dict[str, Callable[[Comparison], str]] = {"text": render_text, "json"
 
 
 def render(c: Comparison, fmt: str) -> str:
-    if fmt not in RENDERERS:
-        raise UsageError(f"--format {fmt} is not available with --compare or --base",
-                         f"give one of {', '.join(FORMATS)}")
-    return RENDERERS[fmt](c)
+    return render_with(RENDERERS, c, fmt, "--compare or --base")
 
 
 # -- `fnl plan --forecast` ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .behavior import DAY
 from .run import LeadRecord, Run
@@ -348,27 +348,20 @@ def _variants(run: Run) -> Tuple[VariantFigures, ...]:
     return tuple(out)
 
 
-def _week(run: Run, minute: int, weeks: int) -> Optional[int]:
-    week = (minute - run.start) // WEEK
-    return week if 0 <= week < weeks else None
+def _per_week(run: Run, minutes: Iterable[Optional[int]], weeks: int) -> List[int]:
+    """How many of `minutes` fall in each week of the run (None and minutes outside it: none)."""
+    counts = [0] * weeks
+    for minute in minutes:
+        if minute is not None:
+            week = (minute - run.start) // WEEK
+            if 0 <= week < weeks:
+                counts[week] += 1
+    return counts
 
 
 def _weekly(run: Run, leads: Sequence[LeadRecord], stages: Sequence[str], weeks: int) -> Weekly:
-    entered = []
-    for stage in stages:
-        counts = [0] * weeks
-        for r in leads:
-            if stage in r.reached:
-                week = _week(run, r.reached[stage], weeks)
-                if week is not None:
-                    counts[week] += 1
-        entered.append((stage, tuple(counts)))
-    handoffs = [0] * weeks
-    for r in leads:
-        if r.handed_off_at is not None:
-            week = _week(run, r.handed_off_at, weeks)
-            if week is not None:
-                handoffs[week] += 1
+    entered = [(stage, tuple(_per_week(run, (r.reached.get(stage) for r in leads), weeks))) for stage in stages]
+    handoffs = _per_week(run, (r.handed_off_at for r in leads), weeks)
     return Weekly(weeks, tuple(entered), tuple(handoffs))
 
 
@@ -382,12 +375,7 @@ def _reps(run: Run, leads: Sequence[LeadRecord], weeks: int) -> Tuple[RepLoad, .
     out = []
     for rep in reps:
         owned = [r for r in leads if r.owner == rep]
-        per_week = [0] * weeks
-        for r in owned:
-            if r.handed_off_at is not None:
-                week = _week(run, r.handed_off_at, weeks)
-                if week is not None:
-                    per_week[week] += 1
+        per_week = _per_week(run, (r.handed_off_at for r in owned), weeks)
         limit = capacity.for_rep(rep) if capacity is not None else None
         total = sum(per_week)
         out.append(RepLoad(rep, total, total / span_weeks if span_weeks else 0.0, max(per_week, default=0),

@@ -27,7 +27,7 @@ from ..state import iso
 from ..terminal import escape, json_document
 from . import DAY, Behavior, Progress, Workers, check_sizes, start_minute
 from .behavior import Rates
-from .compare import _round, behaviour_for, document_head, horizon_for, json_value
+from .compare import _round, behaviour_for, document_head, horizon_for, json_value, render_with
 from .figures import Estimate, Num, estimate, mean_of, one_run
 
 FORMATS = ("text", "json", "markdown")
@@ -281,7 +281,8 @@ def render_markdown(s: Sensitivity) -> str:
 
 def data(s: Sensitivity) -> Dict[str, Any]:
     doc: Dict[str, Any] = {
-        **document_head("sensitivity", s.funnel, s.behavior, s.seed, s.runs, s.start, s.days),
+        **document_head("sensitivity", s.funnel, s.behavior, s.seed, s.runs, s.start, s.days,
+                        "Student's t over the runs' paired changes"),
         "step": STEP,
         "leads": json_value(s.leads),
         "base": {st: json_value(v) for st, v in s.base},
@@ -290,9 +291,6 @@ def data(s: Sensitivity) -> Dict[str, Any]:
                    "up": {st: json_value(v) for st, v in r.up}} for r in s.rows],
         "unchanged": list(s.unchanged),
     }
-    if s.runs > 1:
-        doc["intervals"] = {"confidence": 0.95, "method": "Student's t over the runs' paired changes",
-                            "seeds": list(range(s.seed, s.seed + s.runs))}
     return doc
 
 
@@ -305,11 +303,7 @@ RENDERERS: Dict[str, Callable[[Sensitivity], str]] = {"text": render_text, "json
 
 
 def render(s: Sensitivity, fmt: str) -> str:
-    from ..errors import UsageError
-
-    if fmt not in RENDERERS:
-        raise UsageError(f"--format {fmt} is not available with --sensitivity", f"give one of {', '.join(FORMATS)}")
-    return RENDERERS[fmt](s)
+    return render_with(RENDERERS, s, fmt, "--sensitivity")
 
 
 __all__ = ["FORMATS", "GROUPS", "STEP", "Sensitivity", "SensitivityRow", "data", "render", "render_json",

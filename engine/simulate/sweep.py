@@ -24,7 +24,7 @@ from ..errors import ProblemsFound, UsageError
 from ..state import iso
 from ..terminal import escape, json_document
 from . import DAY, Behavior, Progress, Workers, behaviour_file, check_sizes, start_minute
-from .compare import _round, document_head, horizon_for, json_value, metrics
+from .compare import _round, document_head, horizon_for, json_value, metrics, render_with
 from .figures import HEADLINE_STAGES, Estimate, Num, estimate
 
 FORMATS = ("text", "json", "markdown")
@@ -165,7 +165,7 @@ def sweep(funnel: str, spec: str, behavior_path: Optional[str] = None, *, leads:
                            "has problems (the line is the setting's place in the file)")
             raise
     headline = tuple(s.name for s in plan.stages if s.name in HEADLINE_STAGES)
-    horizon = max(horizon_for(m, leads, days) for _, m in models)
+    horizons = [horizon_for(m, leads, days) for _, m in models]
     total = len(models) * runs
     rows = []
     for n, (value, model) in enumerate(models):
@@ -173,7 +173,7 @@ def sweep(funnel: str, spec: str, behavior_path: Optional[str] = None, *, leads:
         for i in range(runs):
             k = n * runs + i
             report = (lambda steps, k=k: progress(k, total, steps)) if progress is not None else None
-            run = simulate(plan, model, seed=seed + i, leads=leads, horizon=horizon_for(model, leads, days),
+            run = simulate(plan, model, seed=seed + i, leads=leads, horizon=horizons[n],
                            start=first_minute, progress=report, workers=workers)
             per_run.append(metrics(figures(run), headline))
         cells = []
@@ -184,7 +184,7 @@ def sweep(funnel: str, spec: str, behavior_path: Optional[str] = None, *, leads:
             nums = [float(v) for v in values if v is not None]
             cells.append((key, label, kind, estimate(nums) if runs > 1 else nums[0]))
         rows.append(SweepRow(value, tuple(cells)))
-    return SweepResult(funnel, written, wanted, seed, runs, first_minute, horizon / DAY, leads, tuple(rows))
+    return SweepResult(funnel, written, wanted, seed, runs, first_minute, max(horizons) / DAY, leads, tuple(rows))
 
 
 # -- rendering ----------------------------------------------------------------------------
@@ -267,25 +267,24 @@ def render_markdown(r: SweepResult) -> str:
 
 def data(r: SweepResult) -> Dict[str, Any]:
     doc: Dict[str, Any] = {
-        **document_head("sweep", r.funnel, r.behavior, r.seed, r.runs, r.start, r.days),
+        **document_head("sweep", r.funnel, r.behavior, r.seed, r.runs, r.start, r.days, "Student's t over the runs"),
         "setting": ".".join(r.sweep.path),
         "points": [{"value": _round(row.value), "figures": {key: json_value(v) for key, _, _, v in row.figures}}
                    for row in r.rows],
     }
-    if r.runs > 1:
-        doc["intervals"] = {"confidence": 0.95, "method": "Student's t over the runs",
-                            "seeds": list(range(r.seed, r.seed + r.runs))}
     return doc
 
 
+def render_json(r: SweepResult) -> str:
+    return json_document(data(r))
+
+
+RENDERERS: Dict[str, Callable[[SweepResult], str]] = {"text": render_text, "json": render_json,
+                                                      "markdown": render_markdown}
+
+
 def render(r: SweepResult, fmt: str) -> str:
-    if fmt == "json":
-        return json_document(data(r))
-    if fmt == "markdown":
-        return render_markdown(r)
-    if fmt == "text":
-        return render_text(r)
-    raise UsageError(f"--format {fmt} is not available with --sweep", f"give one of {', '.join(FORMATS)}")
+    return render_with(RENDERERS, r, fmt, "--sweep")
 
 
 __all__ = ["FORMATS", "Sweep", "SweepResult", "SweepRow", "data", "parse_sweep", "render", "sweep"]
