@@ -95,3 +95,14 @@ def test_unreachable_dask_scheduler_is_one_line_and_quick() -> None:
     assert "Traceback" not in r.stderr
     assert "--dask tcp://127.0.0.1:9: cannot reach a Dask scheduler there" in r.stderr
     assert time.monotonic() - began < 60
+
+
+@pytest.mark.parametrize("address", ["", "notanaddress", "tcp://", "tcp://host:port"])
+def test_a_malformed_dask_address_is_one_line_at_once(address: str) -> None:
+    pytest.importorskip("distributed")
+    began = time.monotonic()
+    r = cli("simulate", FUNNEL, "--leads", "10", "--dask", address)
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.startswith(f"fnl: error: --dask {address}: not a scheduler address"), r.stderr
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
+    assert time.monotonic() - began < 10

@@ -135,6 +135,17 @@ def _on_dask(address: str, context: Context, pieces: List[Piece],
         raise UsageError("--dask needs Dask distributed, which is not installed",
                          "install fnl's dask extra: pip install 'fnl[dask]'") from None
     try:
+        # Checked before a client exists: one made from a malformed address fails, then
+        # stalls the exit for 20 s while it is collected.
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        scheme, location = parse_address(address)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--dask {address}: not a scheduler address ({exc})",
+                         "give the scheduler's address, such as tcp://127.0.0.1:8786") from None
+    try:
         client = Client(address, timeout=DASK_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise UsageError(f"--dask {address}: cannot reach a Dask scheduler there ({type(exc).__name__}: {exc})",
