@@ -229,3 +229,22 @@ def test_text_puts_the_headline_first_and_markdown_has_tables(reference: Any) ->
     assert "| rep1@reference.example | 1 | 0.5 | 1 | 2 | 0 | 1 |" in md
     noted = render_text(forecast_of(hand_run(*reference), runs=2))
     assert "simulation noise only" in noted
+
+
+def test_local_minute_is_the_wall_clock_on_every_day_including_dst_changes() -> None:
+    """The cached start of a local day (`cohort._day_start`) gives what the full datetime
+    arithmetic gives, on every day of a year in zones with and without DST changes, and at
+    times around the changes (02:30 does not exist on a spring-forward night)."""
+    from datetime import timedelta
+
+    from engine import clock
+    from engine.simulate.cohort import local_minute
+
+    start = clock.to_minute(clock.local(0, "UTC").replace(year=2026, month=1, day=3, hour=17))
+    for tz in ("America/New_York", "Europe/Berlin", "Australia/Sydney", "Asia/Kolkata", "UTC"):
+        for day in range(0, 366):
+            for minute_of_day in (0, 59, 150, 179, 721, 1439):
+                first = clock.local(start, tz)
+                wall = first.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=day)
+                expected = clock.to_minute(wall + timedelta(minutes=minute_of_day))
+                assert local_minute(start, day, minute_of_day, tz) == expected, (tz, day, minute_of_day)
