@@ -1,10 +1,15 @@
 """The synthetic leads of one run: who arrives, through which lead magnet or entry, when,
 and with which profile.
 
-Leads are numbered in the order of the behaviour model's arrivals, then by arrival time;
-a lead's ID is `lead-<number>@<source>.sim.example`, so engine order within a minute (by
+Leads are numbered by arrival time (then the behaviour model's order of arrivals); a
+lead's ID is `lead-<number>@<source>.sim.example`, so engine order within a minute (by
 lead ID) is the same in every run. Each lead's days start at the simulation's start: day
 d is [start + d·1440, start + (d+1)·1440) in the sender's timezone's wall clock.
+
+`cohort` draws a run's leads as columns (NumPy arrays: numbers, arrival minutes, sources,
+profile attributes), the form the vectorised simulator takes; `arrivals` gives the same
+leads one at a time, the form the per-lead simulator takes. Every draw is keyed by the
+lead's number (`draws`), so the two are the same leads.
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+import numpy as np
+
 from .. import clock
 from ..plan import Plan
 from ..state import Event
@@ -21,6 +28,7 @@ from .behavior import DAY, Arrival, AttributeMix, Behavior
 from .draws import Draws
 
 MAX_ARRIVAL_DRAWS = 20_000_000
+SYNTHETIC = -2
 
 
 @dataclass(frozen=True)
@@ -102,84 +110,189 @@ def apportion(behavior: Behavior, leads: Optional[int]) -> Optional[List[int]]:
     return counts
 
 
-def arrivals(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Optional[int] = None,
-             horizon: Optional[int] = None) -> List[Tuple[Lead, str]]:
-    """Every lead that arrives before the horizon, with its arrival's kind (magnet or entry),
-    in arrival order."""
+@dataclass(frozen=True)
+class Column:
+    """One profile attribute of a cohort: `values[codes]` per lead, -1 where it is missing
+    (a choice's values are its choices; a number's, one per lead); `SYNTHETIC` for a
+    made-up text, made from the lead's number when asked for."""
+
+    name: str
+    kind: str
+    codes: np.ndarray
+    values: Tuple[Any, ...]
+
+    def value(self, row: int, index: int) -> Optional[Any]:
+        code = int(self.codes[row])
+        if code == SYNTHETIC:
+            return f"{self.name.replace('_', ' ').title()} {index + 1}"
+        return None if code < 0 else self.values[code]
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A run's leads as columns, in lead-number order: `index` (gaps where a lead would
+    arrive at or after the horizon), `arrives` (minute), `source` (into `sources`, with
+    each source's `kinds`: magnet or entry) and the drawn profile attributes."""
+
+    index: np.ndarray
+    arrives: np.ndarray
+    source: np.ndarray
+    sources: Tuple[str, ...]
+    kinds: Tuple[str, ...]
+    profile: Tuple[Column, ...]
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def lead_id(self, row: int) -> str:
+        return lead_id(int(self.index[row]), self.sources[int(self.source[row])])
+
+    def profile_of(self, row: int) -> Dict[str, Any]:
+        index = int(self.index[row])
+        out = {}
+        for column in self.profile:
+            value = column.value(row, index)
+            if value is not None:
+                out[column.name] = value
+        return out
+
+    def take(self, rows: np.ndarray) -> "Cohort":
+        return Cohort(self.index[rows], self.arrives[rows], self.source[rows], self.sources, self.kinds,
+                      tuple(Column(c.name, c.kind, c.codes[rows], c.values) for c in self.profile))
+
+
+def lead_id(index: int, source: str) -> str:
+    return f"lead-{index + 1:07d}@{source}.sim.example"
+
+
+def cohort(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Optional[int] = None,
+           horizon: Optional[int] = None) -> Cohort:
+    """Every lead that arrives before the horizon, as columns, in arrival order."""
     end_of_run = start + (horizon if horizon is not None else behavior.horizon_minutes)
-    tz = plan.policies.default_timezone
-    out: List[Tuple[int, int, int, str, Arrival]] = []  # (minute, arrival no., n, source, arrival)
+    offsets: List[np.ndarray] = []
+    nos: List[np.ndarray] = []
     counts = apportion(behavior, leads)
     for no, (arrival, factor) in enumerate(scaled(behavior, leads)):
-        times: List[int] = []
         span = max(1, arrival.end - arrival.start)
         if arrival.leads is not None:
             count = counts[no] if counts is not None else int(round(arrival.leads * factor))
-            for n in range(count):
-                times.append(arrival.start + int(draws.u("arrival", arrival.source, n) * span))
+            u = draws.column(("arrival", arrival.source), np.arange(count, dtype=np.int64))
+            times = arrival.start + (u * span).astype(np.int64)
         else:
             rate = (arrival.per_day or 0.0) * factor / DAY  # per minute
+            found: List[int] = []
             t = float(arrival.start)
-            n = 0
-            while rate > 0 and n < MAX_ARRIVAL_DRAWS:
-                t += -math.log1p(-draws.u("arrival", arrival.source, n)) / rate
+            while rate > 0 and len(found) < MAX_ARRIVAL_DRAWS:
+                t += -math.log1p(-draws.u("arrival", arrival.source, len(found))) / rate
                 if t >= arrival.end:
                     break
-                times.append(int(t))
-                n += 1
-        for n, offset in enumerate(times):
-            out.append((offset, no, n, arrival.source, arrival))
-    out.sort(key=lambda item: (item[0], item[1], item[2]))
-    leads_out: List[Tuple[Lead, str]] = []
-    for index, (offset, _no, n, source, arrival) in enumerate(out):
-        lead_id = f"lead-{index + 1:07d}@{source}.sim.example"
-        profile = draw_profile(behavior, arrival, draws, lead_id)
-        lead_tz = lead_timezone(plan, profile)
-        day = offset // DAY
-        if behavior.timing.same_minute:
-            minute = local_minute(start, day, behavior.timing.at, tz)
-        else:
-            hours = behavior.timing.hours
-            within = hours.start + int(draws.u(lead_id, "arrives") * hours.minutes)
-            minute = local_minute(start, day, within % DAY, lead_tz) + (DAY if within >= DAY else 0)
-        if minute >= end_of_run:
-            continue
-        leads_out.append((Lead(index, lead_id, source, minute, tuple(sorted(profile.items()))), arrival.kind))
-    return leads_out
+                found.append(int(t))
+            times = np.asarray(found, dtype=np.int64)
+        offsets.append(times)
+        nos.append(np.full(times.shape[0], no, dtype=np.int64))
+    offset = np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)
+    no_of = np.concatenate(nos) if nos else np.zeros(0, dtype=np.int64)
+    n_within = np.concatenate([np.arange(o.shape[0], dtype=np.int64) for o in offsets]) if offsets \
+        else np.zeros(0, dtype=np.int64)
+    order = np.lexsort((n_within, no_of, offset))
+    offset, no_of = offset[order], no_of[order]
+    index = np.arange(offset.shape[0], dtype=np.int64)
+    columns = _profile(behavior, draws, index, no_of)
+    arrives = _arrival_minutes(plan, behavior, draws, start, index, offset, columns)
+    keep = arrives < end_of_run
+    sources = tuple(a.source for a in behavior.arrivals)
+    kinds = tuple(a.kind for a in behavior.arrivals)
+    return Cohort(index, arrives, no_of.astype(np.int32), sources, kinds, columns).take(np.nonzero(keep)[0])
 
 
-def draw_profile(behavior: Behavior, arrival: Arrival, draws: Draws, lead: str) -> Dict[str, Any]:
-    profile: Dict[str, Any] = {}
-    names = [m.name for m in behavior.profile] + [m.name for m in arrival.profile
-                                                   if m.name not in {x.name for x in behavior.profile}]
+def _profile(behavior: Behavior, draws: Draws, index: np.ndarray, no_of: np.ndarray) -> Tuple[Column, ...]:
+    """Each attribute any arrival draws, for every lead (-1 for the leads of an arrival that
+    does not draw it, or that miss it)."""
+    names: List[str] = [m.name for m in behavior.profile]
+    for arrival in behavior.arrivals:
+        names += [m.name for m in arrival.profile if m.name not in names]
+    out = []
     for name in names:
-        mix = behavior.attribute(name, arrival)
-        if mix is None:
-            continue
-        value = draw_value(mix, draws, lead)
-        if value is not None:
-            profile[name] = value
-    return profile
+        codes = np.full(index.shape[0], -1, dtype=np.int64)
+        values: List[Any] = []
+        kind = ""
+        for no, arrival in enumerate(behavior.arrivals):
+            mix = behavior.attribute(name, arrival)
+            rows = np.nonzero(no_of == no)[0]
+            if mix is None or rows.shape[0] == 0:
+                continue
+            kind = kind or mix.kind
+            got, new = _draw(mix, draws, index[rows], len(values))
+            codes[rows] = got
+            values += new
+        out.append(Column(name, kind or "choice", codes, tuple(values)))
+    return tuple(out)
 
 
-def draw_value(mix: AttributeMix, draws: Draws, lead: str) -> Optional[Any]:
-    if mix.missing > 0 and draws.u(lead, "missing", mix.name) < mix.missing:
-        return None
-    x = draws.u(lead, "profile", mix.name)
+def _draw(mix: AttributeMix, draws: Draws, index: np.ndarray, first: int) -> Tuple[np.ndarray, List[Any]]:
+    """Codes (from `first`) and the values they stand for, of one mix for these leads."""
+    x = draws.column(("profile", mix.name), index)
     if mix.kind == "choice":
-        total = 0.0
-        for value, share in mix.values:
-            total += share
-            if x < total:
-                return value
-        return mix.values[-1][0] if mix.values else None
-    if mix.kind in ("uniform", "log_uniform"):
-        low, high = float(mix.low or 0), float(mix.high or 0)
-        if mix.kind == "log_uniform" and low > 0:
-            value = math.exp(math.log(low) + x * (math.log(high) - math.log(low)))
-        else:
-            value = low + x * (high - low)
-        if mix.integer:
-            return min(int(high), max(int(math.ceil(low)), int(math.floor(value))))
-        return value
-    return f"{mix.name.replace('_', ' ').title()} {lead.split('@')[0].split('-')[-1].lstrip('0') or '0'}"
+        totals = np.cumsum(np.asarray([share for _, share in mix.values], dtype=np.float64))
+        picked = np.minimum(np.searchsorted(totals, x, side="right"), max(0, len(mix.values) - 1))
+        codes = first + picked
+        values = [value for value, _ in mix.values]
+    elif mix.kind in ("uniform", "log_uniform"):
+        values = [_number(mix, float(v)) for v in x]  # the math module's functions, lead by lead
+        codes = first + np.arange(x.shape[0], dtype=np.int64)
+    else:
+        codes = np.full(x.shape[0], SYNTHETIC, dtype=np.int64)
+        values = []
+    if mix.missing > 0:
+        missing = draws.column(("missing", mix.name), index) < mix.missing
+        codes = np.where(missing, -1, codes)
+    if not mix.values and mix.kind == "choice":
+        codes = np.full(x.shape[0], -1, dtype=np.int64)
+    return codes, values
+
+
+def _number(mix: AttributeMix, x: float) -> Any:
+    low, high = float(mix.low or 0), float(mix.high or 0)
+    if mix.kind == "log_uniform" and low > 0:
+        value = math.exp(math.log(low) + x * (math.log(high) - math.log(low)))
+    else:
+        value = low + x * (high - low)
+    if mix.integer:
+        return min(int(high), max(int(math.ceil(low)), int(math.floor(value))))
+    return value
+
+
+def _arrival_minutes(plan: Plan, behavior: Behavior, draws: Draws, start: int, index: np.ndarray,
+                     offset: np.ndarray, columns: Tuple[Column, ...]) -> np.ndarray:
+    """The minute each lead arrives: on its arrival's day, at the behaviour model's time
+    (`same_minute`) in the sender's timezone, or at a time drawn within the active hours
+    of its own timezone."""
+    day = offset // DAY
+    if behavior.timing.same_minute:
+        tz = plan.policies.default_timezone
+        days, back = np.unique(day, return_inverse=True)
+        minutes = np.asarray([local_minute(start, int(d), behavior.timing.at, tz) for d in days], dtype=np.int64)
+        return minutes[back.reshape(-1)]
+    hours = behavior.timing.hours
+    within = hours.start + (draws.column(("arrives",), index) * hours.minutes).astype(np.int64)
+    tz_column = next((c for c in columns if c.name == plan.policies.timezone_attribute), None)
+    out = np.empty(index.shape[0], dtype=np.int64)
+    for row in range(index.shape[0]):
+        zone = tz_column.value(row, int(index[row])) if tz_column is not None else None
+        lead_tz = str(zone or plan.policies.default_timezone)
+        w = int(within[row])
+        out[row] = local_minute(start, int(day[row]), w % DAY, lead_tz) + (DAY if w >= DAY else 0)
+    return out
+
+
+def arrivals(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Optional[int] = None,
+             horizon: Optional[int] = None) -> List[Tuple[Lead, str]]:
+    """Every lead that arrives before the horizon, with its arrival's kind (magnet or entry),
+    in arrival order: the cohort's leads one at a time."""
+    c = cohort(plan, behavior, draws, start, leads, horizon)
+    out = []
+    for row in range(len(c)):
+        source = int(c.source[row])
+        out.append((Lead(int(c.index[row]), c.lead_id(row), c.sources[source], int(c.arrives[row]),
+                         tuple(sorted(c.profile_of(row).items()))), c.kinds[source]))
+    return out

@@ -1,21 +1,79 @@
 """Random draws keyed by what they are for, not by the order they are made in.
 
-Every draw is a function of (seed, lead, what): the same lead opening the same step of a
+Every draw is a function of (seed, key): the same lead opening the same step of a
 sequence draws the same number in any run with that seed, whichever leads come before it,
-however the leads are split across processes, and in both funnels of a comparison
-wherever they agree (common random numbers). A draw is the first 64 bits of BLAKE2b over
-the seed and the key, as a float in [0, 1): counter-based, like Philox, and the same on
-every platform and Python version.
+however the leads are split across processes or chunks, whether one lead is simulated at
+a time (`run`) or a whole cohort as arrays (`vector`), and in both funnels of a comparison
+wherever they agree (common random numbers).
+
+A key is a tuple of parts, what the draw is for first and the lead's number last (then,
+for a daily draw, the lead's day). A part that is a string counts by the first 64 bits of
+its BLAKE2b; a part that is an integer counts as itself. The parts are folded into the
+seed's 64-bit state one at a time by SplitMix64's finaliser, a counter-based generator
+like Philox (no state carried from one draw to the next), and the top 53 bits of the
+result are the draw, a float in [0, 1). `u` folds one key in Python; `column` folds the
+same parts for a whole column of leads with NumPy and gives, bit for bit, the floats `u`
+gives one at a time, on every platform.
 """
 from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, Optional, Sequence, Tuple
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 
 from .behavior import Delay
 
-_SCALE = 1.0 / 2.0 ** 64
+if TYPE_CHECKING:
+    import numpy as np
+
+MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_M1 = 0xBF58476D1CE4E5B9
+_M2 = 0x94D049BB133111EB
+_SCALE = 1.0 / 2.0 ** 53
+
+
+@lru_cache(maxsize=1 << 12)
+def _word(part: Any) -> int:
+    """A key part as a 64-bit word: an integer as itself, anything else by its text's hash."""
+    if isinstance(part, int) and not isinstance(part, bool):
+        return part & MASK
+    digest = hashlib.blake2b(str(part).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def fold(state: int, part: Any) -> int:
+    """The state after one more key part (SplitMix64's finaliser over state ^ part)."""
+    z = ((state ^ _word(part)) + _GOLDEN) & MASK
+    z = ((z ^ (z >> 30)) * _M1) & MASK
+    z = ((z ^ (z >> 27)) * _M2) & MASK
+    return z ^ (z >> 31)
+
+
+def fold_column(state: "np.ndarray | int", words: "np.ndarray") -> "np.ndarray":
+    """`fold` for a column: `words` are the parts as uint64 (integers as themselves)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        z = (np.bitwise_xor(words, np.uint64(state) if isinstance(state, int) else state)
+             + np.uint64(_GOLDEN))
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(_M1)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(_M2)
+        z ^= z >> np.uint64(31)
+    return z
+
+
+def to_unit(state: int) -> float:
+    return (state >> 11) * _SCALE
+
+
+def column_to_unit(states: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    return (states >> np.uint64(11)).astype(np.float64) * _SCALE
 
 
 class Draws:
@@ -23,13 +81,29 @@ class Draws:
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
-        self._base = hashlib.blake2b(f"fnl-simulate:{seed}:".encode(), digest_size=8)
+        self.base = fold(0, f"fnl-simulate:{seed}")
+
+    def state(self, *parts: Any) -> int:
+        """The folded state of a key's first parts, for `column` to go on from."""
+        state = self.base
+        for part in parts:
+            state = fold(state, part)
+        return state
 
     def u(self, *key: Any) -> float:
-        """A uniform number in [0, 1) for this key (lead ID first, then what it is for)."""
-        h = self._base.copy()
-        h.update("\x1f".join(map(str, key)).encode("utf-8", "surrogatepass"))
-        return int.from_bytes(h.digest(), "big") * _SCALE
+        """A uniform number in [0, 1) for this key."""
+        return to_unit(self.state(*key))
+
+    def column(self, prefix: Tuple[Any, ...], leads: "np.ndarray", *then: Any) -> "np.ndarray":
+        """`u(*prefix, lead, *then)` for every lead number in `leads`; a part of `then` may
+        be a column too (a day per lead)."""
+        import numpy as np
+
+        states = fold_column(self.state(*prefix), leads.astype(np.uint64))
+        for part in then:
+            words = part.astype(np.uint64) if isinstance(part, np.ndarray) else np.uint64(_word(part))
+            states = fold_column(states, np.broadcast_to(words, states.shape))
+        return column_to_unit(states)
 
     def chance(self, probability: float, *key: Any) -> bool:
         return probability > 0 and self.u(*key) < probability

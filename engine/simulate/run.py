@@ -217,11 +217,11 @@ class _Loop:
 
     def react(self, rec: LeadRecord, reaction: Reaction, minute: int, trigger: str) -> None:
         """At most one of a CRM reaction's outcomes, after its delay."""
-        key = (rec.id, "crm", reaction.name, trigger, minute)
-        outcome = self.draws.pick([(o, o.probability) for o in reaction.outcomes], *key)
+        key = ("crm", reaction.name, trigger, minute)
+        outcome = self.draws.pick([(o, o.probability) for o in reaction.outcomes], *key, rec.index)
         if outcome is None:
             return
-        at = minute + self.draws.delay(outcome.delay, *key, "delay")
+        at = minute + self.draws.delay(outcome.delay, *key, "delay", rec.index)
         self.push(at, rec.id, SECOND_REPLY, ("crm", outcome.event, reaction.after_stage))
 
     def on_send(self, rec: LeadRecord, action: st.Action) -> None:
@@ -238,31 +238,33 @@ class _Loop:
             else (None, None)
         rates = self.behavior.email.rates_for(template, variant=variant, persona=persona, segment=segment,
                                               profile=profile)
-        key = (rec.id, "email", send.sequence, send.step)
+        # Draws are keyed ("email", sequence, step, what, lead): see `draws`.
+        key = ("email", send.sequence, send.step)
+        lead = rec.index
         timing = self.behavior.timing
         t = action.at
         # Each flag says what the lead did within the run: a reply drawn for after the
         # horizon is not queued, and not counted.
-        if self.draws.chance(rates.bounce, *key, "bounce"):
+        if self.draws.chance(rates.bounce, *key, "bounce", lead):
             send.bounced = self.push(t + (0 if timing.same_minute else 1), rec.id, SECOND_BOUNCE,
                                      Event("email.bounced", t, rec.id, template=template, bounce="hard"))
             return
-        opened_at = t if timing.same_minute else t + self.draws.delay(timing.open_delay, *key, "open-delay")
-        if self.draws.chance(rates.unsubscribe, *key, "unsubscribe"):
+        opened_at = t if timing.same_minute else t + self.draws.delay(timing.open_delay, *key, "open-delay", lead)
+        if self.draws.chance(rates.unsubscribe, *key, "unsubscribe", lead):
             send.unsubscribed = self.push(opened_at, rec.id, SECOND_REPLY,
                                           Event("email.unsubscribed", opened_at, rec.id, template=template))
             return
-        if not self.draws.chance(rates.open, *key, "open"):
+        if not self.draws.chance(rates.open, *key, "open", lead):
             return
         send.opened = self.push(opened_at, rec.id, SECOND_REPLY,
                                 Event("email.opened", opened_at, rec.id, template=template))
         if not send.opened:
             return
-        if self.draws.chance(rates.click, *key, "click"):
-            at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.click_delay, *key, "cd")
+        if self.draws.chance(rates.click, *key, "click", lead):
+            at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.click_delay, *key, "cd", lead)
             send.clicked = self.push(at, rec.id, SECOND_REPLY, Event("email.clicked", at, rec.id, template=template))
-        if self.draws.chance(rates.reply, *key, "reply"):
-            at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.reply_delay, *key, "rd")
+        if self.draws.chance(rates.reply, *key, "reply", lead):
+            at = opened_at if timing.same_minute else opened_at + self.draws.delay(timing.reply_delay, *key, "rd", lead)
             send.replied = self.push(at, rec.id, SECOND_REPLY, Event("email.replied", at, rec.id, template=template))
 
     # -- what synthetic leads do on their own ----------------------------------------
@@ -292,8 +294,8 @@ class _Loop:
             recent = clicked is not None and \
                 self._lead_day(rec.arrived, clicked, lead_state) > day - visits.after_click_minutes // DAY
             rate = visits.after_click_daily if recent else visits.daily
-            if self.draws.chance(rate, rec.id, "visit", day):
-                page = self.draws.pick(self.visit_pages, rec.id, "page", day)
+            if self.draws.chance(rate, "visit", rec.index, day):
+                page = self.draws.pick(self.visit_pages, "page", rec.index, day)
                 self.record(self.driver.apply(Event("site.visited", minute, rec.id, page=page,
                                                     second=SECOND_VISIT)))
         self.push(self._visit_minute(rec.arrived, rec.id, day + 1, lead_state), rec.id, SECOND_VISIT,
@@ -313,7 +315,7 @@ class _Loop:
         if self.behavior.timing.same_minute:
             return arrived + day * DAY
         hours = self.behavior.timing.hours
-        within = hours.start + int(self.draws.u(lead, "visit-time", day) * hours.minutes)
+        within = hours.start + int(self.draws.u("visit-time", self.records[lead].index, day) * hours.minutes)
         tz = lead_timezone(self.plan, who.profile_dict() if isinstance(who, LeadState) else who)
         return max(arrived, local_minute(arrived, day, within % DAY, tz) + (DAY if within >= DAY else 0))
 
