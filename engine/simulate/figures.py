@@ -21,19 +21,21 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from . import tally
+from ..plan import Plan
 from .behavior import DAY
-from .run import LeadRecord, Run
+from .run import Run
+from .tally import HEADLINE_STAGES, WEEK, headline_stages, main_path, most_in_window  # noqa: F401
 
-WEEK = 7 * DAY
 Z95 = 1.959963984540054
 CONFIDENCE = 0.95
 # Student's t, two-sided 95 % (the 0.975 quantile), for 1 to 30 degrees of freedom.
 _T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
          2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
          2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
-HEADLINE_STAGES = ("mql", "sql", "customer")
 
 
 @dataclass(frozen=True)
@@ -214,173 +216,98 @@ def wilson(successes: int, trials: int, z: float = Z95) -> Rate:
     return Rate(p, max(0.0, centre - half), min(1.0, centre + half))
 
 
-def most_in_window(minutes: Sequence[int], window: int) -> int:
-    """The most of `minutes` inside any `window` minutes (a send at t and one at t + window
-    are in different windows)."""
-    ordered = sorted(minutes)
-    best, first = 0, 0
-    for last, minute in enumerate(ordered):
-        while minute - ordered[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
-
-
-def main_path(run: Run) -> Tuple[str, ...]:
-    """The stages in order up to the first terminal stage (the funnel's way forward)."""
-    out: List[str] = []
-    for stage in run.plan.stages:
-        out.append(stage.name)
-        if stage.terminal:
-            break
-    return tuple(out)
-
-
-def headline_stages(run: Run) -> Tuple[str, ...]:
-    names = [s.name for s in run.plan.stages]
-    chosen = tuple(n for n in HEADLINE_STAGES if n in names)
-    return chosen or main_path(run)[1:]
-
-
 def figures(run: Run) -> Figures:
-    """The report's figures of one run."""
-    leads = [r for r in run.leads if r.created]
-    n = len(leads)
+    """The report's figures of one run, from its tally (`tally`)."""
+    t = run.tally
+    n = t.leads
     names = [s.name for s in run.plan.stages]
-    stages = tuple(_stage(name, leads) for name in names)
-    path = main_path(run)
-    conversions = tuple(_conversion(a, b, leads) for a, b in zip(path, path[1:]))
+    stages = tuple(StageFigures(name, t.at_horizon[name], t.at_horizon_unsubscribed[name], t.reached[name],
+                                t.reached[name] / n if n else 0.0) for name in names)
+    path = main_path(run.plan)
+    conversions = tuple(Conversion(a, b, t.reached[a], t.pairs[(a, b)],
+                                   t.pairs[(a, b)] / t.reached[a] if t.reached[a] else None)
+                        for a, b in zip(path, path[1:]))
     drops = [c for c in conversions if c.rate is not None]
     worst = min(drops, key=lambda c: (c.rate, path.index(c.source))) if drops else None  # type: ignore[arg-type]
-    headline = headline_stages(run)
-    per_lead = [r.emails for r in leads]
+    headline = headline_stages(run.plan)
     # Every kind the plan can send, so that runs of one funnel have the same shape.
     kinds: Dict[str, int] = {seq.kind: 0 for seq in run.plan.sequences}
     if any(m.delivers for m in run.plan.lead_magnets):
         kinds["delivery"] = 0
-    for send in run.sends:
-        kinds[send.kind or "other"] = kinds.get(send.kind or "other", 0) + 1
-    weeks = max(1, math.ceil(run.horizon / WEEK))
+    for kind, count in t.by_kind.items():
+        kinds[kind] = kinds.get(kind, 0) + count
+    sent = sum(t.by_kind.values())
+    weeks = t.weeks
     return Figures(
         funnel=run.plan.funnel, seed=run.seed, start=run.start, days=run.horizon / DAY, leads=n,
         stages=stages, headline=headline, conversions=conversions,
         biggest_drop=(worst.source, worst.target) if worst is not None else None,
-        time_to=tuple(_time_to(name, leads) for name in names[1:]),
+        time_to=tuple(_time_to(name, t.time_to.get(name, Counter())) for name in names[1:]),
         emails=EmailFigures(
-            sent=len(run.sends), per_lead_mean=(sum(per_lead) / n) if n else 0.0,
-            per_lead_p95=percentile(per_lead, 0.95) or 0, per_lead_max=max(per_lead, default=0),
-            max_in_7_days=max((most_in_window(r.sends, WEEK) for r in leads), default=0),
-            by_kind=tuple(sorted(kinds.items()))),
-        deferrals=Deferrals(quiet_hours=_deferred(leads, "quiet_hours"),
-                            frequency_cap=_deferred(leads, "frequency_cap"), at=_deferred(leads, "at"),
-                            leads=sum(1 for r in leads if r.deferred)),
-        unsubscribes=run.unsubscribes,
-        unsubscribed_leads=sum(1 for r in leads if r.unsubscribed_at is not None),
-        bounces=sum(1 for s in run.sends if s.bounced),
-        steps=_steps(run), variants=_variants(run),
-        weekly=_weekly(run, leads, headline, weeks),
-        reps=_reps(run, leads, weeks),
-        sla_breaches=sum(r.sla_breaches for r in leads),
-        rejected=run.rejected,
+            sent=sent, per_lead_mean=(sum(k * v for k, v in t.emails.items()) / n) if n else 0.0,
+            per_lead_p95=int(tally.percentile(t.emails, 0.95) or 0), per_lead_max=max(t.emails, default=0),
+            max_in_7_days=t.most_in_7_days, by_kind=tuple(sorted(kinds.items()))),
+        deferrals=Deferrals(quiet_hours=t.deferred["quiet_hours"], frequency_cap=t.deferred["frequency_cap"],
+                            at=t.deferred["at"], leads=t.deferred_leads),
+        unsubscribes=t.unsubscribes,
+        unsubscribed_leads=t.unsubscribed_leads,
+        bounces=t.bounces,
+        steps=_steps(t), variants=_variants(run.plan, t),
+        weekly=Weekly(weeks, tuple((stage, tuple(t.entered_weekly.get(stage, [0] * weeks))) for stage in headline),
+                      tuple(t.handoffs_weekly)),
+        reps=_reps(run, weeks),
+        sla_breaches=sum(t.sla_breaches.values()),
+        rejected=t.rejected,
     )
 
 
-def _deferred(leads: Sequence[LeadRecord], rule: str) -> int:
-    return sum(r.deferred.get(rule, 0) for r in leads)
+def _time_to(stage: str, dist: Counter) -> TimeTo:
+    p50, p90 = tally.percentile(dist, 0.5), tally.percentile(dist, 0.9)
+    return TimeTo(stage, sum(dist.values()), None if p50 is None else round(p50 / DAY, 6),
+                  None if p90 is None else round(p90 / DAY, 6))
 
 
-def _stage(name: str, leads: Sequence[LeadRecord]) -> StageFigures:
-    here = [r for r in leads if r.stage == name]
-    reached = sum(1 for r in leads if name in r.reached)
-    return StageFigures(name, len(here), sum(1 for r in here if r.unsubscribed_at is not None), reached,
-                        reached / len(leads) if leads else 0.0)
-
-
-def _conversion(source: str, target: str, leads: Sequence[LeadRecord]) -> Conversion:
-    entered = [r for r in leads if source in r.reached]
-    both = sum(1 for r in entered if target in r.reached)
-    return Conversion(source, target, len(entered), both, both / len(entered) if entered else None)
-
-
-def _time_to(stage: str, leads: Sequence[LeadRecord]) -> TimeTo:
-    days = [(r.reached[stage] - r.arrived) / DAY for r in leads
-            if stage in r.reached and next(iter(r.reached)) != stage]
-    p50, p90 = percentile(days, 0.5), percentile(days, 0.9)
-    return TimeTo(stage, len(days), None if p50 is None else round(p50, 6), None if p90 is None else round(p90, 6))
-
-
-def _steps(run: Run) -> Tuple[StepFigures, ...]:
+def _steps(t: tally.Tally) -> Tuple[StepFigures, ...]:
     """Every send step of the plan (none sent: zeros), then each delivered lead magnet."""
-    counts: Dict[Tuple[str, str], List[int]] = {}
-    templates: Dict[Tuple[str, str], str] = {}
-    for seq in run.plan.sequences:
-        for step in seq.steps:
-            if step.action == "send":
-                counts[(seq.name, step.id)] = [0] * 5
-                templates[(seq.name, step.id)] = step.template or ""
-    for send in run.sends:
-        key = (send.sequence, send.step) if send.sequence else ("", send.template)
-        if key not in counts:
-            counts[key] = [0] * 5
-            templates[key] = send.template
-        c = counts[key]
-        c[0] += 1
-        c[1] += send.opened
-        c[2] += send.clicked
-        c[3] += send.replied
-        c[4] += send.unsubscribed
-    order = sorted(counts, key=lambda k: k[0] == "")  # sequences first, in plan order; then deliveries
-    return tuple(StepFigures(k[0], k[1], templates[k], *counts[k]) for k in order)
+    order = sorted(t.steps, key=lambda k: k[0] == "")  # sequences first, in plan order; then deliveries
+    return tuple(StepFigures(k[0], k[1], str(t.steps[k][0]), *(int(x) for x in t.steps[k][1:]))  # type: ignore
+                 for k in order)
 
 
-def _variants(run: Run) -> Tuple[VariantFigures, ...]:
+def _variants(plan: Plan, t: tally.Tally) -> Tuple[VariantFigures, ...]:
     out = []
-    for seq in run.plan.sequences:
+    for seq in plan.sequences:
         for step in seq.steps:
-            if not step.variants:
-                continue
             for variant in step.variants:
-                sends = [s for s in run.sends if s.sequence == seq.name and s.step == step.id
-                         and s.variant == variant.name]
-                opens, clicks = sum(s.opened for s in sends), sum(s.clicked for s in sends)
-                out.append(VariantFigures(seq.name, step.id, variant.name, step.template or "", len(sends), opens,
-                                          clicks, wilson(opens, len(sends)), wilson(clicks, len(sends))))
+                key = (seq.name, step.id, variant.name)
+                sends, opens, clicks = (t.variants[key + (what,)] for what in ("sends", "opens", "clicks"))
+                out.append(VariantFigures(seq.name, step.id, variant.name, step.template or "", sends, opens,
+                                          clicks, wilson(opens, sends), wilson(clicks, sends)))
     return tuple(out)
 
 
-def _per_week(run: Run, minutes: Iterable[Optional[int]], weeks: int) -> List[int]:
-    """How many of `minutes` fall in each week of the run (None and minutes outside it: none)."""
-    counts = [0] * weeks
-    for minute in minutes:
-        if minute is not None:
-            week = (minute - run.start) // WEEK
-            if 0 <= week < weeks:
-                counts[week] += 1
-    return counts
-
-
-def _weekly(run: Run, leads: Sequence[LeadRecord], stages: Sequence[str], weeks: int) -> Weekly:
-    entered = [(stage, tuple(_per_week(run, (r.reached.get(stage) for r in leads), weeks))) for stage in stages]
-    handoffs = _per_week(run, (r.handed_off_at for r in leads), weeks)
-    return Weekly(weeks, tuple(entered), tuple(handoffs))
-
-
-def _reps(run: Run, leads: Sequence[LeadRecord], weeks: int) -> Tuple[RepLoad, ...]:
+def _reps(run: Run, weeks: int) -> Tuple[RepLoad, ...]:
+    t = run.tally
+    owners = run.owners
     reps = list(run.plan.reps())
-    for r in leads:
-        if r.owner is not None and r.owner not in reps:
-            reps.append(r.owner)
+    for owner in sorted(set(owners.values()) - set(reps)):
+        reps.append(owner)
     capacity = run.behavior.capacity
     span_weeks = run.horizon / WEEK
+    loads: Dict[str, List[int]] = {rep: [0] * weeks for rep in reps}
+    breaches: Dict[str, int] = {rep: 0 for rep in reps}
+    for lead, owner in owners.items():
+        week = tally.week_of(run.start, t.first_handoff.get(lead), weeks)
+        if week is not None:
+            loads[owner][week] += 1
+        breaches[owner] += t.sla_breaches.get(lead, 0)
     out = []
     for rep in reps:
-        owned = [r for r in leads if r.owner == rep]
-        per_week = _per_week(run, (r.handed_off_at for r in owned), weeks)
+        per_week = loads[rep]
         limit = capacity.for_rep(rep) if capacity is not None else None
         total = sum(per_week)
         out.append(RepLoad(rep, total, total / span_weeks if span_weeks else 0.0, max(per_week, default=0),
-                           limit, sum(1 for w in per_week if limit is not None and w > limit),
-                           sum(r.sla_breaches for r in owned)))
+                           limit, sum(1 for w in per_week if limit is not None and w > limit), breaches[rep]))
     return tuple(out)
 
 

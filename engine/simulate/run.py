@@ -25,7 +25,9 @@ from ..plan import Plan
 from ..state import Event, LeadState
 from .behavior import DAY, Behavior, Reaction
 from .cohort import Lead, arrivals, lead_timezone, local_minute, local_ordinal
+from . import tally
 from .draws import Draws
+from .tally import Tally, headline_stages
 
 if TYPE_CHECKING:
     from .workers import Workers
@@ -81,18 +83,33 @@ class LeadRecord:
 
 @dataclass(frozen=True)
 class Run:
-    """A whole run: its inputs, every lead and every email."""
+    """A whole run: its inputs and its tally (`tally`); the per-lead simulator also keeps
+    every lead and every email (the vectorised one keeps none: `leads` and `sends` empty)."""
 
     plan: Plan
     behavior: Behavior
     seed: int
     start: int
     horizon: int  # minutes after start
-    leads: Tuple[LeadRecord, ...]
-    sends: Tuple[Send, ...]
-    unsubscribes: int  # unsubscribe events (an unsubscribe from a sales email counts too)
-    rejected: int  # events the engine refused (should be 0: the behaviour model is checked)
-    steps: int  # engine steps taken
+    tally: Tally
+    owners: Mapping[int, str]  # lead number -> the rep that holds it at the horizon
+    leads: Tuple[LeadRecord, ...] = ()
+    sends: Tuple[Send, ...] = ()
+    method: str = "per-lead"  # or "vector"
+
+    @property
+    def unsubscribes(self) -> int:
+        """Unsubscribe events (an unsubscribe from a sales email counts too)."""
+        return self.tally.unsubscribes
+
+    @property
+    def rejected(self) -> int:
+        """Events the engine refused (should be 0: the behaviour model is checked)."""
+        return self.tally.rejected
+
+    @property
+    def steps(self) -> int:
+        return self.tally.engine_steps
 
 
 @dataclass(frozen=True)
@@ -345,14 +362,12 @@ def merge(plan: Plan, behavior: Behavior, seed: int, start: int, horizon: int, p
     records = sorted((rec for part in parts for rec in part.leads), key=lambda r: r.index)
     ids = {rec.index: rec.id for rec in records}
     sends = sorted((s for part in parts for s in part.sends), key=lambda s: (s.minute, ids[s.lead]))
-    handoffs = sorted(((minute, rec.id, n, key, reps, rec) for rec in records
-                       for n, (minute, key, reps) in enumerate(rec.handoffs)), key=lambda h: h[:3])
-    shared = st.Shared()
-    for _minute, _id, _n, key, reps, rec in handoffs:
-        rec.owner, shared = shared.take(key, reps)
-    unsubscribes = sum(1 for s in sends if s.unsubscribed)
-    return Run(plan, behavior, seed, start, horizon, tuple(records), tuple(sends), unsubscribes,
-               sum(p.rejected for p in parts), sum(p.steps for p in parts))
+    counts = tally.from_records(plan, start, horizon, records, sends, headline_stages(plan),
+                                sum(p.rejected for p in parts), sum(p.steps for p in parts))
+    owners = tally.settle(counts.handoffs)
+    for rec in records:
+        rec.owner = owners.get(rec.index)
+    return Run(plan, behavior, seed, start, horizon, counts, owners, tuple(records), tuple(sends))
 
 
 def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[int] = None,
