@@ -605,7 +605,8 @@ def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Opti
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Write the report here instead of standard output.")
 @click.option("--expect", "expect_file", default=None, metavar="FILE",
-              help="Expectations to judge, CI gates (default: the *.expect.yaml beside the funnel, if any); "
+              help="Expectations to judge, CI gates, instead of the definition's `expect:` block and the "
+                   "*.expect.yaml beside the funnel (by default both are judged, if any); "
                    f"a failed one is a problem found: exit {EXIT_PROBLEMS}.")
 @click.option("--strict", is_flag=True, help="An expectation holds only if its whole 95 % interval does.")
 @click.option("--workers", default="1", metavar="N",

@@ -528,8 +528,9 @@ or one that is a link leading out of the funnel's folder, cannot be chosen betwe
 """, "Keep one behaviour model beside the funnel and pass the others with `--behavior FILE`."),
     # -- FNL81x: expectations of `fnl simulate` -----------------------------------
     _page("FNL811", "expectation-failed", """
-An expectation in the funnel's `*.expect.yaml` (or the file given with `--expect`) does not
-hold for the forecast, so `fnl simulate` exits 1 after printing the report: a CI gate. With
+An expectation in the definition's `expect:` block or its `*.expect.yaml` (or the file given
+with `--expect`) does not hold for the forecast, so `fnl simulate` exits 1 after printing the
+report, located at the expectation's line: a CI gate. With
 `--runs R` the mean of the R runs is judged and its 95 % interval printed; with `--strict`
 the whole interval must hold. The intervals are simulation noise only.""", """
     # funnels/acme/acme.expect.yaml, and a forecast with 2.1 % of the leads reaching sql
@@ -545,7 +546,8 @@ the whole interval must hold. The intervals are simulation noise only.""", """
     _page("FNL812", "unknown-metric", """
 An expectation names a metric or flag that fnl does not have, or a stage the funnel does
 not have in `STAGE_rate` or `STAGE_leads`. The metrics are a fixed list (see the README's
-`fnl simulate` section or `fnl schema expect`); the message suggests the closest one.""", """
+`fnl simulate` section or `fnl schema expect`); the message suggests the closest one. In the
+definition's own `expect:` block, `fnl validate` reports it too, before any forecast.""", """
     expect:
       - sq_rate >= 0.03
       - emails_per_week <= 3
@@ -558,7 +560,8 @@ not have in `STAGE_rate` or `STAGE_leads`. The metrics are a fixed list (see the
 An expectation is one line: a metric, a comparison (`<`, `<=`, `>`, `>=`, `==`) and a number
 or another metric; or `METRIC between A and B`; or a flag alone. Anything else cannot be
 judged: a single `=`, the number first, two comparisons on one line, a share (a `_rate`)
-above 1, a `between` whose first number is the larger.""", """
+above 1, a `between` whose first number is the larger. In the definition's own `expect:`
+block, `fnl validate` reports it too, before any forecast.""", """
     expect:
       - sql_rate = 0.03
       - 3 >= max_emails_in_7d

@@ -6,7 +6,9 @@ the key you probably meant, the duration format with an example, the missing fie
 what it is for. Several failures at one location collapse into the most relevant one;
 the others travel along as `related` for `-v`.
 
-Conditions are parsed here too, so a syntax error points at its column in the file.
+Conditions are parsed here too, so a syntax error points at its column in the file, and so
+are the lines of a definition's `expect:` block (`engine/expectations.py`: grammar and
+metric names only, nothing simulated), so a typo in a CI gate fails `fnl validate`.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import fastjsonschema
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from . import expr
+from . import expectations, expr
 from .errors import JsonPath, Problem, json_path
 from .load import Document
 from .units import parse_duration
@@ -529,9 +531,10 @@ def schema_problems(doc: Document, name: str = "funnel") -> List[Problem]:
 
 
 def validate(doc: Document) -> Tuple[Problem, ...]:
-    """All schema and condition-syntax problems of a document, one per location."""
+    """All schema, condition-syntax and expectation problems of a document, one per location."""
     problems = schema_problems(doc)
     problems.extend(check_conditions(doc))
+    problems.extend(expectations.block_problems(doc))
     if not problems:
         problems.extend(check_values(doc))
     problems.sort(key=lambda p: (p.location.file, p.location.line, p.location.column, p.code))

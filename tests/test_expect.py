@@ -255,7 +255,8 @@ def simulate(*args: str) -> subprocess.CompletedProcess:
 def test_the_shipped_expectations_hold(tmp_path: Path) -> None:
     proc = simulate()
     assert proc.returncode == 0, proc.stderr
-    assert "Expectations (funnels/acme/acme.expect.yaml): 7 of 7 hold" in proc.stdout
+    # sales.yaml's `expect:` block first, then acme.expect.yaml beside the funnel.
+    assert "Expectations (funnels/acme/sales.yaml and funnels/acme/acme.expect.yaml): 7 of 7 hold" in proc.stdout
     assert proc.stderr == ""
 
 
@@ -270,7 +271,9 @@ def test_a_failed_expectation_exits_1_with_its_located_line(tmp_path: Path) -> N
         ("mql_rate >= 0.05", True), ("sql_rate >= 0.5", False), ("no_sla_breaches", False)]
     assert {"name", "text", "value", "lo", "hi", "passed"} <= set(items[0])
     errors = [ln for ln in proc.stderr.splitlines() if " error FNL811" in ln]
-    assert errors[0].startswith(f"{gates}:4:5: error FNL811: expectation sql_rate >= 0.5 failed: 0.11")
+    head = f"{gates}:4:5: error FNL811: expectation sql_rate >= 0.5 failed: "
+    assert errors[0].startswith(head)  # then the run's figure, to 4 digits
+    assert math.isclose(float(errors[0][len(head):]), items[1]["value"], abs_tol=1e-4) and items[1]["value"] < 0.5
     assert errors[1].startswith(f"{gates}:5:5: error FNL811: expectation no_sla_breaches failed: sla_breaches is ")
     assert proc.stderr.count("  help: ") == 2
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from ..errors import UsageError
-from ..sources import display_path
 from .behavior import (DAY, DEFAULTS, MAX_LEADS, Behavior, Defaults, default_behavior, find_behavior,
                        is_behavior_file, load_behavior)
 from .workers import Workers
@@ -111,10 +110,11 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
     `leads` scales the arrivals to about that many; `days` sets the horizon (the model's
     by default). Raises UsageError for sizes out of bounds, ProblemsFound for a funnel or
     behaviour model with problems, all before any lead is simulated. The expectations at
-    `expect_path`, else the `*.expect.yaml` beside the funnel, are judged on every run
-    (`strict`: the whole 95 % interval must hold) into `Forecast.expectations`. `workers`
+    `expect_path`, else the definition's `expect:` block and the `*.expect.yaml` beside
+    the funnel (`expect.gather`), are judged on every run (`strict`: the whole 95 %
+    interval must hold) into `Forecast.expectations`. `workers`
     says where the leads are simulated (this process by default); the forecast is the same."""
-    from ..pipeline import plan_for
+    from ..pipeline import compiled_for
     from . import expect
     from .figures import combine, figures
     from .run import simulate
@@ -122,10 +122,10 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
     check_sizes(leads, days, runs)
     first_minute = start_minute(start)
     found = behaviour_file(funnel, behavior_path)
-    plan = plan_for(funnel)
+    compiled = compiled_for(funnel)
+    plan = compiled.plan
     model = load_behavior(found, plan) if found is not None else default_behavior(plan)
-    gates = Path(expect_path) if expect_path is not None else expect.find_expectations(funnel)
-    expectations = expect.load_expectations(gates, plan, model) if gates is not None else None
+    expectations, gates = expect.gather(compiled.funnel.document, funnel, expect_path, plan, model)
     horizon = days * DAY if days is not None else model.horizon_minutes
     expected = leads if leads is not None else model.expected_leads
     if expected > MAX_SIMULATED:
@@ -142,7 +142,6 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
         results.append(figures(run))
         if expectations is not None:
             measured.append(expect.measure(run, results[-1]))
-    gate = None if expectations is None or gates is None else \
-        expect.judge(expectations, measured, strict, display_path(gates))
+    gate = None if expectations is None else expect.judge(expectations, measured, strict, gates)
     return Forecast(funnel, model, seed, runs, first_minute, horizon / DAY, leads, results[0],
                     combine(results) if runs > 1 else None, gate)

@@ -1,10 +1,24 @@
 """Expectations: CI gates on a forecast, judged by `fnl simulate`.
 
-An expectations file (`schemas/expect.schema.json`) sits beside the funnel like its
-behaviour model: `funnels/x.expect.yaml` for `funnels/x.yaml`, `funnels/acme/acme.expect.yaml`
-for a split funnel (or the one `*.expect.yaml` in its folder); `--expect FILE` names another.
-Definition discovery never merges these files. It holds an `expect:` list, one expectation a
-line, each read by the small parser below (no eval):
+Expectations live in two places, and `fnl simulate FUNNEL` judges both:
+
+- the definition's own `expect:` block, a top-level list beside `stages:` (in a split
+  funnel, in any one of its files, like every top-level value). It is part of the
+  definition, so `fnl validate` checks its grammar and names (FNL812, FNL813, located in
+  the funnel's YAML) before anything is simulated; it is not part of the compiled plan
+  and does not change its content hash, since expectations change nothing the engine does;
+- an expectations file (`schemas/expect.schema.json`) beside the funnel like its
+  behaviour model: `funnels/x.expect.yaml` for `funnels/x.yaml`,
+  `funnels/acme/acme.expect.yaml` for a split funnel (or the one `*.expect.yaml` in its
+  folder). Definition discovery never merges these files. It holds an `expect:` list and,
+  optionally, the `funnel:` it is for.
+
+With both, the block's expectations come first, then the file's, each located at its own
+file and line. `--expect FILE` replaces both: only that file is judged (the block is still
+validated with the definition). `gather` decides which.
+
+Each line is read by the small parser in `engine/expectations.py` (no eval), which
+`fnl validate` uses too without importing the simulator:
 
     expectation := METRIC OP OPERAND
                  | METRIC "between" NUMBER "and" NUMBER
@@ -19,23 +33,25 @@ figure of one run (`measure`); with `--runs R` an expectation judges the mean of
 values and reports its 95 % interval, and with `--strict` the whole interval must pass
 (`judge`). A metric on the right (`rep_load <= capacity`) is compared by its mean.
 
-A failed expectation is a located problem FNL811 at its line; a name fnl does not know is
-FNL812 (with did-you-mean), a line that cannot be read FNL813, a file that cannot serve this
-funnel FNL814. Reading and the schema use the FNL0xx and FNL1xx codes, as for funnels.
+A failed expectation is a located problem FNL811 at its line, in the funnel's YAML or the
+expectations file; a name fnl does not know is FNL812 (with did-you-mean), a line that
+cannot be read FNL813, a file that cannot serve this funnel (or a metric its behaviour
+model cannot give) FNL814. Reading and the schema use the FNL0xx and FNL1xx codes, as for
+funnels.
 """
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import validate
 from ..codes import CODES as ALL_CODES
-from ..errors import Location, Problem, ProblemsFound, UsageError
-from ..load import load_file
+from ..errors import Problem, ProblemsFound, UsageError
+from ..expectations import (FLAGS, KEY, MAX_TEXT, METRICS, NEEDS_CAPACITY, OPS, SHARES, STAGE_METRICS, BadLine,
+                            Expectation, _num, is_share, known_metrics, parse, read)
+from ..load import Document, load_file
 from ..plan import Plan
 from ..sources import EXPECT_SUFFIXES, display_path
 from ..terminal import escape
@@ -44,68 +60,14 @@ from .behavior import Behavior, find_beside
 SCHEMA_NAME = "expect"
 SUFFIXES: Tuple[str, ...] = EXPECT_SUFFIXES
 CODES: Dict[str, str] = {code: ALL_CODES[code] for code in ("FNL811", "FNL812", "FNL813", "FNL814")}
-MAX_TEXT = 200
+_Bad = BadLine  # the name this module used before the grammar moved
 
 # Sends of these kinds are marketing: the ones `no_marketing_to_open_opportunities` forbids
 # once sales holds the lead.
 MARKETING_KINDS = ("nurture", "broadcast")
 
-# name -> what it measures, one run at a time. Shares are from 0 to 1.
-METRICS: Dict[str, str] = {
-    "leads": "leads the engine took in",
-    "emails_sent": "emails sent, of every kind",
-    "emails_per_lead": "emails per lead, the mean",
-    "emails_per_lead_p95": "emails per lead, the 95th percentile",
-    "emails_per_lead_max": "emails to the lead that got the most",
-    "max_emails_in_7d": "the most emails any lead got in any 7 days",
-    "max_marketing_emails_in_7d": "the most nurture and broadcast emails any lead got in any 7 days",
-    "unsubscribes": "unsubscribe events",
-    "unsubscribe_rate": "unsubscribe events per email sent (a share)",
-    "unsubscribed_leads": "leads unsubscribed at the horizon",
-    "bounces": "emails that bounced",
-    "bounce_rate": "bounces per email sent (a share)",
-    "deferrals": "sends held back, by quiet hours, the frequency cap and `at:` times together",
-    "quiet_hours_deferrals": "sends held back by quiet hours",
-    "frequency_cap_deferrals": "sends held back by the frequency cap",
-    "at_deferrals": "sends held back until a step's `at:` time",
-    "handoffs": "leads handed off to sales",
-    "sla_breaches": "SLA breaches of handed-off leads",
-    "rep_load": "the busiest week of the busiest rep: first handoffs to one rep in one week",
-    "capacity": "the smallest capacity of any rep in the behaviour model (`sales:`), leads a week",
-    "weeks_over_capacity": "rep-weeks with more first handoffs than that rep's own capacity",
-    "marketing_to_open_opportunities": "nurture and broadcast emails sent to a lead after its handoff to sales",
-}
-# For every stage S of the funnel.
-STAGE_METRICS: Dict[str, str] = {
-    "_rate": "the share of the leads that ever reached stage S",
-    "_leads": "leads that ever reached stage S",
-}
-# A flag is one comparison with a name of its own.
-FLAGS: Dict[str, Tuple[str, str, float]] = {
-    "no_marketing_to_open_opportunities": ("marketing_to_open_opportunities", "==", 0.0),
-    "no_sla_breaches": ("sla_breaches", "==", 0.0),
-    "no_rep_over_capacity": ("weeks_over_capacity", "==", 0.0),
-}
-OPS = ("<", "<=", ">", ">=", "==")
-SHARES = ("unsubscribe_rate", "bounce_rate")
-NEEDS_CAPACITY = ("capacity", "weeks_over_capacity", "no_rep_over_capacity")
-
 
 # -- the expectations ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Expectation:
-    """One line of `expect:`. `metric op bound` (and `upper` for between)."""
-
-    text: str
-    name: str  # the metric or flag as written
-    metric: str
-    op: str  # one of OPS, or "between"
-    bound: Union[float, str]  # a number, or the name of a metric
-    upper: Optional[float]
-    location: Location
-    source_line: str = ""
-
 
 @dataclass(frozen=True)
 class Judged:
@@ -132,135 +94,6 @@ class Gate:
         return tuple(j for j in self.results if not j.passed)
 
 
-class _Bad(Exception):
-    def __init__(self, code: str, offset: int, message: str, help: str) -> None:
-        super().__init__(message)
-        self.code, self.offset, self.message, self.help = code, offset, message, help
-
-
-def is_share(metric: str) -> bool:
-    return metric in SHARES or (metric.endswith("_rate") and metric not in METRICS)
-
-
-def known_metrics(stages: Sequence[str]) -> List[str]:
-    out = list(METRICS)
-    for stage in stages:
-        out += [f"{stage}{suffix}" for suffix in STAGE_METRICS]
-    return out
-
-
-_TOKEN = re.compile(r"\s*(?:(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)(?P<pct>\s*%)?"
-                    r"|(?P<name>[A-Za-z_][A-Za-z0-9_-]*)|(?P<op>[<>=!]+))")
-
-
-def _tokens(text: str) -> List[Tuple[str, Any, int]]:
-    out: List[Tuple[str, Any, int]] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            at = pos + len(text[pos:]) - len(text[pos:].lstrip())
-            raise _Bad("FNL813", at, f"cannot read `{text[at]}` in `{text}`",
-                       "write `METRIC OP NUMBER` such as `sql_rate >= 0.03`, `METRIC between A and B`, or a flag "
-                       "such as `no_sla_breaches`")
-        start = m.start(m.lastgroup) if m.lastgroup else pos
-        if m.group("num") is not None:
-            value = float(m.group("num"))
-            if not math.isfinite(value):
-                raise _Bad("FNL813", start, f"`{m.group('num')}` is not a finite number", "write a number such as 0.03")
-            out.append(("num", value / 100 if m.group("pct") else value, m.start("num")))
-        elif m.group("name") is not None:
-            out.append(("name", m.group("name"), m.start("name")))
-        else:
-            out.append(("op", m.group("op"), m.start("op")))
-        pos = m.end()
-    return out
-
-
-_OP_FIX = {"=": "==", "=>": ">=", "=<": "<=", "!=": None, "<>": None}
-
-
-def parse(text: str, stages: Sequence[str]) -> Tuple[str, str, str, Union[float, str], Optional[float]]:
-    """(name, metric, op, bound, upper) of one expectation, or _Bad with the offset of the
-    problem in `text`."""
-    tokens = _tokens(text)
-    if not tokens:
-        raise _Bad("FNL813", 0, "an empty expectation", "write one such as `sql_rate >= 0.03`")
-    known = known_metrics(stages)
-    kind, name, at = tokens[0]
-    if kind != "name":
-        raise _Bad("FNL813", at, f"`{text}` does not start with a metric",
-                   "start with the metric: `sql_rate >= 0.03`, not `0.03 <= sql_rate`")
-    if name in FLAGS:
-        if len(tokens) > 1:
-            raise _Bad("FNL813", tokens[1][2], f"`{name}` is a flag and takes no comparison",
-                       f"write `{name}` alone")
-        metric, op, bound = FLAGS[name]
-        return name, metric, op, bound, None
-    if name not in known:
-        _unknown(name, at, stages, known)
-    if len(tokens) == 1:
-        raise _Bad("FNL813", at + len(name), f"`{name}` needs a comparison",
-                   f"compare it with a number, such as `{name} {'>= 0.03' if is_share(name) else '<= 3'}`")
-    kind, op, at = tokens[1]
-    if kind == "name" and op == "between":
-        rest = tokens[2:]
-        if len(rest) != 3 or rest[0][0] != "num" or rest[1][:2] != ("name", "and") or rest[2][0] != "num":
-            where = next((t[2] for t, want in zip(rest, ("num", "and", "num"))
-                          if (t[0] != "num" if want == "num" else t[:2] != ("name", "and"))),
-                         rest[3][2] if len(rest) > 3 else len(text))
-            raise _Bad("FNL813", where, f"`{text}`: `between` takes two numbers",
-                       f"write `{name} between 0.05 and 0.2`")
-        low, high = rest[0][1], rest[2][1]
-        if low > high:
-            raise _Bad("FNL813", rest[0][2], f"`between {_num(low)} and {_num(high)}` is empty: the first is larger",
-                       f"write `{name} between {_num(high)} and {_num(low)}`")
-        for value, offset in ((low, rest[0][2]), (high, rest[2][2])):
-            _check_number(name, value, offset)
-        return name, name, "between", low, high
-    if kind != "op" or op not in OPS:
-        fix = _OP_FIX.get(op) if kind == "op" else None
-        raise _Bad("FNL813", at, f"`{op}` is not a comparison" if kind == "op" else f"expected a comparison after "
-                   f"`{name}`, found `{op}`",
-                   f"write `{fix}`" if fix else "use one of <, <=, >, >=, ==, or `between A and B`")
-    if len(tokens) < 3:
-        raise _Bad("FNL813", len(text.rstrip()), f"`{text}` has nothing after `{op}`",
-                   f"write a number or a metric after it, such as `{name} {op} {'0.03' if is_share(name) else '3'}`")
-    kind, bound, at = tokens[2]
-    if kind == "name":
-        if bound not in known:
-            _unknown(bound, at, stages, known)
-    elif kind == "num":
-        _check_number(name, bound, at)
-    else:
-        raise _Bad("FNL813", at, f"`{bound}` after `{op}`: expected a number or a metric", f"write `{name} {op} 3`")
-    if len(tokens) > 3:
-        raise _Bad("FNL813", tokens[3][2], f"`{text}`: unexpected `{tokens[3][1]}` after the comparison",
-                   "write one comparison a line; put each expectation in its own item")
-    return name, name, op, bound, None
-
-
-def _check_number(metric: str, value: float, offset: int) -> None:
-    if is_share(metric) and not 0 <= value <= 1:
-        raise _Bad("FNL813", offset, f"`{metric}` is a share, from 0 to 1; {_num(value)} is outside",
-                   f"write a share such as {_num(value / 100) if value > 1 else '0.03'} or a percentage such as "
-                   f"{_num(value) if value > 1 else '3'}%")
-
-
-def _unknown(name: str, at: int, stages: Sequence[str], known: Sequence[str]) -> None:
-    guess = difflib.get_close_matches(name, list(known) + list(FLAGS), n=1, cutoff=0.6)
-    stage_like = next((name[:-len(s)] for s in STAGE_METRICS if name.endswith(s)), None)
-    if stage_like is not None and stage_like not in stages:
-        message = f"`{name}`: `{stage_like}` is not a stage of the funnel"
-        help = f"did you mean `{guess[0]}`?" if guess else "its stages: " + ", ".join(f"`{s}`" for s in stages)
-    else:
-        message = f"`{name}` is not a metric fnl knows"
-        help = f"did you mean `{guess[0]}`?" if guess else "see the metrics in `fnl schema expect` or the README"
-    raise _Bad("FNL812", at, message, help)
-
-
 # -- finding and loading ------------------------------------------------------------------
 
 def find_expectations(funnel_path: Union[str, Path]) -> Optional[Path]:
@@ -268,13 +101,29 @@ def find_expectations(funnel_path: Union[str, Path]) -> Optional[Path]:
     return find_beside(funnel_path, SUFFIXES, "FNL814", "expectations file", "--expect")
 
 
+def _capacity_check(behavior: Behavior) -> Any:
+    """The simulator's own check of each expectation: a metric that needs the reps'
+    capacity needs a behaviour model that gives it (FNL814)."""
+    capacity = behavior.capacity is not None and bool(behavior.capacity.reps)
+
+    def check(name: str, metric: str, bound: Union[float, str], text: str) -> None:
+        needs = [n for n in (name, metric, bound) if isinstance(n, str) and n in NEEDS_CAPACITY]
+        if needs and not capacity:
+            raise BadLine("FNL814", max(text.find(needs[0]), 0), f"`{needs[0]}` needs the reps' capacity, and the "
+                          f"behaviour model ({behavior.source or 'fnl defaults'}) gives none",
+                          "add `sales: {leads_per_week: N}` to the behaviour model, or drop this expectation")
+
+    return check
+
+
 def load_expectations(path: Union[str, Path], plan: Plan, behavior: Behavior) -> Tuple[Expectation, ...]:
-    """Read and check the expectations at `path` for `plan` (and `behavior`, for its
+    """Read and check the expectations file at `path` for `plan` (and `behavior`, for its
     capacity). Raises ProblemsFound with every located problem, UsageError if no file."""
     file = Path(path)
     if not file.exists() and not file.is_symlink():
         raise UsageError(f"--expect {path}: no such file",
-                         "check the path; without --expect fnl uses the *.expect.yaml beside the funnel")
+                         "check the path; without --expect fnl judges the funnel's `expect:` block and the "
+                         "*.expect.yaml beside the funnel")
     if file.is_dir():
         raise UsageError(f"--expect {path}: is a folder, not an expectations file", "name the *.expect.yaml file")
     loaded = load_file(file, display_path(file))
@@ -291,27 +140,59 @@ def load_expectations(path: Union[str, Path], plan: Plan, behavior: Behavior) ->
                                      f"`{plan.funnel}`", loc, ("funnel",),
                                      f"name the funnel's expectations `{plan.funnel}`, or give the right file "
                                      "with --expect FILE", source_line=doc.source_line(loc)),))
-    stages = [s.name for s in plan.stages]
-    capacity = behavior.capacity is not None and bool(behavior.capacity.reps)
+    out, found = read(doc, [s.name for s in plan.stages], _capacity_check(behavior))
+    if found:
+        raise ProblemsFound(_sorted(found))
+    return out
+
+
+def block_expectations(document: Document, plan: Plan, behavior: Behavior) -> Optional[Tuple[Expectation, ...]]:
+    """The expectations of the definition's own `expect:` block (`document` is the
+    definition, already validated: its lines read and its names are known), or None
+    without one. Raises ProblemsFound for one its behaviour model cannot serve."""
+    if not isinstance(document.data, dict) or not isinstance(document.data.get(KEY), list):
+        return None
+    out, found = read(document, [s.name for s in plan.stages], _capacity_check(behavior))
+    if found:
+        raise ProblemsFound(_sorted(found))
+    return out
+
+
+def gather(document: Optional[Document], funnel: Union[str, Path], expect_path: Optional[Union[str, Path]],
+           plan: Plan, behavior: Behavior) -> Tuple[Optional[Tuple[Expectation, ...]], str]:
+    """What `fnl simulate` judges, and where it comes from (for the report's heading).
+
+    `expect_path` (`--expect FILE`) replaces every other source: only that file is judged.
+    Otherwise the definition's `expect:` block (from `document`, the definition's loaded
+    YAML) and the `*.expect.yaml` beside `funnel` are both judged, the block first; the
+    problems of both are raised together, each at its own file and line. (None, "") when
+    the funnel has no expectations at all."""
+    if expect_path is not None:
+        return load_expectations(expect_path, plan, behavior), display_path(Path(expect_path))
+    sources: List[str] = []
     out: List[Expectation] = []
-    for i, text in enumerate(data["expect"]):
-        where = ("expect", i)
+    bad: List[Problem] = []
+    if document is not None:
         try:
-            name, metric, op, bound, upper = parse(text, stages)
-            needs = [n for n in (name, metric, bound) if isinstance(n, str) and n in NEEDS_CAPACITY]
-            if needs and not capacity:
-                raise _Bad("FNL814", text.find(needs[0]), f"`{needs[0]}` needs the reps' capacity, and the "
-                           f"behaviour model ({behavior.source or 'fnl defaults'}) gives none",
-                           "add `sales: {leads_per_week: N}` to the behaviour model, or drop this expectation")
-        except _Bad as bad:
-            loc = doc.expression_location(where, bad.offset)
-            problems.append(Problem(bad.code, bad.message, loc, where, bad.help, source_line=doc.source_line(loc)))
-            continue
-        loc = doc.locate(where)
-        out.append(Expectation(text.strip(), name, metric, op, bound, upper, loc, doc.source_line(loc)))
-    if problems:
-        raise ProblemsFound(_sorted(problems))
-    return tuple(out)
+            block = block_expectations(document, plan, behavior)
+        except ProblemsFound as found:
+            block = ()
+            bad.extend(found.problems)
+        if block is not None:
+            sources.append(document.locate((KEY,)).file)
+            out.extend(block)
+    beside = find_expectations(funnel)
+    if beside is not None:
+        try:
+            out.extend(load_expectations(beside, plan, behavior))
+        except ProblemsFound as found:
+            bad.extend(found.problems)
+        sources.append(display_path(beside))
+    if bad:
+        raise ProblemsFound(tuple(bad))
+    if not sources:
+        return None, ""
+    return tuple(out), " and ".join(sources)
 
 
 def _sorted(problems: Sequence[Problem]) -> Tuple[Problem, ...]:
@@ -405,14 +286,6 @@ def judge(expectations: Sequence[Expectation], measured: Sequence[Dict[str, Opti
 
 # -- words --------------------------------------------------------------------------------
 
-def _num(x: float) -> str:
-    if math.isnan(x):
-        return "no value"
-    if float(x).is_integer() and abs(x) < 1e15:
-        return f"{int(x):,}"
-    return f"{x:.4g}"
-
-
 def _value_text(j: Judged) -> str:
     if j.runs > 1:
         return f"{_num(j.value)} (95 % interval {_num(j.lo)}–{_num(j.hi)} over {j.runs} runs)"
@@ -486,6 +359,7 @@ def json_items(gate: Optional[Gate]) -> List[Dict[str, Any]]:
              "column": j.expectation.location.column} for j in gate.results]
 
 
-__all__ = ["CODES", "FLAGS", "Gate", "Judged", "METRICS", "STAGE_METRICS", "Expectation", "find_expectations",
-           "judge", "json_items", "load_expectations", "markdown_lines", "measure", "parse", "problems", "summary",
+__all__ = ["CODES", "FLAGS", "MAX_TEXT", "OPS", "SHARES", "Gate", "Judged", "METRICS", "STAGE_METRICS", "BadLine",
+           "Expectation", "block_expectations", "find_expectations", "gather", "is_share", "judge", "json_items",
+           "known_metrics", "load_expectations", "markdown_lines", "measure", "parse", "problems", "summary",
            "text_lines"]
