@@ -202,14 +202,17 @@ def test_a_metric_on_the_right_is_compared_by_its_mean() -> None:
 def test_no_marketing_counts_nurture_and_broadcast_after_the_handoff() -> None:
     from types import SimpleNamespace as NS
 
+    from engine.pipeline import plan_for
+    from engine.simulate import tally
     from engine.simulate.run import LeadRecord, Send
 
+    plan = plan_for(str(REPO / "funnels/reference.yaml"))
     handed = LeadRecord(0, "l0", "m", 0, created=True, handed_off_at=1000)
     other = LeadRecord(1, "l1", "m", 0, created=True)
     sends = [Send(0, 999, "n", "a", "t", None, "nurture"), Send(0, 1000, "n", "b", "t", None, "nurture"),
              Send(0, 1001, "n", "c", "t", None, "nurture"), Send(0, 2000, "b", "d", "t", None, "broadcast"),
              Send(0, 3000, "s", "e", "t", None, "sales"), Send(1, 5000, "n", "f", "t", None, "nurture")]
-    run = NS(leads=(handed, other), sends=tuple(sends))
+    run = NS(tally=tally.from_records(plan, 0, 7 * 1440, (handed, other), sends, ()))
     figs = NS(emails=NS(sent=6, per_lead_mean=3.0, per_lead_p95=5, per_lead_max=5, max_in_7_days=5),
               deferrals=NS(quiet_hours=1, frequency_cap=2, at=0), reps=(), leads=2, unsubscribes=0,
               unsubscribed_leads=0, bounces=0, sla_breaches=0, stages=())

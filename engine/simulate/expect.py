@@ -56,15 +56,15 @@ from ..plan import Plan
 from ..sources import EXPECT_SUFFIXES, display_path
 from ..terminal import escape
 from .behavior import Behavior, find_beside
+# Sends of these kinds (`tally.MARKETING_KINDS`) are marketing: the ones
+# `no_marketing_to_open_opportunities` forbids once sales holds the lead.
+from .tally import MARKETING_KINDS  # noqa: F401
 
 SCHEMA_NAME = "expect"
 SUFFIXES: Tuple[str, ...] = EXPECT_SUFFIXES
 CODES: Dict[str, str] = {code: ALL_CODES[code] for code in ("FNL811", "FNL812", "FNL813", "FNL814")}
 _Bad = BadLine  # the name this module used before the grammar moved
 
-# Sends of these kinds are marketing: the ones `no_marketing_to_open_opportunities` forbids
-# once sales holds the lead.
-MARKETING_KINDS = ("nurture", "broadcast")
 
 
 # -- the expectations ---------------------------------------------------------------------
@@ -203,34 +203,26 @@ def _sorted(problems: Sequence[Problem]) -> Tuple[Problem, ...]:
 
 def measure(run: Any, figs: Any) -> Dict[str, Optional[float]]:
     """Every metric of one run (`run.Run`) and its figures (`figures.Figures`)."""
-    from .figures import WEEK, most_in_window
-
     e, d = figs.emails, figs.deferrals
+    t = run.tally
     sent = float(e.sent)
-    handed = {r.index: r.handed_off_at for r in run.leads if r.created and r.handed_off_at is not None}
-    marketing = sum(1 for s in run.sends if s.kind in MARKETING_KINDS and s.lead in handed
-                    and s.minute > handed[s.lead])
     caps = [c for r in figs.reps if (c := r.capacity) is not None]
-    by_lead: Dict[int, List[int]] = {}
-    for s in run.sends:
-        if s.kind in MARKETING_KINDS:
-            by_lead.setdefault(s.lead, []).append(s.minute)
     out: Dict[str, Optional[float]] = {
         "leads": float(figs.leads), "emails_sent": sent, "emails_per_lead": float(e.per_lead_mean),
         "emails_per_lead_p95": float(e.per_lead_p95), "emails_per_lead_max": float(e.per_lead_max),
         "max_emails_in_7d": float(e.max_in_7_days),
-        "max_marketing_emails_in_7d": float(max((most_in_window(m, WEEK) for m in by_lead.values()), default=0)),
+        "max_marketing_emails_in_7d": float(t.most_marketing_in_7_days),
         "unsubscribes": float(figs.unsubscribes),
         "unsubscribe_rate": figs.unsubscribes / sent if sent else 0.0,
         "unsubscribed_leads": float(figs.unsubscribed_leads), "bounces": float(figs.bounces),
         "bounce_rate": figs.bounces / sent if sent else 0.0,
         "deferrals": float(d.quiet_hours + d.frequency_cap + d.at), "quiet_hours_deferrals": float(d.quiet_hours),
         "frequency_cap_deferrals": float(d.frequency_cap), "at_deferrals": float(d.at),
-        "handoffs": float(len(handed)), "sla_breaches": float(figs.sla_breaches),
+        "handoffs": float(len(t.first_handoff)), "sla_breaches": float(figs.sla_breaches),
         "rep_load": float(max((r.per_week_max for r in figs.reps), default=0)),
         "capacity": float(min(caps)) if caps else None,
         "weeks_over_capacity": float(sum(r.weeks_over_capacity for r in figs.reps)),
-        "marketing_to_open_opportunities": float(marketing),
+        "marketing_to_open_opportunities": float(t.marketing_after_handoff),
     }
     for s in figs.stages:
         out[f"{s.name}_rate"] = float(s.reached_share)
