@@ -1,0 +1,1196 @@
+"""The vectorised simulator: a whole cohort through the plan as NumPy columns, day by day.
+
+`engine.core` states the funnel's rules for one lead; this module applies the same rules
+to every lead of a chunk at once, for the plans whose leads live on a daily grid: the
+behaviour model's `timing.day: same_minute` (each of a lead's days is one minute of the
+engine, the reference funnel's daily step), steps that wait whole days, and no rule that
+moves a send off that minute. `unsupported` says, in words, why a plan or behaviour model
+is not of that kind (quiet hours that can bind, a frequency cap, a step's `at:` time, CRM
+reactions, entries, a condition the columns cannot read, …); those run lead by lead
+through the engine itself (`run`), and `simulate` picks the way.
+
+It is the engine's order, minute by minute, for every lead at once:
+
+1. A lead arriving today is created (consent, fit points, its opt-in's points and
+   delivery); a lead with a step due today takes the clock: decay, exits, due steps.
+2. The engagement with today's emails, in the engine's order: each lead's bounces first,
+   then, email by email, its unsubscribe or its open, click and reply (all drawn when the
+   email is sent, as `run` draws them), each a step of the engine: decay, the event, the
+   transitions in declaration order, exits, entries, due steps. Emails those steps send
+   queue their engagement after the lead's others.
+3. The day's website visit (not for a lead that has unsubscribed), then its engagement.
+
+The draws are `run`'s (`draws`, keyed by lead number), so a run gives the same tally
+whichever simulator ran it: `tests/test_simulate_vector.py` holds the two to the same
+JSON, byte for byte, and replays the events this simulator generated through
+`engine.drive` (the loop `fnl trace` and the runtime use) to the same sends, stage
+entries, scores, unsubscribes and handoffs.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import clock
+from .. import core
+from .. import evaluate as ev
+from .. import plan as p
+from ..state import Event
+from . import tally as tl
+from .behavior import DAY, Behavior
+from .cohort import Cohort
+from .draws import Draws
+
+CHUNK = 250_000  # leads simulated together: memory is bounded by the chunk, not the run
+_NONE = -1
+_FACTS = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied", "visited": "site.visited",
+          "downloaded": "magnet.downloaded"}
+_ENGAGE = ("email.opened", "email.clicked", "email.replied")
+
+
+class Unsupported(Exception):
+    """Why a plan or behaviour model cannot run as columns, in words."""
+
+
+# -- conditions as columns ----------------------------------------------------------------
+
+Val = Tuple[str, Any]  # (kind, value): "bool" / "num" arrays, "stage" codes, "static" per-lead Python values
+
+
+class Conditions:
+    """Condition trees compiled to functions of a chunk's rows. A subtree that reads only
+    the lead's profile (and fit, segment, persona, which do too) is static: evaluated once
+    per distinct profile with the engine's own scalar evaluator. The rest reads the
+    engine's values as columns: score (as `engine.score.shown` gives it), stage,
+    emails_sent, unsubscribed, bounced, `opened`/`clicked`/`replied`/`visited`/`downloaded`
+    (optionally by name and `since` a stage) and `stage_at_least`."""
+
+    def __init__(self, plan: p.Plan) -> None:
+        self.plan = plan
+        self.stage_code = {s.name: i for i, s in enumerate(plan.stages)}
+
+    # static ---------------------------------------------------------------------------
+    def static(self, tree: p.Tree) -> bool:
+        if "var" in tree:
+            return tree["var"] in ("fit", "segment", "persona")
+        if "call" in tree:
+            return False
+        return all(self.static(a) for a in list(tree.get("args", [])) + list(tree.get("list", [])))
+
+    def static_value(self, tree: p.Tree, profile: Dict[str, Any]) -> Any:
+        def resolve(node: p.Tree) -> Any:
+            if "attr" in node:
+                return profile.get(node["attr"])
+            name = node["var"]
+            if name == "fit":
+                return self.plan.fit is not None and ev.holds(self.plan.fit.tree, resolve)
+            groups = self.plan.segments if name == "segment" else self.plan.personas
+            return next((g.name for g in groups if ev.holds(g.when.tree, resolve)), None)
+        return ev.evaluate(tree, resolve)
+
+    # compiling --------------------------------------------------------------------------
+    def compile(self, tree: Optional[p.Tree]) -> Callable[["Chunk", np.ndarray], np.ndarray]:
+        """A function giving, for rows of a chunk, whether the condition holds."""
+        if tree is None:
+            return lambda c, rows: np.ones(rows.shape[0], dtype=bool)
+        f = self._node(tree)
+        return lambda c, rows: _truth(f(c, rows))
+
+    def _node(self, tree: p.Tree) -> Callable[["Chunk", np.ndarray], Val]:
+        if self.static(tree):
+            key = repr(tree)
+            return lambda c, rows: ("static", c.static(key, tree)[rows])
+        if "lit" in tree:
+            raise AssertionError("a literal is static")  # pragma: no cover
+        if "var" in tree:
+            return self._var(tree["var"])
+        if "call" in tree:
+            return self._call(tree)
+        op = tree["op"]
+        args = [self._node(a) for a in tree["args"]]
+        if op in ("and", "or"):
+            a, b = args
+            if op == "and":
+                return lambda c, rows: ("bool", _truth(a(c, rows)) & _truth(b(c, rows)))
+            return lambda c, rows: ("bool", _truth(a(c, rows)) | _truth(b(c, rows)))
+        if op == "not":
+            return lambda c, rows: ("bool", ~_truth(args[0](c, rows)))
+        if op == "neg":
+            return lambda c, rows: ("num", -_number(args[0](c, rows)))
+        if op in ("+", "-", "*", "/"):
+            return self._arith(op, tree["args"], args)
+        return self._compare(op, tree["args"], args)
+
+    def _var(self, name: str) -> Callable[["Chunk", np.ndarray], Val]:
+        if name == "score":
+            return lambda c, rows: ("num", shown(c.score[rows]))
+        if name == "emails_sent":
+            return lambda c, rows: ("num", c.emails[rows].astype(np.float64))
+        if name == "unsubscribed":
+            return lambda c, rows: ("bool", c.unsub[rows])
+        if name == "bounced":
+            return lambda c, rows: ("bool", c.bounced[rows])
+        if name == "stage":
+            return lambda c, rows: ("stage", c.stage[rows])
+        if name in _FACTS:
+            return self._call({"call": name, "args": [], "kwargs": {}})
+        raise Unsupported(f"a condition reads `{name}`, which the vectorised simulator does not keep")
+
+    def _call(self, tree: p.Tree) -> Callable[["Chunk", np.ndarray], Val]:
+        name, args, kwargs = tree["call"], tree["args"], tree["kwargs"]
+        if any("lit" not in a for a in args) or any("lit" not in v for v in kwargs.values()):
+            raise Unsupported(f"`{name}(…)` with an argument that is not a literal")
+        lits = [a["lit"] for a in args]
+        if name == "stage_at_least":
+            index = self.plan.stage_index(str(lits[0])) if lits else -1
+            order = np.asarray([s.index for s in self.plan.stages] + [-1], dtype=np.int64)
+            return lambda c, rows: ("bool", (order[c.stage[rows]] >= index) & (index >= 0))
+        key = _FACTS.get(name)
+        if key is None or set(kwargs) - {"since"}:
+            raise Unsupported(f"a condition calls `{name}`, which the vectorised simulator does not keep")
+        fact = f"{key}.{lits[0]}" if lits and lits[0] else key
+        since = kwargs.get("since", {}).get("lit") if kwargs else None
+        if since is not None:
+            stage = str(since)
+
+            def after(c: "Chunk", rows: np.ndarray) -> Val:
+                seen = c.fact(fact)[rows]
+                entered = c.entered_at(stage)[rows]
+                return "bool", (seen != _NONE) & (entered != _NONE) & (seen > entered)
+            return after
+        return lambda c, rows: ("bool", c.fact(fact)[rows] != _NONE)
+
+    def _arith(self, op: str, trees: List[p.Tree], args: List[Callable[["Chunk", np.ndarray], Val]]
+               ) -> Callable[["Chunk", np.ndarray], Val]:
+        a, b = args
+
+        def f(c: "Chunk", rows: np.ndarray) -> Val:
+            x, y = _number(a(c, rows)), _number(b(c, rows))
+            with np.errstate(all="ignore"):
+                if op == "+":
+                    return "num", x + y
+                if op == "-":
+                    return "num", x - y
+                if op == "*":
+                    return "num", x * y
+                return "num", np.where(y != 0, x / np.where(y != 0, y, 1.0), np.nan)
+        return f
+
+    def _compare(self, op: str, trees: List[p.Tree], args: List[Callable[["Chunk", np.ndarray], Val]]
+                 ) -> Callable[["Chunk", np.ndarray], Val]:
+        a, b = args
+        if any("var" in t and t["var"] == "stage" for t in trees):
+            other = trees[1] if trees[0].get("var") == "stage" else trees[0]
+            if op not in ("==", "!=", "in", "not in") or not self.static(other) or (op in ("in", "not in")
+                                                                                   and trees[0].get("var") != "stage"):
+                raise Unsupported("a condition compares `stage` other than with ==, != or in")
+            key = repr(other)
+
+            def staged(c: "Chunk", rows: np.ndarray) -> Val:
+                here = c.stage[rows]
+                want = c.static(key, other)[rows]
+                names = [s.name for s in self.plan.stages]
+                if op in ("in", "not in"):
+                    inside = np.fromiter((isinstance(w, (list, tuple)) and names[h] in w if h >= 0 else False
+                                          for h, w in zip(here, want)), dtype=bool, count=here.shape[0])
+                    return "bool", inside if op == "in" else ~inside
+                same = np.fromiter((h >= 0 and names[h] == w for h, w in zip(here, want)), dtype=bool,
+                                   count=here.shape[0])
+                return "bool", same if op == "==" else ~same
+            return staged
+        if op in ("in", "not in"):
+            raise Unsupported(f"`{op}` on a value the engine keeps (only on the profile, or `stage`)")
+
+        def f(c: "Chunk", rows: np.ndarray) -> Val:
+            x, y = _comparable(a(c, rows), op), _comparable(b(c, rows), op)
+            with np.errstate(invalid="ignore"):
+                if op == "==":
+                    return "bool", x == y
+                if op == "!=":
+                    return "bool", ~(x == y)
+                if op == "<":
+                    return "bool", x < y
+                if op == "<=":
+                    return "bool", x <= y
+                if op == ">":
+                    return "bool", x > y
+                return "bool", x >= y
+        return f
+
+
+def _truth(v: Val) -> np.ndarray:
+    kind, value = v
+    if kind == "bool":
+        return value
+    if kind == "num":
+        return (value != 0) & ~np.isnan(value)
+    if kind == "stage":
+        return value >= 0
+    return np.fromiter((bool(x) for x in value), dtype=bool, count=len(value))
+
+
+def _number(v: Val) -> np.ndarray:
+    """Numbers as the engine's arithmetic takes them; anything else is NaN (None)."""
+    kind, value = v
+    if kind == "num":
+        return value
+    if kind == "static":
+        return np.fromiter((float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
+                            for x in value), dtype=np.float64, count=len(value))
+    raise Unsupported("arithmetic on a value that is not a number")
+
+
+def _comparable(v: Val, op: str) -> np.ndarray:
+    """A side of a comparison with a number the engine keeps: NaN where `_compare` finds
+    no order (None, a boolean, a text); for == a boolean is its number, as in Python."""
+    kind, value = v
+    if kind == "num":
+        return value
+    if kind == "bool":
+        return value.astype(np.float64) if op in ("==", "!=") else np.full(value.shape[0], np.nan)
+    if kind == "static":
+        def one(x: Any) -> float:
+            if isinstance(x, bool):
+                return float(x) if op in ("==", "!=") else np.nan
+            return float(x) if isinstance(x, (int, float)) else np.nan
+        return np.fromiter((one(x) for x in value), dtype=np.float64, count=len(value))
+    raise Unsupported("a comparison of `stage` with a number")
+
+
+def shown(score: np.ndarray) -> np.ndarray:
+    """`engine.score.shown` for a column: NumPy's rounding, and Python's `round` where a
+    value lies so near a half that the two could differ."""
+    out = np.round(score, 6)
+    scaled = score * 1e6
+    near = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-3
+    if near.any():
+        idx = np.nonzero(near)[0]
+        out[idx] = [round(float(x), 6) for x in score[idx]]
+    return out
+
+
+# -- what the plan asks of the columns ------------------------------------------------------
+
+@dataclass(frozen=True)
+class StepRow:
+    sequence: int
+    index: int
+    step: p.Step
+    code: int  # into Kit.sends
+
+
+@dataclass(frozen=True)
+class Kit:
+    """The plan and behaviour model, as tables the columns use."""
+
+    plan: p.Plan
+    behavior: Behavior
+    conditions: Conditions
+    stages: Tuple[str, ...]
+    sends: Tuple[Tuple[Optional[str], Optional[str], str, str], ...]  # code -> (sequence, step, template, kind)
+    templates: Tuple[str, ...]
+    pages: Tuple[str, ...]
+    transitions: Tuple[Tuple[np.ndarray, int, Callable[..., np.ndarray], str], ...]  # (sources, to, when, id)
+    sequences: Tuple[p.Sequence, ...]
+    entry: Tuple[Callable[..., np.ndarray], ...]
+    exit_when: Tuple[Optional[Callable[..., np.ndarray]], ...]
+    step_when: Dict[Tuple[int, int], Tuple[Callable[..., np.ndarray], Optional[Callable[..., np.ndarray]]]]
+    step_code: Dict[Tuple[int, int], int]
+    order: Tuple[int, ...]  # sequences by (-priority, declaration)
+    suppressed: np.ndarray  # [stage, sequence] -> the stage suppresses the sequence
+    known: frozenset
+
+
+def unsupported(plan: p.Plan, behavior: Behavior) -> Optional[str]:
+    """Why this plan and behaviour model cannot run as columns, or None."""
+    try:
+        kit(plan, behavior)
+    except Unsupported as why:
+        return str(why)
+    return None
+
+
+def kit(plan: p.Plan, behavior: Behavior) -> Kit:
+    """The tables for `plan`, or Unsupported."""
+    if not behavior.timing.same_minute:
+        raise Unsupported("the behaviour model spreads a lead's day over its hours (`timing.day: spread`)")
+    if behavior.crm:
+        raise Unsupported("the behaviour model has CRM reactions")
+    if any(a.kind != "magnet" for a in behavior.arrivals):
+        raise Unsupported("leads arrive through an entry (a CRM event or an import), not only lead magnets")
+    pol = plan.policies
+    if pol.cap_max is not None and pol.cap_per_minutes:
+        raise Unsupported("the funnel has a frequency cap")
+    d = plan.scoring.decay
+    if d is not None and d.window_minutes is not None:
+        raise Unsupported("the score decays within a window")
+    if any(t.on is not None for t in plan.transitions):
+        raise Unsupported("a transition waits for an event (`on:`)")
+    for rule in plan.handoff:
+        if rule.sla_minutes is not None:
+            raise Unsupported(f"the handoff to {rule.stage} has an SLA")
+    conditions = Conditions(plan)
+    for group in plan.segments + plan.personas + ((p.Group("fit", plan.fit),) if plan.fit else ()):
+        if not conditions.static(group.when.tree):
+            raise Unsupported(f"`{group.name}` reads more than the lead's profile")
+    if any(not conditions.static(f.when.tree) for f in plan.scoring.fit):
+        raise Unsupported("a fit score reads more than the lead's profile")
+    sends: List[Tuple[Optional[str], Optional[str], str, str]] = []
+    step_code: Dict[Tuple[int, int], int] = {}
+    step_when: Dict[Tuple[int, int], Tuple[Callable[..., np.ndarray], Optional[Callable[..., np.ndarray]]]] = {}
+    for s, seq in enumerate(plan.sequences):
+        if seq.on is not None:
+            raise Unsupported(f"the sequence {seq.name} starts on an event (`on:`)")
+        if seq.exit is not None and any(not on.startswith(("email.", "site.visited")) for on in seq.exit.on):
+            raise Unsupported(f"the sequence {seq.name} ends on an event leads do not make here")
+        for i, step in enumerate(seq.steps):
+            if step.at_minute is not None:
+                raise Unsupported(f"the step {seq.name}/{step.id} sends at a time of day (`at:`)")
+            if step.wait_minutes % DAY:
+                raise Unsupported(f"the step {seq.name}/{step.id} waits part of a day")
+            step_when[(s, i)] = (conditions.compile(step.when.tree if step.when else None),
+                                 conditions.compile(step.unless.tree) if step.unless else None)
+            if step.action == "send":
+                step_code[(s, i)] = len(sends)
+                sends.append((seq.name, step.id, step.template or "", seq.kind))
+    for m in plan.lead_magnets:
+        if m.delivers:
+            sends.append((None, None, m.delivers, "delivery"))
+    transitions = tuple((np.asarray([plan.stage_index(x) for x in t.sources], dtype=np.int16), plan.stage_index(t.to),
+                         conditions.compile(t.when.tree if t.when else None), t.id) for t in plan.transitions)
+    entry = tuple(conditions.compile(seq.when.tree if seq.when else None) for seq in plan.sequences)
+    exit_when = tuple(conditions.compile(seq.exit.when.tree) if seq.exit and seq.exit.when else None
+                      for seq in plan.sequences)
+    suppressed = np.zeros((len(plan.stages) + 1, len(plan.sequences)), dtype=bool)
+    for st in plan.stages:
+        for s, seq in enumerate(plan.sequences):
+            suppressed[st.index, s] = seq.kind in st.suppress or seq.name in st.suppress
+    order = tuple(sorted(range(len(plan.sequences)), key=lambda s: (-plan.sequences[s].priority, s)))
+    templates = tuple(dict.fromkeys(t for _, _, t, _ in sends))
+    pages = tuple(page for page, _ in behavior.visits.pages)
+    return Kit(plan, behavior, conditions, tuple(s.name for s in plan.stages), tuple(sends), templates, pages,
+               transitions, plan.sequences, entry, exit_when, step_when, step_code, order, suppressed,
+               core.known_details(plan))
+
+
+# -- one chunk of leads -------------------------------------------------------------------
+
+class Chunk:
+    """The engine's state of every lead of a chunk, as columns (row = lead of the chunk)."""
+
+    def __init__(self, k: Kit, cohort: Cohort, seed: int, start: int, end: int, log: Optional[List[Event]]) -> None:
+        self.k, self.cohort, self.draws = k, cohort, Draws(seed)
+        self.start, self.end, self.log = start, end, log
+        n = len(cohort)
+        self.n = n
+        plan = k.plan
+        self.lead = cohort.index
+        self.stage = np.full(n, -1, dtype=np.int64)
+        self.score = np.zeros(n)
+        self.score_period = np.zeros(n, dtype=np.int64)
+        self.last = np.full(n, -1, dtype=np.int64)  # the minute of the lead's last engine step
+        self.unsub = np.zeros(n, dtype=bool)
+        self.unsub_at = np.full(n, _NONE, dtype=np.int64)
+        self.bounced = np.zeros(n, dtype=bool)
+        self.emails = np.zeros(n, dtype=np.int64)
+        self.facts: Dict[str, np.ndarray] = {}
+        self.engaged: Dict[str, np.ndarray] = {}  # "email.opened.<template>" -> scored already
+        self.entered: Dict[str, np.ndarray] = {}
+        self.reached = np.full((len(plan.stages), n), _NONE, dtype=np.int64)
+        self.first_stage = np.full(n, -1, dtype=np.int64)
+        S = len(plan.sequences)
+        self.run_step = np.full((S, n), -1, dtype=np.int64)
+        self.due_at = np.zeros((S, n), dtype=np.int64)
+        self.finished = np.zeros((S, n), dtype=bool)
+        self.handed = np.full(n, _NONE, dtype=np.int64)
+        self.handoffs: List[tl.Handoff] = []
+        self.handoff_count = np.zeros(n, dtype=np.int64)
+        self._static: Dict[str, np.ndarray] = {}
+        self._classes: Optional[Tuple[np.ndarray, List[int]]] = None
+        # Sends: per send, the row, minute, send code and what the lead did with it.
+        self.sent_rows: List[np.ndarray] = []
+        self.sent_minute: List[np.ndarray] = []
+        self.sent_code: List[np.ndarray] = []
+        self.sent_flags: List[np.ndarray] = []  # bits: opened 1, clicked 2, replied 4, unsubscribed 8, bounced 16
+        self.sent_variant: List[np.ndarray] = []
+        self.steps = 0
+        self.pw = self._powers()
+        self.rates = self._rates()
+        self.fit = self.static("fit", {"var": "fit"}).astype(bool) if plan.fit is not None else np.zeros(n, bool)
+        self.segment = self.static("segment", {"var": "segment"}) if plan.segments else None
+        self.persona = self.static("persona", {"var": "persona"}) if plan.personas else None
+        self.variants: Dict[int, List[str]] = {code: [v.name for v in step.variants]
+                                               for (s, i), code in k.step_code.items()
+                                               for step in (k.sequences[s].steps[i],) if step.variants}
+
+    # reading --------------------------------------------------------------------------
+    def static(self, key: str, tree: p.Tree) -> np.ndarray:
+        """A static condition's value for every row, evaluated once per distinct profile."""
+        got = self._static.get(key)
+        if got is None:
+            names = sorted(_attrs(self.k.plan, tree))
+            columns = [c for c in self.cohort.profile if c.name in names]
+            if columns:
+                codes = np.stack([c.codes for c in columns], axis=1)
+                uniq, back = np.unique(codes, axis=0, return_inverse=True)
+                back = back.reshape(-1)
+            else:
+                uniq, back = np.zeros((1, 0), dtype=np.int64), np.zeros(self.n, dtype=np.int64)
+            values = []
+            first_row = np.full(uniq.shape[0], -1, dtype=np.int64)
+            first_row[back[::-1]] = np.arange(self.n - 1, -1, -1)
+            for u in range(uniq.shape[0]):
+                row = int(first_row[u])
+                profile = {c.name: c.value(row, int(self.lead[row])) for c in columns}
+                values.append(self.k.conditions.static_value(tree, {k: v for k, v in profile.items()
+                                                                    if v is not None}))
+            table = np.empty(len(values), dtype=object)
+            table[:] = values
+            got = table[back] if self.n else np.empty(0, dtype=object)
+            self._static[key] = got
+        return got
+
+    def fact(self, key: str) -> np.ndarray:
+        got = self.facts.get(key)
+        if got is None:
+            got = self.facts[key] = np.full(self.n, _NONE, dtype=np.int64)
+        return got
+
+    def entered_at(self, stage: str) -> np.ndarray:
+        got = self.entered.get(stage)
+        if got is None:
+            got = self.entered[stage] = np.full(self.n, _NONE, dtype=np.int64)
+        return got
+
+    def _powers(self) -> np.ndarray:
+        d = self.k.plan.scoring.decay
+        span = (self.end - self.start) // DAY + 8
+        if d is None or d.every_minutes <= 0:
+            return np.ones(1)
+        most = span * DAY // d.every_minutes + 2
+        return np.asarray([d.factor ** i if i else 1.0 for i in range(most + 1)])
+
+    def period(self, minute: int) -> int:
+        d = self.k.plan.scoring.decay
+        if d is None or d.every_minutes <= 0 or d.factor == 1.0:
+            return 0
+        return clock.wall(minute, self.k.plan.policies.default_timezone) // d.every_minutes
+
+    def _rates(self) -> Dict[str, np.ndarray]:
+        return {}
+
+    def rate_class(self) -> Tuple[np.ndarray, List[int]]:
+        """Rows that the behaviour model's email rates cannot tell apart share a class:
+        (each row's class, a row of each class)."""
+        if self._classes is None:
+            email, plan = self.k.behavior.email, self.k.plan
+            names = {a.attribute for a in email.by_attribute}
+            for group in plan.segments + plan.personas:
+                names |= _attrs(plan, group.when.tree)
+            columns = [c.codes for c in self.cohort.profile if c.name in names]
+            if columns and self.n:
+                _, back = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+                back = back.reshape(-1)
+            else:
+                back = np.zeros(self.n, dtype=np.int64)
+            first = np.full(int(back.max()) + 1 if self.n else 0, -1, dtype=np.int64)
+            first[back[::-1]] = np.arange(self.n - 1, -1, -1)
+            self._classes = (back, [int(r) for r in first])
+        return self._classes
+
+    def rates_for(self, template: str, rows: np.ndarray) -> np.ndarray:
+        """Each row's (open, click, reply, unsubscribe, bounce) rates for one email, by the
+        behaviour model's fallbacks (segment, persona, profile attributes)."""
+        table = self.rates.get(template)
+        if table is None:
+            email = self.k.behavior.email
+            back, first = self.rate_class()
+            values = []
+            for row in first:
+                seg = self.segment[row] if self.segment is not None else None
+                per = self.persona[row] if self.persona is not None else None
+                r = email.rates_for(template, persona=per, segment=seg, profile=self.profile(row))
+                values.append((r.open, r.click, r.reply, r.unsubscribe, r.bounce))
+            table = self.rates[template] = np.asarray(values, dtype=np.float64).reshape(-1, 5)[back]
+        return table[rows]
+
+    def profile(self, row: int) -> Dict[str, Any]:
+        return self.cohort.profile_of(row)
+
+
+def _attrs(plan: p.Plan, tree: p.Tree) -> set:
+    out: set = set()
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if "attr" in node:
+            out.add(node["attr"])
+        if node.get("var") == "fit" and plan.fit is not None:
+            stack.append(plan.fit.tree)
+        if node.get("var") in ("segment", "persona"):
+            stack.extend(g.when.tree for g in (plan.segments if node["var"] == "segment" else plan.personas))
+        stack.extend(node.get("args", []))
+        stack.extend(node.get("list", []))
+    return out
+
+
+# -- the engine's step, for many leads at one minute ----------------------------------------
+
+_BOUNCED, _UNSUB, _OPEN, _CLICK, _REPLY, _VISIT = range(6)
+_TYPES = ("email.bounced", "email.unsubscribed", "email.opened", "email.clicked", "email.replied", "site.visited")
+_FLAG = {_OPEN: 1, _CLICK: 2, _REPLY: 4, _UNSUB: 8, _BOUNCED: 16}
+
+
+class Engine(Chunk):
+    """The rules of `engine.core`, applied to columns."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._periods: Dict[int, int] = {}
+        self.kept = self._kept_facts()
+        # Events the leads make this minute: (rows, type, detail, order, second), each lead's in `order`.
+        self.queue: List[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self.arrival_day = np.zeros(self.n, dtype=np.int64)
+        self.created_rows: List[np.ndarray] = []
+        self.rejected = 0
+        self.queued = 0
+        self.second = 0  # the second of the step being applied: 0, 10 (engagement) or 50 (visit)
+        self.points = self._points()
+        seq_stages = []
+        for seq in self.k.sequences:
+            allowed = np.zeros(len(self.k.stages) + 1, dtype=bool)
+            for name in seq.stages:
+                allowed[self.k.plan.stage_index(name)] = True
+            if not seq.stages:
+                allowed[:] = True
+            allowed[-1] = False  # no stage: not created
+            seq_stages.append(allowed)
+        self.seq_stages = seq_stages
+        visits = self.k.behavior.visits
+        self.visit_stages = np.ones(len(self.k.stages) + 1, dtype=bool)
+        if visits.stages:
+            self.visit_stages[:] = False
+            for name in visits.stages:
+                self.visit_stages[self.k.plan.stage_index(name)] = True
+        self.visit_stages[-1] = False
+
+    def _kept_facts(self) -> set:
+        keep = {"email.clicked"}
+        trees = [t.when.tree for t in self.k.plan.transitions if t.when]
+        for seq in self.k.sequences:
+            trees += [seq.when.tree] if seq.when else []
+            trees += [seq.exit.when.tree] if seq.exit and seq.exit.when else []
+            trees += [c.tree for step in seq.steps for c in (step.when, step.unless) if c]
+        for tree in trees:
+            stack = [tree]
+            while stack:
+                node = stack.pop()
+                name = node.get("call") or node.get("var")
+                if name in _FACTS:
+                    args = node.get("args", [])
+                    lit = args[0].get("lit") if args else None
+                    keep.add(f"{_FACTS[name]}.{lit}" if lit else _FACTS[name])
+                    since = node.get("kwargs", {}).get("since")
+                    if since is not None:
+                        self.entered_at(str(since.get("lit")))
+                stack.extend(node.get("args", []))
+                stack.extend(node.get("list", []))
+        return keep
+
+    def _points(self) -> Dict[Tuple[str, str], float]:
+        return {}
+
+    def points_for(self, kind: str, detail: str) -> float:
+        key = (kind, detail)
+        got = self.points.get(key)
+        if got is None:
+            events = self.k.plan.scoring.events
+            narrow = next((e.points for e in events if e.base == kind and e.detail == detail and detail), None)
+            got = self.points[key] = narrow if narrow is not None else \
+                next((e.points for e in events if e.base == kind and not e.detail), 0)
+        return got
+
+    def set_fact(self, key: str, rows: np.ndarray, minute: int) -> None:
+        if key in self.kept:
+            self.fact(key)[rows] = minute
+
+    def add_points(self, rows: np.ndarray, points: Any) -> None:
+        if np.ndim(points) == 0:
+            if points:
+                self.score[rows] += points
+            return
+        nonzero = points != 0
+        self.score[rows[nonzero]] += points[nonzero]
+
+    # 1. catching up ------------------------------------------------------------------------
+    def decay(self, rows: np.ndarray, minute: int) -> None:
+        period = self._periods.get(minute)
+        if period is None:
+            period = self._periods[minute] = self.period(minute)
+        n = period - self.score_period[rows]
+        moved = n > 0
+        if moved.any():
+            r = rows[moved]
+            self.score[r] = self.score[r] * self.pw[n[moved]]
+        self.score_period[rows] = np.maximum(self.score_period[rows], period)
+
+    def catch_up(self, rows: np.ndarray, minute: int) -> None:
+        self.decay(rows, minute)
+        self.exits(rows, None, None)
+        self.run_due(rows, minute)
+
+    # 3. stages ----------------------------------------------------------------------------
+    def transitions(self, rows: np.ndarray, minute: int) -> None:
+        for sources, to, when, _id in self.k.transitions:
+            cand = rows[np.isin(self.stage[rows], sources)]
+            if cand.shape[0] == 0:
+                continue
+            moving = cand[when(self, cand) & ~self.unsub[cand]]
+            if moving.shape[0]:
+                self.enter_stage(moving, to, minute)
+
+    def enter_stage(self, rows: np.ndarray, stage: int, minute: int) -> None:
+        self.stage[rows] = stage
+        name = self.k.stages[stage]
+        if name in self.entered:
+            self.entered[name][rows] = minute
+        first = self.reached[stage, rows] == _NONE
+        self.reached[stage, rows[first]] = minute
+        rule = self.k.plan.handoff_for(name)
+        if rule is not None:
+            self.handoff(rows, rule, minute)
+
+    def handoff(self, rows: np.ndarray, rule: p.Handoff, minute: int) -> None:
+        for row in rows.tolist():
+            key, reps = core.handoff_pool(rule, self.profile(row) if rule.assign.kind == "territory" else {})
+            if not reps:
+                continue
+            n = int(self.handoff_count[row])
+            self.handoffs.append((minute, self.cohort.lead_id(row), n, key, tuple(reps), int(self.lead[row])))
+            self.handoff_count[row] = n + 1
+            if self.handed[row] == _NONE:
+                self.handed[row] = minute
+
+    # 4. sequences --------------------------------------------------------------------------
+    def exit_now(self, s: int, rows: np.ndarray, event: Optional[int], detail: Optional[np.ndarray]) -> np.ndarray:
+        """Which of these rows (running sequence s) leave it now (`core._Step.exit_reason`)."""
+        seq = self.k.sequences[s]
+        out = self.unsub[rows] | self.bounced[rows] | self.k.suppressed[self.stage[rows], s]
+        if seq.segment is not None:
+            out |= self.segment[rows] != seq.segment if self.segment is not None else True
+        if seq.persona is not None:
+            out |= self.persona[rows] != seq.persona if self.persona is not None else True
+        x = seq.exit
+        if x is not None:
+            if x.stage_at_least:
+                least = self.k.plan.stage_index(x.stage_at_least)
+                if least >= 0:
+                    order = np.asarray([st.index for st in self.k.plan.stages] + [-1])
+                    out |= order[self.stage[rows]] >= least
+            if event is not None and x.on:
+                out |= self.matches(x.on, event, detail, rows.shape[0])
+            when = self.k.exit_when[s]
+            if when is not None and (~out).any():
+                rest = ~out
+                out[rest] = when(self, rows[rest])
+        return out
+
+    def matches(self, ons: Sequence[str], event: int, detail: Optional[np.ndarray], n: int) -> np.ndarray:
+        kind = _TYPES[event]
+        out = np.zeros(n, dtype=bool)
+        names = self.k.pages if event == _VISIT else self.k.templates
+        for on in ons:
+            if on == kind:
+                out[:] = True
+            elif on.startswith(kind + ".") and detail is not None:
+                name = on[len(kind) + 1:]
+                if name in names:
+                    out |= detail == names.index(name)
+        return out
+
+    def exits(self, rows: np.ndarray, event: Optional[int], detail: Optional[np.ndarray]) -> None:
+        for s in range(len(self.k.sequences)):
+            running = self.run_step[s, rows] >= 0
+            if not running.any():
+                continue
+            r = rows[running]
+            leave = self.exit_now(s, r, event, detail[running] if detail is not None else None)
+            self.run_step[s, r[leave]] = -1
+
+    def enrol(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray]) -> None:
+        for s, seq in enumerate(self.k.sequences):
+            if not seq.steps:
+                continue
+            cand = ~self.finished[s, rows] & self.seq_stages[s][self.stage[rows]]
+            if not cand.any():
+                continue
+            r = rows[cand]
+            d = detail[cand] if detail is not None else None
+            ok = ~self.unsub[r] & ~self.bounced[r] & ~self.k.suppressed[self.stage[r], s]
+            if seq.segment is not None:
+                ok &= self.segment[r] == seq.segment if self.segment is not None else False
+            if seq.persona is not None:
+                ok &= self.persona[r] == seq.persona if self.persona is not None else False
+            if ok.any():
+                keep = np.nonzero(ok)[0]
+                ok[keep] = self.k.entry[s](self, r[keep])
+            if ok.any():
+                keep = np.nonzero(ok)[0]
+                ok[keep] = ~self.exit_now(s, r[keep], event, d[keep] if d is not None else None)
+            start = r[ok]
+            if start.shape[0]:
+                self.run_step[s, start] = 0
+                self.due_at[s, start] = minute + seq.steps[0].wait_minutes
+                self.finished[s, start] = True
+
+    def run_due(self, rows: np.ndarray, minute: int) -> None:
+        for s in self.k.order:
+            seq = self.k.sequences[s]
+            for _ in range(len(seq.steps) + 1):
+                due = (self.run_step[s, rows] >= 0) & (self.due_at[s, rows] <= minute)
+                if not due.any():
+                    break
+                r = rows[due]
+                steps = self.run_step[s, r]
+                for i in np.unique(steps).tolist():
+                    self.advance(s, i, r[steps == i], minute)
+
+    def advance(self, s: int, i: int, rows: np.ndarray, minute: int) -> None:
+        seq = self.k.sequences[s]
+        step = seq.steps[i]
+        go = rows
+        if step.action in ("send", "notify", "exit"):
+            when, unless = self.k.step_when[(s, i)]
+            ok = when(self, rows)
+            if unless is not None and ok.any():
+                keep = np.nonzero(ok)[0]
+                ok[keep] = ~unless(self, rows[keep])
+            go = rows[ok]
+        if step.action == "send" and go.shape[0]:
+            self.send(self.k.step_code[(s, i)], go, minute, seq.name, step)
+        elif step.action == "exit" and go.shape[0]:
+            self.run_step[s, go] = -1
+            rows = rows[~np.isin(rows, go)]
+        if i + 1 < len(seq.steps):
+            self.run_step[s, rows] = i + 1
+            self.due_at[s, rows] = minute + seq.steps[i + 1].wait_minutes
+        else:
+            self.run_step[s, rows] = -1
+
+    def send(self, code: int, rows: np.ndarray, minute: int, sequence: Optional[str],
+             step: Optional[p.Step]) -> None:
+        _seq, step_id, template, kind = self.k.sends[code]
+        self.emails[rows] += 1
+        self.set_fact("email.sent", rows, minute)
+        self.set_fact(f"email.sent.{template}", rows, minute)
+        variant = np.full(rows.shape[0], -1, dtype=np.int64)
+        if step is not None and step.variants:
+            names = [v.name for v in step.variants]
+            ids = [self.cohort.lead_id(r) for r in rows.tolist()]
+            variant = np.asarray([names.index(core._variant(lead, sequence or "", step)) for lead in ids],  # noqa
+                                 dtype=np.int64)
+        flags = np.zeros(rows.shape[0], dtype=np.int64)
+        groups = [(variant == v, (names[v] if v >= 0 else None)) for v in np.unique(variant).tolist()] \
+            if step is not None and step.variants else [(np.ones(rows.shape[0], dtype=bool), None)]
+        for mask, name in groups:
+            r = rows[mask]
+            flags[mask] = self.behave(r, template, name, (sequence, step_id))
+        self.sent_rows.append(rows)
+        self.sent_minute.append(np.full(rows.shape[0], minute, dtype=np.int64))
+        self.sent_code.append(np.full(rows.shape[0], code, dtype=np.int64))
+        self.sent_flags.append(flags)
+        self.sent_variant.append(variant)
+
+    def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...]) -> np.ndarray:
+        """What each lead does with the email (`run._Loop.on_send`'s draws), queued as the
+        events it makes; the flags say which."""
+        rates = self.rates_for_variant(template, variant, rows)
+        lead = self.lead[rows]
+
+        def chance(column: int, what: str, among: np.ndarray) -> np.ndarray:
+            p_ = rates[among, column]
+            out = p_ > 0
+            if out.any():
+                idx = np.nonzero(out)[0]
+                out[idx] = self.draws.column(("email",) + key + (what,), lead[among][idx]) < p_[idx]
+            return out
+
+        every = np.arange(rows.shape[0])
+        bounce = chance(4, "bounce", every)
+        rest = every[~bounce]
+        unsub = np.zeros(rows.shape[0], dtype=bool)
+        unsub[rest] = chance(3, "unsubscribe", rest)
+        rest = every[~bounce & ~unsub]
+        opened = np.zeros(rows.shape[0], dtype=bool)
+        opened[rest] = chance(0, "open", rest)
+        rest = every[opened]
+        clicked = np.zeros(rows.shape[0], dtype=bool)
+        replied = np.zeros(rows.shape[0], dtype=bool)
+        clicked[rest] = chance(1, "click", rest)
+        replied[rest] = chance(2, "reply", rest)
+        detail = self.k.templates.index(template)
+        # Queue in the engine's order: per email, bounce | unsubscribe | open, click, reply.
+        base = self.queued
+        self.queued += 4
+        for what, mask, offset in ((_BOUNCED, bounce, 0), (_UNSUB, unsub, 1), (_OPEN, opened, 1),
+                                   (_CLICK, clicked, 2), (_REPLY, replied, 3)):
+            if mask.any():
+                r = rows[mask]
+                # A bounce queued by the step that sent it (second 0) comes before the lead's
+                # other events of the minute (second 5 < 10); later ones queue in turn.
+                first = what == _BOUNCED and self.second == 0
+                order = base - (1 << 40) if first else base + offset
+                self.queue.append((r, np.full(r.shape[0], what, dtype=np.int64),
+                                   np.full(r.shape[0], detail, dtype=np.int64),
+                                   np.full(r.shape[0], order, dtype=np.int64),
+                                   5 if first else max(10, self.second)))
+        return (opened * 1) | (clicked * 2) | (replied * 4) | (unsub * 8) | (bounce * 16)
+
+    def rates_for_variant(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
+        if variant is None:
+            return self.rates_for(template, rows)
+        key = f"{template}\x00{variant}"
+        table = self.rates.get(key)
+        if table is None:
+            email = self.k.behavior.email
+            back, first = self.rate_class()
+            values = []
+            for row in first:
+                seg = self.segment[row] if self.segment is not None else None
+                per = self.persona[row] if self.persona is not None else None
+                r = email.rates_for(template, variant=variant, persona=per, segment=seg, profile=self.profile(row))
+                values.append((r.open, r.click, r.reply, r.unsubscribe, r.bounce))
+            table = self.rates[key] = np.asarray(values, dtype=np.float64).reshape(-1, 5)[back]
+        return table[rows]
+
+    # 2. the events ---------------------------------------------------------------------
+    def apply(self, event: int, rows: np.ndarray, detail: np.ndarray, minute: int, second: int = 10) -> None:
+        """One engine step for each row, all with an event of one type at `minute`."""
+        self.catch_up(rows, minute)
+        kind = _TYPES[event]
+        names = self.k.pages if event == _VISIT else self.k.templates
+        if self.log is not None:
+            for row, d in zip(rows.tolist(), detail.tolist()):
+                name = names[d] if d >= 0 else None
+                extra = {"page": name} if event == _VISIT else {"template": name}
+                if event == _BOUNCED:
+                    extra["bounce"] = "hard"
+                self.log.append(Event(kind, minute, self.cohort.lead_id(row), second=second, **extra))
+        if event in (_OPEN, _CLICK, _REPLY):
+            self.set_fact(kind, rows, minute)
+            for d in np.unique(detail).tolist():
+                r = rows[detail == d]
+                key = f"{kind}.{names[d]}"
+                self.set_fact(key, r, minute)
+                points = self.points_for(kind, names[d])
+                if self.k.plan.scoring.count_repeats:
+                    self.add_points(r, points)
+                    continue
+                seen = self.engaged.get(key)
+                if seen is None:
+                    seen = self.engaged[key] = np.zeros(self.n, dtype=bool)
+                first = ~seen[r]
+                seen[r] = True
+                self.add_points(r[first], points)
+        else:
+            self.set_fact(kind, rows, minute)
+            for d in np.unique(detail).tolist():
+                r = rows[detail == d]
+                name = names[d] if d >= 0 else ""
+                if name and name in self.k.known:
+                    self.set_fact(f"{kind}.{name}", r, minute)
+                self.add_points(r, self.points_for(kind, name))
+            if event == _UNSUB:
+                new = rows[~self.unsub[rows]]
+                self.unsub[new] = True
+                self.unsub_at[new] = minute
+            elif event == _BOUNCED:
+                self.bounced[rows] = True
+        self.transitions(rows, minute)
+        self.settle(rows, minute, event, detail)
+
+    def settle(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray]) -> None:
+        self.exits(rows, event, detail)
+        self.enrol(rows, minute, event, detail)
+        self.run_due(rows, minute)
+        self.last[rows] = minute
+        self.steps += rows.shape[0]
+
+    def tick(self, rows: np.ndarray, minute: int) -> None:
+        """The clock at `minute` for these rows (a step is due)."""
+        self.catch_up(rows, minute)
+        self.transitions(rows, minute)
+        self.settle(rows, minute, None, None)
+
+    def create(self, rows: np.ndarray, minute: int) -> None:
+        """The opt-ins of `minute` (`core._Step.enter`, then the opt-in itself)."""
+        plan = self.k.plan
+        fine = self.valid(rows)
+        rows = rows[fine]
+        for source in np.unique(self.cohort.source[rows]).tolist():
+            r = rows[self.cohort.source[rows] == source]
+            magnet = plan.magnet(self.cohort.sources[source])
+            assert magnet is not None
+            if self.log is not None:
+                for row in r.tolist():
+                    self.log.append(Event("optin", minute, self.cohort.lead_id(row), magnet=magnet.name,
+                                          profile=self.profile(row)))
+            stage = plan.stage_index(magnet.enters)
+            self.stage[r] = stage
+            self.first_stage[r] = stage
+            if magnet.enters in self.entered:
+                self.entered[magnet.enters][r] = minute
+            self.reached[stage, r] = minute
+            self.score[r] = 0.0
+            self.score_period[r] = self.period(minute)
+            for fp in plan.scoring.fit:
+                holds = _truth(("static", self.static(repr(fp.when.tree), fp.when.tree)[r]))
+                self.add_points(r[holds], fp.points)
+            rule = plan.handoff_for(magnet.enters)
+            if rule is not None:
+                self.handoff(r, rule, minute)
+            self.set_fact("magnet.downloaded", r, minute)
+            self.set_fact(f"magnet.downloaded.{magnet.name}", r, minute)
+            self.add_points(r, magnet.score)
+            if magnet.delivers:
+                code = next(i for i, s in enumerate(self.k.sends) if s[0] is None and s[2] == magnet.delivers)
+                self.send(code, r, minute, None, None)
+            self.add_points(r, self.points_for("magnet.downloaded", magnet.name))
+            self.transitions(r, minute)
+            self.settle(r, minute, None, None)
+            if any(seq.exit is not None and any(on.startswith("magnet.downloaded") for on in seq.exit.on)
+                   for seq in self.k.sequences):  # pragma: no cover  (refused by `kit`)
+                raise Unsupported("a sequence ends on an opt-in")
+        self.created_rows.append(rows)
+
+    def valid(self, rows: np.ndarray) -> np.ndarray:
+        """Which rows' profiles the engine takes (`core.validate_profile`), judged once per
+        distinct profile of the attributes that can fail."""
+        columns = list(self.cohort.profile)
+        if not columns or rows.shape[0] == 0:
+            return np.ones(rows.shape[0], dtype=bool)
+        codes = np.stack([np.where(c.codes[rows] >= 0, c.codes[rows] if c.kind == "choice" else 0, c.codes[rows])
+                          for c in columns], axis=1)
+        uniq, back = np.unique(codes, axis=0, return_inverse=True)
+        back = back.reshape(-1)
+        first = np.full(uniq.shape[0], -1, dtype=np.int64)
+        first[back[::-1]] = np.arange(rows.shape[0] - 1, -1, -1)
+        ok = np.asarray([core.validate_profile(self.k.plan, self.profile(int(rows[f]))) is None for f in first])
+        out = ok[back]
+        numeric = [c for c in columns if c.kind in ("uniform", "log_uniform")]
+        if numeric and out.any():  # numbers: each lead's own value against the attribute's bounds
+            for i in np.nonzero(out)[0].tolist():
+                out[i] = core.validate_profile(self.k.plan, self.profile(int(rows[i]))) is None
+        self.rejected += int((~out).sum())
+        return out
+
+    def visit(self, day: int, minute: int, rows: np.ndarray) -> None:
+        """The day's chance of a website visit for these rows (created, not unsubscribed)."""
+        visits = self.k.behavior.visits
+        r = rows[self.visit_stages[self.stage[rows]]]
+        if r.shape[0] == 0:
+            return
+        k = day - self.arrival_day[r]
+        clicked = self.fact("email.clicked")[r]
+        window = visits.after_click_minutes // DAY
+        recent = (clicked != _NONE) & ((clicked - self.cohort.arrives[r]) // DAY > k - window)
+        rate = np.where(recent, visits.after_click_daily, visits.daily)
+        hit = rate > 0
+        if hit.any():
+            idx = np.nonzero(hit)[0]
+            hit[idx] = self.draws.column(("visit",), self.lead[r][idx], k[idx]) < rate[idx]
+        r, k = r[hit], k[hit]
+        if r.shape[0] == 0:
+            return
+        page = np.full(r.shape[0], -1, dtype=np.int64)
+        if self.k.pages:
+            x = self.draws.column(("page",), self.lead[r], k)
+            totals = np.cumsum([share for _, share in self.k.behavior.visits.pages])
+            picked = np.searchsorted(totals, x, side="right")
+            page = np.where(picked < len(totals), picked, -1)
+        self.second = 50
+        self.apply(_VISIT, r, page, minute, 50)
+        self.drain(minute)
+
+    def drain(self, minute: int) -> None:
+        """Apply every queued event of this minute, each lead's in its order; what they
+        send queues after the lead's others."""
+        for _ in range(10_000):
+            if not self.queue:
+                return
+            rows = np.concatenate([q[0] for q in self.queue])
+            kinds = np.concatenate([q[1] for q in self.queue])
+            details = np.concatenate([q[2] for q in self.queue])
+            orders = np.concatenate([q[3] for q in self.queue])
+            seconds = np.concatenate([np.full(q[0].shape[0], q[4], dtype=np.int64) for q in self.queue])
+            self.queue = []
+            order = np.lexsort((orders, rows))
+            rows, kinds, details, seconds = rows[order], kinds[order], details[order], seconds[order]
+            starts = np.r_[True, rows[1:] != rows[:-1]]
+            group = np.cumsum(starts) - 1
+            rank = np.arange(rows.shape[0]) - np.nonzero(starts)[0][group]
+            if self.second == 0:
+                self.second = 10
+            for r_ in range(int(rank.max()) + 1):
+                at = rank == r_
+                for event in np.unique(kinds[at]).tolist():
+                    for second in np.unique(seconds[at & (kinds == event)]).tolist():
+                        sel = at & (kinds == event) & (seconds == second)
+                        self.apply(event, rows[sel], details[sel], minute, second)
+        raise AssertionError("engagement kept making email")  # pragma: no cover
+
+
+# -- a run ----------------------------------------------------------------------------------
+
+def grid(cohort: Cohort) -> Optional[int]:
+    """The minute every lead's day starts from, if all arrive at one time of day (a whole
+    number of days apart); None otherwise."""
+    if len(cohort) == 0:
+        return 0
+    base = int(cohort.arrives.min())
+    return base if not ((cohort.arrives - base) % DAY).any() else None
+
+
+def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int,
+              log: Optional[List[Event]] = None) -> Tuple[tl.Tally, Engine]:
+    """Simulate one chunk of a run's leads (all on the grid from minute `base`)."""
+    e = Engine(k, cohort, seed, start, end, log)
+    e.arrival_day = (cohort.arrives - base) // DAY
+    days = (end - 1 - base) // DAY + 1 if end > base else 0
+    order = np.argsort(e.arrival_day, kind="stable")
+    bounds = np.searchsorted(e.arrival_day[order], np.arange(days + 1))
+    created = np.zeros(e.n, dtype=bool)
+    for day in range(int(e.arrival_day.min()) if e.n else days, days):
+        minute = base + day * DAY
+        new = order[bounds[day]:bounds[day + 1]]
+        e.second = 0
+        if new.shape[0]:
+            e.create(new, minute)
+        due = created & ((e.run_step >= 0) & (e.due_at <= minute)).any(axis=0)
+        if due.any():
+            e.tick(np.nonzero(due)[0], minute)
+        e.drain(minute)
+        if new.shape[0]:
+            created[e.created_rows[-1]] = True
+        here = np.nonzero(created & ~e.unsub)[0]
+        if here.shape[0]:
+            e.visit(day, minute, here)
+    return tally_of(e, created, start, end), e
+
+
+def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
+    """The chunk's counts (`tally`)."""
+    plan = e.k.plan
+    t = tl.new(plan, end - start)
+    t.rejected, t.engine_steps = e.rejected, e.steps
+    rows = np.nonzero(created)[0]
+    t.leads = int(rows.shape[0])
+    stage = e.stage[rows]
+    unsub = e.unsub[rows]
+    for i, name in enumerate(e.k.stages):
+        here = stage == i
+        if here.any():
+            t.at_horizon[name] = int(here.sum())
+            if (here & unsub).any():
+                t.at_horizon_unsubscribed[name] = int((here & unsub).sum())
+        reached = e.reached[i, rows]
+        got = reached != _NONE
+        if got.any():
+            t.reached[name] = int(got.sum())
+        later = got & (e.first_stage[rows] != i)
+        if later.any():
+            values, counts = np.unique(reached[later] - e.cohort.arrives[rows][later], return_counts=True)
+            t.time_to[name] = Counter(dict(zip(values.tolist(), counts.tolist())))
+    path = tl.main_path(plan)
+    for a, b in zip(path, path[1:]):
+        both = (e.reached[plan.stage_index(a), rows] != _NONE) & (e.reached[plan.stage_index(b), rows] != _NONE)
+        if both.any():
+            t.pairs[(a, b)] = int(both.sum())
+    for name in tl.headline_stages(plan):
+        at = e.reached[plan.stage_index(name), rows]
+        _weeks_into(t.week_counts(name), at[at != _NONE], start, t.weeks)
+    values, counts = np.unique(e.emails[rows], return_counts=True)
+    t.emails = Counter(dict(zip(values.tolist(), counts.tolist())))
+    t.unsubscribed_leads = int(unsub.sum())
+    handed = e.handed[rows]
+    got = handed != _NONE
+    t.first_handoff = dict(zip(e.lead[rows][got].tolist(), handed[got].tolist()))
+    _weeks_into(t.handoffs_weekly, handed[got], start, t.weeks)
+    t.handoffs = list(e.handoffs)
+    if e.sent_rows:
+        s_rows = np.concatenate(e.sent_rows)
+        s_minute = np.concatenate(e.sent_minute)
+        s_code = np.concatenate(e.sent_code)
+        s_flags = np.concatenate(e.sent_flags)
+        s_variant = np.concatenate(e.sent_variant)
+        kinds = [s[3] for s in e.k.sends]
+        by_code = np.bincount(s_code, minlength=len(e.k.sends))
+        for code, count in enumerate(by_code.tolist()):
+            if not count:
+                continue
+            seq, step, template, kind = e.k.sends[code]
+            t.by_kind[kind] += count
+            mask = s_code == code
+            flags = s_flags[mask]
+            row = t.step(seq or "", step or template, template) if seq else t.step("", template, template)
+            row[1] = int(row[1]) + count  # type: ignore[call-overload]
+            for i, bit in enumerate((1, 2, 4, 8), 2):
+                row[i] = int(row[i]) + int(((flags & bit) != 0).sum())  # type: ignore[call-overload]
+            variants = s_variant[mask]
+            if (variants >= 0).any():
+                names = [v.name for v in next(st for sq in plan.sequences if sq.name == seq
+                                              for st in sq.steps if st.id == step).variants]
+                for v, name in enumerate(names):
+                    chosen = variants == v
+                    key = (seq, step, name)
+                    t.variants[key + ("sends",)] += int(chosen.sum())
+                    t.variants[key + ("opens",)] += int(((flags[chosen] & 1) != 0).sum())
+                    t.variants[key + ("clicks",)] += int(((flags[chosen] & 2) != 0).sum())
+        t.unsubscribes = int(((s_flags & 8) != 0).sum())
+        t.bounces = int(((s_flags & 16) != 0).sum())
+        t.most_in_7_days = _most_in_week(s_rows, s_minute)
+        marketing = np.isin(s_code, [c for c, kind in enumerate(kinds) if kind in tl.MARKETING_KINDS])
+        if marketing.any():
+            m_rows, m_minute = s_rows[marketing], s_minute[marketing]
+            t.most_marketing_in_7_days = _most_in_week(m_rows, m_minute)
+            h = e.handed[m_rows]
+            t.marketing_after_handoff = int(((h != _NONE) & (m_minute > h)).sum())
+    return t
+
+
+def _weeks_into(counts: List[int], minutes: np.ndarray, start: int, weeks: int) -> None:
+    week = (minutes - start) // tl.WEEK
+    week = week[(week >= 0) & (week < weeks)]
+    for w, c in enumerate(np.bincount(week, minlength=weeks).tolist()[:weeks]):
+        counts[w] += c
+
+
+def _most_in_week(rows: np.ndarray, minutes: np.ndarray) -> int:
+    """The most sends one lead had inside any 7 days (`tally.most_in_window`, for columns)."""
+    if rows.shape[0] == 0:
+        return 0
+    key = rows.astype(np.int64) * (1 << 40) + minutes
+    key.sort()
+    first = np.searchsorted(key, key - tl.WEEK + 1, side="left")
+    return int((np.arange(key.shape[0]) - first + 1).max())
+
+
+def simulate(plan: p.Plan, behavior: Behavior, cohort: Cohort, seed: int, start: int, horizon: int,
+             chunk: int = CHUNK, progress: Optional[Callable[[int], None]] = None) -> Tuple[tl.Tally, Dict[int, str]]:
+    """A run's tally and handoff owners, chunk by chunk (any chunk size gives the same)."""
+    k = kit(plan, behavior)
+    base = grid(cohort)
+    if base is None:
+        raise Unsupported("leads arrive at different times of day")
+    tallies = []
+    for first in range(0, max(1, len(cohort)), chunk):
+        piece = cohort.take(np.arange(first, min(len(cohort), first + chunk)))
+        got, _ = run_chunk(k, piece, seed, start, start + horizon, base)
+        tallies.append(got)
+        if progress is not None:
+            progress(got.engine_steps)
+    total = tl.add(tallies)
+    return total, tl.settle(total.handoffs)
