@@ -93,8 +93,8 @@ def test_a_lower_mql_threshold_gives_more_mqls_and_leaves_the_other_leads_alone(
 
     high, low = plan_for(REFERENCE), plan_for(str(lower))
     model = load_behavior(REPO / "funnels" / "reference.behavior.yaml", high)
-    a = simulate(high, model, seed=3, leads=LEADS, horizon=model.horizon_minutes, start=c.start)
-    b = simulate(low, model, seed=3, leads=LEADS, horizon=model.horizon_minutes, start=c.start)
+    a = simulate(high, model, seed=3, leads=LEADS, horizon=model.horizon_minutes, start=c.start, engine="per-lead")
+    b = simulate(low, model, seed=3, leads=LEADS, horizon=model.horizon_minutes, start=c.start, engine="per-lead")
     by_id = {r.id: r for r in a.leads}
     untouched = [r for r in b.leads if "mql" not in r.reached]
     assert len(untouched) > LEADS // 2

@@ -238,7 +238,7 @@ def simulated(rates: Rates) -> Simulated:
     behavior = load_behavior(BEHAVIOR, plan)
     assert behavior.horizon_minutes == rates.days * DAY
     began = time.perf_counter()
-    run = simulate(plan, behavior, seed=SEED, leads=LEADS)
+    run = simulate(plan, behavior, seed=SEED, leads=LEADS, engine="per-lead")
     seconds = time.perf_counter() - began
     assert len(run.leads) == LEADS and run.rejected == 0
     assert len({rec.arrived for rec in run.leads}) == 1, "every lead opts in at the same minute of day 0"

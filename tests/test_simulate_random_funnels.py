@@ -515,7 +515,7 @@ def prove(case: Case, tally: Tally) -> None:
         behavior_path = find_behavior(path)
         assert behavior_path is not None
         pieces = simulate(plan, load_behavior(behavior_path, plan), seed=case.seed, leads=case.leads,
-                          workers=Workers(chunk=PIECE))
+                          workers=Workers(chunk=PIECE), engine="per-lead")
         assert pieces.leads == run.leads
         assert pieces.sends == run.sends
         assert (pieces.unsubscribes, pieces.rejected, pieces.steps) == (run.unsubscribes, run.rejected, run.steps)

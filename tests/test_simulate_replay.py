@@ -74,7 +74,7 @@ def simulated_run(funnel: str, seed: int, leads: int) -> Tuple[Plan, Run, List[A
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(simulate_run, "Driver", make)
-        run = simulate(plan, behavior, seed=seed, leads=leads)
+        run = simulate(plan, behavior, seed=seed, leads=leads, engine="per-lead")
     assert len(drivers) == 1, "the simulator drives the engine through one Driver"
     return plan, run, drivers[0].log
 
@@ -223,7 +223,8 @@ def test_a_run_in_pieces_is_the_run_in_one(simulated: Simulated) -> None:
     plan = simulated.plan
     behavior_path = find_behavior(REPO / simulated.funnel)
     assert behavior_path is not None
-    pieces = simulate(plan, load_behavior(behavior_path, plan), seed=SEED, leads=LEADS, workers=Workers(chunk=37))
+    pieces = simulate(plan, load_behavior(behavior_path, plan), seed=SEED, leads=LEADS, workers=Workers(chunk=37),
+                      engine="per-lead")
     whole = simulated.run
     assert len(whole.leads) > 37 * 3
     assert pieces.leads == whole.leads

@@ -285,14 +285,7 @@ def _arrival_minutes(plan: Plan, behavior: Behavior, draws: Draws, start: int, i
     return out
 
 
-def arrivals(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Optional[int] = None,
-             horizon: Optional[int] = None) -> List[Tuple[Lead, str]]:
-    """Every lead that arrives before the horizon, with its arrival's kind (magnet or entry),
-    in arrival order: the cohort's leads one at a time."""
-    c = cohort(plan, behavior, draws, start, leads, horizon)
-    out = []
-    for row in range(len(c)):
-        source = int(c.source[row])
-        out.append((Lead(int(c.index[row]), c.lead_id(row), c.sources[source], int(c.arrives[row]),
-                         tuple(sorted(c.profile_of(row).items()))), c.kinds[source]))
-    return out
+def one_by_one(c: Cohort) -> List[Lead]:
+    """The cohort's leads one at a time, the per-lead simulator's form."""
+    return [Lead(int(c.index[row]), c.lead_id(row), c.sources[int(c.source[row])], int(c.arrives[row]),
+                 tuple(sorted(c.profile_of(row).items()))) for row in range(len(c))]

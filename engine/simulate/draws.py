@@ -105,6 +105,20 @@ class Draws:
             states = fold_column(states, np.broadcast_to(words, states.shape))
         return column_to_unit(states)
 
+    def states(self, prefix: Tuple[Any, ...], leads: "np.ndarray") -> "np.ndarray":
+        """The folded states of `(*prefix, lead)` for a column of leads, to draw from with
+        `then` again and again (a lead's daily draws)."""
+        import numpy as np
+
+        return fold_column(self.state(*prefix), leads.astype(np.uint64))
+
+    @staticmethod
+    def then(states: "np.ndarray", part: "np.ndarray") -> "np.ndarray":
+        """`u(*prefix, lead, part)` from the leads' `states` and a column of last parts."""
+        import numpy as np
+
+        return column_to_unit(fold_column(states, part.astype(np.uint64)))
+
     def chance(self, probability: float, *key: Any) -> bool:
         return probability > 0 and self.u(*key) < probability
 

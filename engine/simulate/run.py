@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from .. import core
 from .. import state as st
 from ..drive import Applied, Driver
+from ..errors import UsageError
 from ..plan import Plan
 from ..state import Event, LeadState
 from .behavior import DAY, Behavior, Reaction
-from .cohort import Lead, arrivals, lead_timezone, local_minute, local_ordinal
+from .cohort import Lead, cohort, lead_timezone, local_minute, local_ordinal, one_by_one
 from . import tally
 from .draws import Draws
 from .tally import Tally, headline_stages
@@ -370,20 +371,42 @@ def merge(plan: Plan, behavior: Behavior, seed: int, start: int, horizon: int, p
     return Run(plan, behavior, seed, start, horizon, counts, owners, tuple(records), tuple(sends))
 
 
+ENGINES = ("auto", "vector", "per-lead")
+
+
 def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[int] = None,
              horizon: Optional[int] = None, start: int = 0,
-             progress: Optional[Callable[[int], None]] = None, workers: Optional["Workers"] = None) -> Run:
+             progress: Optional[Callable[[int], None]] = None, workers: Optional["Workers"] = None,
+             engine: str = "auto") -> Run:
     """Run the behaviour model's leads through the plan from minute `start` for `horizon`
     minutes (the model's horizon by default); `leads` scales the arrivals to about that many.
 
-    The leads go in pieces of `workers.chunk` (by lead number), one after another or on
-    `workers`' processes or Dask cluster; `merge` makes one run of them, byte for byte the
-    same for any piece size and any number of workers."""
+    `engine` says how: `vector` as NumPy columns (`vector`; a UsageError says why a funnel
+    cannot), `per-lead` one lead at a time through `engine.drive`, `auto` the columns
+    wherever they can. Both give the same tally. The leads go in pieces (`workers.chunk`
+    leads one at a time, `workers.vector_chunk` as columns), one after another or on
+    `workers`' processes or Dask cluster: the same run for any piece size and any number
+    of workers."""
     from .workers import Workers
 
     span = horizon if horizon is not None else behavior.horizon_minutes
     draws = Draws(seed)
-    cohort = arrivals(plan, behavior, draws, start, leads, span)
+    leads_in = cohort(plan, behavior, draws, start, leads, span)
     how = workers if workers is not None else Workers()
-    parts = how.run(plan, behavior, seed, start, span, cohort, progress)
-    return merge(plan, behavior, seed, start, span, parts)
+    if engine != "per-lead":
+        from . import vector
+
+        why = vector.unsupported(plan, behavior)
+        base = vector.grid(leads_in)
+        if why is None and base is None:
+            why = "its leads arrive at different times of day"
+        if why is None and base is not None:
+            tallies = how.run(plan, behavior, seed, start, span, leads_in, progress, base=base)
+            total = tally.add(tallies)  # type: ignore[arg-type]
+            return Run(plan, behavior, seed, start, span, total, tally.settle(total.handoffs), method="vector")
+        if engine == "vector":
+            raise UsageError(f"--engine vector: {plan.funnel} cannot be simulated as columns: {why}",
+                             "leave --engine at auto (it simulates such a funnel lead by lead)")
+    pieces = [(lead, leads_in.kinds[int(leads_in.source[row])]) for row, lead in enumerate(one_by_one(leads_in))]
+    parts = how.run(plan, behavior, seed, start, span, pieces, progress)
+    return merge(plan, behavior, seed, start, span, parts)  # type: ignore[arg-type]

@@ -102,7 +102,7 @@ class Conditions:
     def _node(self, tree: p.Tree) -> Callable[["Chunk", np.ndarray], Val]:
         if self.static(tree):
             key = repr(tree)
-            return lambda c, rows: ("static", c.static(key, tree)[rows])
+            return lambda c, rows: ("static", (c, key, tree, rows))
         if "lit" in tree:
             raise AssertionError("a literal is static")  # pragma: no cover
         if "var" in tree:
@@ -189,17 +189,21 @@ class Conditions:
                 raise Unsupported("a condition compares `stage` other than with ==, != or in")
             key = repr(other)
 
+            names = [s.name for s in self.plan.stages]
+
+            def matching(values: List[Any]) -> np.ndarray:
+                """[stage code (the last: none), distinct profile] -> whether they match."""
+                out = np.zeros((len(names) + 1, len(values)), dtype=bool)
+                for j, w in enumerate(values):
+                    for i, name in enumerate(names):
+                        out[i, j] = (isinstance(w, (list, tuple)) and name in w) if op in ("in", "not in") \
+                            else name == w
+                return out
+
             def staged(c: "Chunk", rows: np.ndarray) -> Val:
-                here = c.stage[rows]
-                want = c.static(key, other)[rows]
-                names = [s.name for s in self.plan.stages]
-                if op in ("in", "not in"):
-                    inside = np.fromiter((isinstance(w, (list, tuple)) and names[h] in w if h >= 0 else False
-                                          for h, w in zip(here, want)), dtype=bool, count=here.shape[0])
-                    return "bool", inside if op == "in" else ~inside
-                same = np.fromiter((h >= 0 and names[h] == w for h, w in zip(here, want)), dtype=bool,
-                                   count=here.shape[0])
-                return "bool", same if op == "==" else ~same
+                table, back = c.static_table(key, other, "stage", matching)
+                hit = table[c.stage[rows], back[rows]]
+                return "bool", hit if op in ("==", "in") else ~hit
             return staged
         if op in ("in", "not in"):
             raise Unsupported(f"`{op}` on a value the engine keeps (only on the profile, or `stage`)")
@@ -221,6 +225,14 @@ class Conditions:
         return f
 
 
+def _static(v: Val, how: str, convert: Callable[[Any], Any], dtype: Any) -> np.ndarray:
+    """A static value, converted once per distinct profile, for the rows asked about."""
+    c, key, tree, rows = v[1]
+    table, back = c.static_table(key, tree, how, lambda values: np.asarray([convert(x) for x in values],
+                                                                        dtype=dtype))
+    return table[back[rows]]
+
+
 def _truth(v: Val) -> np.ndarray:
     kind, value = v
     if kind == "bool":
@@ -229,7 +241,7 @@ def _truth(v: Val) -> np.ndarray:
         return (value != 0) & ~np.isnan(value)
     if kind == "stage":
         return value >= 0
-    return np.fromiter((bool(x) for x in value), dtype=bool, count=len(value))
+    return _static(v, "truth", bool, bool)
 
 
 def _number(v: Val) -> np.ndarray:
@@ -238,8 +250,8 @@ def _number(v: Val) -> np.ndarray:
     if kind == "num":
         return value
     if kind == "static":
-        return np.fromiter((float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan
-                            for x in value), dtype=np.float64, count=len(value))
+        return _static(v, "number", lambda x: float(x) if isinstance(x, (int, float)) and not isinstance(x, bool)
+                       else np.nan, np.float64)
     raise Unsupported("arithmetic on a value that is not a number")
 
 
@@ -249,14 +261,15 @@ def _comparable(v: Val, op: str) -> np.ndarray:
     kind, value = v
     if kind == "num":
         return value
+    equal = op in ("==", "!=")
     if kind == "bool":
-        return value.astype(np.float64) if op in ("==", "!=") else np.full(value.shape[0], np.nan)
+        return value.astype(np.float64) if equal else np.full(value.shape[0], np.nan)
     if kind == "static":
         def one(x: Any) -> float:
             if isinstance(x, bool):
-                return float(x) if op in ("==", "!=") else np.nan
+                return float(x) if equal else np.nan
             return float(x) if isinstance(x, (int, float)) else np.nan
-        return np.fromiter((one(x) for x in value), dtype=np.float64, count=len(value))
+        return _static(v, "equal" if equal else "order", one, np.float64)
     raise Unsupported("a comparison of `stage` with a number")
 
 
@@ -408,7 +421,8 @@ class Chunk:
         self.handed = np.full(n, _NONE, dtype=np.int64)
         self.handoffs: List[tl.Handoff] = []
         self.handoff_count = np.zeros(n, dtype=np.int64)
-        self._static: Dict[str, np.ndarray] = {}
+        self._static: Dict[Tuple[str, str], Tuple[np.ndarray, np.ndarray]] = {}
+        self._values: Dict[str, Tuple[List[Any], np.ndarray]] = {}
         self._classes: Optional[Tuple[np.ndarray, List[int]]] = None
         # Sends: per send, the row, minute, send code and what the lead did with it.
         self.sent_rows: List[np.ndarray] = []
@@ -428,29 +442,41 @@ class Chunk:
 
     # reading --------------------------------------------------------------------------
     def static(self, key: str, tree: p.Tree) -> np.ndarray:
-        """A static condition's value for every row, evaluated once per distinct profile."""
-        got = self._static.get(key)
+        """A static condition's value for every row (Python values)."""
+        table, back = self.static_table(key, tree, "value", _objects)
+        return table[back]
+
+    def static_table(self, key: str, tree: p.Tree, how: str, convert: Callable[[List[Any]], np.ndarray]
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+        """(`convert` of the tree's value for each distinct profile, each row's profile):
+        the scalar evaluator runs once per distinct profile of the attributes it reads."""
+        got = self._static.get((key, how))
+        if got is None:
+            values, back = self._distinct(key, tree)
+            got = self._static[(key, how)] = (convert(values), back)
+        return got
+
+    def _distinct(self, key: str, tree: p.Tree) -> Tuple[List[Any], np.ndarray]:
+        got = self._values.get(key)
         if got is None:
             names = sorted(_attrs(self.k.plan, tree))
             columns = [c for c in self.cohort.profile if c.name in names]
-            if columns:
+            if columns and self.n:
                 codes = np.stack([c.codes for c in columns], axis=1)
                 uniq, back = np.unique(codes, axis=0, return_inverse=True)
                 back = back.reshape(-1)
+                count = uniq.shape[0]
             else:
-                uniq, back = np.zeros((1, 0), dtype=np.int64), np.zeros(self.n, dtype=np.int64)
+                back, count = np.zeros(self.n, dtype=np.int64), 1
+            first = np.zeros(count, dtype=np.int64)
+            first[back[::-1]] = np.arange(self.n - 1, -1, -1)
             values = []
-            first_row = np.full(uniq.shape[0], -1, dtype=np.int64)
-            first_row[back[::-1]] = np.arange(self.n - 1, -1, -1)
-            for u in range(uniq.shape[0]):
-                row = int(first_row[u])
-                profile = {c.name: c.value(row, int(self.lead[row])) for c in columns}
+            for u in range(count):
+                row = int(first[u])
+                profile = {c.name: c.value(row, int(self.lead[row])) for c in columns} if self.n else {}
                 values.append(self.k.conditions.static_value(tree, {k: v for k, v in profile.items()
                                                                     if v is not None}))
-            table = np.empty(len(values), dtype=object)
-            table[:] = values
-            got = table[back] if self.n else np.empty(0, dtype=object)
-            self._static[key] = got
+            got = self._values[key] = (values, back)
         return got
 
     def fact(self, key: str) -> np.ndarray:
@@ -521,6 +547,12 @@ class Chunk:
         return self.cohort.profile_of(row)
 
 
+def _objects(values: List[Any]) -> np.ndarray:
+    table = np.empty(len(values), dtype=object)
+    table[:] = values
+    return table
+
+
 def _attrs(plan: p.Plan, tree: p.Tree) -> set:
     out: set = set()
     stack = [tree]
@@ -554,6 +586,8 @@ class Engine(Chunk):
         # Events the leads make this minute: (rows, type, detail, order, second), each lead's in `order`.
         self.queue: List[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
         self.arrival_day = np.zeros(self.n, dtype=np.int64)
+        self.visit_state: Optional[np.ndarray] = None
+        self.page_state: Optional[np.ndarray] = None
         self.created_rows: List[np.ndarray] = []
         self.rejected = 0
         self.queued = 0
@@ -790,7 +824,7 @@ class Engine(Chunk):
         if step is not None and step.variants:
             names = [v.name for v in step.variants]
             ids = [self.cohort.lead_id(r) for r in rows.tolist()]
-            variant = np.asarray([names.index(core._variant(lead, sequence or "", step)) for lead in ids],  # noqa
+            variant = np.asarray([names.index(str(core._variant(lead, sequence or "", step))) for lead in ids],
                                  dtype=np.int64)
         flags = np.zeros(rows.shape[0], dtype=np.int64)
         groups = [(variant == v, (names[v] if v >= 0 else None)) for v in np.unique(variant).tolist()] \
@@ -875,10 +909,10 @@ class Engine(Chunk):
         if self.log is not None:
             for row, d in zip(rows.tolist(), detail.tolist()):
                 name = names[d] if d >= 0 else None
-                extra = {"page": name} if event == _VISIT else {"template": name}
-                if event == _BOUNCED:
-                    extra["bounce"] = "hard"
-                self.log.append(Event(kind, minute, self.cohort.lead_id(row), second=second, **extra))
+                lead_id = self.cohort.lead_id(row)
+                self.log.append(Event(kind, minute, lead_id, page=name, second=second) if event == _VISIT else
+                                Event(kind, minute, lead_id, template=name, second=second,
+                                      bounce="hard" if event == _BOUNCED else None))
         if event in (_OPEN, _CLICK, _REPLY):
             self.set_fact(kind, rows, minute)
             for d in np.unique(detail).tolist():
@@ -987,27 +1021,25 @@ class Engine(Chunk):
         self.rejected += int((~out).sum())
         return out
 
-    def visit(self, day: int, minute: int, rows: np.ndarray) -> None:
-        """The day's chance of a website visit for these rows (created, not unsubscribed)."""
+    def visit(self, day: int, minute: int, eligible: np.ndarray) -> None:
+        """The day's chance of a website visit for the eligible rows (created, not
+        unsubscribed), as whole columns: `run._Loop.visit` for every lead at once."""
         visits = self.k.behavior.visits
-        r = rows[self.visit_stages[self.stage[rows]]]
-        if r.shape[0] == 0:
-            return
-        k = day - self.arrival_day[r]
-        clicked = self.fact("email.clicked")[r]
+        if self.visit_state is None:
+            self.visit_state = self.draws.states(("visit",), self.lead)
+            self.page_state = self.draws.states(("page",), self.lead)
+        k = day - self.arrival_day
+        clicked = self.fact("email.clicked")
         window = visits.after_click_minutes // DAY
-        recent = (clicked != _NONE) & ((clicked - self.cohort.arrives[r]) // DAY > k - window)
+        recent = (clicked != _NONE) & ((clicked - self.cohort.arrives) // DAY > k - window)
         rate = np.where(recent, visits.after_click_daily, visits.daily)
-        hit = rate > 0
-        if hit.any():
-            idx = np.nonzero(hit)[0]
-            hit[idx] = self.draws.column(("visit",), self.lead[r][idx], k[idx]) < rate[idx]
-        r, k = r[hit], k[hit]
+        hit = eligible & self.visit_stages[self.stage] & (self.draws.then(self.visit_state, k) < rate)
+        r = np.nonzero(hit)[0]
         if r.shape[0] == 0:
             return
         page = np.full(r.shape[0], -1, dtype=np.int64)
-        if self.k.pages:
-            x = self.draws.column(("page",), self.lead[r], k)
+        if self.k.pages and self.page_state is not None:
+            x = self.draws.then(self.page_state[r], k[r])
             totals = np.cumsum([share for _, share in self.k.behavior.visits.pages])
             picked = np.searchsorted(totals, x, side="right")
             page = np.where(picked < len(totals), picked, -1)
@@ -1075,9 +1107,7 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int
         e.drain(minute)
         if new.shape[0]:
             created[e.created_rows[-1]] = True
-        here = np.nonzero(created & ~e.unsub)[0]
-        if here.shape[0]:
-            e.visit(day, minute, here)
+        e.visit(day, minute, created & ~e.unsub)
     return tally_of(e, created, start, end), e
 
 
@@ -1178,19 +1208,8 @@ def _most_in_week(rows: np.ndarray, minutes: np.ndarray) -> int:
     return int((np.arange(key.shape[0]) - first + 1).max())
 
 
-def simulate(plan: p.Plan, behavior: Behavior, cohort: Cohort, seed: int, start: int, horizon: int,
-             chunk: int = CHUNK, progress: Optional[Callable[[int], None]] = None) -> Tuple[tl.Tally, Dict[int, str]]:
-    """A run's tally and handoff owners, chunk by chunk (any chunk size gives the same)."""
-    k = kit(plan, behavior)
-    base = grid(cohort)
-    if base is None:
-        raise Unsupported("leads arrive at different times of day")
-    tallies = []
-    for first in range(0, max(1, len(cohort)), chunk):
-        piece = cohort.take(np.arange(first, min(len(cohort), first + chunk)))
-        got, _ = run_chunk(k, piece, seed, start, start + horizon, base)
-        tallies.append(got)
-        if progress is not None:
-            progress(got.engine_steps)
-    total = tl.add(tallies)
-    return total, tl.settle(total.handoffs)
+def run_piece(plan: p.Plan, behavior: Behavior, seed: int, start: int, horizon: int, cohort: Cohort,
+              base: int) -> tl.Tally:
+    """Simulate some of a run's leads as columns; their tally (handoff owners are settled
+    when every piece's tally is in: `tally.settle`)."""
+    return run_chunk(kit(plan, behavior), cohort, seed, start, start + horizon, base)[0]

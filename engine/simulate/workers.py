@@ -2,7 +2,8 @@
 (`--workers N`), or on a Dask distributed cluster (`--dask ADDRESS`, the `dask` extra).
 
 A run's leads are cut into pieces of `chunk` leads by lead number; each piece runs on its
-own (`run.run_piece`) and `run.merge` makes one run of them. Random draws are keyed by
+own (`run.run_piece` lead by lead, or `vector.run_piece` as columns of `vector_chunk`
+leads) and `run.merge` makes one run of them. Random draws are keyed by
 seed, lead and what is drawn, never by draw order, and the one thing leads share (the
 round-robin turns of handoffs) is settled in the merge, so the run is the same for any
 piece size and wherever the pieces ran. Pieces also bound memory: the engine holds the
@@ -13,22 +14,26 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import UsageError
 
 if TYPE_CHECKING:
     from ..plan import Plan
     from .behavior import Behavior
-    from .cohort import Lead
+    from .cohort import Cohort, Lead
     from .run import Part
+    from .tally import Tally
 
 CHUNK = 2_000
+VECTOR_CHUNK = 250_000
 MAX_WORKERS = 256
 DASK_TIMEOUT = "10s"
 DASK_SPREAD = 4  # pieces for a Dask cluster: as for this many workers
 
-Piece = Sequence[Tuple["Lead", str]]
+# Leads one at a time, or as columns with the minute their days start from.
+Piece = Union[Sequence[Tuple["Lead", str]], Tuple["Cohort", int]]
+Result = Union["Part", "Tally"]
 Context = Tuple["Plan", "Behavior", int, int, int]  # plan, behaviour model, seed, start, horizon
 
 
@@ -39,44 +44,71 @@ class Workers:
     processes: int = 1
     dask: Optional[str] = None
     chunk: int = CHUNK
+    vector_chunk: int = VECTOR_CHUNK
 
     def __post_init__(self) -> None:
         if not 1 <= self.processes <= MAX_WORKERS:
             raise UsageError(f"--workers {self.processes}: give from 1 to {MAX_WORKERS} worker processes")
-        if self.chunk < 1:
+        if self.chunk < 1 or self.vector_chunk < 1:
             raise UsageError(f"chunk {self.chunk}: a piece needs at least one lead")
         if self.dask is not None and self.processes != 1:
             raise UsageError("give --workers or --dask, not both",
                              "--dask runs the pieces on the cluster's workers; size the cluster there")
 
     def run(self, plan: "Plan", behavior: "Behavior", seed: int, start: int, horizon: int,
-            cohort: Sequence[Tuple["Lead", str]], progress: Optional[Callable[[int], None]] = None) -> List["Part"]:
-        """Every piece of `cohort`, simulated, in piece order. `progress` hears the engine
-        steps taken so far (as pieces finish, when they run elsewhere)."""
+            cohort: Any, progress: Optional[Callable[[int], None]] = None, base: Optional[int] = None
+            ) -> List[Result]:
+        """Every piece of `cohort`, simulated, in piece order: leads one at a time (a list
+        of `Lead`s), or a `Cohort` as columns whose days start from minute `base`.
+        `progress` hears the engine steps taken so far (as pieces finish, elsewhere)."""
         context: Context = (plan, behavior, seed, start, horizon)
+        size = self.chunk if base is None else self.vector_chunk
         if self.dask is None and self.processes == 1:
-            return _here(context, _cut(cohort, self.chunk), progress)
+            return _here(context, _cut(cohort, size, base), progress)
         # Elsewhere, about four pieces a worker, so that a slow piece does not hold the rest up.
         spread = self.processes if self.dask is None else DASK_SPREAD
-        pieces = _cut(cohort, min(self.chunk, -(-len(cohort) // (4 * spread))))
+        pieces = _cut(cohort, min(size, -(-len(cohort) // (4 * spread))), base)
         if self.dask is not None:
             return _on_dask(self.dask, context, pieces, progress)
         return _on_processes(min(self.processes, len(pieces)), context, pieces, progress)
 
 
-def _cut(cohort: Piece, chunk: int) -> List[Piece]:
-    return [cohort[i:i + chunk] for i in range(0, len(cohort), max(1, chunk))] or [cohort]
+def _cut(cohort: Any, chunk: int, base: Optional[int]) -> List[Piece]:
+    step = max(1, chunk)
+    if base is None:
+        return [cohort[i:i + step] for i in range(0, len(cohort), step)] or [cohort]
+    import numpy as np
+
+    return [(cohort.take(np.arange(i, min(len(cohort), i + step))), base)
+            for i in range(0, len(cohort), step)] or [(cohort, base)]
 
 
-def _here(context: Context, pieces: List[Piece], progress: Optional[Callable[[int], None]]) -> List["Part"]:
+def _work(context: Context, piece: Piece) -> Result:
+    """One piece, simulated where this runs."""
+    if isinstance(piece, tuple) and len(piece) == 2 and isinstance(piece[1], int):
+        from . import vector
+
+        return vector.run_piece(*context, *piece)
     from .run import run_piece
 
-    parts: List["Part"] = []
+    return run_piece(*context, piece)
+
+
+def _steps(result: Result) -> int:
+    """Engine steps a piece took (a tally's `steps` are its sequence steps' counts)."""
+    from .tally import Tally
+
+    return result.engine_steps if isinstance(result, Tally) else result.steps
+
+
+def _here(context: Context, pieces: List[Piece], progress: Optional[Callable[[int], None]]) -> List[Result]:
+    parts: List[Result] = []
     done = 0
     for piece in pieces:
-        report = (lambda steps, done=done: progress(done + steps)) if progress is not None else None
-        parts.append(run_piece(*context, piece, report))
-        done += parts[-1].steps
+        parts.append(_work(context, piece))
+        done += _steps(parts[-1])
+        if progress is not None:
+            progress(done)
     return parts
 
 
@@ -89,18 +121,16 @@ def _start_worker(context: Context) -> None:
     _CONTEXT = context
 
 
-def _piece_in_worker(piece: Piece) -> "Part":
-    from .run import run_piece
-
+def _piece_in_worker(piece: Piece) -> Result:
     assert _CONTEXT is not None
-    return run_piece(*_CONTEXT, piece)
+    return _work(_CONTEXT, piece)
 
 
 def _on_processes(processes: int, context: Context, pieces: List[Piece],
-                  progress: Optional[Callable[[int], None]]) -> List["Part"]:
+                  progress: Optional[Callable[[int], None]]) -> List[Result]:
     # fork where the platform has it (the worker starts with fnl already imported), else spawn.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    parts: List[Optional["Part"]] = [None] * len(pieces)
+    parts: List[Optional[Result]] = [None] * len(pieces)
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method), initializer=_start_worker,
                              initargs=(context,)) as pool:
         futures: Dict[Future, int] = {pool.submit(_piece_in_worker, piece): i for i, piece in enumerate(pieces)}
@@ -108,27 +138,25 @@ def _on_processes(processes: int, context: Context, pieces: List[Piece],
     return [p for p in parts if p is not None]
 
 
-def _gather(futures: Dict, completed: Iterable, parts: List[Optional["Part"]],
+def _gather(futures: Dict, completed: Iterable, parts: List[Optional[Result]],
             progress: Optional[Callable[[int], None]]) -> None:
     """Each piece's part into its place as it finishes, the steps so far to `progress`."""
     done = 0
     for future in completed:
         part = future.result()
         parts[futures[future]] = part
-        done += part.steps
+        done += _steps(part)
         if progress is not None:
             progress(done)
 
 
 # -- Dask distributed ---------------------------------------------------------------------
-def _piece_on_dask(piece: Piece, context: Context) -> "Part":
-    from .run import run_piece
-
-    return run_piece(*context, piece)
+def _piece_on_dask(piece: Piece, context: Context) -> Result:
+    return _work(context, piece)
 
 
 def _on_dask(address: str, context: Context, pieces: List[Piece],
-             progress: Optional[Callable[[int], None]]) -> List["Part"]:
+             progress: Optional[Callable[[int], None]]) -> List[Result]:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -154,6 +182,6 @@ def _on_dask(address: str, context: Context, pieces: List[Piece],
     with client:
         shared = client.scatter([context], broadcast=True)[0]
         futures = {client.submit(_piece_on_dask, piece, shared, pure=False): i for i, piece in enumerate(pieces)}
-        parts: List[Optional["Part"]] = [None] * len(pieces)
+        parts: List[Optional[Result]] = [None] * len(pieces)
         _gather(futures, as_completed(list(futures), loop=client.loop), parts, progress)
     return [p for p in parts if p is not None]
