@@ -614,11 +614,15 @@ def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Opti
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Simulate the leads on the Dask cluster whose scheduler is at ADDRESS (the dask extra); "
                    "the forecast is the same.")
+@click.option("--engine", "engine", type=click.Choice(("auto", "vector", "per-lead")), default="auto",
+              help="How leads are simulated: as NumPy columns (vector: funnels whose leads act once a day, "
+                   "at one time), one by one through the engine (per-lead), or columns where the funnel "
+                   "allows (auto, the default). The forecast is the same.")
 def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sensitivity: bool,
              behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,
              runs: str, start: Optional[str], fmt: str, output: Optional[str], expect_file: Optional[str] = None,
              strict: bool = False, workers: str = "1", dask_address: Optional[str] = None,
-             sweep_spec: Optional[str] = None) -> int:
+             sweep_spec: Optional[str] = None, engine: str = "auto") -> int:
     """Forecast a funnel: run synthetic leads through the engine and report leads per
     stage, conversion, time to MQL and SQL, emails per lead, A/B variants, weekly volumes
     and the load on each sales rep.
@@ -633,7 +637,8 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
       fnl simulate funnels/reference.yaml --leads 300 --sensitivity
       fnl simulate funnels/reference.yaml --leads 300 --sweep 'visits.daily=0.005..0.02/4'
       fnl simulate funnels/acme --leads 200 --runs 3 --strict
-      fnl simulate funnels/reference.yaml --leads 2000 --workers 2
+      fnl simulate funnels/reference.yaml --leads 1000000 --workers 2
+      fnl simulate funnels/acme --engine per-lead --leads 500
       fnl simulate funnels/acme --leads 20000 --dask tcp://127.0.0.1:8786
     """
     from engine.simulate import Workers, check_sizes, forecast, parse_count
@@ -643,7 +648,7 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
     sizes = (parse_count(leads, "--leads") if leads is not None else None,
              parse_count(days, "--days") if days is not None else None, parse_count(runs, "--runs"))
     check_sizes(*sizes)
-    where = Workers(parse_count(workers, "--workers"), dask_address)
+    where = Workers(parse_count(workers, "--workers"), dask_address, engine=engine)
     if compare_with is not None or base is not None or sensitivity or sweep_spec is not None:
         if expect_file is not None or strict:
             given = "--expect" if expect_file is not None else "--strict"

@@ -153,16 +153,41 @@ def test_bad_sizes_stop_before_the_funnel_is_read(tmp_path: Path) -> None:
 
 
 def test_more_leads_than_a_run_can_hold_are_refused_before_any_work(tmp_path: Path) -> None:
-    proc = run_fnl("simulate", REFERENCE, "--leads", "100001")
+    # Lead by lead (acme, or any funnel with --engine per-lead) a run holds 100,000 leads,
+    # and the message says why the funnel runs that way.
+    proc = run_fnl("simulate", "funnels/acme", "--leads", "100001")
     assert proc.returncode == EXIT_USAGE and proc.stdout == ""
-    assert proc.stderr.splitlines()[0] == "fnl: error: --leads asks for 100,001 leads a run; fnl simulates at most 100,000"
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("fnl: error: --leads asks for 100,001 leads a run; fnl simulates at most 100,000 "
+                            "lead by lead, and acme-b2b runs lead by lead (the behaviour model spreads"), first
+    proc = run_fnl("simulate", REFERENCE, "--leads", "100001", "--engine", "per-lead")
+    assert proc.returncode == EXIT_USAGE and "(--engine per-lead)" in proc.stderr.splitlines()[0]
     # The same bound holds for a behaviour model that asks for more on its own.
     model = (REPO / "funnels" / "reference.behavior.yaml").read_text(encoding="utf-8")
     big = tmp_path / "big.behavior.yaml"
     big.write_text(model.replace("leads: 10000 ", "leads: 2000000 "), encoding="utf-8")
-    proc = run_fnl("simulate", REFERENCE, "--behavior", big)
+    proc = run_fnl("simulate", REFERENCE, "--behavior", big, "--engine", "per-lead")
     assert proc.returncode == EXIT_USAGE
     assert "asks for 2,000,000 leads a run" in proc.stderr and "big.behavior.yaml" in proc.stderr
+    # As columns, the reference funnel runs up to 10,000,000 leads; more is refused at once.
+    proc = run_fnl("simulate", REFERENCE, "--leads", "10000001")
+    assert proc.returncode == EXIT_USAGE and "give from 1 to 10,000,000 leads" in proc.stderr
+
+
+def test_engine_vector_says_why_a_funnel_cannot_run_as_columns() -> None:
+    proc = run_fnl("simulate", "funnels/acme", "--engine", "vector", "--leads", "10")
+    assert proc.returncode == EXIT_USAGE and proc.stdout == ""
+    assert proc.stderr.startswith("fnl: error: --engine vector: acme-b2b cannot be simulated as columns: "
+                                  "the behaviour model spreads a lead's day over its hours"), proc.stderr
+    assert "help: leave --engine at auto" in proc.stderr
+
+
+def test_the_engines_print_the_same_forecast() -> None:
+    outputs = [run_fnl("simulate", REFERENCE, "--leads", "400", "--format", "json", "--engine", engine)
+               for engine in ("auto", "vector", "per-lead")]
+    assert all(p.returncode == 0 for p in outputs), [p.stderr for p in outputs]
+    assert outputs[0].stdout == outputs[1].stdout == outputs[2].stdout
+    assert json.loads(outputs[0].stdout)["leads"] == 400
 
 
 def test_a_funnel_that_does_not_validate_gives_its_problems() -> None:

@@ -24,6 +24,7 @@ from .behavior import (DAY, DEFAULTS, MAX_LEADS, Behavior, Defaults, default_beh
 from .workers import Workers
 
 if TYPE_CHECKING:
+    from ..plan import Plan
     from .expect import Gate
     from .figures import Figures, Summary
 
@@ -34,9 +35,10 @@ __all__ = ["DEFAULTS", "Workers", "DEFAULT_START", "Behavior", "Defaults", "Fore
 DEFAULT_START = "2026-01-05T00:00:00Z"
 MAX_DAYS = 3650
 MAX_RUNS = 1000
-# The simulator puts each lead through the engine one step at a time, holding every lead's
-# state and record: a few milliseconds and tens of kilobytes a lead. Beyond this many
-# leads a run it would take hours and gigabytes, so it is refused before any work.
+# The per-lead simulator puts each lead through the engine one step at a time, holding
+# every lead's state and record: a few milliseconds and tens of kilobytes a lead. Beyond
+# this many leads a run it would take hours and gigabytes, so it is refused before any
+# work. A funnel the vectorised simulator takes runs up to MAX_LEADS, in bounded memory.
 MAX_SIMULATED = 100_000
 
 # (run number from 0, runs, engine steps so far in this run)
@@ -92,6 +94,27 @@ def start_minute(text: Optional[str]) -> int:
         raise UsageError(f"--start: {exc}") from None
 
 
+def horizon_for(plan: Plan, model: Behavior, leads: Optional[int], days: Optional[int],
+                workers: Optional[Workers] = None) -> int:
+    """The horizon in minutes, after refusing runs larger than fnl simulates: MAX_LEADS
+    as columns, MAX_SIMULATED lead by lead (and why this funnel runs lead by lead)."""
+    from . import vector
+
+    expected = leads if leads is not None else model.expected_leads
+    engine = workers.engine if workers is not None else "auto"
+    why = "--engine per-lead" if engine == "per-lead" else vector.unsupported(plan, model)
+    if why is not None and engine == "vector":
+        raise UsageError(f"--engine vector: {plan.funnel} cannot be simulated as columns: {why}",
+                         "leave --engine at auto: it simulates such a funnel lead by lead")
+    if why is not None and expected > MAX_SIMULATED:
+        where = "--leads" if leads is not None else f"the behaviour model ({model.source or 'defaults'})"
+        raise UsageError(f"{where} asks for {expected:,.0f} leads a run; fnl simulates at most {MAX_SIMULATED:,} "
+                         f"lead by lead, and {plan.funnel} runs lead by lead ({why})",
+                         f"give --leads {MAX_SIMULATED:,} or fewer (the figures scale: shares and per-lead "
+                         "numbers do not depend on the size)")
+    return days * DAY if days is not None else model.horizon_minutes
+
+
 def behaviour_file(funnel: str, behavior_path: Optional[str]) -> Optional[Path]:
     """The behaviour model `fnl simulate` reads for `funnel`: the file given with
     `--behavior`, else the `*.behavior.yaml` beside the funnel, else None (fnl's defaults)."""
@@ -126,13 +149,7 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
     plan = compiled.plan
     model = load_behavior(found, plan) if found is not None else default_behavior(plan)
     expectations, gates = expect.gather(compiled.funnel.document, funnel, expect_path, plan, model)
-    horizon = days * DAY if days is not None else model.horizon_minutes
-    expected = leads if leads is not None else model.expected_leads
-    if expected > MAX_SIMULATED:
-        where = "--leads" if leads is not None else f"the behaviour model ({model.source or 'defaults'})"
-        raise UsageError(f"{where} asks for {expected:,.0f} leads a run; fnl simulates at most {MAX_SIMULATED:,}",
-                         f"give --leads {MAX_SIMULATED:,} or fewer (the figures scale: shares and per-lead "
-                         "numbers do not depend on the size)")
+    horizon = horizon_for(plan, model, leads, days, workers)
     results = []
     measured = []  # each run's metrics, when there are expectations to judge
     for i in range(runs):

@@ -22,7 +22,7 @@ from ..errors import ProblemsFound, UsageError
 from ..plan import Plan
 from ..state import iso
 from ..terminal import escape, json_document
-from . import DAY, MAX_SIMULATED, Behavior, Progress, Workers, behaviour_file, check_sizes, start_minute
+from . import DAY, Behavior, Progress, Workers, behaviour_file, check_sizes, horizon_for, start_minute
 from .behavior import default_behavior, load_behavior
 from .figures import Estimate, Figures, HEADLINE_STAGES, Num, estimate, one_run
 
@@ -72,16 +72,6 @@ def behaviour_for(funnel: str, behavior_path: Optional[str], plan: Plan) -> Beha
     """The behaviour model `forecast` would use for `funnel`."""
     found = behaviour_file(funnel, behavior_path)
     return load_behavior(found, plan) if found is not None else default_behavior(plan)
-
-
-def horizon_for(model: Behavior, leads: Optional[int], days: Optional[int]) -> int:
-    """The horizon in minutes, after refusing runs larger than fnl simulates."""
-    expected = leads if leads is not None else model.expected_leads
-    if expected > MAX_SIMULATED:
-        where = "--leads" if leads is not None else f"the behaviour model ({model.source or 'defaults'})"
-        raise UsageError(f"{where} asks for {expected:,.0f} leads a run; fnl simulates at most {MAX_SIMULATED:,}",
-                         f"give --leads {MAX_SIMULATED:,} or fewer")
-    return days * DAY if days is not None else model.horizon_minutes
 
 
 def _other_plan(other: str) -> Plan:
@@ -195,11 +185,12 @@ def compare(funnel: str, other: Optional[str] = None, base: Optional[str] = None
     first_minute = start_minute(start)
     plan = plan_for(funnel)
     model = behaviour_for(funnel, behavior_path, plan)
-    horizon = horizon_for(model, leads, days)
+    horizon = horizon_for(plan, model, leads, days, workers)
     if other is not None:
         other_plan, shown = _other_plan(other), other
     else:
         other_plan, shown = _base_plan(funnel, base), f"{funnel} at {base}"  # type: ignore[arg-type]
+    horizon_for(other_plan, model, leads, days, workers)
     rows, rejected = run_pair(plan, other_plan, model, seed=seed, runs=runs, leads=leads, horizon=horizon,
                               start=first_minute, progress=progress, workers=workers)
     return Comparison(funnel, shown, plan.funnel, other_plan.funnel, model, seed, runs, first_minute,
@@ -222,7 +213,8 @@ def for_plans(pairs: Sequence[Tuple[Any, Any]], *, leads: Optional[int] = None, 
         else:
             where = new_path or ""
         model = behaviour_for(where, None, new.plan) if where else default_behavior(new.plan)
-        horizon = horizon_for(model, leads, None)
+        horizon = horizon_for(new.plan, model, leads, None)
+        horizon_for(old.plan, model, leads, None)
         rows, rejected = run_pair(new.plan, old.plan, model, seed=seed, runs=runs, leads=leads, horizon=horizon,
                                   start=first_minute, progress=progress)
         out.append(Comparison("new", "old", new.plan.funnel, old.plan.funnel, model, seed, runs, first_minute,

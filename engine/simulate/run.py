@@ -371,42 +371,37 @@ def merge(plan: Plan, behavior: Behavior, seed: int, start: int, horizon: int, p
     return Run(plan, behavior, seed, start, horizon, counts, owners, tuple(records), tuple(sends))
 
 
-ENGINES = ("auto", "vector", "per-lead")
-
-
 def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[int] = None,
              horizon: Optional[int] = None, start: int = 0,
              progress: Optional[Callable[[int], None]] = None, workers: Optional["Workers"] = None,
-             engine: str = "auto") -> Run:
+             engine: Optional[str] = None) -> Run:
     """Run the behaviour model's leads through the plan from minute `start` for `horizon`
     minutes (the model's horizon by default); `leads` scales the arrivals to about that many.
 
-    `engine` says how: `vector` as NumPy columns (`vector`; a UsageError says why a funnel
-    cannot), `per-lead` one lead at a time through `engine.drive`, `auto` the columns
-    wherever they can. Both give the same tally. The leads go in pieces (`workers.chunk`
-    leads one at a time, `workers.vector_chunk` as columns), one after another or on
-    `workers`' processes or Dask cluster: the same run for any piece size and any number
-    of workers."""
+    `engine` (else `workers.engine`) says how: `vector` as NumPy columns (`vector`; a
+    UsageError says why a funnel cannot), `per-lead` one lead at a time through
+    `engine.drive`, `auto` as columns wherever the funnel allows. Both give the same
+    tally. The leads go in pieces (`workers.chunk` leads one at a time,
+    `workers.vector_chunk` as columns), one after another or on `workers`' processes or
+    Dask cluster: the same run for any piece size and any number of workers."""
     from .workers import Workers
 
     span = horizon if horizon is not None else behavior.horizon_minutes
     draws = Draws(seed)
     leads_in = cohort(plan, behavior, draws, start, leads, span)
     how = workers if workers is not None else Workers()
-    if engine != "per-lead":
+    how_much = engine or how.engine
+    if how_much != "per-lead":
         from . import vector
 
         why = vector.unsupported(plan, behavior)
-        base = vector.grid(leads_in)
-        if why is None and base is None:
-            why = "its leads arrive at different times of day"
-        if why is None and base is not None:
-            tallies = how.run(plan, behavior, seed, start, span, leads_in, progress, base=base)
-            total = tally.add(tallies)  # type: ignore[arg-type]
+        if why is None:
+            tallies = how.run(plan, behavior, seed, start, span, vector.grids(leads_in), progress, columns=True)
+            total = tally.add(tallies) if tallies else tally.new(plan, span)  # type: ignore[arg-type]
             return Run(plan, behavior, seed, start, span, total, tally.settle(total.handoffs), method="vector")
-        if engine == "vector":
+        if how_much == "vector":
             raise UsageError(f"--engine vector: {plan.funnel} cannot be simulated as columns: {why}",
-                             "leave --engine at auto (it simulates such a funnel lead by lead)")
+                             "leave --engine at auto: it simulates such a funnel lead by lead")
     pieces = [(lead, leads_in.kinds[int(leads_in.source[row])]) for row, lead in enumerate(one_by_one(leads_in))]
     parts = how.run(plan, behavior, seed, start, span, pieces, progress)
     return merge(plan, behavior, seed, start, span, parts)  # type: ignore[arg-type]

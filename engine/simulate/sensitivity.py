@@ -27,7 +27,8 @@ from ..state import iso
 from ..terminal import escape, json_document
 from . import DAY, Behavior, Progress, Workers, check_sizes, start_minute
 from .behavior import Rates
-from .compare import _round, behaviour_for, document_head, horizon_for, json_value, render_with
+from . import horizon_for
+from .compare import _round, behaviour_for, document_head, json_value, render_with
 from .figures import Estimate, Num, estimate, mean_of, one_run
 
 FORMATS = ("text", "json", "markdown")
@@ -123,7 +124,7 @@ def sensitivity(funnel: str, behavior_path: Optional[str] = None, *, leads: Opti
     first_minute = start_minute(start)
     plan = plan_for(funnel)
     model = behaviour_for(funnel, behavior_path, plan)
-    horizon = horizon_for(model, leads, days)
+    horizon = horizon_for(plan, model, leads, days, workers)
     moved: Dict[Tuple[str, int], Behavior] = {}
     for key, _, scale in GROUPS:
         for sign in (-1, 1):

@@ -24,7 +24,8 @@ from ..errors import ProblemsFound, UsageError
 from ..state import iso
 from ..terminal import escape, json_document
 from . import DAY, Behavior, Progress, Workers, behaviour_file, check_sizes, start_minute
-from .compare import _round, document_head, horizon_for, json_value, metrics, render_with
+from . import horizon_for
+from .compare import _round, document_head, json_value, metrics, render_with
 from .figures import HEADLINE_STAGES, Estimate, Num, estimate
 
 FORMATS = ("text", "json", "markdown")
@@ -165,7 +166,7 @@ def sweep(funnel: str, spec: str, behavior_path: Optional[str] = None, *, leads:
                            "has problems (the line is the setting's place in the file)")
             raise
     headline = tuple(s.name for s in plan.stages if s.name in HEADLINE_STAGES)
-    horizons = [horizon_for(m, leads, days) for _, m in models]
+    horizons = [horizon_for(plan, m, leads, days, workers) for _, m in models]
     total = len(models) * runs
     rows = []
     for n, (value, model) in enumerate(models):

@@ -1086,6 +1086,20 @@ def grid(cohort: Cohort) -> Optional[int]:
     return base if not ((cohort.arrives - base) % DAY).any() else None
 
 
+def grids(cohort: Cohort) -> List[Tuple[Cohort, int]]:
+    """The cohort's leads by the time of day they arrive (a clock change moves it by an
+    hour): each group lives on one daily grid, starting from its first arrival's minute."""
+    if len(cohort) == 0:
+        return []
+    first = int(cohort.arrives.min())
+    phase = (cohort.arrives - first) % DAY
+    out = []
+    for value in np.unique(phase).tolist():
+        rows = np.nonzero(phase == value)[0]
+        out.append((cohort.take(rows), first + int(value)))
+    return out
+
+
 def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int,
               log: Optional[List[Event]] = None) -> Tuple[tl.Tally, Engine]:
     """Simulate one chunk of a run's leads (all on the grid from minute `base`)."""

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 CHUNK = 2_000
 VECTOR_CHUNK = 250_000
+ENGINES = ("auto", "vector", "per-lead")
 MAX_WORKERS = 256
 DASK_TIMEOUT = "10s"
 DASK_SPREAD = 4  # pieces for a Dask cluster: as for this many workers
@@ -45,10 +46,13 @@ class Workers:
     dask: Optional[str] = None
     chunk: int = CHUNK
     vector_chunk: int = VECTOR_CHUNK
+    engine: str = "auto"  # how leads are simulated: auto, vector (as columns) or per-lead (`run.simulate`)
 
     def __post_init__(self) -> None:
         if not 1 <= self.processes <= MAX_WORKERS:
             raise UsageError(f"--workers {self.processes}: give from 1 to {MAX_WORKERS} worker processes")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine {self.engine}: give one of {', '.join(ENGINES)}")
         if self.chunk < 1 or self.vector_chunk < 1:
             raise UsageError(f"chunk {self.chunk}: a piece needs at least one lead")
         if self.dask is not None and self.processes != 1:
@@ -56,31 +60,32 @@ class Workers:
                              "--dask runs the pieces on the cluster's workers; size the cluster there")
 
     def run(self, plan: "Plan", behavior: "Behavior", seed: int, start: int, horizon: int,
-            cohort: Any, progress: Optional[Callable[[int], None]] = None, base: Optional[int] = None
+            cohort: Any, progress: Optional[Callable[[int], None]] = None, columns: bool = False
             ) -> List[Result]:
         """Every piece of `cohort`, simulated, in piece order: leads one at a time (a list
-        of `Lead`s), or a `Cohort` as columns whose days start from minute `base`.
-        `progress` hears the engine steps taken so far (as pieces finish, elsewhere)."""
+        of `Lead`s), or with `columns` a list of (`Cohort`, the minute its leads' days
+        start from). `progress` hears the engine steps taken so far."""
         context: Context = (plan, behavior, seed, start, horizon)
-        size = self.chunk if base is None else self.vector_chunk
+        size = self.vector_chunk if columns else self.chunk
+        total = sum(len(c) for c, _ in cohort) if columns else len(cohort)
         if self.dask is None and self.processes == 1:
-            return _here(context, _cut(cohort, size, base), progress)
+            return _here(context, _cut(cohort, size, columns), progress)
         # Elsewhere, about four pieces a worker, so that a slow piece does not hold the rest up.
         spread = self.processes if self.dask is None else DASK_SPREAD
-        pieces = _cut(cohort, min(size, -(-len(cohort) // (4 * spread))), base)
+        pieces = _cut(cohort, min(size, -(-total // (4 * spread))), columns)
         if self.dask is not None:
             return _on_dask(self.dask, context, pieces, progress)
         return _on_processes(min(self.processes, len(pieces)), context, pieces, progress)
 
 
-def _cut(cohort: Any, chunk: int, base: Optional[int]) -> List[Piece]:
+def _cut(cohort: Any, chunk: int, columns: bool) -> List[Piece]:
     step = max(1, chunk)
-    if base is None:
+    if not columns:
         return [cohort[i:i + step] for i in range(0, len(cohort), step)] or [cohort]
     import numpy as np
 
-    return [(cohort.take(np.arange(i, min(len(cohort), i + step))), base)
-            for i in range(0, len(cohort), step)] or [(cohort, base)]
+    return [(c.take(np.arange(i, min(len(c), i + step))), base) for c, base in cohort
+            for i in range(0, len(c), step)]
 
 
 def _work(context: Context, piece: Piece) -> Result:
