@@ -461,15 +461,10 @@ class Chunk:
         if got is None:
             names = sorted(_attrs(self.k.plan, tree))
             columns = [c for c in self.cohort.profile if c.name in names]
-            if columns and self.n:
-                codes = np.stack([c.codes for c in columns], axis=1)
-                uniq, back = np.unique(codes, axis=0, return_inverse=True)
-                back = back.reshape(-1)
-                count = uniq.shape[0]
-            else:
-                back, count = np.zeros(self.n, dtype=np.int64), 1
-            first = np.zeros(count, dtype=np.int64)
-            first[back[::-1]] = np.arange(self.n - 1, -1, -1)
+            back, first = groups([c.codes for c in columns], self.n)
+            count = max(1, first.shape[0])
+            if first.shape[0] == 0:
+                first = np.zeros(1, dtype=np.int64)
             values = []
             for u in range(count):
                 row = int(first[u])
@@ -516,15 +511,8 @@ class Chunk:
             names = {a.attribute for a in email.by_attribute}
             for group in plan.segments + plan.personas:
                 names |= _attrs(plan, group.when.tree)
-            columns = [c.codes for c in self.cohort.profile if c.name in names]
-            if columns and self.n:
-                _, back = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
-                back = back.reshape(-1)
-            else:
-                back = np.zeros(self.n, dtype=np.int64)
-            first = np.full(int(back.max()) + 1 if self.n else 0, -1, dtype=np.int64)
-            first[back[::-1]] = np.arange(self.n - 1, -1, -1)
-            self._classes = (back, [int(r) for r in first])
+            back, first = groups([c.codes for c in self.cohort.profile if c.name in names], self.n)
+            self._classes = (back, first.tolist())
         return self._classes
 
     def rates_for(self, template: str, rows: np.ndarray) -> np.ndarray:
@@ -545,6 +533,39 @@ class Chunk:
 
     def profile(self, row: int) -> Dict[str, Any]:
         return self.cohort.profile_of(row)
+
+
+def groups(columns: List[np.ndarray], n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Rows alike in every one of `columns` (codes, -2 and up) as (each row's group, the
+    first row of each group). Few distinct codes go by one pass over the rows."""
+    if not columns or n == 0:
+        return np.zeros(n, dtype=np.int64), np.zeros(1 if n else 0, dtype=np.int64)
+    key = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for c in columns:
+        size = int(c.max()) + 3
+        key += (c + 2) * radix
+        radix *= size
+        if radix > 1 << 24:
+            _, back = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+            back = back.reshape(-1)
+            break
+    else:
+        present = np.zeros(radix, dtype=bool)
+        present[key] = True
+        back = (np.cumsum(present) - 1)[key]
+    first = np.zeros(int(back.max()) + 1, dtype=np.int64)
+    first[back[::-1]] = np.arange(n - 1, -1, -1)
+    return back, first
+
+
+def _counts(values: np.ndarray) -> Counter:
+    """value -> how many, of non-negative whole numbers."""
+    if values.shape[0] == 0:
+        return Counter()
+    counts = np.bincount(values)
+    seen = np.nonzero(counts)[0]
+    return Counter(dict(zip(seen.tolist(), counts[seen].tolist())))
 
 
 def _objects(values: List[Any]) -> np.ndarray:
@@ -1006,12 +1027,8 @@ class Engine(Chunk):
         columns = list(self.cohort.profile)
         if not columns or rows.shape[0] == 0:
             return np.ones(rows.shape[0], dtype=bool)
-        codes = np.stack([np.where(c.codes[rows] >= 0, c.codes[rows] if c.kind == "choice" else 0, c.codes[rows])
-                          for c in columns], axis=1)
-        uniq, back = np.unique(codes, axis=0, return_inverse=True)
-        back = back.reshape(-1)
-        first = np.full(uniq.shape[0], -1, dtype=np.int64)
-        first[back[::-1]] = np.arange(rows.shape[0] - 1, -1, -1)
+        back, first = groups([np.where(c.codes[rows] >= 0, c.codes[rows] if c.kind == "choice" else 0,
+                                       c.codes[rows]) for c in columns], rows.shape[0])
         ok = np.asarray([core.validate_profile(self.k.plan, self.profile(int(rows[f]))) is None for f in first])
         out = ok[back]
         numeric = [c for c in columns if c.kind in ("uniform", "log_uniform")]
@@ -1146,8 +1163,7 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
             t.reached[name] = int(got.sum())
         later = got & (e.first_stage[rows] != i)
         if later.any():
-            values, counts = np.unique(reached[later] - e.cohort.arrives[rows][later], return_counts=True)
-            t.time_to[name] = Counter(dict(zip(values.tolist(), counts.tolist())))
+            t.time_to[name] = _counts(reached[later] - e.cohort.arrives[rows][later])
     path = tl.main_path(plan)
     for a, b in zip(path, path[1:]):
         both = (e.reached[plan.stage_index(a), rows] != _NONE) & (e.reached[plan.stage_index(b), rows] != _NONE)
@@ -1156,8 +1172,7 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
     for name in tl.headline_stages(plan):
         at = e.reached[plan.stage_index(name), rows]
         _weeks_into(t.week_counts(name), at[at != _NONE], start, t.weeks)
-    values, counts = np.unique(e.emails[rows], return_counts=True)
-    t.emails = Counter(dict(zip(values.tolist(), counts.tolist())))
+    t.emails = _counts(e.emails[rows])
     t.unsubscribed_leads = int(unsub.sum())
     handed = e.handed[rows]
     got = handed != _NONE
