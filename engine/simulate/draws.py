@@ -56,14 +56,27 @@ def fold_column(state: "np.ndarray | int", words: "np.ndarray") -> "np.ndarray":
     import numpy as np
 
     with np.errstate(over="ignore"):
-        z = (np.bitwise_xor(words, np.uint64(state) if isinstance(state, int) else state)
-             + np.uint64(_GOLDEN))
-        z ^= z >> np.uint64(30)
+        z = np.bitwise_xor(words, np.uint64(state) if isinstance(state, int) else state)
+        z += np.uint64(_GOLDEN)
+        t = z >> np.uint64(30)
+        z ^= t
         z *= np.uint64(_M1)
-        z ^= z >> np.uint64(27)
+        np.right_shift(z, np.uint64(27), out=t)
+        z ^= t
         z *= np.uint64(_M2)
-        z ^= z >> np.uint64(31)
+        np.right_shift(z, np.uint64(31), out=t)
+        z ^= t
     return z
+
+
+def below(probability: float) -> Optional[int]:
+    """The largest folded state whose draw is under `probability` (`chance` is then
+    `state <= below(p)`, with no float made), or None when no draw is (p <= 0)."""
+    if not probability > 0:
+        return None
+    if probability >= 1:
+        return MASK
+    return (math.ceil(probability * 2.0 ** 53) << 11) - 1
 
 
 def to_unit(state: int) -> float:
@@ -111,6 +124,13 @@ class Draws:
         import numpy as np
 
         return fold_column(self.state(*prefix), leads.astype(np.uint64))
+
+    @staticmethod
+    def folded(states: "np.ndarray", part: "np.ndarray") -> "np.ndarray":
+        """The folded states of `(*prefix, lead, part)`: compare with `below`."""
+        import numpy as np
+
+        return fold_column(states, part.view(np.uint64) if part.dtype == np.int64 else part.astype(np.uint64))
 
     @staticmethod
     def then(states: "np.ndarray", part: "np.ndarray") -> "np.ndarray":

@@ -42,7 +42,7 @@ from ..state import Event
 from . import tally as tl
 from .behavior import DAY, Behavior
 from .cohort import Cohort
-from .draws import Draws
+from .draws import Draws, below
 
 CHUNK = 250_000  # leads simulated together: memory is bounded by the chunk, not the run
 _NONE = -1
@@ -315,6 +315,7 @@ class Kit:
     order: Tuple[int, ...]  # sequences by (-priority, declaration)
     suppressed: np.ndarray  # [stage, sequence] -> the stage suppresses the sequence
     known: frozenset
+    exit_on_state: bool  # some sequence has an exit condition (`exit.when`)
 
 
 def unsupported(plan: p.Plan, behavior: Behavior) -> Optional[str]:
@@ -386,7 +387,7 @@ def kit(plan: p.Plan, behavior: Behavior) -> Kit:
     pages = tuple(page for page, _ in behavior.visits.pages)
     return Kit(plan, behavior, conditions, tuple(s.name for s in plan.stages), tuple(sends), templates, pages,
                transitions, plan.sequences, entry, exit_when, step_when, step_code, order, suppressed,
-               core.known_details(plan))
+               core.known_details(plan), any(w is not None for w in exit_when))
 
 
 # -- one chunk of leads -------------------------------------------------------------------
@@ -607,6 +608,9 @@ class Engine(Chunk):
         # Events the leads make this minute: (rows, type, detail, order, second), each lead's in `order`.
         self.queue: List[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
         self.arrival_day = np.zeros(self.n, dtype=np.int64)
+        self.base = 0  # the minute of the grid's day 0
+        self.visiting = np.zeros(self.n, dtype=bool)  # created, not unsubscribed, in a stage that visits
+        self.recent_until = np.full(self.n, -1, dtype=np.int64)  # a visit before this day follows a click
         self.visit_state: Optional[np.ndarray] = None
         self.page_state: Optional[np.ndarray] = None
         self.created_rows: List[np.ndarray] = []
@@ -694,6 +698,10 @@ class Engine(Chunk):
 
     def catch_up(self, rows: np.ndarray, minute: int) -> None:
         self.decay(rows, minute)
+        if not self.k.exit_on_state:
+            # A row that took a step this minute is settled: nothing it leaves or has due
+            # changed since, unless an exit condition reads what its sends changed.
+            rows = rows[self.last[rows] < minute]
         self.exits(rows, None, None)
         self.run_due(rows, minute)
 
@@ -709,6 +717,7 @@ class Engine(Chunk):
 
     def enter_stage(self, rows: np.ndarray, stage: int, minute: int) -> None:
         self.stage[rows] = stage
+        self.visiting[rows] = self.visit_stages[stage] & ~self.unsub[rows]
         name = self.k.stages[stage]
         if name in self.entered:
             self.entered[name][rows] = minute
@@ -936,6 +945,9 @@ class Engine(Chunk):
                                       bounce="hard" if event == _BOUNCED else None))
         if event in (_OPEN, _CLICK, _REPLY):
             self.set_fact(kind, rows, minute)
+            if event == _CLICK:
+                window = self.k.behavior.visits.after_click_minutes // DAY
+                self.recent_until[rows] = (minute - self.base) // DAY + window
             for d in np.unique(detail).tolist():
                 r = rows[detail == d]
                 key = f"{kind}.{names[d]}"
@@ -962,6 +974,7 @@ class Engine(Chunk):
                 new = rows[~self.unsub[rows]]
                 self.unsub[new] = True
                 self.unsub_at[new] = minute
+                self.visiting[new] = False
             elif event == _BOUNCED:
                 self.bounced[rows] = True
         self.transitions(rows, minute)
@@ -995,6 +1008,7 @@ class Engine(Chunk):
                                           profile=self.profile(row)))
             stage = plan.stage_index(magnet.enters)
             self.stage[r] = stage
+            self.visiting[r] = self.visit_stages[stage]
             self.first_stage[r] = stage
             if magnet.enters in self.entered:
                 self.entered[magnet.enters][r] = minute
@@ -1038,25 +1052,32 @@ class Engine(Chunk):
         self.rejected += int((~out).sum())
         return out
 
-    def visit(self, day: int, minute: int, eligible: np.ndarray) -> None:
-        """The day's chance of a website visit for the eligible rows (created, not
-        unsubscribed), as whole columns: `run._Loop.visit` for every lead at once."""
+    def visit(self, day: int, minute: int, upto: int) -> None:
+        """The day's chance of a website visit for the rows that visit (created, not
+        unsubscribed, in a stage that visits) among the first `upto` (those that have
+        arrived), as whole columns: `run._Loop.visit` for every lead at once."""
         visits = self.k.behavior.visits
         if self.visit_state is None:
             self.visit_state = self.draws.states(("visit",), self.lead)
             self.page_state = self.draws.states(("page",), self.lead)
-        k = day - self.arrival_day
-        clicked = self.fact("email.clicked")
-        window = visits.after_click_minutes // DAY
-        recent = (clicked != _NONE) & ((clicked - self.cohort.arrives) // DAY > k - window)
-        rate = np.where(recent, visits.after_click_daily, visits.daily)
-        hit = eligible & self.visit_stages[self.stage] & (self.draws.then(self.visit_state, k) < rate)
+        low, high = below(visits.daily), below(visits.after_click_daily)
+        if low is None and high is None:
+            return
+        k = day - self.arrival_day[:upto]
+        # "Clicked within the window": the last click's day plus the window is after today.
+        recent = self.recent_until[:upto] > day
+        ok = self.visiting[:upto].copy()
+        if low is None or high is None:
+            ok &= recent if low is None else ~recent
+        limit = np.where(recent, np.uint64(high or 0), np.uint64(low or 0))
+        hit = ok & (self.draws.folded(self.visit_state[:upto], k) <= limit)
         r = np.nonzero(hit)[0]
         if r.shape[0] == 0:
             return
+        k = k[r]
         page = np.full(r.shape[0], -1, dtype=np.int64)
         if self.k.pages and self.page_state is not None:
-            x = self.draws.then(self.page_state[r], k[r])
+            x = self.draws.then(self.page_state[r], k)
             totals = np.cumsum([share for _, share in self.k.behavior.visits.pages])
             picked = np.searchsorted(totals, x, side="right")
             page = np.where(picked < len(totals), picked, -1)
@@ -1122,8 +1143,11 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int
     """Simulate one chunk of a run's leads (all on the grid from minute `base`)."""
     e = Engine(k, cohort, seed, start, end, log)
     e.arrival_day = (cohort.arrives - base) // DAY
+    e.base = base
     days = (end - 1 - base) // DAY + 1 if end > base else 0
-    order = np.argsort(e.arrival_day, kind="stable")
+    # Leads are numbered in arrival order, so those arrived by a day are the first rows.
+    in_order = e.n == 0 or bool((np.diff(e.arrival_day) >= 0).all())
+    order = np.arange(e.n) if in_order else np.argsort(e.arrival_day, kind="stable")
     bounds = np.searchsorted(e.arrival_day[order], np.arange(days + 1))
     created = np.zeros(e.n, dtype=bool)
     for day in range(int(e.arrival_day.min()) if e.n else days, days):
@@ -1132,13 +1156,14 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int
         e.second = 0
         if new.shape[0]:
             e.create(new, minute)
-        due = created & ((e.run_step >= 0) & (e.due_at <= minute)).any(axis=0)
+        upto = int(bounds[day + 1]) if in_order else e.n
+        due = created[:upto] & ((e.run_step[:, :upto] >= 0) & (e.due_at[:, :upto] <= minute)).any(axis=0)
         if due.any():
             e.tick(np.nonzero(due)[0], minute)
         e.drain(minute)
         if new.shape[0]:
             created[e.created_rows[-1]] = True
-        e.visit(day, minute, created & ~e.unsub)
+        e.visit(day, minute, upto)
     return tally_of(e, created, start, end), e
 
 
