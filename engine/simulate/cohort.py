@@ -189,20 +189,22 @@ def cohort(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Opti
                 found.append(int(t))
             times = np.asarray(found, dtype=np.int64)
         offsets.append(times)
-        nos.append(np.full(times.shape[0], no, dtype=np.int64))
+        nos.append(np.full(times.shape[0], no, dtype=np.int16))
     offset = np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)
-    no_of = np.concatenate(nos) if nos else np.zeros(0, dtype=np.int64)
-    n_within = np.concatenate([np.arange(o.shape[0], dtype=np.int64) for o in offsets]) if offsets \
-        else np.zeros(0, dtype=np.int64)
-    order = np.lexsort((n_within, no_of, offset))
+    no_of = np.concatenate(nos) if nos else np.zeros(0, dtype=np.int16)
+    # By time, then arrival, then draw: the arrivals' draws are concatenated in that order
+    # and a stable sort keeps it among equal times.
+    order = np.argsort(offset, kind="stable")
     offset, no_of = offset[order], no_of[order]
+    del order
     index = np.arange(offset.shape[0], dtype=np.int64)
     columns = _profile(behavior, draws, index, no_of)
     arrives = _arrival_minutes(plan, behavior, draws, start, index, offset, columns)
     keep = arrives < end_of_run
     sources = tuple(a.source for a in behavior.arrivals)
     kinds = tuple(a.kind for a in behavior.arrivals)
-    return Cohort(index, arrives, no_of.astype(np.int32), sources, kinds, columns).take(np.nonzero(keep)[0])
+    whole = Cohort(index, arrives, no_of, sources, kinds, columns)
+    return whole if keep.all() else whole.take(np.nonzero(keep)[0])
 
 
 def _profile(behavior: Behavior, draws: Draws, index: np.ndarray, no_of: np.ndarray) -> Tuple[Column, ...]:
@@ -213,7 +215,7 @@ def _profile(behavior: Behavior, draws: Draws, index: np.ndarray, no_of: np.ndar
         names += [m.name for m in arrival.profile if m.name not in names]
     out = []
     for name in names:
-        codes = np.full(index.shape[0], -1, dtype=np.int64)
+        codes = np.full(index.shape[0], -1, dtype=np.int32)
         values: List[Any] = []
         kind = ""
         for no, arrival in enumerate(behavior.arrivals):
@@ -239,15 +241,15 @@ def _draw(mix: AttributeMix, draws: Draws, index: np.ndarray, first: int) -> Tup
         values = [value for value, _ in mix.values]
     elif mix.kind in ("uniform", "log_uniform"):
         values = [_number(mix, float(v)) for v in x]  # the math module's functions, lead by lead
-        codes = first + np.arange(x.shape[0], dtype=np.int64)
+        codes = first + np.arange(x.shape[0], dtype=np.int32)
     else:
-        codes = np.full(x.shape[0], SYNTHETIC, dtype=np.int64)
+        codes = np.full(x.shape[0], SYNTHETIC, dtype=np.int32)
         values = []
     if mix.missing > 0:
         missing = draws.column(("missing", mix.name), index) < mix.missing
         codes = np.where(missing, -1, codes)
     if not mix.values and mix.kind == "choice":
-        codes = np.full(x.shape[0], -1, dtype=np.int64)
+        codes = np.full(x.shape[0], -1, dtype=np.int32)
     return codes, values
 
 

@@ -32,6 +32,7 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _M1 = 0xBF58476D1CE4E5B9
 _M2 = 0x94D049BB133111EB
 _SCALE = 1.0 / 2.0 ** 53
+BLOCK = 1 << 18  # leads a column draw works on at once
 
 
 @lru_cache(maxsize=1 << 12)
@@ -109,14 +110,21 @@ class Draws:
 
     def column(self, prefix: Tuple[Any, ...], leads: "np.ndarray", *then: Any) -> "np.ndarray":
         """`u(*prefix, lead, *then)` for every lead number in `leads`; a part of `then` may
-        be a column too (a day per lead)."""
+        be a column too (a day per lead). Worked out a block at a time, so a column of ten
+        million leads needs little more memory than its result."""
         import numpy as np
 
-        states = fold_column(self.state(*prefix), leads.astype(np.uint64))
-        for part in then:
-            words = part.astype(np.uint64) if isinstance(part, np.ndarray) else np.uint64(_word(part))
-            states = fold_column(states, np.broadcast_to(words, states.shape))
-        return column_to_unit(states)
+        out = np.empty(leads.shape[0], dtype=np.float64)
+        start = self.state(*prefix)
+        for first in range(0, leads.shape[0], BLOCK):
+            last = min(leads.shape[0], first + BLOCK)
+            states = fold_column(start, leads[first:last].astype(np.uint64))
+            for part in then:
+                words = part[first:last].astype(np.uint64) if isinstance(part, np.ndarray) \
+                    else np.uint64(_word(part))
+                states = fold_column(states, np.broadcast_to(words, states.shape))
+            out[first:last] = column_to_unit(states)
+        return out
 
     def states(self, prefix: Tuple[Any, ...], leads: "np.ndarray") -> "np.ndarray":
         """The folded states of `(*prefix, lead)` for a column of leads, to draw from with

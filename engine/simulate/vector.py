@@ -862,11 +862,11 @@ class Engine(Chunk):
         for mask, name in groups:
             r = rows[mask]
             flags[mask] = self.behave(r, template, name, (sequence, step_id))
-        self.sent_rows.append(rows)
+        self.sent_rows.append(rows.astype(np.int32))
         self.sent_minute.append(np.full(rows.shape[0], minute, dtype=np.int64))
-        self.sent_code.append(np.full(rows.shape[0], code, dtype=np.int64))
-        self.sent_flags.append(flags)
-        self.sent_variant.append(variant)
+        self.sent_code.append(np.full(rows.shape[0], code, dtype=np.int16))
+        self.sent_flags.append(flags.astype(np.uint8))
+        self.sent_variant.append(variant.astype(np.int8))
 
     def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...]) -> np.ndarray:
         """What each lead does with the email (`run._Loop.on_send`'s draws), queued as the
@@ -1131,6 +1131,8 @@ def grids(cohort: Cohort) -> List[Tuple[Cohort, int]]:
         return []
     first = int(cohort.arrives.min())
     phase = (cohort.arrives - first) % DAY
+    if not phase.any():
+        return [(cohort, first)]
     out = []
     for value in np.unique(phase).tolist():
         rows = np.nonzero(phase == value)[0]
