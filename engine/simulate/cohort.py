@@ -25,7 +25,7 @@ from .. import clock
 from ..plan import Plan
 from ..state import Event
 from .behavior import DAY, Arrival, AttributeMix, Behavior
-from .draws import Draws
+from .draws import BLOCK, Draws
 
 MAX_ARRIVAL_DRAWS = 20_000_000
 SYNTHETIC = -2
@@ -176,8 +176,11 @@ def cohort(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Opti
         span = max(1, arrival.end - arrival.start)
         if arrival.leads is not None:
             count = counts[no] if counts is not None else int(round(arrival.leads * factor))
-            u = draws.column(("arrival", arrival.source), np.arange(count, dtype=np.int64))
-            times = arrival.start + (u * span).astype(np.int64)
+            times = np.empty(count, dtype=np.int64)
+            for first in range(0, count, BLOCK):  # a block at a time: memory for the result only
+                last = min(count, first + BLOCK)
+                u = draws.column(("arrival", arrival.source), np.arange(first, last, dtype=np.int64))
+                times[first:last] = arrival.start + (u * span).astype(np.int64)
         else:
             rate = (arrival.per_day or 0.0) * factor / DAY  # per minute
             found: List[int] = []
@@ -190,14 +193,22 @@ def cohort(plan: Plan, behavior: Behavior, draws: Draws, start: int, leads: Opti
             times = np.asarray(found, dtype=np.int64)
         offsets.append(times)
         nos.append(np.full(times.shape[0], no, dtype=np.int16))
-    offset = np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64)
-    no_of = np.concatenate(nos) if nos else np.zeros(0, dtype=np.int16)
+    offset = (offsets[0] if len(offsets) == 1 else np.concatenate(offsets)) if offsets else np.zeros(0, np.int64)
+    no_of = (nos[0] if len(nos) == 1 else np.concatenate(nos)) if nos else np.zeros(0, dtype=np.int16)
+    del offsets, nos
     # By time, then arrival, then draw: the arrivals' draws are concatenated in that order
-    # and a stable sort keeps it among equal times.
-    order = np.argsort(offset, kind="stable")
-    offset, no_of = offset[order], no_of[order]
+    # and a stable sort keeps it among equal times (a radix sort when the times span less
+    # than 2**16 minutes, as a 30-day window does).
+    low = int(offset.min()) if offset.shape[0] else 0
+    if offset.shape[0] and int(offset.max()) - low < 1 << 16:
+        order = np.argsort((offset - low).astype(np.uint16), kind="stable")
+    else:
+        order = np.argsort(offset, kind="stable")
+    offset = offset[order]
+    if len(behavior.arrivals) > 1:
+        no_of = no_of[order]
     del order
-    index = np.arange(offset.shape[0], dtype=np.int64)
+    index = np.arange(offset.shape[0], dtype=np.int32)
     columns = _profile(behavior, draws, index, no_of)
     arrives = _arrival_minutes(plan, behavior, draws, start, index, offset, columns)
     keep = arrives < end_of_run
@@ -220,10 +231,15 @@ def _profile(behavior: Behavior, draws: Draws, index: np.ndarray, no_of: np.ndar
         kind = ""
         for no, arrival in enumerate(behavior.arrivals):
             mix = behavior.attribute(name, arrival)
-            rows = np.nonzero(no_of == no)[0]
-            if mix is None or rows.shape[0] == 0:
+            if mix is None:
                 continue
             kind = kind or mix.kind
+            if len(behavior.arrivals) == 1:
+                codes, values = _draw(mix, draws, index, 0)
+                continue
+            rows = np.nonzero(no_of == no)[0]
+            if rows.shape[0] == 0:
+                continue
             got, new = _draw(mix, draws, index[rows], len(values))
             codes[rows] = got
             values += new
@@ -233,23 +249,29 @@ def _profile(behavior: Behavior, draws: Draws, index: np.ndarray, no_of: np.ndar
 
 def _draw(mix: AttributeMix, draws: Draws, index: np.ndarray, first: int) -> Tuple[np.ndarray, List[Any]]:
     """Codes (from `first`) and the values they stand for, of one mix for these leads."""
-    x = draws.column(("profile", mix.name), index)
+    if mix.kind not in ("choice", "uniform", "log_uniform"):
+        codes = np.full(index.shape[0], SYNTHETIC, dtype=np.int32)
+        values: List[Any] = []
+        if mix.missing > 0:
+            codes[draws.column(("missing", mix.name), index) < mix.missing] = -1
+        return codes, values
     if mix.kind == "choice":
         totals = np.cumsum(np.asarray([share for _, share in mix.values], dtype=np.float64))
-        picked = np.minimum(np.searchsorted(totals, x, side="right"), max(0, len(mix.values) - 1))
-        codes = first + picked
+        codes = np.empty(index.shape[0], dtype=np.int32)
+        for start in range(0, index.shape[0], BLOCK):  # a block at a time: memory for the codes only
+            x = draws.column(("profile", mix.name), index[start:start + BLOCK])
+            codes[start:start + BLOCK] = first + np.minimum(np.searchsorted(totals, x, side="right"),
+                                                            max(0, len(mix.values) - 1))
         values = [value for value, _ in mix.values]
-    elif mix.kind in ("uniform", "log_uniform"):
+    else:
+        x = draws.column(("profile", mix.name), index)
         values = [_number(mix, float(v)) for v in x]  # the math module's functions, lead by lead
         codes = first + np.arange(x.shape[0], dtype=np.int32)
-    else:
-        codes = np.full(x.shape[0], SYNTHETIC, dtype=np.int32)
-        values = []
     if mix.missing > 0:
         missing = draws.column(("missing", mix.name), index) < mix.missing
         codes = np.where(missing, -1, codes)
     if not mix.values and mix.kind == "choice":
-        codes = np.full(x.shape[0], -1, dtype=np.int32)
+        codes = np.full(index.shape[0], -1, dtype=np.int32)
     return codes, values
 
 
@@ -272,9 +294,13 @@ def _arrival_minutes(plan: Plan, behavior: Behavior, draws: Draws, start: int, i
     day = offset // DAY
     if behavior.timing.same_minute:
         tz = plan.policies.default_timezone
-        days, back = np.unique(day, return_inverse=True)
-        minutes = np.asarray([local_minute(start, int(d), behavior.timing.at, tz) for d in days], dtype=np.int64)
-        return minutes[back.reshape(-1)]
+        if day.shape[0] == 0:
+            return day
+        first = int(day.min())
+        minutes = np.asarray([local_minute(start, d, behavior.timing.at, tz) for d in range(first, int(day.max()) + 1)],
+                             dtype=np.int64)
+        day -= first
+        return minutes[day]
     hours = behavior.timing.hours
     within = hours.start + (draws.column(("arrives",), index) * hours.minutes).astype(np.int64)
     tz_column = next((c for c in columns if c.name == plan.policies.timezone_attribute), None)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..errors import UsageError
 
@@ -72,20 +72,23 @@ class Workers:
             return _here(context, _cut(cohort, size, columns), progress)
         # Elsewhere, about four pieces a worker, so that a slow piece does not hold the rest up.
         spread = self.processes if self.dask is None else DASK_SPREAD
-        pieces = _cut(cohort, min(size, -(-total // (4 * spread))), columns)
+        pieces = list(_cut(cohort, min(size, -(-total // (4 * spread))), columns))
         if self.dask is not None:
             return _on_dask(self.dask, context, pieces, progress)
         return _on_processes(min(self.processes, len(pieces)), context, pieces, progress)
 
 
-def _cut(cohort: Any, chunk: int, columns: bool) -> List[Piece]:
+def _cut(cohort: Any, chunk: int, columns: bool) -> Iterator[Piece]:
+    """The pieces, made as they are asked for (a piece of columns is a copy of its rows)."""
     step = max(1, chunk)
     if not columns:
-        return [cohort[i:i + step] for i in range(0, len(cohort), step)] or [cohort]
+        yield from [cohort[i:i + step] for i in range(0, len(cohort), step)] or [cohort]
+        return
     import numpy as np
 
-    return [(c.take(np.arange(i, min(len(c), i + step))), base) for c, base in cohort
-            for i in range(0, len(c), step)]
+    for c, base in cohort:
+        for i in range(0, len(c), step):
+            yield c.take(np.arange(i, min(len(c), i + step))), base
 
 
 def _work(context: Context, piece: Piece) -> Result:
@@ -106,7 +109,7 @@ def _steps(result: Result) -> int:
     return result.engine_steps if isinstance(result, Tally) else result.steps
 
 
-def _here(context: Context, pieces: List[Piece], progress: Optional[Callable[[int], None]]) -> List[Result]:
+def _here(context: Context, pieces: Iterable[Piece], progress: Optional[Callable[[int], None]]) -> List[Result]:
     parts: List[Result] = []
     done = 0
     for piece in pieces:
