@@ -516,21 +516,23 @@ class Chunk:
             self._classes = (back, first.tolist())
         return self._classes
 
-    def rates_for(self, template: str, rows: np.ndarray) -> np.ndarray:
-        """Each row's (open, click, reply, unsubscribe, bounce) rates for one email, by the
-        behaviour model's fallbacks (segment, persona, profile attributes)."""
-        table = self.rates.get(template)
+    def rates_for(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
+        """Each row's (open, click, reply, unsubscribe, bounce) rates for one email (and
+        A/B variant), by the behaviour model's fallbacks (template, segment, persona,
+        profile attributes): worked out once per class of alike rows."""
+        key = f"{template}\x00{variant or ''}"
+        table = self.rates.get(key)
+        back, first = self.rate_class()
         if table is None:
             email = self.k.behavior.email
-            back, first = self.rate_class()
             values = []
             for row in first:
                 seg = self.segment[row] if self.segment is not None else None
                 per = self.persona[row] if self.persona is not None else None
-                r = email.rates_for(template, persona=per, segment=seg, profile=self.profile(row))
+                r = email.rates_for(template, variant=variant, persona=per, segment=seg, profile=self.profile(row))
                 values.append((r.open, r.click, r.reply, r.unsubscribe, r.bounce))
-            table = self.rates[template] = np.asarray(values, dtype=np.float64).reshape(-1, 5)[back]
-        return table[rows]
+            table = self.rates[key] = np.asarray(values, dtype=np.float64).reshape(-1, 5)
+        return table[back[rows]]
 
     def profile(self, row: int) -> Dict[str, Any]:
         return self.cohort.profile_of(row)
@@ -871,7 +873,7 @@ class Engine(Chunk):
     def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...]) -> np.ndarray:
         """What each lead does with the email (`run._Loop.on_send`'s draws), queued as the
         events it makes; the flags say which."""
-        rates = self.rates_for_variant(template, variant, rows)
+        rates = self.rates_for(template, variant, rows)
         lead = self.lead[rows]
 
         def chance(column: int, what: str, among: np.ndarray) -> np.ndarray:
@@ -912,23 +914,6 @@ class Engine(Chunk):
                                    np.full(r.shape[0], order, dtype=np.int64),
                                    5 if first else max(10, self.second)))
         return (opened * 1) | (clicked * 2) | (replied * 4) | (unsub * 8) | (bounce * 16)
-
-    def rates_for_variant(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
-        if variant is None:
-            return self.rates_for(template, rows)
-        key = f"{template}\x00{variant}"
-        table = self.rates.get(key)
-        if table is None:
-            email = self.k.behavior.email
-            back, first = self.rate_class()
-            values = []
-            for row in first:
-                seg = self.segment[row] if self.segment is not None else None
-                per = self.persona[row] if self.persona is not None else None
-                r = email.rates_for(template, variant=variant, persona=per, segment=seg, profile=self.profile(row))
-                values.append((r.open, r.click, r.reply, r.unsubscribe, r.bounce))
-            table = self.rates[key] = np.asarray(values, dtype=np.float64).reshape(-1, 5)[back]
-        return table[rows]
 
     # 2. the events ---------------------------------------------------------------------
     def apply(self, event: int, rows: np.ndarray, detail: np.ndarray, minute: int, second: int = 10) -> None:
@@ -1016,7 +1001,7 @@ class Engine(Chunk):
             self.score[r] = 0.0
             self.score_period[r] = self.period(minute)
             for fp in plan.scoring.fit:
-                holds = _truth(("static", self.static(repr(fp.when.tree), fp.when.tree)[r]))
+                holds = _truth(("static", (self, repr(fp.when.tree), fp.when.tree, r)))
                 self.add_points(r[holds], fp.points)
             rule = plan.handoff_for(magnet.enters)
             if rule is not None:
