@@ -613,6 +613,8 @@ class Engine(Chunk):
         self.base = 0  # the minute of the grid's day 0
         self.visiting = np.zeros(self.n, dtype=bool)  # created, not unsubscribed, in a stage that visits
         self.recent_until = np.full(self.n, -1, dtype=np.int64)  # a visit before this day follows a click
+        self.week = Week(self.n)  # the most emails a lead got in any 7 days
+        self.marketing_week = Week(self.n)  # ... of marketing emails
         self.visit_state: Optional[np.ndarray] = None
         self.page_state: Optional[np.ndarray] = None
         self.created_rows: List[np.ndarray] = []
@@ -864,6 +866,9 @@ class Engine(Chunk):
         for mask, name in groups:
             r = rows[mask]
             flags[mask] = self.behave(r, template, name, (sequence, step_id))
+        self.week.today[rows] += 1
+        if kind in tl.MARKETING_KINDS:
+            self.marketing_week.today[rows] += 1
         self.sent_rows.append(rows.astype(np.int32))
         self.sent_minute.append(np.full(rows.shape[0], minute, dtype=np.int64))
         self.sent_code.append(np.full(rows.shape[0], code, dtype=np.int16))
@@ -1151,6 +1156,8 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int
         if new.shape[0]:
             created[e.created_rows[-1]] = True
         e.visit(day, minute, upto)
+        e.week.close_day(day)
+        e.marketing_week.close_day(day)
     return tally_of(e, created, start, end), e
 
 
@@ -1222,11 +1229,11 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
                     t.variants[key + ("clicks",)] += int(((flags[chosen] & 2) != 0).sum())
         t.unsubscribes = int(((s_flags & 8) != 0).sum())
         t.bounces = int(((s_flags & 16) != 0).sum())
-        t.most_in_7_days = _most_in_week(s_rows, s_minute)
+        t.most_in_7_days = e.week.most
         marketing = np.isin(s_code, [c for c, kind in enumerate(kinds) if kind in tl.MARKETING_KINDS])
         if marketing.any():
             m_rows, m_minute = s_rows[marketing], s_minute[marketing]
-            t.most_marketing_in_7_days = _most_in_week(m_rows, m_minute)
+            t.most_marketing_in_7_days = e.marketing_week.most
             h = e.handed[m_rows]
             t.marketing_after_handoff = int(((h != _NONE) & (m_minute > h)).sum())
     return t
@@ -1239,14 +1246,28 @@ def _weeks_into(counts: List[int], minutes: np.ndarray, start: int, weeks: int) 
         counts[w] += c
 
 
-def _most_in_week(rows: np.ndarray, minutes: np.ndarray) -> int:
-    """The most sends one lead had inside any 7 days (`tally.most_in_window`, for columns)."""
-    if rows.shape[0] == 0:
-        return 0
-    key = rows.astype(np.int64) * (1 << 40) + minutes
-    key.sort()
-    first = np.searchsorted(key, key - tl.WEEK + 1, side="left")
-    return int((np.arange(key.shape[0]) - first + 1).max())
+class Week:
+    """The most emails any row got in 7 days in a row (`tally.most_in_window` on the daily
+    grid: sends 7 days apart are in different windows): today's sends per row, the last
+    seven days' counts in a ring, and their running sum."""
+
+    def __init__(self, n: int) -> None:
+        self.today = np.zeros(n, dtype=np.int32)
+        self.ring = np.zeros((7, n), dtype=np.int32)
+        self.window = np.zeros(n, dtype=np.int32)
+        self.most = 0
+        self.any = False
+
+    def close_day(self, day: int) -> None:
+        if not self.any and not self.today.any():
+            return
+        self.any = True
+        slot = day % 7
+        self.window += self.today
+        self.window -= self.ring[slot]
+        self.ring[slot] = self.today
+        self.most = max(self.most, int(self.window.max()))
+        self.today[:] = 0
 
 
 def run_piece(plan: p.Plan, behavior: Behavior, seed: int, start: int, horizon: int, cohort: Cohort,
