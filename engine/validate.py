@@ -15,8 +15,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import hashlib
+import importlib.util
 import json
+import marshal
+import os
 import re
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -67,9 +72,50 @@ def _validator(name: str = "funnel") -> jsonschema.Draft7Validator:
 @lru_cache(maxsize=None)
 def _fast_check(name: str = "funnel") -> Callable[[Any], Any]:
     """A compiled validator that only answers valid or not, several times faster than
-    jsonschema; jsonschema still explains every invalid document."""
-    # A deep copy: fastjsonschema annotates the schema it is given.
-    return fastjsonschema.compile(copy.deepcopy(schema(name)))
+    jsonschema; jsonschema still explains every invalid document.
+
+    fastjsonschema writes the validator as Python source (hundreds of kilobytes for the
+    funnel schema), and compiling that took most of a command's startup. Its bytecode is
+    kept in fnl's cache folder (`cache_dir`), named by a hash of the schema, the
+    fastjsonschema version and the Python version, and loaded from there; a folder fnl
+    cannot write to, or a damaged file, just means compiling again."""
+    text = _schema_text(name)
+    key = hashlib.sha256("\x00".join((text, fastjsonschema.VERSION, sys.version,
+                                      importlib.util.MAGIC_NUMBER.hex())).encode()).hexdigest()[:20]
+    folder = cache_dir()
+    path = folder / f"schema-{name}-{key}.marshal" if folder is not None else None
+    code = None
+    if path is not None and path.is_file():
+        try:
+            code = marshal.loads(path.read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
+            code = None  # damaged: made again below
+    if code is None:
+        # The generated module's entry point is the function fastjsonschema.compile gives.
+        entry = fastjsonschema.compile(copy.deepcopy(schema(name))).__name__  # it annotates what it is given
+        source = fastjsonschema.compile_to_code(copy.deepcopy(schema(name)))
+        code = compile(f"{source}\n__fnl_validate__ = {entry}\n", f"<fnl {name} schema validator>", "exec")
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(f".{os.getpid()}.tmp")
+                partial.write_bytes(marshal.dumps(code))
+                os.replace(partial, path)  # whole or not at all, whoever writes it first
+            except OSError:
+                pass  # nowhere to keep it: compiled again next time
+    namespace: Dict[str, Any] = {}
+    exec(code, namespace)  # fastjsonschema's generated validator, from the schema fnl ships
+    return namespace["__fnl_validate__"]  # type: ignore[no-any-return]
+
+
+def cache_dir() -> Optional[Path]:
+    """Where fnl keeps what it works out once (`FNL_CACHE_DIR`, else the user's cache
+    folder); None when `FNL_CACHE_DIR` is `off`."""
+    given = os.environ.get("FNL_CACHE_DIR")
+    if given is not None:
+        return None if given.strip().lower() in ("", "off", "0", "none") else Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fnl"
 
 
 def _schema_errors(data: Any, name: str = "funnel") -> Iterator[ValidationError]:
