@@ -42,10 +42,12 @@ from ..state import Event
 from . import tally as tl
 from .behavior import DAY, Behavior
 from .cohort import Cohort
-from .draws import Draws, below
+from .draws import Draws, below, fold_column
 
 CHUNK = 250_000  # leads simulated together: memory is bounded by the chunk, not the run
 _NONE = -1
+_NEVER = np.iinfo(np.int64).max
+_NO_CHANCE = np.uint64(0)  # the bound of a rate of 0 (no hit); any rate above 0 has a bound of at least 2047
 _FACTS = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied", "visited": "site.visited",
           "downloaded": "magnet.downloaded"}
 _ENGAGE = ("email.opened", "email.clicked", "email.replied")
@@ -373,7 +375,15 @@ def kit(plan: p.Plan, behavior: Behavior) -> Kit:
     for m in plan.lead_magnets:
         if m.delivers:
             sends.append((None, None, m.delivers, "delivery"))
-    transitions = tuple((np.asarray([plan.stage_index(x) for x in t.sources], dtype=np.int16), plan.stage_index(t.to),
+    def from_stages(names: Sequence[str]) -> np.ndarray:
+        """[stage code, the last: none] -> whether the transition leaves from it."""
+        out = np.zeros(len(plan.stages) + 1, dtype=bool)
+        for name in names:
+            if plan.stage_index(name) >= 0:
+                out[plan.stage_index(name)] = True
+        return out
+
+    transitions = tuple((from_stages(t.sources), plan.stage_index(t.to),
                          conditions.compile(t.when.tree if t.when else None), t.id) for t in plan.transitions)
     entry = tuple(conditions.compile(seq.when.tree if seq.when else None) for seq in plan.sequences)
     exit_when = tuple(conditions.compile(seq.exit.when.tree) if seq.exit and seq.exit.when else None
@@ -418,6 +428,7 @@ class Chunk:
         S = len(plan.sequences)
         self.run_step = np.full((S, n), -1, dtype=np.int64)
         self.due_at = np.zeros((S, n), dtype=np.int64)
+        self.next_due = np.full(n, _NEVER, dtype=np.int64)  # a lower bound of each row's next due time
         self.finished = np.zeros((S, n), dtype=bool)
         self.handed = np.full(n, _NONE, dtype=np.int64)
         self.handoffs: List[tl.Handoff] = []
@@ -533,6 +544,19 @@ class Chunk:
                 values.append((r.open, r.click, r.reply, r.unsubscribe, r.bounce))
             table = self.rates[key] = np.asarray(values, dtype=np.float64).reshape(-1, 5)
         return table[back[rows]]
+
+    def limits_for(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
+        """`rates_for` as the largest folded draw that is a hit (`draws.below`), so a
+        chance is one integer comparison; `_NO_CHANCE` for a rate of 0."""
+        key = f"{template}\x00{variant or ''}\x00limits"
+        table = self.rates.get(key)
+        if table is None:
+            self.rates_for(template, variant, rows[:0])
+            rates = self.rates[f"{template}\x00{variant or ''}"]
+            table = np.asarray([[_NO_CHANCE if (b := below(float(x))) is None else b for x in row] for row in rates],
+                               dtype=np.uint64).reshape(-1, 5)
+            self.rates[key] = table
+        return table[self.rate_class()[0][rows]]
 
     def profile(self, row: int) -> Dict[str, Any]:
         return self.cohort.profile_of(row)
@@ -712,7 +736,7 @@ class Engine(Chunk):
     # 3. stages ----------------------------------------------------------------------------
     def transitions(self, rows: np.ndarray, minute: int) -> None:
         for sources, to, when, _id in self.k.transitions:
-            cand = rows[np.isin(self.stage[rows], sources)]
+            cand = rows[sources[self.stage[rows]]]
             if cand.shape[0] == 0:
                 continue
             moving = cand[when(self, cand) & ~self.unsub[cand]]
@@ -810,11 +834,28 @@ class Engine(Chunk):
                 ok[keep] = ~self.exit_now(s, r[keep], event, d[keep] if d is not None else None)
             start = r[ok]
             if start.shape[0]:
+                due = minute + seq.steps[0].wait_minutes
                 self.run_step[s, start] = 0
-                self.due_at[s, start] = minute + seq.steps[0].wait_minutes
+                self.due_at[s, start] = due
                 self.finished[s, start] = True
+                self.next_due[start] = np.minimum(self.next_due[start], due)
+
+    def due(self, rows: np.ndarray, minute: int) -> np.ndarray:
+        """The rows with a step due at or before `minute`. `next_due` is a lower bound of
+        each row's next due time (kept low as steps are set, made exact here), so most
+        rows are passed over with one comparison."""
+        cand = rows[self.next_due[rows] <= minute]
+        if cand.shape[0] == 0:
+            return cand
+        running = self.run_step[:, cand] >= 0
+        exact = np.where(running, self.due_at[:, cand], _NEVER).min(axis=0)
+        self.next_due[cand] = exact
+        return cand[exact <= minute]
 
     def run_due(self, rows: np.ndarray, minute: int) -> None:
+        rows = self.due(rows, minute)
+        if rows.shape[0] == 0:
+            return
         for s in self.k.order:
             seq = self.k.sequences[s]
             for _ in range(len(seq.steps) + 1):
@@ -823,8 +864,13 @@ class Engine(Chunk):
                     break
                 r = rows[due]
                 steps = self.run_step[s, r]
+                first = int(steps[0])
+                if (steps == first).all():
+                    self.advance(s, first, r, minute)
+                    continue
                 for i in np.unique(steps).tolist():
                     self.advance(s, i, r[steps == i], minute)
+        self.due(rows, minute)  # exact again for the rows that moved on
 
     def advance(self, s: int, i: int, rows: np.ndarray, minute: int) -> None:
         seq = self.k.sequences[s]
@@ -843,8 +889,10 @@ class Engine(Chunk):
             self.run_step[s, go] = -1
             rows = rows[~np.isin(rows, go)]
         if i + 1 < len(seq.steps):
+            due = minute + seq.steps[i + 1].wait_minutes
             self.run_step[s, rows] = i + 1
-            self.due_at[s, rows] = minute + seq.steps[i + 1].wait_minutes
+            self.due_at[s, rows] = due
+            self.next_due[rows] = np.minimum(self.next_due[rows], due)
         else:
             self.run_step[s, rows] = -1
 
@@ -878,15 +926,22 @@ class Engine(Chunk):
     def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...]) -> np.ndarray:
         """What each lead does with the email (`run._Loop.on_send`'s draws), queued as the
         events it makes; the flags say which."""
-        rates = self.rates_for(template, variant, rows)
+        limits = self.limits_for(template, variant, rows)
         lead = self.lead[rows]
 
         def chance(column: int, what: str, among: np.ndarray) -> np.ndarray:
-            p_ = rates[among, column]
-            out = p_ > 0
+            """`Draws.chance` for each row: its folded draw at most the bound of its rate."""
+            bound = limits[among, column]
+            out = bound != _NO_CHANCE
             if out.any():
-                idx = np.nonzero(out)[0]
-                out[idx] = self.draws.column(("email",) + key + (what,), lead[among][idx]) < p_[idx]
+                idx = np.nonzero(out)[0] if not out.all() else None
+                leads = lead[among] if idx is None else lead[among][idx]
+                folded = fold_column(self.draws.state("email", *key, what), leads.astype(np.uint64))
+                hit = folded <= (bound if idx is None else bound[idx])
+                if idx is None:
+                    out = hit
+                else:
+                    out[idx] = hit
             return out
 
         every = np.arange(rows.shape[0])
@@ -1149,9 +1204,9 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int
         if new.shape[0]:
             e.create(new, minute)
         upto = int(bounds[day + 1]) if in_order else e.n
-        due = created[:upto] & ((e.run_step[:, :upto] >= 0) & (e.due_at[:, :upto] <= minute)).any(axis=0)
-        if due.any():
-            e.tick(np.nonzero(due)[0], minute)
+        due = e.due(np.nonzero(created[:upto] & (e.next_due[:upto] <= minute))[0], minute)
+        if due.shape[0]:
+            e.tick(due, minute)
         e.drain(minute)
         if new.shape[0]:
             created[e.created_rows[-1]] = True
