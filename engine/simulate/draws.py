@@ -17,10 +17,11 @@ gives one at a time, on every platform.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from .behavior import Delay
 
@@ -68,6 +69,41 @@ def fold_column(state: "np.ndarray | int", words: "np.ndarray") -> "np.ndarray":
         np.right_shift(z, np.uint64(31), out=t)
         z ^= t
     return z
+
+
+class Gaps:
+    """Days between a lead's chances of something daily (a website visit), drawn at once.
+
+    A lead that does something each day with probability at most `most` has, each day, a
+    chance of it with probability `most` (a candidate day), taken then with probability
+    rate / most for that day's rate: the same as a daily draw at that day's rate, with
+    draws only on candidate days. The gap to the next candidate day is geometric, read
+    from a table of (1 - most) ** g, so one lead drawing alone (`gap`) and a column of
+    leads (`gaps`) give the same whole numbers, with no logarithm that could round
+    differently."""
+
+    def __init__(self, most: float, longest: int) -> None:
+        self.most = most
+        self.longest = longest
+        # thresholds[g - 1] = (1 - most) ** g: a gap is more than g days when u < that.
+        out: List[float] = []
+        keep = 1.0
+        while most > 0 and len(out) < longest:
+            keep *= 1.0 - most
+            if keep <= 0.0:
+                break
+            out.append(keep)
+        self.ascending = list(reversed(out))
+
+    def gap(self, u: float) -> int:
+        """Days to the next candidate day (1 or more; over `longest`: none within reach)."""
+        return len(self.ascending) - bisect.bisect_right(self.ascending, u) + 1
+
+    def gaps(self, u: "np.ndarray") -> "np.ndarray":
+        import numpy as np
+
+        table = np.asarray(self.ascending, dtype=np.float64)
+        return len(self.ascending) - np.searchsorted(table, u, side="right") + 1
 
 
 def below(probability: float) -> Optional[int]:

@@ -27,7 +27,7 @@ from ..state import Event, LeadState
 from .behavior import DAY, Behavior, Reaction
 from .cohort import Lead, cohort, lead_timezone, local_minute, local_ordinal, one_by_one
 from . import tally
-from .draws import Draws
+from .draws import Draws, Gaps
 from .tally import Tally, headline_stages
 
 if TYPE_CHECKING:
@@ -123,6 +123,13 @@ class Part:
     steps: int
 
 
+def visit_gaps(behavior: Behavior, horizon: int) -> Gaps:
+    """A lead's candidate days for a website visit: each day with the higher of the two
+    daily rates (`draws.Gaps`), up to the horizon and a day."""
+    visits = behavior.visits
+    return Gaps(max(visits.daily, visits.after_click_daily, 0.0), horizon // DAY + 2)
+
+
 class _Loop:
     def __init__(self, plan: Plan, behavior: Behavior, seed: int, start: int, horizon: int,
                  progress: Optional[Callable[[int], None]] = None) -> None:
@@ -146,6 +153,7 @@ class _Loop:
             if reaction.after_event:
                 self.reactions_on_event.setdefault(reaction.after_event, []).append(reaction)
         self.visit_pages = [(page, share) for page, share in behavior.visits.pages]
+        self.gaps = visit_gaps(behavior, horizon)
 
     # -- the queue of what synthetic leads do ----------------------------------------
     def push(self, minute: int, lead: str, second: int, item: Any) -> bool:
@@ -167,8 +175,10 @@ class _Loop:
         for newcomer, kind in leads:
             self.records[newcomer.id] = LeadRecord(newcomer.index, newcomer.id, newcomer.source, newcomer.arrives)
             self.push(newcomer.arrives, newcomer.id, 0, newcomer.event(self.plan, kind))
-            self.push(self._visit_minute(newcomer.arrives, newcomer.id, 0, dict(newcomer.profile)), newcomer.id,
-                      SECOND_VISIT, ("visit", 0))
+            first = self.gaps.gap(self.draws.u("visit-gap", newcomer.index, 0)) - 1 if self.gaps.most > 0 else None
+            if first is not None and first <= self.gaps.longest:
+                self.push(self._visit_minute(newcomer.arrives, newcomer.id, first, dict(newcomer.profile)),
+                          newcomer.id, SECOND_VISIT, ("visit", first, 0))
         driver = self.driver
         while True:
             # The clock of (minute, lead) comes before that lead's events of the minute.
@@ -290,7 +300,7 @@ class _Loop:
         rec = self.records[lead]
         kind = item[0]
         if kind == "visit":
-            self.visit(rec, minute, item[1])
+            self.visit(rec, minute, item[1], item[2])
         elif kind == "crm":
             _, event_type, stage = item
             lead_state = self.driver.states.get(lead)
@@ -298,8 +308,10 @@ class _Loop:
                 return  # the lead left the stage before the CRM answered
             self.record(self.driver.apply(Event(event_type, minute, lead, second=second)))
 
-    def visit(self, rec: LeadRecord, minute: int, day: int) -> None:
-        """The lead's daily chance of a website visit; then the next day's."""
+    def visit(self, rec: LeadRecord, minute: int, day: int, n: int) -> None:
+        """The lead's chance of a website visit on its `day`, its `n`-th candidate day
+        (`draws.Gaps`: a visit that day has the probability of that day's rate); then the
+        next candidate day."""
         lead_state = self.driver.states.get(rec.id)
         if not isinstance(lead_state, LeadState):
             return
@@ -312,12 +324,14 @@ class _Loop:
             recent = clicked is not None and \
                 self._lead_day(rec.arrived, clicked, lead_state) > day - visits.after_click_minutes // DAY
             rate = visits.after_click_daily if recent else visits.daily
-            if self.draws.chance(rate, "visit", rec.index, day):
+            if self.draws.chance(rate / self.gaps.most, "visit", rec.index, day):
                 page = self.draws.pick(self.visit_pages, "page", rec.index, day)
                 self.record(self.driver.apply(Event("site.visited", minute, rec.id, page=page,
                                                     second=SECOND_VISIT)))
-        self.push(self._visit_minute(rec.arrived, rec.id, day + 1, lead_state), rec.id, SECOND_VISIT,
-                  ("visit", day + 1))
+        following = day + self.gaps.gap(self.draws.u("visit-gap", rec.index, n + 1))
+        if following <= self.gaps.longest:
+            self.push(self._visit_minute(rec.arrived, rec.id, following, lead_state), rec.id, SECOND_VISIT,
+                      ("visit", following, n + 1))
 
     def _lead_day(self, arrived: int, minute: int, lead_state: LeadState) -> int:
         """The day of `minute` counted from the lead's arrival day (0), in its timezone."""

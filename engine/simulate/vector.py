@@ -43,6 +43,7 @@ from . import tally as tl
 from .behavior import DAY, Behavior
 from .cohort import Cohort
 from .draws import Draws, below, fold_column
+from .run import visit_gaps
 
 CHUNK = 250_000  # leads simulated together: memory is bounded by the chunk, not the run
 _NONE = -1
@@ -635,7 +636,9 @@ class Engine(Chunk):
         self.queue: List[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = []
         self.arrival_day = np.zeros(self.n, dtype=np.int64)
         self.base = 0  # the minute of the grid's day 0
-        self.visiting = np.zeros(self.n, dtype=bool)  # created, not unsubscribed, in a stage that visits
+        self.next_visit = np.full(self.n, _NEVER, dtype=np.int64)  # the grid day of the next candidate visit
+        self.visit_n = np.zeros(self.n, dtype=np.int64)  # which candidate day that is (from 0)
+        self.gaps = visit_gaps(self.k.behavior, self.end - self.start)
         self.recent_until = np.full(self.n, -1, dtype=np.int64)  # a visit before this day follows a click
         self.week = Week(self.n)  # the most emails a lead got in any 7 days
         self.marketing_week = Week(self.n)  # ... of marketing emails
@@ -745,7 +748,6 @@ class Engine(Chunk):
 
     def enter_stage(self, rows: np.ndarray, stage: int, minute: int) -> None:
         self.stage[rows] = stage
-        self.visiting[rows] = self.visit_stages[stage] & ~self.unsub[rows]
         name = self.k.stages[stage]
         if name in self.entered:
             self.entered[name][rows] = minute
@@ -1019,7 +1021,6 @@ class Engine(Chunk):
                 new = rows[~self.unsub[rows]]
                 self.unsub[new] = True
                 self.unsub_at[new] = minute
-                self.visiting[new] = False
             elif event == _BOUNCED:
                 self.bounced[rows] = True
         self.transitions(rows, minute)
@@ -1053,7 +1054,9 @@ class Engine(Chunk):
                                           profile=self.profile(row)))
             stage = plan.stage_index(magnet.enters)
             self.stage[r] = stage
-            self.visiting[r] = self.visit_stages[stage]
+            if self.gaps.most > 0:  # the first candidate day for a visit: the arrival day or later
+                first = self.gaps.gaps(self.draws.column(("visit-gap",), self.lead[r], 0)) - 1
+                self.next_visit[r] = self.arrival_day[r] + first
             self.first_stage[r] = stage
             if magnet.enters in self.entered:
                 self.entered[magnet.enters][r] = minute
@@ -1098,28 +1101,38 @@ class Engine(Chunk):
         return out
 
     def visit(self, day: int, minute: int, upto: int) -> None:
-        """The day's chance of a website visit for the rows that visit (created, not
-        unsubscribed, in a stage that visits) among the first `upto` (those that have
-        arrived), as whole columns: `run._Loop.visit` for every lead at once."""
-        visits = self.k.behavior.visits
+        """The chance of a website visit for the rows whose candidate day (`draws.Gaps`)
+        today is, among the first `upto` (those that have arrived), as columns:
+        `run._Loop.visit` for every lead at once."""
+        gaps = self.gaps
+        if gaps.most <= 0:
+            return
+        cand = np.nonzero(self.next_visit[:upto] == day)[0]
+        if cand.shape[0] == 0:
+            return
+        gone = self.unsub[cand]  # no more visits, ever
+        self.next_visit[cand[gone]] = _NEVER
+        cand = cand[~gone]
+        if cand.shape[0] == 0:
+            return
         if self.visit_state is None:
             self.visit_state = self.draws.states(("visit",), self.lead)
             self.page_state = self.draws.states(("page",), self.lead)
-        low, high = below(visits.daily), below(visits.after_click_daily)
-        if low is None and high is None:
-            return
-        k = day - self.arrival_day[:upto]
+        visits = self.k.behavior.visits
+        k = day - self.arrival_day[cand]
         # "Clicked within the window": the last click's day plus the window is after today.
-        recent = self.recent_until[:upto] > day
-        ok = self.visiting[:upto].copy()
-        if low is None or high is None:
-            ok &= recent if low is None else ~recent
+        recent = self.recent_until[cand] > day
+        low, high = below(visits.daily / gaps.most), below(visits.after_click_daily / gaps.most)
         limit = np.where(recent, np.uint64(high or 0), np.uint64(low or 0))
-        hit = ok & (self.draws.folded(self.visit_state[:upto], k) <= limit)
-        r = np.nonzero(hit)[0]
+        ok = self.visit_stages[self.stage[cand]] & (limit != 0)
+        hit = ok & (self.draws.folded(self.visit_state[cand], k) <= limit)
+        n = self.visit_n[cand] + 1
+        self.visit_n[cand] = n
+        self.next_visit[cand] = day + gaps.gaps(self.draws.column(("visit-gap",), self.lead[cand], n))
+        r = cand[hit]
         if r.shape[0] == 0:
             return
-        k = k[r]
+        k = k[hit]
         page = np.full(r.shape[0], -1, dtype=np.int64)
         if self.k.pages and self.page_state is not None:
             x = self.draws.then(self.page_state[r], k)
