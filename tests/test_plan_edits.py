@@ -209,6 +209,9 @@ policies:
   business_hours: {days: [mon, tue, wed, thu, fri], from: "09:00", to: "17:00"}
   timezone_attribute: timezone
   soft_bounce_limit: 3
+
+expect:
+  - sql_rate >= 0.01
 """
 
 SINK_TEMPLATES = ("magnets/guide", "nurture/welcome", "nurture/case-study", "nurture/webinar", "nurture/expert",
@@ -566,6 +569,8 @@ EDITS: List[Edit] = [
     E("handoff.sla added", "    sla: 2d\n", "", ("+ handoff customer: sla 2d", at("sla: 2d")), swap=True),
     E("handoff.description", "description: SDRs call within four working hours.",
       "description: SDRs call within four hours.", *NO_CHANGE),
+    # -- expectations: CI gates on a forecast, not part of the plan -------------------------
+    E("expect", "- sql_rate >= 0.01", "- sql_rate >= 0.02", *NO_CHANGE),
     # -- policies --------------------------------------------------------------------------
     E("policies.frequency_cap.per", "per: 7d", "per: 14d",
       ("~ frequency cap 3 per 7d → 3 per 14d", at("frequency_cap:"))),

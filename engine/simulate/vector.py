@@ -319,6 +319,10 @@ class Kit:
     suppressed: np.ndarray  # [stage, sequence] -> the stage suppresses the sequence
     known: frozenset
     exit_on_state: bool  # some sequence has an exit condition (`exit.when`)
+    # No sequence has an entry or exit condition, and none ends on an event but an
+    # unsubscribe or bounce (which end every sequence anyway): after an event, only a row
+    # whose stage, unsubscribe or bounce changed can leave or enter a sequence.
+    settle_on_change: bool
 
 
 def unsupported(plan: p.Plan, behavior: Behavior) -> Optional[str]:
@@ -341,6 +345,8 @@ def kit(plan: p.Plan, behavior: Behavior) -> Kit:
     pol = plan.policies
     if pol.cap_max is not None and pol.cap_per_minutes:
         raise Unsupported("the funnel has a frequency cap")
+    if pol.quiet_from is not None and pol.quiet_to is not None:
+        raise Unsupported("the funnel has quiet hours (a send they hold back leaves the daily grid)")
     d = plan.scoring.decay
     if d is not None and d.window_minutes is not None:
         raise Unsupported("the score decays within a window")
@@ -398,7 +404,10 @@ def kit(plan: p.Plan, behavior: Behavior) -> Kit:
     pages = tuple(page for page, _ in behavior.visits.pages)
     return Kit(plan, behavior, conditions, tuple(s.name for s in plan.stages), tuple(sends), templates, pages,
                transitions, plan.sequences, entry, exit_when, step_when, step_code, order, suppressed,
-               core.known_details(plan), any(w is not None for w in exit_when))
+               core.known_details(plan), any(w is not None for w in exit_when),
+               all(seq.when is None and (seq.exit is None or (seq.exit.when is None and all(
+                   on.split(".")[:2] in (["email", "unsubscribed"], ["email", "bounced"]) for on in seq.exit.on)))
+                   for seq in plan.sequences))
 
 
 # -- one chunk of leads -------------------------------------------------------------------
@@ -729,11 +738,10 @@ class Engine(Chunk):
 
     def catch_up(self, rows: np.ndarray, minute: int) -> None:
         self.decay(rows, minute)
-        if not self.k.exit_on_state:
-            # A row that took a step this minute is settled: nothing it leaves or has due
-            # changed since, unless an exit condition reads what its sends changed.
-            rows = rows[self.last[rows] < minute]
-        self.exits(rows, None, None)
+        if self.k.exit_on_state:
+            # Without exit conditions, what a row leaves depends on its stage, unsubscribe
+            # and bounce, all as they were when its last step settled.
+            self.exits(rows, None, None)
         self.run_due(rows, minute)
 
     # 3. stages ----------------------------------------------------------------------------
@@ -981,6 +989,8 @@ class Engine(Chunk):
     def apply(self, event: int, rows: np.ndarray, detail: np.ndarray, minute: int, second: int = 10) -> None:
         """One engine step for each row, all with an event of one type at `minute`."""
         self.catch_up(rows, minute)
+        before: Tuple[np.ndarray, ...] = (self.stage[rows], self.unsub[rows], self.bounced[rows]) \
+            if self.k.settle_on_change else ()
         kind = _TYPES[event]
         names = self.k.pages if event == _VISIT else self.k.templates
         if self.log is not None:
@@ -1024,11 +1034,25 @@ class Engine(Chunk):
             elif event == _BOUNCED:
                 self.bounced[rows] = True
         self.transitions(rows, minute)
-        self.settle(rows, minute, event, detail)
+        if self.k.settle_on_change:
+            changed = (self.stage[rows] != before[0]) | (self.unsub[rows] != before[1]) | \
+                (self.bounced[rows] != before[2])
+            self.settle(rows, minute, event, detail, changed)
+        else:
+            self.settle(rows, minute, event, detail)
 
-    def settle(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray]) -> None:
-        self.exits(rows, event, detail)
-        self.enrol(rows, minute, event, detail)
+    def settle(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray],
+               changed: Optional[np.ndarray] = None) -> None:
+        """Exits, entries and due steps after a step. With `changed` (`Kit.settle_on_change`),
+        only the rows whose stage, unsubscribe or bounce changed can leave or enter."""
+        if changed is None:
+            self.exits(rows, event, detail)
+            self.enrol(rows, minute, event, detail)
+        elif changed.any():
+            moved = rows[changed]
+            part = detail[changed] if detail is not None else None
+            self.exits(moved, event, part)
+            self.enrol(moved, minute, event, part)
         self.run_due(rows, minute)
         self.last[rows] = minute
         self.steps += rows.shape[0]
@@ -1274,7 +1298,12 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
         s_variant = np.concatenate(e.sent_variant)
         kinds = [s[3] for s in e.k.sends]
         by_code = np.bincount(s_code, minlength=len(e.k.sends))
-        for code, count in enumerate(by_code.tolist()):
+        # Deliveries' rows in the order `tally.from_records` meets them: by first send (minute, lead ID).
+        firsts = {c: (int(s_minute[s_code == c].min()), min(e.cohort.lead_id(int(r)) for r in s_rows[
+            (s_code == c) & (s_minute == s_minute[s_code == c].min())].tolist()))
+            for c, sq in enumerate(e.k.sends) if sq[0] is None and by_code[c]}
+        order = [c for c in range(len(e.k.sends)) if c not in firsts] + sorted(firsts, key=firsts.__getitem__)
+        for code, count in ((c, int(by_code[c])) for c in order):
             if not count:
                 continue
             seq, step, template, kind = e.k.sends[code]
