@@ -166,6 +166,24 @@ class Conditions:
             return after
         return lambda c, rows: ("bool", c.fact(fact)[rows] != _NONE)
 
+    def _score_against(self, op: str, trees: List[p.Tree]) -> Callable[["Chunk", np.ndarray], Val]:
+        """`score OP number` (or `number OP score`): the score as conditions read it
+        (`shown`, rounded to 6 places) only where rounding could matter, within 1e-5 of
+        the number; elsewhere the score itself compares the same."""
+        flipped = trees[0].get("var") != "score"
+        number = float(trees[0 if flipped else 1]["lit"])
+        mirror = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+        how = mirror[op] if flipped else op
+
+        def f(c: "Chunk", rows: np.ndarray) -> Val:
+            x = c.score[rows]
+            near = np.abs(x - number) < 1e-5
+            if near.any():
+                x = x.copy()
+                x[near] = shown(x[near])
+            return "bool", _ordered(how, x, number)
+        return f
+
     def _arith(self, op: str, trees: List[p.Tree], args: List[Callable[["Chunk", np.ndarray], Val]]
                ) -> Callable[["Chunk", np.ndarray], Val]:
         a, b = args
@@ -210,6 +228,9 @@ class Conditions:
             return staged
         if op in ("in", "not in"):
             raise Unsupported(f"`{op}` on a value the engine keeps (only on the profile, or `stage`)")
+        if any(t.get("var") == "score" for t in trees) and any(isinstance(t.get("lit"), (int, float))
+                                                               and not isinstance(t.get("lit"), bool) for t in trees):
+            return self._score_against(op, trees)
 
         def f(c: "Chunk", rows: np.ndarray) -> Val:
             x, y = _comparable(a(c, rows), op), _comparable(b(c, rows), op)
@@ -234,6 +255,21 @@ def _static(v: Val, how: str, convert: Callable[[Any], Any], dtype: Any) -> np.n
     table, back = c.static_table(key, tree, how, lambda values: np.asarray([convert(x) for x in values],
                                                                         dtype=dtype))
     return table[back[rows]]
+
+
+def _ordered(op: str, x: np.ndarray, y: Any) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        if op == "==":
+            return np.asarray(x == y)
+        if op == "!=":
+            return np.asarray(x != y)
+        if op == "<":
+            return np.asarray(x < y)
+        if op == "<=":
+            return np.asarray(x <= y)
+        if op == ">":
+            return np.asarray(x > y)
+        return np.asarray(x >= y)
 
 
 def _truth(v: Val) -> np.ndarray:
@@ -742,7 +778,8 @@ class Engine(Chunk):
             # Without exit conditions, what a row leaves depends on its stage, unsubscribe
             # and bounce, all as they were when its last step settled.
             self.exits(rows, None, None)
-        self.run_due(rows, minute)
+        # A row that already took a step this minute ran everything due then.
+        self.run_due(rows[self.last[rows] < minute], minute)
 
     # 3. stages ----------------------------------------------------------------------------
     def transitions(self, rows: np.ndarray, minute: int) -> None:
@@ -1053,15 +1090,22 @@ class Engine(Chunk):
             part = detail[changed] if detail is not None else None
             self.exits(moved, event, part)
             self.enrol(moved, minute, event, part)
-        self.run_due(rows, minute)
+            self.run_due(moved, minute)  # only a row that entered a sequence can have a step due
+        if changed is None:
+            self.run_due(rows, minute)
         self.last[rows] = minute
         self.steps += rows.shape[0]
 
     def tick(self, rows: np.ndarray, minute: int) -> None:
         """The clock at `minute` for these rows (a step is due)."""
         self.catch_up(rows, minute)
-        self.transitions(rows, minute)
-        self.settle(rows, minute, None, None)
+        if self.k.settle_on_change:
+            before = self.stage[rows]
+            self.transitions(rows, minute)
+            self.settle(rows, minute, None, None, self.stage[rows] != before)
+        else:
+            self.transitions(rows, minute)
+            self.settle(rows, minute, None, None)
 
     def create(self, rows: np.ndarray, minute: int) -> None:
         """The opt-ins of `minute` (`core._Step.enter`, then the opt-in itself)."""
