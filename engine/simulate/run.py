@@ -123,6 +123,15 @@ class Part:
     steps: int
 
 
+def entry_stage(plan: Plan, state: LeadState) -> str:
+    """The stage a lead entered the funnel in: its lead magnet's or entry's."""
+    magnet = plan.magnet(state.source)
+    if magnet is not None:
+        return magnet.enters
+    entry = next((e for e in plan.entries if e.name == state.source), None)
+    return entry.enters if entry is not None else state.stage
+
+
 def visit_gaps(behavior: Behavior, horizon: int) -> Gaps:
     """A lead's candidate days for a website visit: each day with the higher of the two
     daily rates (`draws.Gaps`), up to the horizon and a day."""
@@ -208,7 +217,8 @@ class _Loop:
             return
         if applied.before is None and isinstance(result.state, LeadState) and not rec.created:
             rec.created = True
-            first = result.state.stage
+            # The stage its opt-in or entry put it in, even when the same step moved it on.
+            first = entry_stage(self.plan, result.state)
             rec.reached.setdefault(first, result.state.consent_at)
             self.on_stage(rec, first, result.state.consent_at)
         for action in result.actions:
