@@ -113,7 +113,10 @@ def stage_entries(log: List[Applied]) -> List[Tuple[str, str, int]]:
     for item in log:
         state = item.result.state
         if item.before is None and isinstance(state, LeadState):
-            out.append((state.lead, state.stage, state.consent_at))
+            # The stage the lead was created in: where the step's first move left from, if
+            # the step that created it also moved it on.
+            moves = [a for a in item.result.actions if a.type == "stage_changed"]
+            out.append((state.lead, moves[0].get("from") if moves else state.stage, state.consent_at))
         out.extend((a.lead, a.get("to"), a.at) for a in item.result.actions if a.type == "stage_changed")
     return out
 
