@@ -917,7 +917,8 @@ class Engine(Chunk):
                     continue
                 for i in np.unique(steps).tolist():
                     self.advance(s, i, r[steps == i], minute)
-        self.due(rows, minute)  # exact again for the rows that moved on
+        # `next_due` of these rows may now be below their next step's time: the next look
+        # at them (`due`) makes it exact, once.
 
     def advance(self, s: int, i: int, rows: np.ndarray, minute: int) -> None:
         seq = self.k.sequences[s]
