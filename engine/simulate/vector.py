@@ -51,7 +51,6 @@ _NEVER = np.iinfo(np.int64).max
 _NO_CHANCE = np.uint64(0)  # the bound of a rate of 0 (no hit); any rate above 0 has a bound of at least 2047
 _FACTS = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied", "visited": "site.visited",
           "downloaded": "magnet.downloaded"}
-_ENGAGE = ("email.opened", "email.clicked", "email.replied")
 
 
 class Unsupported(Exception):
@@ -327,14 +326,6 @@ def shown(score: np.ndarray) -> np.ndarray:
 # -- what the plan asks of the columns ------------------------------------------------------
 
 @dataclass(frozen=True)
-class StepRow:
-    sequence: int
-    index: int
-    step: p.Step
-    code: int  # into Kit.sends
-
-
-@dataclass(frozen=True)
 class Kit:
     """The plan and behaviour model, as tables the columns use."""
 
@@ -490,7 +481,7 @@ class Chunk:
         self.sent_variant: List[np.ndarray] = []
         self.steps = 0
         self.pw = self._powers()
-        self.rates = self._rates()
+        self.rates: Dict[str, np.ndarray] = {}
         self.fit = self.static("fit", {"var": "fit"}).astype(bool) if plan.fit is not None else np.zeros(n, bool)
         self.segment = self.static("segment", {"var": "segment"}) if plan.segments else None
         self.persona = self.static("persona", {"var": "persona"}) if plan.personas else None
@@ -557,9 +548,6 @@ class Chunk:
         if d is None or d.every_minutes <= 0 or d.factor == 1.0:
             return 0
         return clock.wall(minute, self.k.plan.policies.default_timezone) // d.every_minutes
-
-    def _rates(self) -> Dict[str, np.ndarray]:
-        return {}
 
     def rate_class(self) -> Tuple[np.ndarray, List[int]]:
         """Rows that the behaviour model's email rates cannot tell apart share a class:
@@ -693,7 +681,7 @@ class Engine(Chunk):
         self.rejected = 0
         self.queued = 0
         self.second = 0  # the second of the step being applied: 0, 10 (engagement) or 50 (visit)
-        self.points = self._points()
+        self.points: Dict[Tuple[str, str], float] = {}
         seq_stages = []
         for seq in self.k.sequences:
             allowed = np.zeros(len(self.k.stages) + 1, dtype=bool)
@@ -734,9 +722,6 @@ class Engine(Chunk):
                 stack.extend(node.get("args", []))
                 stack.extend(node.get("list", []))
         return keep
-
-    def _points(self) -> Dict[Tuple[str, str], float]:
-        return {}
 
     def points_for(self, kind: str, detail: str) -> float:
         key = (kind, detail)
