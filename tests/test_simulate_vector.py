@@ -304,7 +304,7 @@ def assert_vector_is_the_engine(plan: Plan, behavior: Behavior, seed: int, leads
                                 horizon: Optional[int] = None) -> Compared:
     """(b), then (a), of the module docstring, for one funnel and seed."""
     span = horizon if horizon is not None else behavior.horizon_minutes
-    why = vector.unsupported(plan, behavior)
+    why = vector.unsupported(plan, behavior, start, span)
     assert why is None, f"not vectorisable: {why}"
 
     # (b) the columns hold what the engine does with the events they made up. (Leads live
@@ -313,7 +313,8 @@ def assert_vector_is_the_engine(plan: Plan, behavior: Behavior, seed: int, leads
     log: List[Event] = []
     chunks, tallies = [], []
     for c, base in vector.grids(whole):
-        chunk_tally, e = vector.run_chunk(vector.kit(plan, behavior), c, seed, start, start + span, base, log=log)
+        chunk_tally, e = vector.run_chunk(vector.kit(plan, behavior, start, span), c, seed, start, start + span, base,
+                                          log=log)
         chunks.append((c, e))
         tallies.append(chunk_tally)
     replay = list(dr.drive(plan, log, until=start + span - 1))
@@ -902,10 +903,12 @@ def prove(case: GridCase, seen: Seen) -> None:
         found = find_behavior(path)
         assert found is not None
         behavior = load_behavior(found, plan)
-        why = vector.unsupported(plan, behavior)
+        why = vector.unsupported(plan, behavior, parse_time(case.start), behavior.horizon_minutes)
         if "quiet hours that bind" in case.features:
             assert why, "quiet hours hold sends back, off the daily grid, and vector.unsupported takes the funnel"
         if why is not None and {"quiet hours that bind", "quiet hours that never bind"} & case.features:
+            # Quiet hours that never bind in the sender's timezone can in a lead's own.
+            assert "quiet hours" in why, why
             seen.examples += 1
             seen.saw(*case.features, "refused")
             return
@@ -1052,6 +1055,23 @@ def test_quiet_hours_that_hold_sends_back_are_off_the_grid(tmp_path: Path) -> No
     assert why and "quiet hours" in why, why
     run = simulate(plan, behavior, seed=1, leads=20, start=parse_time(DEFAULT_START))
     assert run.method == "per-lead" and run.tally.deferred["quiet_hours"] > 0
+
+
+def test_quiet_hours_that_never_hold_a_send_back_stay_on_the_grid(tmp_path: Path) -> None:
+    """Quiet hours at night, leads acting at 09:00: no send is ever held back, so the
+    funnel runs as columns, and they are still the engine (no deferrals either way)."""
+    plan, behavior = _small({
+        "stages": ["subscriber", "mql"], "terminal_stages": ["mql"],
+        "scoring": {"events": {"email.opened": 5}},
+        "transitions": [{"from": "subscriber", "to": "mql", "when": "score >= 10"}],
+        "sequences": {"nurture": NURTURE},
+        "policies": {"quiet_hours": {"from": "20:00", "to": "08:00"}}}, {}, ["n/one", "n/two"], tmp_path)
+    start = parse_time(DEFAULT_START)
+    assert vector.unsupported(plan, behavior, start, behavior.horizon_minutes) is None
+    assert vector.unsupported(plan, behavior) is not None  # without the run's dates it cannot know
+    got = assert_vector_is_the_engine(plan, behavior, 1, 60, start)  # runs engine="vector" too
+    assert got.run.tally.deferred["quiet_hours"] == 0 and got.outcome.sends  # the per-lead run: none held back
+    assert simulate(plan, behavior, seed=1, leads=60, start=start).method == "vector"  # auto takes the columns
 
 
 def test_a_lead_moved_on_by_its_opt_in_was_in_its_first_stage(tmp_path: Path) -> None:

@@ -95,14 +95,16 @@ def start_minute(text: Optional[str]) -> int:
 
 
 def horizon_for(plan: Plan, model: Behavior, leads: Optional[int], days: Optional[int],
-                workers: Optional[Workers] = None) -> int:
+                workers: Optional[Workers] = None, start: Optional[int] = None) -> int:
     """The horizon in minutes, after refusing runs larger than fnl simulates: MAX_LEADS
     as columns, MAX_SIMULATED lead by lead (and why this funnel runs lead by lead)."""
     from . import vector
 
     expected = leads if leads is not None else model.expected_leads
     engine = workers.engine if workers is not None else "auto"
-    why = "--engine per-lead" if engine == "per-lead" else vector.unsupported(plan, model)
+    horizon = days * DAY if days is not None else model.horizon_minutes
+    why = "--engine per-lead" if engine == "per-lead" else \
+        vector.unsupported(plan, model, start if start is not None else start_minute(None), horizon)
     if why is not None and engine == "vector":
         raise UsageError(f"--engine vector: {plan.funnel} cannot be simulated as columns: {why}",
                          "leave --engine at auto: it simulates such a funnel lead by lead")
@@ -112,7 +114,7 @@ def horizon_for(plan: Plan, model: Behavior, leads: Optional[int], days: Optiona
                          f"lead by lead, and {plan.funnel} runs lead by lead ({why})",
                          f"give --leads {MAX_SIMULATED:,} or fewer (the figures scale: shares and per-lead "
                          "numbers do not depend on the size)")
-    return days * DAY if days is not None else model.horizon_minutes
+    return horizon
 
 
 def behaviour_file(funnel: str, behavior_path: Optional[str]) -> Optional[Path]:
@@ -149,7 +151,7 @@ def forecast(funnel: str, behavior_path: Optional[str] = None, *, leads: Optiona
     plan = compiled.plan
     model = load_behavior(found, plan) if found is not None else default_behavior(plan)
     expectations, gates = expect.gather(compiled.funnel.document, funnel, expect_path, plan, model)
-    horizon = horizon_for(plan, model, leads, days, workers)
+    horizon = horizon_for(plan, model, leads, days, workers, first_minute)
     results = []
     measured = []  # each run's metrics, when there are expectations to judge
     for i in range(runs):

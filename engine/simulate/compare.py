@@ -185,12 +185,12 @@ def compare(funnel: str, other: Optional[str] = None, base: Optional[str] = None
     first_minute = start_minute(start)
     plan = plan_for(funnel)
     model = behaviour_for(funnel, behavior_path, plan)
-    horizon = horizon_for(plan, model, leads, days, workers)
+    horizon = horizon_for(plan, model, leads, days, workers, first_minute)
     if other is not None:
         other_plan, shown = _other_plan(other), other
     else:
         other_plan, shown = _base_plan(funnel, base), f"{funnel} at {base}"  # type: ignore[arg-type]
-    horizon_for(other_plan, model, leads, days, workers)
+    horizon_for(other_plan, model, leads, days, workers, first_minute)
     rows, rejected = run_pair(plan, other_plan, model, seed=seed, runs=runs, leads=leads, horizon=horizon,
                               start=first_minute, progress=progress, workers=workers)
     return Comparison(funnel, shown, plan.funnel, other_plan.funnel, model, seed, runs, first_minute,
@@ -213,8 +213,8 @@ def for_plans(pairs: Sequence[Tuple[Any, Any]], *, leads: Optional[int] = None, 
         else:
             where = new_path or ""
         model = behaviour_for(where, None, new.plan) if where else default_behavior(new.plan)
-        horizon = horizon_for(new.plan, model, leads, None)
-        horizon_for(old.plan, model, leads, None)
+        horizon = horizon_for(new.plan, model, leads, None, start=first_minute)
+        horizon_for(old.plan, model, leads, None, start=first_minute)
         rows, rejected = run_pair(new.plan, old.plan, model, seed=seed, runs=runs, leads=leads, horizon=horizon,
                                   start=first_minute, progress=progress)
         out.append(Comparison("new", "old", new.plan.funnel, old.plan.funnel, model, seed, runs, first_minute,

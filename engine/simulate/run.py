@@ -418,7 +418,7 @@ def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[i
     if how_much != "per-lead":
         from . import vector
 
-        why = vector.unsupported(plan, behavior)
+        why = vector.unsupported(plan, behavior, start, span)
         if why is None:
             tallies = how.run(plan, behavior, seed, start, span, vector.grids(leads_in), progress, columns=True)
             total = tally.add(tallies) if tallies else tally.new(plan, span)  # type: ignore[arg-type]

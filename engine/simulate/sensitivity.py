@@ -124,7 +124,7 @@ def sensitivity(funnel: str, behavior_path: Optional[str] = None, *, leads: Opti
     first_minute = start_minute(start)
     plan = plan_for(funnel)
     model = behaviour_for(funnel, behavior_path, plan)
-    horizon = horizon_for(plan, model, leads, days, workers)
+    horizon = horizon_for(plan, model, leads, days, workers, first_minute)
     moved: Dict[Tuple[str, int], Behavior] = {}
     for key, _, scale in GROUPS:
         for sign in (-1, 1):

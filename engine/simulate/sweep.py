@@ -166,7 +166,7 @@ def sweep(funnel: str, spec: str, behavior_path: Optional[str] = None, *, leads:
                            "has problems (the line is the setting's place in the file)")
             raise
     headline = tuple(s.name for s in plan.stages if s.name in HEADLINE_STAGES)
-    horizons = [horizon_for(plan, m, leads, days, workers) for _, m in models]
+    horizons = [horizon_for(plan, m, leads, days, workers, first_minute) for _, m in models]
     total = len(models) * runs
     rows = []
     for n, (value, model) in enumerate(models):

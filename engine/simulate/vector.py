@@ -41,7 +41,8 @@ from .. import plan as p
 from ..state import Event
 from . import tally as tl
 from .behavior import DAY, Behavior
-from .cohort import Cohort
+from ..units import format_clock
+from .cohort import Cohort, local_minute
 from .draws import Draws, below, fold_column
 from .run import visit_gaps
 
@@ -352,17 +353,20 @@ class Kit:
     settle_on_change: bool
 
 
-def unsupported(plan: p.Plan, behavior: Behavior) -> Optional[str]:
-    """Why this plan and behaviour model cannot run as columns, or None."""
+def unsupported(plan: p.Plan, behavior: Behavior, start: Optional[int] = None,
+                horizon: Optional[int] = None) -> Optional[str]:
+    """Why this plan and behaviour model cannot run as columns (from minute `start` for
+    `horizon` minutes), or None."""
     try:
-        kit(plan, behavior)
+        kit(plan, behavior, start, horizon)
     except Unsupported as why:
         return str(why)
     return None
 
 
-def kit(plan: p.Plan, behavior: Behavior) -> Kit:
-    """The tables for `plan`, or Unsupported."""
+def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: Optional[int] = None) -> Kit:
+    """The tables for `plan`, or Unsupported. Quiet hours are allowed when they never
+    hold back a send of a run from `start` for `horizon` minutes (`quiet_hours_bind`)."""
     if not behavior.timing.same_minute:
         raise Unsupported("the behaviour model spreads a lead's day over its hours (`timing.day: spread`)")
     if behavior.crm:
@@ -373,7 +377,11 @@ def kit(plan: p.Plan, behavior: Behavior) -> Kit:
     if pol.cap_max is not None and pol.cap_per_minutes:
         raise Unsupported("the funnel has a frequency cap")
     if pol.quiet_from is not None and pol.quiet_to is not None:
-        raise Unsupported("the funnel has quiet hours (a send they hold back leaves the daily grid)")
+        if start is None or horizon is None:
+            raise Unsupported("the funnel has quiet hours (a send they hold back leaves the daily grid)")
+        held = quiet_hours_bind(plan, behavior, start, horizon)
+        if held is not None:
+            raise Unsupported(f"the funnel's quiet hours hold back a send at {held} (it would leave the daily grid)")
     d = plan.scoring.decay
     if d is not None and d.window_minutes is not None:
         raise Unsupported("the score decays within a window")
@@ -1227,6 +1235,37 @@ class Engine(Chunk):
 
 # -- a run ----------------------------------------------------------------------------------
 
+def quiet_hours_bind(plan: p.Plan, behavior: Behavior, start: int, horizon: int) -> Optional[str]:
+    """When (a time and a timezone, in words) the quiet hours would hold back a send of a
+    run whose leads live on daily grids: every minute a lead acts is its arrival's minute
+    a whole number of days later, in any timezone a lead can have; None if never."""
+    pol = plan.policies
+    assert pol.quiet_from is not None and pol.quiet_to is not None
+    end = start + horizon
+    zones = {pol.default_timezone}
+    for arrival in behavior.arrivals:
+        mix = behavior.attribute(pol.timezone_attribute, arrival)
+        if mix is None:
+            continue
+        if mix.kind == "choice":
+            zones |= {str(value) for value, _ in mix.values}
+        else:
+            zones.add("UTC")  # not a timezone's name: the engine reads UTC
+    first_days = set()
+    for arrival in behavior.arrivals:
+        for day in range(max(0, arrival.start // DAY), max(0, (min(arrival.end, horizon) - 1) // DAY) + 1):
+            first_days.add(day)
+    phases = sorted({local_minute(start, day, behavior.timing.at, pol.default_timezone) % DAY for day in first_days})
+    for phase in phases:
+        minute = start - (start - phase) % DAY
+        while minute < end:
+            for zone in sorted(zones):
+                if minute >= start and clock.after_quiet(minute, pol.quiet_from, pol.quiet_to, zone) != minute:
+                    return f"{format_clock(clock.wall(minute, zone) % DAY)} {zone}"
+            minute += DAY
+    return None
+
+
 def grid(cohort: Cohort) -> Optional[int]:
     """The minute every lead's day starts from, if all arrive at one time of day (a whole
     number of days apart); None otherwise."""
@@ -1401,4 +1440,4 @@ def run_piece(plan: p.Plan, behavior: Behavior, seed: int, start: int, horizon: 
               base: int) -> tl.Tally:
     """Simulate some of a run's leads as columns; their tally (handoff owners are settled
     when every piece's tally is in: `tally.settle`)."""
-    return run_chunk(kit(plan, behavior), cohort, seed, start, start + horizon, base)[0]
+    return run_chunk(kit(plan, behavior, start, horizon), cohort, seed, start, start + horizon, base)[0]
