@@ -448,18 +448,17 @@ def _main(argv):
               "variance for both\n  (fnl's JSON gives the mean, p95 and max of emails per lead, not the variance); "
               f"unsubscribes/lead: {unsubs_note}.")
 
-    if simpy_sizes:
-        simpy_big = find("simpy", max(simpy_sizes))
-        against = find("numpy", simpy_big.leads) or numpy_big
-        print(f"\nThe SimPy model ({simpy_big.leads:,} leads, seed {SIMPY_SEED}) against the NumPy model "
-              f"({against.leads:,} leads, seed {SEED}), within {SIGMAS:g} SE (is the SimPy model the same funnel?):")
-        ok &= reference_model.print_agreement(Figures(**simpy_big.output), Figures(**against.output), "simpy", "numpy")
-    if plain_sizes:
-        plain_big = find("plain", max(plain_sizes))
-        against = find("numpy", plain_big.leads) or numpy_big
-        print(f"\nThe plain-Python model ({plain_big.leads:,} leads, seed {PLAIN_SEED}) against the NumPy model "
-              f"({against.leads:,} leads, seed {SEED}), within {SIGMAS:g} SE:")
-        ok &= reference_model.print_agreement(Figures(**plain_big.output), Figures(**against.output), "plain", "numpy")
+    # The other models against the NumPy model (are they the same funnel?).
+    for kind, sizes, name, seed, question in (("simpy", simpy_sizes, "SimPy model", SIMPY_SEED,
+                                               " (is the SimPy model the same funnel?)"),
+                                              ("plain", plain_sizes, "plain-Python model", PLAIN_SEED, "")):
+        if not sizes:
+            continue
+        big = find(kind, max(sizes))
+        against = find("numpy", big.leads) or numpy_big
+        print(f"\nThe {name} ({big.leads:,} leads, seed {seed}) against the NumPy model "
+              f"({against.leads:,} leads, seed {SEED}), within {SIGMAS:g} SE{question}:")
+        ok &= reference_model.print_agreement(Figures(**big.output), Figures(**against.output), kind, "numpy")
     if not ok:
         print("\nFIDELITY: a figure disagrees beyond 4 SE (exit 1)")
     return 0 if ok else 1

@@ -17,18 +17,8 @@ With both, the block's expectations come first, then the file's, each located at
 file and line. `--expect FILE` replaces both: only that file is judged (the block is still
 validated with the definition). `gather` decides which.
 
-Each line is read by the small parser in `engine/expectations.py` (no eval), which
-`fnl validate` uses too without importing the simulator:
-
-    expectation := METRIC OP OPERAND
-                 | METRIC "between" NUMBER "and" NUMBER
-                 | FLAG
-    OP          := "<" | "<=" | ">" | ">=" | "=="
-    OPERAND     := NUMBER | METRIC
-    NUMBER      := a decimal such as 3, 0.03, 1e-3, or a percentage such as 3% (= 0.03)
-
-METRIC is a name of `METRICS` (and, for every stage S of the funnel, `S_rate` and
-`S_leads`); FLAG is a name of `FLAGS`, shorthand for one comparison. Every value is a
+Each line is read by the small parser in `engine/expectations.py` (no eval; its docstring
+has the grammar), which `fnl validate` uses too without importing the simulator. Every value is a
 figure of one run (`measure`); with `--runs R` an expectation judges the mean of the R
 values and reports its 95 % interval, and with `--strict` the whole interval must pass
 (`judge`). A metric on the right (`rep_load <= capacity`) is compared by its mean.
