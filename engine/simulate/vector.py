@@ -766,13 +766,15 @@ class Engine(Chunk):
         self.score_period[rows] = np.maximum(self.score_period[rows], period)
 
     def catch_up(self, rows: np.ndarray, minute: int) -> None:
-        self.decay(rows, minute)
+        # A row that already took a step this minute has its score at this minute and ran
+        # everything due then.
+        fresh = rows[self.last[rows] < minute]
+        self.decay(fresh, minute)
         if self.k.exit_on_state:
             # Without exit conditions, what a row leaves depends on its stage, unsubscribe
             # and bounce, all as they were when its last step settled.
             self.exits(rows, None, None)
-        # A row that already took a step this minute ran everything due then.
-        self.run_due(rows[self.last[rows] < minute], minute)
+        self.run_due(fresh, minute)
 
     # 3. stages ----------------------------------------------------------------------------
     def transitions(self, rows: np.ndarray, minute: int) -> None:
