@@ -22,6 +22,7 @@ import marshal
 import os
 import re
 import sys
+import types
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -90,6 +91,8 @@ def _fast_check(name: str = "funnel") -> Callable[[Any], Any]:
             code = marshal.loads(path.read_bytes())
         except (OSError, ValueError, EOFError, TypeError):
             code = None  # damaged: made again below
+        if not isinstance(code, types.CodeType):
+            code = None
     if code is None:
         # The generated module's entry point is the function fastjsonschema.compile gives.
         entry = fastjsonschema.compile(copy.deepcopy(schema(name))).__name__  # it annotates what it is given
@@ -104,8 +107,11 @@ def _fast_check(name: str = "funnel") -> Callable[[Any], Any]:
             except OSError:
                 pass  # nowhere to keep it: compiled again next time
     namespace: Dict[str, Any] = {}
-    exec(code, namespace)  # fastjsonschema's generated validator, from the schema fnl ships
-    return namespace["__fnl_validate__"]  # type: ignore[no-any-return]
+    try:
+        exec(code, namespace)  # fastjsonschema's generated validator, from the schema fnl ships
+        return namespace["__fnl_validate__"]  # type: ignore[no-any-return]
+    except Exception:  # a cached file that is not the validator: compile in memory instead
+        return fastjsonschema.compile(copy.deepcopy(schema(name)))
 
 
 def cache_dir() -> Optional[Path]:

@@ -1,6 +1,7 @@
 """The compiled schema validator is kept in fnl's cache folder and read back from there."""
 from __future__ import annotations
 
+import marshal
 from pathlib import Path
 
 import fastjsonschema
@@ -37,6 +38,14 @@ def test_a_damaged_or_unwritable_cache_only_means_compiling_again(tmp_path: Path
     fresh(monkeypatch, str(tmp_path))
     validate._fast_check("funnel")
     (kept,) = tmp_path.glob("schema-funnel-*.marshal")
+    kept.write_bytes(marshal.dumps(42))  # marshal data, but no code
+    fresh(monkeypatch, str(tmp_path))
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate._fast_check("funnel")({"fnl": 1})
+    kept.write_bytes(marshal.dumps(compile("raise RuntimeError('not the validator')", "x", "exec")))
+    fresh(monkeypatch, str(tmp_path))
+    with pytest.raises(fastjsonschema.JsonSchemaException):
+        validate._fast_check("funnel")({"fnl": 1})
     kept.write_bytes(b"not marshal data")
     fresh(monkeypatch, str(tmp_path))
     with pytest.raises(fastjsonschema.JsonSchemaException):
