@@ -7,7 +7,7 @@ engine, the reference funnel's daily step), steps that wait whole days, and no r
 moves a send off that minute. `unsupported` says, in words, why a plan or behaviour model
 is not of that kind (quiet hours that can bind, a frequency cap, a step's `at:` time, CRM
 reactions, entries, a condition the columns cannot read, …); those run lead by lead
-through the engine itself (`run`), and `simulate` picks the way.
+through the engine itself (`run`).
 
 It is the engine's order, minute by minute, for every lead at once:
 
@@ -18,7 +18,13 @@ It is the engine's order, minute by minute, for every lead at once:
    email is sent, as `run` draws them), each a step of the engine: decay, the event, the
    transitions in declaration order, exits, entries, due steps. Emails those steps send
    queue their engagement after the lead's others.
-3. The day's website visit (not for a lead that has unsubscribed), then its engagement.
+3. The website visit of the leads whose candidate day it is (`draws.Gaps`; never again
+   for a lead that has unsubscribed), then what it sends.
+
+`simulate` in `run` picks the way; within a chunk, every shortcut this module takes (a
+lead already settled this minute, a lower bound of its next due step, only the leads a
+step changed) skips work the engine's rules show would change nothing, and the test
+below holds it to that.
 
 The draws are `run`'s (`draws`, keyed by lead number), so a run gives the same tally
 whichever simulator ran it: `tests/test_simulate_vector.py` holds the two to the same
