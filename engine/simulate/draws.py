@@ -94,6 +94,7 @@ class Gaps:
                 break
             out.append(keep)
         self.ascending = list(reversed(out))
+        self._table: Optional["np.ndarray"] = None
 
     def gap(self, u: float) -> int:
         """Days to the next candidate day (1 or more; over `longest`: none within reach)."""
@@ -102,8 +103,9 @@ class Gaps:
     def gaps(self, u: "np.ndarray") -> "np.ndarray":
         import numpy as np
 
-        table = np.asarray(self.ascending, dtype=np.float64)
-        return len(self.ascending) - np.searchsorted(table, u, side="right") + 1
+        if self._table is None:
+            self._table = np.asarray(self.ascending, dtype=np.float64)
+        return len(self.ascending) - np.searchsorted(self._table, u, side="right") + 1
 
 
 def below(probability: float) -> Optional[int]:

@@ -478,7 +478,7 @@ class Chunk:
         self.first_stage = np.full(n, -1, dtype=np.int64)
         S = len(plan.sequences)
         self.run_step = np.full((S, n), -1, dtype=np.int64)
-        self.due_at = np.zeros((S, n), dtype=np.int64)
+        self.due_at = np.full((S, n), _NEVER, dtype=np.int64)  # _NEVER where the sequence is not running
         self.next_due = np.full(n, _NEVER, dtype=np.int64)  # a lower bound of each row's next due time
         self.finished = np.zeros((S, n), dtype=bool)
         self.handed = np.full(n, _NONE, dtype=np.int64)
@@ -859,6 +859,7 @@ class Engine(Chunk):
             r = rows[running]
             leave = self.exit_now(s, r, event, detail[running] if detail is not None else None)
             self.run_step[s, r[leave]] = -1
+            self.due_at[s, r[leave]] = _NEVER
 
     def enrol(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray]) -> None:
         for s, seq in enumerate(self.k.sequences):
@@ -895,8 +896,7 @@ class Engine(Chunk):
         cand = rows[self.next_due[rows] <= minute]
         if cand.shape[0] == 0:
             return cand
-        running = self.run_step[:, cand] >= 0
-        exact = np.where(running, self.due_at[:, cand], _NEVER).min(axis=0)
+        exact = self.due_at[:, cand].min(axis=0)
         self.next_due[cand] = exact
         return cand[exact <= minute]
 
@@ -907,7 +907,7 @@ class Engine(Chunk):
         for s in self.k.order:
             seq = self.k.sequences[s]
             for _ in range(len(seq.steps) + 1):
-                due = (self.run_step[s, rows] >= 0) & (self.due_at[s, rows] <= minute)
+                due = self.due_at[s, rows] <= minute
                 if not due.any():
                     break
                 r = rows[due]
@@ -936,6 +936,7 @@ class Engine(Chunk):
             self.send(self.k.step_code[(s, i)], go, minute, seq.name, step)
         elif step.action == "exit" and go.shape[0]:
             self.run_step[s, go] = -1
+            self.due_at[s, go] = _NEVER
             rows = rows[~np.isin(rows, go)]
         if i + 1 < len(seq.steps):
             due = minute + seq.steps[i + 1].wait_minutes
@@ -944,6 +945,7 @@ class Engine(Chunk):
             self.next_due[rows] = np.minimum(self.next_due[rows], due)
         else:
             self.run_step[s, rows] = -1
+            self.due_at[s, rows] = _NEVER
 
     def send(self, code: int, rows: np.ndarray, minute: int, sequence: Optional[str],
              step: Optional[p.Step]) -> None:
