@@ -59,7 +59,7 @@ MAX_SENDS_KEPT = 1000
 State = Union[LeadState, Prospect, None]
 _LABEL = {"email.opened": "open", "email.clicked": "click", "email.replied": "reply", "email.delivered": "delivery"}
 # Predicates that read a fact: the event behind each, narrowed by the name they are given.
-_FACTS = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied", "visited": "site.visited",
+FACTS = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied", "visited": "site.visited",
           "downloaded": "magnet.downloaded", "attended": "webinar.attended", "registered": "webinar.registered"}
 
 
@@ -158,7 +158,7 @@ class _Step:
             return self.lead.unsubscribed
         if name == "bounced":
             return self.lead.bounced
-        if name in _FACTS:
+        if name in FACTS:
             return self.call(name, [], {})
         return None
 
@@ -167,7 +167,7 @@ class _Step:
 
     def call(self, name: str, args: List[Any], kwargs: Dict[str, Any]) -> Any:
         arg = args[0] if args else None
-        key = _FACTS.get(name)
+        key = FACTS.get(name)
         if key is not None:
             seen = self.fact(f"{key}.{arg}" if arg else key)
             if seen is None:
@@ -195,7 +195,7 @@ class _Step:
             names = _names(self.plan.fit.tree)
             values = ", ".join(f"{n}={self.lead.profile.get(n)}" for n in names)
             return f"fit: {values}" if values else "fit"
-        if name in _FACTS:  # `replied` reads as itself, not as `replied=True`
+        if name in FACTS:  # `replied` reads as itself, not as `replied=True`
             return name
         return f"{name}={self.var(name)}"
 

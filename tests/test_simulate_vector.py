@@ -1086,8 +1086,7 @@ def test_a_lead_moved_on_by_its_opt_in_was_in_its_first_stage(tmp_path: Path) ->
         ["n/one", "n/two"], tmp_path)
     start = parse_time(DEFAULT_START)
     c = cohort(plan, behavior, Draws(1), start, 20, behavior.horizon_minutes)
-    base = vector.grid(c)
-    assert base is not None
+    [(c, base)] = vector.grids(c)  # all on one daily grid
     log: List[Event] = []
     _tally, e = vector.run_chunk(vector.kit(plan, behavior), c, 1, start, start + behavior.horizon_minutes, base,
                                  log=log)

@@ -44,6 +44,7 @@ from .. import clock
 from .. import core
 from .. import evaluate as ev
 from .. import plan as p
+from ..core import FACTS
 from ..state import Event
 from . import tally as tl
 from .behavior import DAY, Behavior
@@ -56,8 +57,6 @@ CHUNK = 250_000  # leads simulated together: memory is bounded by the chunk, not
 _NONE = -1
 _NEVER = np.iinfo(np.int64).max
 _NO_CHANCE = np.uint64(0)  # the bound of a rate of 0 (no hit); any rate above 0 has a bound of at least 2047
-_FACTS = {"opened": "email.opened", "clicked": "email.clicked", "replied": "email.replied", "visited": "site.visited",
-          "downloaded": "magnet.downloaded"}
 
 
 class Unsupported(Exception):
@@ -74,8 +73,8 @@ class Conditions:
     the lead's profile (and fit, segment, persona, which do too) is static: evaluated once
     per distinct profile with the engine's own scalar evaluator. The rest reads the
     engine's values as columns: score (as `engine.score.shown` gives it), stage,
-    emails_sent, unsubscribed, bounced, `opened`/`clicked`/`replied`/`visited`/`downloaded`
-    (optionally by name and `since` a stage) and `stage_at_least`."""
+    emails_sent, unsubscribed, bounced, the facts the engine reads (`core.FACTS`: `opened`, `replied`, …,
+    optionally by name and `since` a stage) and `stage_at_least`."""
 
     def __init__(self, plan: p.Plan) -> None:
         self.plan = plan
@@ -144,7 +143,7 @@ class Conditions:
             return lambda c, rows: ("bool", c.bounced[rows])
         if name == "stage":
             return lambda c, rows: ("stage", c.stage[rows])
-        if name in _FACTS:
+        if name in FACTS:
             return self._call({"call": name, "args": [], "kwargs": {}})
         raise Unsupported(f"a condition reads `{name}`, which the vectorised simulator does not keep")
 
@@ -157,7 +156,7 @@ class Conditions:
             index = self.plan.stage_index(str(lits[0])) if lits else -1
             order = np.asarray([s.index for s in self.plan.stages] + [-1], dtype=np.int64)
             return lambda c, rows: ("bool", (order[c.stage[rows]] >= index) & (index >= 0))
-        key = _FACTS.get(name)
+        key = FACTS.get(name)
         if key is None or set(kwargs) - {"since"}:
             raise Unsupported(f"a condition calls `{name}`, which the vectorised simulator does not keep")
         fact = f"{key}.{lits[0]}" if lits and lits[0] else key
@@ -495,7 +494,7 @@ class Chunk:
         self.sent_variant: List[np.ndarray] = []
         self.steps = 0
         self.pw = self._powers()
-        self.rates: Dict[str, np.ndarray] = {}
+        self.limits: Dict[str, np.ndarray] = {}  # per email: `limits_for`
         self.fit = self.static("fit", {"var": "fit"}).astype(bool) if plan.fit is not None else np.zeros(n, bool)
         self.segment = self.static("segment", {"var": "segment"}) if plan.segments else None
         self.persona = self.static("persona", {"var": "persona"}) if plan.personas else None
@@ -575,36 +574,26 @@ class Chunk:
             self._classes = (back, first.tolist())
         return self._classes
 
-    def rates_for(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
+    def limits_for(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
         """Each row's (open, click, reply, unsubscribe, bounce) rates for one email (and
         A/B variant), by the behaviour model's fallbacks (template, segment, persona,
-        profile attributes): worked out once per class of alike rows."""
+        profile attributes), as the largest folded draw that is a hit (`draws.below`), so
+        a chance is one integer comparison; `_NO_CHANCE` for a rate of 0. Worked out once
+        per class of alike rows."""
         key = f"{template}\x00{variant or ''}"
-        table = self.rates.get(key)
         back, first = self.rate_class()
+        table = self.limits.get(key)
         if table is None:
             email = self.k.behavior.email
-            values = []
+            bounds = []
             for row in first:
                 seg = self.segment[row] if self.segment is not None else None
                 per = self.persona[row] if self.persona is not None else None
                 r = email.rates_for(template, variant=variant, persona=per, segment=seg, profile=self.profile(row))
-                values.append((r.open, r.click, r.reply, r.unsubscribe, r.bounce))
-            table = self.rates[key] = np.asarray(values, dtype=np.float64).reshape(-1, 5)
+                bounds.append([_NO_CHANCE if (b := below(x)) is None else b
+                               for x in (r.open, r.click, r.reply, r.unsubscribe, r.bounce)])
+            table = self.limits[key] = np.asarray(bounds, dtype=np.uint64).reshape(-1, 5)
         return table[back[rows]]
-
-    def limits_for(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
-        """`rates_for` as the largest folded draw that is a hit (`draws.below`), so a
-        chance is one integer comparison; `_NO_CHANCE` for a rate of 0."""
-        key = f"{template}\x00{variant or ''}\x00limits"
-        table = self.rates.get(key)
-        if table is None:
-            self.rates_for(template, variant, rows[:0])
-            rates = self.rates[f"{template}\x00{variant or ''}"]
-            table = np.asarray([[_NO_CHANCE if (b := below(float(x))) is None else b for x in row] for row in rates],
-                               dtype=np.uint64).reshape(-1, 5)
-            self.rates[key] = table
-        return table[self.rate_class()[0][rows]]
 
     def profile(self, row: int) -> Dict[str, Any]:
         return self.cohort.profile_of(row)
@@ -726,10 +715,10 @@ class Engine(Chunk):
             while stack:
                 node = stack.pop()
                 name = node.get("call") or node.get("var")
-                if name in _FACTS:
+                if name in FACTS:
                     args = node.get("args", [])
                     lit = args[0].get("lit") if args else None
-                    keep.add(f"{_FACTS[name]}.{lit}" if lit else _FACTS[name])
+                    keep.add(f"{FACTS[name]}.{lit}" if lit else FACTS[name])
                     since = node.get("kwargs", {}).get("since")
                     if since is not None:
                         self.entered_at(str(since.get("lit")))
@@ -1274,15 +1263,6 @@ def quiet_hours_bind(plan: p.Plan, behavior: Behavior, start: int, horizon: int)
                     return f"{format_clock(clock.wall(minute, zone) % DAY)} {zone}"
             minute += DAY
     return None
-
-
-def grid(cohort: Cohort) -> Optional[int]:
-    """The minute every lead's day starts from, if all arrive at one time of day (a whole
-    number of days apart); None otherwise."""
-    if len(cohort) == 0:
-        return 0
-    base = int(cohort.arrives.min())
-    return base if not ((cohort.arrives - base) % DAY).any() else None
 
 
 def grids(cohort: Cohort) -> List[Tuple[Cohort, int]]:
