@@ -22,11 +22,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .. import state as st
 from ..plan import Plan
 from .behavior import DAY
+
+if TYPE_CHECKING:
+    from .run import LeadRecord, Send
 
 WEEK = 7 * DAY
 MARKETING_KINDS = ("nurture", "broadcast")
@@ -145,7 +148,7 @@ def week_of(start: int, minute: Optional[int], weeks: int) -> Optional[int]:
     return week if 0 <= week < weeks else None
 
 
-def from_records(plan: Plan, start: int, horizon: int, records: Sequence[object], sends: Sequence[object],
+def from_records(plan: Plan, start: int, horizon: int, records: Sequence["LeadRecord"], sends: Sequence["Send"],
                  headline: Sequence[str], rejected: int = 0, engine_steps: int = 0) -> Tally:
     """The tally of the per-lead simulator's records (`run.LeadRecord`, `run.Send`)."""
     t = new(plan, horizon)
@@ -154,20 +157,20 @@ def from_records(plan: Plan, start: int, horizon: int, records: Sequence[object]
     pairs = list(zip(path, path[1:]))
     created = set()
     for r in records:
-        if not r.created:  # type: ignore[attr-defined]
+        if not r.created:
             continue
-        created.add(r.index)  # type: ignore[attr-defined]
+        created.add(r.index)
         t.leads += 1
-        reached: Dict[str, int] = r.reached  # type: ignore[attr-defined]
-        if r.stage is not None:  # type: ignore[attr-defined]
-            t.at_horizon[r.stage] += 1  # type: ignore[attr-defined]
-            if r.unsubscribed_at is not None:  # type: ignore[attr-defined]
-                t.at_horizon_unsubscribed[r.stage] += 1  # type: ignore[attr-defined]
+        reached: Dict[str, int] = r.reached
+        if r.stage is not None:
+            t.at_horizon[r.stage] += 1
+            if r.unsubscribed_at is not None:
+                t.at_horizon_unsubscribed[r.stage] += 1
         first = next(iter(reached), None)
         for stage, minute in reached.items():
             t.reached[stage] += 1
             if stage != first:
-                t.time_to.setdefault(stage, Counter())[minute - r.arrived] += 1  # type: ignore[attr-defined]
+                t.time_to.setdefault(stage, Counter())[minute - r.arrived] += 1
             if stage in headline:
                 week = week_of(start, minute, t.weeks)
                 if week is not None:
@@ -175,38 +178,37 @@ def from_records(plan: Plan, start: int, horizon: int, records: Sequence[object]
         for a, b in pairs:
             if a in reached and b in reached:
                 t.pairs[(a, b)] += 1
-        t.emails[r.emails] += 1  # type: ignore[attr-defined]
-        t.most_in_7_days = max(t.most_in_7_days, most_in_window(r.sends, WEEK))  # type: ignore[attr-defined]
-        t.deferred.update(r.deferred)  # type: ignore[attr-defined]
-        t.deferred_leads += bool(r.deferred)  # type: ignore[attr-defined]
-        t.unsubscribed_leads += r.unsubscribed_at is not None  # type: ignore[attr-defined]
-        if r.handed_off_at is not None:  # type: ignore[attr-defined]
-            t.first_handoff[r.index] = r.handed_off_at  # type: ignore[attr-defined]
-            week = week_of(start, r.handed_off_at, t.weeks)  # type: ignore[attr-defined]
+        t.emails[r.emails] += 1
+        t.most_in_7_days = max(t.most_in_7_days, most_in_window(r.sends, WEEK))
+        t.deferred.update(r.deferred)
+        t.deferred_leads += bool(r.deferred)
+        t.unsubscribed_leads += r.unsubscribed_at is not None
+        if r.handed_off_at is not None:
+            t.first_handoff[r.index] = r.handed_off_at
+            week = week_of(start, r.handed_off_at, t.weeks)
             if week is not None:
                 t.handoffs_weekly[week] += 1
-        if r.sla_breaches:  # type: ignore[attr-defined]
-            t.sla_breaches[r.index] += r.sla_breaches  # type: ignore[attr-defined]
-        for n, (minute, key, reps) in enumerate(r.handoffs):  # type: ignore[attr-defined]
-            t.handoffs.append((minute, r.id, n, key, reps, r.index))  # type: ignore[attr-defined]
+        if r.sla_breaches:
+            t.sla_breaches[r.index] += r.sla_breaches
+        for n, (minute, key, reps) in enumerate(r.handoffs):
+            t.handoffs.append((minute, r.id, n, key, reps, r.index))
     marketing: Dict[int, List[int]] = {}
     for s in sends:
-        t.by_kind[s.kind or "other"] += 1  # type: ignore[attr-defined]
-        key = (s.sequence, s.step) if s.sequence else ("", s.template)  # type: ignore[attr-defined]
-        row = t.step(key[0], key[1], s.template)  # type: ignore[attr-defined]
-        for i, flag in enumerate((True, s.opened, s.clicked, s.replied, s.unsubscribed), 1):  # type: ignore
+        t.by_kind[s.kind or "other"] += 1
+        row = t.step(s.sequence, s.step, s.template) if s.sequence else t.step("", s.template, s.template)
+        for i, flag in enumerate((True, s.opened, s.clicked, s.replied, s.unsubscribed), 1):
             row[i] = int(row[i]) + bool(flag)  # type: ignore[call-overload]
-        t.unsubscribes += s.unsubscribed  # type: ignore[attr-defined]
-        t.bounces += s.bounced  # type: ignore[attr-defined]
-        if s.variant is not None:  # type: ignore[attr-defined]
-            v = (s.sequence, s.step, s.variant)  # type: ignore[attr-defined]
+        t.unsubscribes += s.unsubscribed
+        t.bounces += s.bounced
+        if s.variant is not None:
+            v = (s.sequence, s.step, s.variant)
             t.variants[v + ("sends",)] += 1
-            t.variants[v + ("opens",)] += s.opened  # type: ignore[attr-defined]
-            t.variants[v + ("clicks",)] += s.clicked  # type: ignore[attr-defined]
-        if s.kind in MARKETING_KINDS and s.lead in created:  # type: ignore[attr-defined]
-            marketing.setdefault(s.lead, []).append(s.minute)  # type: ignore[attr-defined]
-            handed = t.first_handoff.get(s.lead)  # type: ignore[attr-defined]
-            t.marketing_after_handoff += handed is not None and s.minute > handed  # type: ignore[attr-defined]
+            t.variants[v + ("opens",)] += s.opened
+            t.variants[v + ("clicks",)] += s.clicked
+        if s.kind in MARKETING_KINDS and s.lead in created:
+            marketing.setdefault(s.lead, []).append(s.minute)
+            handed = t.first_handoff.get(s.lead)
+            t.marketing_after_handoff += handed is not None and s.minute > handed
     t.most_marketing_in_7_days = max((most_in_window(m, WEEK) for m in marketing.values()), default=0)
     return t
 
