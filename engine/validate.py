@@ -85,33 +85,30 @@ def _fast_check(name: str = "funnel") -> Callable[[Any], Any]:
                                       importlib.util.MAGIC_NUMBER.hex())).encode()).hexdigest()[:20]
     folder = cache_dir()
     path = folder / f"schema-{name}-{key}.marshal" if folder is not None else None
-    code = None
     if path is not None and path.is_file():
         try:
             code = marshal.loads(path.read_bytes())
-        except (OSError, ValueError, EOFError, TypeError):
-            code = None  # damaged: made again below
-        if not isinstance(code, types.CodeType):
-            code = None
-    if code is None:
-        # The generated module's entry point is the function fastjsonschema.compile gives.
-        entry = fastjsonschema.compile(copy.deepcopy(schema(name))).__name__  # it annotates what it is given
-        source = fastjsonschema.compile_to_code(copy.deepcopy(schema(name)))
-        code = compile(f"{source}\n__fnl_validate__ = {entry}\n", f"<fnl {name} schema validator>", "exec")
-        if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_suffix(f".{os.getpid()}.tmp")
-                partial.write_bytes(marshal.dumps(code))
-                os.replace(partial, path)  # whole or not at all, whoever writes it first
-            except OSError:
-                pass  # nowhere to keep it: compiled again next time
-    namespace: Dict[str, Any] = {}
-    try:
-        exec(code, namespace)  # fastjsonschema's generated validator, from the schema fnl ships
-        return namespace["__fnl_validate__"]  # type: ignore[no-any-return]
-    except Exception:  # a cached file that is not the validator: compile in memory instead
-        return fastjsonschema.compile(copy.deepcopy(schema(name)))
+            if isinstance(code, types.CodeType):
+                namespace: Dict[str, Any] = {}
+                exec(code, namespace)  # fastjsonschema's generated validator, from the schema fnl ships
+                return namespace["__fnl_validate__"]  # type: ignore[no-any-return]
+        except Exception:  # damaged, or not the validator: made again below
+            pass
+    # A deep copy each time: fastjsonschema annotates the schema it is given.
+    check = fastjsonschema.compile(copy.deepcopy(schema(name)))
+    if path is not None:
+        try:
+            source = fastjsonschema.compile_to_code(copy.deepcopy(schema(name)))
+            # The generated module's entry point is the function fastjsonschema.compile gave.
+            code = compile(f"{source}\n__fnl_validate__ = {check.__name__}\n", f"<fnl {name} schema validator>",
+                           "exec")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.tmp")
+            partial.write_bytes(marshal.dumps(code))
+            os.replace(partial, path)  # whole or not at all, whoever writes it first
+        except OSError:
+            pass  # nowhere to keep it: compiled again next time
+    return check
 
 
 def cache_dir() -> Optional[Path]:
