@@ -94,20 +94,15 @@ def start_minute(text: Optional[str]) -> int:
         raise UsageError(f"--start: {exc}") from None
 
 
-def horizon_for(plan: Plan, model: Behavior, leads: Optional[int], days: Optional[int],
-                workers: Optional[Workers] = None, start: Optional[int] = None) -> int:
+def horizon_for(plan: Plan, model: Behavior, leads: Optional[int], days: Optional[int], workers: Optional[Workers],
+                start: int) -> int:
     """The horizon in minutes, after refusing runs larger than fnl simulates: MAX_LEADS
     as columns, MAX_SIMULATED lead by lead (and why this funnel runs lead by lead)."""
     from . import vector
 
     expected = leads if leads is not None else model.expected_leads
-    engine = workers.engine if workers is not None else "auto"
     horizon = days * DAY if days is not None else model.horizon_minutes
-    why = "--engine per-lead" if engine == "per-lead" else \
-        vector.unsupported(plan, model, start if start is not None else start_minute(None), horizon)
-    if why is not None and engine == "vector":
-        raise UsageError(f"--engine vector: {plan.funnel} cannot be simulated as columns: {why}",
-                         "leave --engine at auto: it simulates such a funnel lead by lead")
+    why = vector.lead_by_lead(plan, model, start, horizon, workers.engine if workers is not None else "auto")
     if why is not None and expected > MAX_SIMULATED:
         where = "--leads" if leads is not None else f"the behaviour model ({model.source or 'defaults'})"
         raise UsageError(f"{where} asks for {expected:,.0f} leads a run; fnl simulates at most {MAX_SIMULATED:,} "

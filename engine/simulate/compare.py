@@ -213,8 +213,8 @@ def for_plans(pairs: Sequence[Tuple[Any, Any]], *, leads: Optional[int] = None, 
         else:
             where = new_path or ""
         model = behaviour_for(where, None, new.plan) if where else default_behavior(new.plan)
-        horizon = horizon_for(new.plan, model, leads, None, start=first_minute)
-        horizon_for(old.plan, model, leads, None, start=first_minute)
+        horizon = horizon_for(new.plan, model, leads, None, None, first_minute)
+        horizon_for(old.plan, model, leads, None, None, first_minute)
         rows, rejected = run_pair(new.plan, old.plan, model, seed=seed, runs=runs, leads=leads, horizon=horizon,
                                   start=first_minute, progress=progress)
         out.append(Comparison("new", "old", new.plan.funnel, old.plan.funnel, model, seed, runs, first_minute,

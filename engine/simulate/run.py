@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 from .. import core
 from .. import state as st
 from ..drive import Applied, Driver
-from ..errors import UsageError
 from ..plan import Plan
 from ..state import Event, LeadState
 from .behavior import DAY, Behavior, Reaction
@@ -408,24 +407,17 @@ def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[i
     tally. The leads go in pieces (`workers.chunk` leads one at a time,
     `workers.vector_chunk` as columns), one after another or on `workers`' processes or
     Dask cluster: the same run for any piece size and any number of workers."""
+    from . import vector
     from .workers import Workers
 
     span = horizon if horizon is not None else behavior.horizon_minutes
-    draws = Draws(seed)
-    leads_in = cohort(plan, behavior, draws, start, leads, span)
     how = workers if workers is not None else Workers()
-    how_much = engine or how.engine
-    if how_much != "per-lead":
-        from . import vector
-
-        why = vector.unsupported(plan, behavior, start, span)
-        if why is None:
-            tallies = how.run(plan, behavior, seed, start, span, vector.grids(leads_in), progress, columns=True)
-            total = tally.add(tallies) if tallies else tally.new(plan, span)  # type: ignore[arg-type]
-            return Run(plan, behavior, seed, start, span, total, tally.settle(total.handoffs), method="vector")
-        if how_much == "vector":
-            raise UsageError(f"--engine vector: {plan.funnel} cannot be simulated as columns: {why}",
-                             "leave --engine at auto: it simulates such a funnel lead by lead")
+    by_lead = vector.lead_by_lead(plan, behavior, start, span, engine or how.engine)
+    leads_in = cohort(plan, behavior, Draws(seed), start, leads, span)
+    if by_lead is None:
+        tallies = how.run(plan, behavior, seed, start, span, vector.grids(leads_in), progress, columns=True)
+        total = tally.add(tallies) if tallies else tally.new(plan, span)  # type: ignore[arg-type]
+        return Run(plan, behavior, seed, start, span, total, tally.settle(total.handoffs), method="vector")
     pieces = [(lead, leads_in.kinds[int(leads_in.source[row])]) for row, lead in enumerate(one_by_one(leads_in))]
     parts = how.run(plan, behavior, seed, start, span, pieces, progress)
     return merge(plan, behavior, seed, start, span, parts)  # type: ignore[arg-type]

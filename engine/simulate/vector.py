@@ -45,6 +45,7 @@ from .. import core
 from .. import evaluate as ev
 from .. import plan as p
 from ..core import FACTS
+from ..errors import UsageError
 from ..state import Event
 from . import tally as tl
 from .behavior import DAY, Behavior
@@ -367,6 +368,18 @@ def unsupported(plan: p.Plan, behavior: Behavior, start: Optional[int] = None,
     except Unsupported as why:
         return str(why)
     return None
+
+
+def lead_by_lead(plan: p.Plan, behavior: Behavior, start: int, horizon: int, engine: str) -> Optional[str]:
+    """Why a run with `engine` (auto, vector or per-lead) goes lead by lead, or None when
+    it runs as columns; a UsageError when `--engine vector` asks for columns it cannot have."""
+    if engine == "per-lead":
+        return "--engine per-lead"
+    why = unsupported(plan, behavior, start, horizon)
+    if why is not None and engine == "vector":
+        raise UsageError(f"--engine vector: {plan.funnel} cannot be simulated as columns: {why}",
+                         "leave --engine at auto: it simulates such a funnel lead by lead")
+    return why
 
 
 def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: Optional[int] = None) -> Kit:

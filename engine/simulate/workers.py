@@ -53,8 +53,8 @@ class Workers:
             raise UsageError(f"--workers {self.processes}: give from 1 to {MAX_WORKERS} worker processes")
         if self.engine not in ENGINES:
             raise UsageError(f"--engine {self.engine}: give one of {', '.join(ENGINES)}")
-        if self.chunk < 1 or self.vector_chunk < 1:
-            raise UsageError(f"chunk {self.chunk}: a piece needs at least one lead")
+        if min(self.chunk, self.vector_chunk) < 1:
+            raise UsageError(f"chunk {min(self.chunk, self.vector_chunk)}: a piece needs at least one lead")
         if self.dask is not None and self.processes != 1:
             raise UsageError("give --workers or --dask, not both",
                              "--dask runs the pieces on the cluster's workers; size the cluster there")
