@@ -799,8 +799,8 @@ class Engine(Chunk):
         name = self.k.stages[stage]
         if name in self.entered:
             self.entered[name][rows] = minute
-        first = self.reached[stage, rows] == _NONE
-        self.reached[stage, rows[first]] = minute
+        first = self.reached[stage][rows] == _NONE
+        self.reached[stage][rows[first]] = minute
         rule = self.k.plan.handoff_for(name)
         if rule is not None:
             self.handoff(rows, rule, minute)
@@ -820,7 +820,7 @@ class Engine(Chunk):
     def exit_now(self, s: int, rows: np.ndarray, event: Optional[int], detail: Optional[np.ndarray]) -> np.ndarray:
         """Which of these rows (running sequence s) leave it now (`core._Step.exit_reason`)."""
         seq = self.k.sequences[s]
-        out = self.unsub[rows] | self.bounced[rows] | self.k.suppressed[self.stage[rows], s]
+        out = self.unsub[rows] | self.bounced[rows] | self.k.suppressed[:, s][self.stage[rows]]
         if seq.segment is not None:
             out |= self.segment[rows] != seq.segment if self.segment is not None else True
         if seq.persona is not None:
@@ -855,24 +855,24 @@ class Engine(Chunk):
 
     def exits(self, rows: np.ndarray, event: Optional[int], detail: Optional[np.ndarray]) -> None:
         for s in range(len(self.k.sequences)):
-            running = self.run_step[s, rows] >= 0
+            running = self.run_step[s][rows] >= 0
             if not running.any():
                 continue
             r = rows[running]
             leave = self.exit_now(s, r, event, detail[running] if detail is not None else None)
-            self.run_step[s, r[leave]] = -1
-            self.due_at[s, r[leave]] = _NEVER
+            self.run_step[s][r[leave]] = -1
+            self.due_at[s][r[leave]] = _NEVER
 
     def enrol(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray]) -> None:
         for s, seq in enumerate(self.k.sequences):
             if not seq.steps:
                 continue
-            cand = ~self.finished[s, rows] & self.seq_stages[s][self.stage[rows]]
+            cand = ~self.finished[s][rows] & self.seq_stages[s][self.stage[rows]]
             if not cand.any():
                 continue
             r = rows[cand]
             d = detail[cand] if detail is not None else None
-            ok = ~self.unsub[r] & ~self.bounced[r] & ~self.k.suppressed[self.stage[r], s]
+            ok = ~self.unsub[r] & ~self.bounced[r] & ~self.k.suppressed[:, s][self.stage[r]]
             if seq.segment is not None:
                 ok &= self.segment[r] == seq.segment if self.segment is not None else False
             if seq.persona is not None:
@@ -886,9 +886,9 @@ class Engine(Chunk):
             start = r[ok]
             if start.shape[0]:
                 due = minute + seq.steps[0].wait_minutes
-                self.run_step[s, start] = 0
-                self.due_at[s, start] = due
-                self.finished[s, start] = True
+                self.run_step[s][start] = 0
+                self.due_at[s][start] = due
+                self.finished[s][start] = True
                 self.next_due[start] = np.minimum(self.next_due[start], due)
 
     def due(self, rows: np.ndarray, minute: int) -> np.ndarray:
@@ -898,7 +898,10 @@ class Engine(Chunk):
         cand = rows[self.next_due[rows] <= minute]
         if cand.shape[0] == 0:
             return cand
-        exact = self.due_at[:, cand].min(axis=0)
+        due_at = self.due_at
+        exact = due_at[0][cand]
+        for s in range(1, due_at.shape[0]):
+            np.minimum(exact, due_at[s][cand], out=exact)
         self.next_due[cand] = exact
         return cand[exact <= minute]
 
@@ -909,11 +912,11 @@ class Engine(Chunk):
         for s in self.k.order:
             seq = self.k.sequences[s]
             for _ in range(len(seq.steps) + 1):
-                due = self.due_at[s, rows] <= minute
+                due = self.due_at[s][rows] <= minute
                 if not due.any():
                     break
                 r = rows[due]
-                steps = self.run_step[s, r]
+                steps = self.run_step[s][r]
                 first = int(steps[0])
                 if (steps == first).all():
                     self.advance(s, first, r, minute)
@@ -937,17 +940,17 @@ class Engine(Chunk):
         if step.action == "send" and go.shape[0]:
             self.send(self.k.step_code[(s, i)], go, minute, seq.name, step)
         elif step.action == "exit" and go.shape[0]:
-            self.run_step[s, go] = -1
-            self.due_at[s, go] = _NEVER
+            self.run_step[s][go] = -1
+            self.due_at[s][go] = _NEVER
             rows = rows[~np.isin(rows, go)]
         if i + 1 < len(seq.steps):
             due = minute + seq.steps[i + 1].wait_minutes
-            self.run_step[s, rows] = i + 1
-            self.due_at[s, rows] = due
+            self.run_step[s][rows] = i + 1
+            self.due_at[s][rows] = due
             self.next_due[rows] = np.minimum(self.next_due[rows], due)
         else:
-            self.run_step[s, rows] = -1
-            self.due_at[s, rows] = _NEVER
+            self.run_step[s][rows] = -1
+            self.due_at[s][rows] = _NEVER
 
     def send(self, code: int, rows: np.ndarray, minute: int, sequence: Optional[str],
              step: Optional[p.Step]) -> None:
@@ -1134,7 +1137,7 @@ class Engine(Chunk):
             self.first_stage[r] = stage
             if magnet.enters in self.entered:
                 self.entered[magnet.enters][r] = minute
-            self.reached[stage, r] = minute
+            self.reached[stage][r] = minute
             self.score[r] = 0.0
             self.score_period[r] = self.period(minute)
             for fp in plan.scoring.fit:
@@ -1340,7 +1343,7 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
             t.at_horizon[name] = int(here.sum())
             if (here & unsub).any():
                 t.at_horizon_unsubscribed[name] = int((here & unsub).sum())
-        reached = e.reached[i, rows]
+        reached = e.reached[i][rows]
         got = reached != _NONE
         if got.any():
             t.reached[name] = int(got.sum())
@@ -1349,11 +1352,11 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
             t.time_to[name] = _counts(reached[later] - e.cohort.arrives[rows][later])
     path = tl.main_path(plan)
     for a, b in zip(path, path[1:]):
-        both = (e.reached[plan.stage_index(a), rows] != _NONE) & (e.reached[plan.stage_index(b), rows] != _NONE)
+        both = (e.reached[plan.stage_index(a)][rows] != _NONE) & (e.reached[plan.stage_index(b)][rows] != _NONE)
         if both.any():
             t.pairs[(a, b)] = int(both.sum())
     for name in tl.headline_stages(plan):
-        at = e.reached[plan.stage_index(name), rows]
+        at = e.reached[plan.stage_index(name)][rows]
         _weeks_into(t.week_counts(name), at[at != _NONE], start, t.weeks)
     t.emails = _counts(e.emails[rows])
     t.unsubscribed_leads = int(unsub.sum())
