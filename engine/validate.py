@@ -25,16 +25,18 @@ import sys
 import types
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import fastjsonschema
-import jsonschema
-from jsonschema.exceptions import ValidationError
 
 from . import expectations, expr
 from .errors import JsonPath, Problem, json_path
 from .load import Document
 from .units import parse_duration
+
+if TYPE_CHECKING:  # jsonschema is imported only to explain a document that fails the fast check
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -66,7 +68,9 @@ def schema(name: str = "funnel") -> Dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
-def _validator(name: str = "funnel") -> jsonschema.Draft7Validator:
+def _validator(name: str = "funnel") -> "jsonschema.Draft7Validator":
+    import jsonschema
+
     return jsonschema.Draft7Validator(schema(name))
 
 

@@ -507,7 +507,8 @@ class Chunk:
         self.sent_variant: List[np.ndarray] = []
         self.steps = 0
         self.pw = self._powers()
-        self.limits: Dict[str, np.ndarray] = {}  # per email: `limits_for`
+        self.limits: Dict[str, Tuple[Optional[np.ndarray], ...]] = {}  # per email: `limits_for`
+        self.limits_same: Dict[str, Tuple[Any, ...]] = {}
         self.fit = self.static("fit", {"var": "fit"}).astype(bool) if plan.fit is not None else np.zeros(n, bool)
         self.segment = self.static("segment", {"var": "segment"}) if plan.segments else None
         self.persona = self.static("persona", {"var": "persona"}) if plan.personas else None
@@ -587,16 +588,17 @@ class Chunk:
             self._classes = (back, first.tolist())
         return self._classes
 
-    def limits_for(self, template: str, variant: Optional[str], rows: np.ndarray) -> np.ndarray:
-        """Each row's (open, click, reply, unsubscribe, bounce) rates for one email (and
-        A/B variant), by the behaviour model's fallbacks (template, segment, persona,
-        profile attributes), as the largest folded draw that is a hit (`draws.below`), so
-        a chance is one integer comparison; `_NO_CHANCE` for a rate of 0. Worked out once
-        per class of alike rows."""
+    def limits_for(self, template: str, variant: Optional[str]) -> Tuple[Optional[np.ndarray], ...]:
+        """For one email (and A/B variant): per (open, click, reply, unsubscribe, bounce),
+        the bound of each class of rows' rate (`rate_class`) by the behaviour model's
+        fallbacks (template, segment, persona, profile attributes), as the largest folded
+        draw that is a hit (`draws.below`), so a chance is one integer comparison;
+        `_NO_CHANCE` for a rate of 0; None where every class has the same bound (then
+        `limits_same` holds it). Worked out once per class of alike rows."""
         key = f"{template}\x00{variant or ''}"
-        back, first = self.rate_class()
-        table = self.limits.get(key)
-        if table is None:
+        got = self.limits.get(key)
+        if got is None:
+            _back, first = self.rate_class()
             email = self.k.behavior.email
             bounds = []
             for row in first:
@@ -605,8 +607,13 @@ class Chunk:
                 r = email.rates_for(template, variant=variant, persona=per, segment=seg, profile=self.profile(row))
                 bounds.append([_NO_CHANCE if (b := below(x)) is None else b
                                for x in (r.open, r.click, r.reply, r.unsubscribe, r.bounce)])
-            table = self.limits[key] = np.asarray(bounds, dtype=np.uint64).reshape(-1, 5)
-        return table[back[rows]]
+            table = np.asarray(bounds, dtype=np.uint64).reshape(-1, 5)
+            columns = tuple(None if (table[:, c] == table[0, c]).all() else np.ascontiguousarray(table[:, c])
+                            for c in range(5))
+            self.limits_same[key] = tuple(np.uint64(table[0, c]) if table.shape[0] else _NO_CHANCE
+                                          for c in range(5))
+            got = self.limits[key] = columns
+        return got
 
     def profile(self, row: int) -> Dict[str, Any]:
         return self.cohort.profile_of(row)
@@ -982,18 +989,27 @@ class Engine(Chunk):
     def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...]) -> np.ndarray:
         """What each lead does with the email (`run._Loop.on_send`'s draws), queued as the
         events it makes; the flags say which."""
-        limits = self.limits_for(template, variant, rows)
+        limits = self.limits_for(template, variant)
+        same = self.limits_same[f"{template}\x00{variant or ''}"]
+        classes = self.rate_class()[0][rows] if any(c is not None for c in limits) else None
         lead = self.lead[rows]
 
         def chance(column: int, what: str, among: np.ndarray) -> np.ndarray:
             """`Draws.chance` for each row: its folded draw at most the bound of its rate."""
-            bound = limits[among, column]
-            out = bound != _NO_CHANCE
+            table = limits[column]
+            if table is None:  # one bound for every row
+                bound = same[column]
+                if bound == _NO_CHANCE or among.shape[0] == 0:
+                    return np.zeros(among.shape[0], dtype=bool)
+                return fold_column(self.draws.state("email", *key, what), lead[among].astype(np.uint64)) <= bound
+            assert classes is not None
+            bounds = table[classes[among]]
+            out = bounds != _NO_CHANCE
             if out.any():
                 idx = np.nonzero(out)[0] if not out.all() else None
                 leads = lead[among] if idx is None else lead[among][idx]
                 folded = fold_column(self.draws.state("email", *key, what), leads.astype(np.uint64))
-                hit = folded <= (bound if idx is None else bound[idx])
+                hit = folded <= (bounds if idx is None else bounds[idx])
                 if idx is None:
                     out = hit
                 else:
