@@ -700,6 +700,7 @@ class Engine(Chunk):
         self.marketing_week = Week(self.n)  # ... of marketing emails
         self.visit_state: Optional[np.ndarray] = None
         self.page_state: Optional[np.ndarray] = None
+        self.gap_state: Optional[np.ndarray] = None  # `Draws.states` of ("visit-gap", lead)
         self.created_rows: List[np.ndarray] = []
         self.rejected = 0
         self.queued = 0
@@ -1211,6 +1212,7 @@ class Engine(Chunk):
         if self.visit_state is None:
             self.visit_state = self.draws.states(("visit",), self.lead)
             self.page_state = self.draws.states(("page",), self.lead)
+            self.gap_state = self.draws.states(("visit-gap",), self.lead)
         visits = self.k.behavior.visits
         k = day - self.arrival_day[cand]
         # "Clicked within the window": the last click's day plus the window is after today.
@@ -1221,7 +1223,8 @@ class Engine(Chunk):
         hit = ok & (self.draws.folded(self.visit_state[cand], k) <= limit)
         n = self.visit_n[cand] + 1
         self.visit_n[cand] = n
-        self.next_visit[cand] = day + gaps.gaps(self.draws.column(("visit-gap",), self.lead[cand], n))
+        assert self.gap_state is not None
+        self.next_visit[cand] = day + gaps.gaps(self.draws.then(self.gap_state[cand], n))
         r = cand[hit]
         if r.shape[0] == 0:
             return
@@ -1418,7 +1421,7 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
         t.unsubscribes = int(((s_flags & 8) != 0).sum())
         t.bounces = int(((s_flags & 16) != 0).sum())
         t.most_in_7_days = e.week.most
-        marketing = np.isin(s_code, [c for c, kind in enumerate(kinds) if kind in tl.MARKETING_KINDS])
+        marketing = np.asarray([kind in tl.MARKETING_KINDS for kind in kinds], dtype=bool)[s_code]
         if marketing.any():
             m_rows, m_minute = s_rows[marketing], s_minute[marketing]
             t.most_marketing_in_7_days = e.marketing_week.most
