@@ -36,7 +36,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from functools import lru_cache
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -50,7 +51,7 @@ from ..state import Event
 from . import tally as tl
 from .behavior import DAY, Behavior
 from ..units import format_clock
-from .cohort import Cohort, local_minute
+from .cohort import Cohort, lead_timezone, local_minute
 from .draws import Draws, below, fold_column
 from .run import visit_gaps
 
@@ -343,7 +344,8 @@ class Kit:
     sends: Tuple[Tuple[Optional[str], Optional[str], str, str], ...]  # code -> (sequence, step, template, kind)
     templates: Tuple[str, ...]
     pages: Tuple[str, ...]
-    transitions: Tuple[Tuple[np.ndarray, int, Callable[..., np.ndarray], str], ...]  # (sources, to, when, id)
+    transitions: Tuple[Tuple[np.ndarray, int, Callable[..., np.ndarray], str, Optional[str]], ...]
+    # ^ (sources, to, when, id, on)
     sequences: Tuple[p.Sequence, ...]
     entry: Tuple[Callable[..., np.ndarray], ...]
     exit_when: Tuple[Optional[Callable[..., np.ndarray]], ...]
@@ -353,10 +355,23 @@ class Kit:
     suppressed: np.ndarray  # [stage, sequence] -> the stage suppresses the sequence
     known: frozenset
     exit_on_state: bool  # some sequence has an exit condition (`exit.when`)
-    # No sequence has an entry or exit condition, and none ends on an event but an
-    # unsubscribe or bounce (which end every sequence anyway): after an event, only a row
-    # whose stage, unsubscribe or bounce changed can leave or enter a sequence.
+    # No sequence has an entry or exit condition or starts on an event, and none ends on
+    # an event but an unsubscribe or bounce (which end every sequence anyway): after an
+    # event, only a row whose stage, unsubscribe or bounce changed can leave or enter a
+    # sequence.
     settle_on_change: bool
+    crm: Tuple[str, ...]  # the CRM events the behaviour model makes (event code _CRM + i)
+    magnets: Tuple[str, ...]  # the lead magnets (an opt-in's detail)
+    quiet: bool  # quiet hours can hold a send back
+    cap: bool  # the frequency cap can hold a send back
+    sla: bool  # some handoff has an SLA
+    # None: every lead lives on a daily grid (`run_chunk`, day by day); else why not, in
+    # words, and the leads advance from their own next event (`rounds`).
+    off_grid: Optional[str] = None
+
+    @property
+    def grid(self) -> bool:
+        return self.off_grid is None
 
 
 def unsupported(plan: p.Plan, behavior: Behavior, start: Optional[int] = None,
@@ -383,31 +398,29 @@ def lead_by_lead(plan: p.Plan, behavior: Behavior, start: int, horizon: int, eng
 
 
 def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: Optional[int] = None) -> Kit:
-    """The tables for `plan`, or Unsupported. Quiet hours are allowed when they never
-    hold back a send of a run from `start` for `horizon` minutes (`quiet_hours_bind`)."""
+    """The tables for `plan`, or Unsupported. `Kit.off_grid` says why the leads do not
+    live on a daily grid (then they advance event by event); quiet hours keep them on
+    it when they never hold back a send of a run from `start` for `horizon` minutes
+    (`quiet_hours_bind`)."""
+    off: List[str] = []  # why not the daily grid, first reason first
     if not behavior.timing.same_minute:
-        raise Unsupported("the behaviour model spreads a lead's day over its hours (`timing.day: spread`)")
+        off.append("the behaviour model spreads a lead's day over its hours (`timing.day: spread`)")
     if behavior.crm:
-        raise Unsupported("the behaviour model has CRM reactions")
+        off.append("the behaviour model has CRM reactions")
     if any(a.kind != "magnet" for a in behavior.arrivals):
         raise Unsupported("leads arrive through an entry (a CRM event or an import), not only lead magnets")
     pol = plan.policies
-    if pol.cap_max is not None and pol.cap_per_minutes:
-        raise Unsupported("the funnel has a frequency cap")
-    if pol.quiet_from is not None and pol.quiet_to is not None:
-        if start is None or horizon is None:
-            raise Unsupported("the funnel has quiet hours (a send they hold back leaves the daily grid)")
-        held = quiet_hours_bind(plan, behavior, start, horizon)
-        if held is not None:
-            raise Unsupported(f"the funnel's quiet hours hold back a send at {held} (it would leave the daily grid)")
+    cap = pol.cap_max is not None and bool(pol.cap_per_minutes)
+    if cap:
+        off.append("the funnel has a frequency cap")
     d = plan.scoring.decay
     if d is not None and d.window_minutes is not None:
         raise Unsupported("the score decays within a window")
     if any(t.on is not None for t in plan.transitions):
-        raise Unsupported("a transition waits for an event (`on:`)")
-    for rule in plan.handoff:
-        if rule.sla_minutes is not None:
-            raise Unsupported(f"the handoff to {rule.stage} has an SLA")
+        off.append("a transition waits for an event (`on:`)")
+    sla = any(rule.sla_minutes is not None for rule in plan.handoff)
+    if sla:
+        off.append("a handoff has an SLA")
     conditions = Conditions(plan)
     for group in plan.segments + plan.personas + ((p.Group("fit", plan.fit),) if plan.fit else ()):
         if not conditions.static(group.when.tree):
@@ -419,14 +432,14 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
     step_when: Dict[Tuple[int, int], Tuple[Callable[..., np.ndarray], Optional[Callable[..., np.ndarray]]]] = {}
     for s, seq in enumerate(plan.sequences):
         if seq.on is not None:
-            raise Unsupported(f"the sequence {seq.name} starts on an event (`on:`)")
+            off.append(f"the sequence {seq.name} starts on an event (`on:`)")
         if seq.exit is not None and any(not on.startswith(("email.", "site.visited")) for on in seq.exit.on):
-            raise Unsupported(f"the sequence {seq.name} ends on an event leads do not make here")
+            off.append(f"the sequence {seq.name} ends on an event other than an email's or a visit")
         for i, step in enumerate(seq.steps):
             if step.at_minute is not None:
                 raise Unsupported(f"the step {seq.name}/{step.id} sends at a time of day (`at:`)")
             if step.wait_minutes % DAY:
-                raise Unsupported(f"the step {seq.name}/{step.id} waits part of a day")
+                off.append(f"the step {seq.name}/{step.id} waits part of a day")
             step_when[(s, i)] = (conditions.compile(step.when.tree if step.when else None),
                                  conditions.compile(step.unless.tree) if step.unless else None)
             if step.action == "send":
@@ -444,7 +457,7 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
         return out
 
     transitions = tuple((from_stages(t.sources), plan.stage_index(t.to),
-                         conditions.compile(t.when.tree if t.when else None), t.id) for t in plan.transitions)
+                         conditions.compile(t.when.tree if t.when else None), t.id, t.on) for t in plan.transitions)
     entry = tuple(conditions.compile(seq.when.tree if seq.when else None) for seq in plan.sequences)
     exit_when = tuple(conditions.compile(seq.exit.when.tree) if seq.exit and seq.exit.when else None
                       for seq in plan.sequences)
@@ -453,14 +466,22 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
         for s, seq in enumerate(plan.sequences):
             suppressed[st.index, s] = seq.kind in st.suppress or seq.name in st.suppress
     order = tuple(sorted(range(len(plan.sequences)), key=lambda s: (-plan.sequences[s].priority, s)))
+    has_quiet = pol.quiet_from is not None and pol.quiet_to is not None
+    if has_quiet and not off:  # on the daily grid they may never hold a send back
+        held = quiet_hours_bind(plan, behavior, start, horizon) if start is not None and horizon is not None \
+            else "some time"
+        if held is not None:
+            off.append(f"the funnel's quiet hours hold back a send at {held}")
     templates = tuple(dict.fromkeys(t for _, _, t, _ in sends))
     pages = tuple(page for page, _ in behavior.visits.pages)
+    crm = tuple(dict.fromkeys(o.event for reaction in behavior.crm for o in reaction.outcomes))
     return Kit(plan, behavior, conditions, tuple(s.name for s in plan.stages), tuple(sends), templates, pages,
                transitions, plan.sequences, entry, exit_when, step_when, step_code, order, suppressed,
                core.known_details(plan), any(w is not None for w in exit_when),
-               all(seq.when is None and (seq.exit is None or (seq.exit.when is None and all(
+               all(seq.when is None and seq.on is None and (seq.exit is None or (seq.exit.when is None and all(
                    on.split(".")[:2] in (["email", "unsubscribed"], ["email", "bounced"]) for on in seq.exit.on)))
-                   for seq in plan.sequences))
+                   for seq in plan.sequences),
+               crm, tuple(m.name for m in plan.lead_magnets), has_quiet and bool(off), cap, sla, off[0] if off else None)
 
 
 # -- one chunk of leads -------------------------------------------------------------------
@@ -676,9 +697,22 @@ def _attrs(plan: p.Plan, tree: p.Tree) -> set:
 
 # -- the engine's step, for many leads at one minute ----------------------------------------
 
-_BOUNCED, _UNSUB, _OPEN, _CLICK, _REPLY, _VISIT = range(6)
-_TYPES = ("email.bounced", "email.unsubscribed", "email.opened", "email.clicked", "email.replied", "site.visited")
+_BOUNCED, _UNSUB, _OPEN, _CLICK, _REPLY, _VISIT, _OPTIN = range(7)
+_TYPES = ("email.bounced", "email.unsubscribed", "email.opened", "email.clicked", "email.replied", "site.visited",
+          "magnet.downloaded")
+_CRM = 100  # the CRM event `Kit.crm[i]` is event _CRM + i
 _FLAG = {_OPEN: 1, _CLICK: 2, _REPLY: 4, _UNSUB: 8, _BOUNCED: 16}
+_LONG_AGO = -(1 << 62)  # a send time before any window
+Now = Union[int, np.ndarray]  # one minute for every row, or each row's own
+
+
+def _pick(minute: Now, sel: np.ndarray) -> Now:
+    """The minutes of the rows `sel` picks (a mask or positions) out of rows at `minute`."""
+    return minute[sel] if isinstance(minute, np.ndarray) else minute
+
+
+def _column(minute: Now, n: int) -> np.ndarray:
+    return minute.astype(np.int64, copy=False) if isinstance(minute, np.ndarray) else np.full(n, minute, np.int64)
 
 
 class Engine(Chunk):
@@ -723,6 +757,18 @@ class Engine(Chunk):
             for name in visits.stages:
                 self.visit_stages[self.k.plan.stage_index(name)] = True
         self.visit_stages[-1] = False
+        n, plan = self.n, self.k.plan
+        self.sla_deadline = np.full(n, _NONE, dtype=np.int64)  # _NONE: no SLA running
+        self.sla_stage = np.full(n, -1, dtype=np.int64)
+        self.sla_breaches = np.zeros(n, dtype=np.int64)
+        self.deferred = {rule: np.zeros(n, dtype=np.int64) for rule in ("quiet_hours", "frequency_cap")}
+        pol = plan.policies
+        self.cap_max = int(pol.cap_max or 0) if self.k.cap else 0
+        # The cap's window counts a lead's last `cap_max` sequence sends, oldest first.
+        self.history = np.full((n, self.cap_max), _LONG_AGO, dtype=np.int64) if self.cap_max else None
+        self.capped = tuple(not pol.cap_applies_to or seq.kind in pol.cap_applies_to for seq in self.k.sequences)
+        self._zones: Any = None
+        self._tz: Optional[np.ndarray] = None
 
     def _kept_facts(self) -> set:
         keep = {"email.clicked"}
@@ -757,7 +803,46 @@ class Engine(Chunk):
                 next((e.points for e in events if e.base == kind and not e.detail), 0)
         return got
 
-    def set_fact(self, key: str, rows: np.ndarray, minute: int) -> None:
+    def kind_name(self, event: int) -> str:
+        return _TYPES[event] if event < _CRM else self.k.crm[event - _CRM]
+
+    def names_of(self, event: int) -> Tuple[str, ...]:
+        """What an event's detail (a code) names: a template, page or lead magnet."""
+        if event == _VISIT:
+            return self.k.pages
+        if event == _OPTIN:
+            return self.k.magnets
+        return self.k.templates if event < _VISIT else ()
+
+    def zones(self) -> Tuple[Any, np.ndarray]:
+        """(`zones.Zones` of the timezones the rows have, each row's code; the sender's
+        timezone is the last code)."""
+        if self._zones is None:
+            from .zones import Zones
+
+            pol = self.k.plan.policies
+            column = next((c for c in self.cohort.profile if c.name == pol.timezone_attribute), None)
+            names: List[str] = []
+            codes = np.zeros(self.n, dtype=np.int64)
+            if column is not None and column.kind == "choice" and not (column.codes < -1).any():
+                values = [str(v) if v else pol.default_timezone for v in column.values]
+                names = list(dict.fromkeys(values))
+                lookup = np.asarray([names.index(v) for v in values] + [-1], dtype=np.int64)
+                codes = lookup[column.codes]  # a missing value (-1) reads the last entry
+            elif column is not None:  # as the engine reads any other value: one lead at a time
+                each = [lead_timezone(self.k.plan, self.profile(row)) for row in range(self.n)]
+                names = sorted(set(each))
+                codes = np.asarray([names.index(tz) for tz in each], dtype=np.int64)
+            if pol.default_timezone not in names:
+                names.append(pol.default_timezone)
+            codes[codes < 0] = names.index(pol.default_timezone)
+            self._zones = _zones_for(tuple(names), self.start, self.end)
+            self._tz = codes
+            self.sender_tz = names.index(pol.default_timezone)
+        assert self._tz is not None
+        return self._zones, self._tz
+
+    def set_fact(self, key: str, rows: np.ndarray, minute: Now) -> None:
         if key in self.kept:
             self.fact(key)[rows] = minute
 
@@ -770,10 +855,21 @@ class Engine(Chunk):
         self.score[rows[nonzero]] += points[nonzero]
 
     # 1. catching up ------------------------------------------------------------------------
-    def decay(self, rows: np.ndarray, minute: int) -> None:
-        period = self._periods.get(minute)
-        if period is None:
-            period = self._periods[minute] = self.period(minute)
+    def period_of(self, minute: Now) -> Now:
+        """The decay period of each minute (`period`)."""
+        if not isinstance(minute, np.ndarray):
+            period = self._periods.get(minute)
+            if period is None:
+                period = self._periods[minute] = self.period(minute)
+            return period
+        d = self.k.plan.scoring.decay
+        if d is None or d.every_minutes <= 0 or d.factor == 1.0:
+            return np.zeros(minute.shape[0], dtype=np.int64)
+        zones, _ = self.zones()
+        return zones.wall(minute, np.full(minute.shape[0], self.sender_tz, dtype=np.int64)) // d.every_minutes
+
+    def decay(self, rows: np.ndarray, minute: Now) -> None:
+        period = self.period_of(minute)
         n = period - self.score_period[rows]
         moved = n > 0
         if moved.any():
@@ -781,48 +877,100 @@ class Engine(Chunk):
             self.score[r] = self.score[r] * self.pw[n[moved]]
         self.score_period[rows] = np.maximum(self.score_period[rows], period)
 
-    def catch_up(self, rows: np.ndarray, minute: int) -> None:
-        # A row that already took a step this minute has its score at this minute and ran
-        # everything due then.
-        fresh = rows[self.last[rows] < minute]
-        self.decay(fresh, minute)
+    def catch_up(self, rows: np.ndarray, minute: Now) -> None:
+        # A row that already took a step this minute has its score at this minute, its SLA
+        # judged and ran everything due then.
+        fresh_mask = self.last[rows] < minute
+        fresh, at = rows[fresh_mask], _pick(minute, fresh_mask)
+        self.decay(fresh, at)
+        if self.k.sla:
+            self.sla_breach(fresh, at)
         if self.k.exit_on_state:
             # Without exit conditions, what a row leaves depends on its stage, unsubscribe
             # and bounce, all as they were when its last step settled.
             self.exits(rows, None, None)
-        self.run_due(fresh, minute)
+        self.run_due(fresh, at)
+
+    def sla_breach(self, rows: np.ndarray, minute: Now) -> None:
+        """`core._Step.sla_breach`: a deadline passed before anyone answered."""
+        deadline = self.sla_deadline[rows]
+        late = (deadline != _NONE) & (minute > deadline)
+        if late.any():
+            r = rows[late]
+            self.sla_breaches[r] += 1
+            self.sla_deadline[r] = _NONE
+
+    def sla_answer(self, rows: np.ndarray, event: int) -> None:
+        """`core._Step.sla_answer`: a CRM event meets the pending SLA it may answer."""
+        if event < _CRM:
+            return
+        pending = rows[self.sla_deadline[rows] != _NONE]
+        if pending.shape[0] == 0:
+            return
+        kind = self.kind_name(event)
+        stages = self.sla_stage[pending]
+        for code in np.unique(stages).tolist():
+            rule = self.k.plan.handoff_for(self.k.stages[code]) if code >= 0 else None
+            if rule is not None and rule.answered_by and kind not in rule.answered_by:
+                continue
+            self.sla_deadline[pending[stages == code]] = _NONE
 
     # 3. stages ----------------------------------------------------------------------------
-    def transitions(self, rows: np.ndarray, minute: int) -> None:
-        for sources, to, when, _id in self.k.transitions:
-            cand = rows[sources[self.stage[rows]]]
-            if cand.shape[0] == 0:
+    def transitions(self, rows: np.ndarray, minute: Now, event: Optional[int] = None,
+                    detail: Optional[np.ndarray] = None) -> None:
+        for sources, to, when, _id, on in self.k.transitions:
+            held = sources[self.stage[rows]]
+            if on is not None:
+                if event is None:
+                    continue
+                held &= self.matches((on,), event, detail, rows.shape[0])
+            cand_at = np.nonzero(held)[0]
+            if cand_at.shape[0] == 0:
                 continue
-            moving = cand[when(self, cand) & ~self.unsub[cand]]
-            if moving.shape[0]:
-                self.enter_stage(moving, to, minute)
+            cand = rows[cand_at]
+            ok = when(self, cand)
+            if not (on or "").startswith("crm."):  # an unsubscribed lead moves only on sales' events
+                ok &= ~self.unsub[cand]
+            if ok.any():
+                self.enter_stage(cand[ok], to, _pick(minute, cand_at[ok]))
 
-    def enter_stage(self, rows: np.ndarray, stage: int, minute: int) -> None:
+    def enter_stage(self, rows: np.ndarray, stage: int, minute: Now) -> None:
         self.stage[rows] = stage
         name = self.k.stages[stage]
         if name in self.entered:
             self.entered[name][rows] = minute
         first = self.reached[stage][rows] == _NONE
-        self.reached[stage][rows[first]] = minute
+        self.reached[stage][rows[first]] = _pick(minute, first)
         rule = self.k.plan.handoff_for(name)
         if rule is not None:
             self.handoff(rows, rule, minute)
+        self.on_stage(rows, stage, minute)
 
-    def handoff(self, rows: np.ndarray, rule: p.Handoff, minute: int) -> None:
-        for row in rows.tolist():
+    def on_stage(self, rows: np.ndarray, stage: int, minute: Now) -> None:
+        """What follows a lead entering a stage outside the engine (CRM reactions: `rounds`)."""
+
+    def handoff(self, rows: np.ndarray, rule: p.Handoff, minute: Now) -> None:
+        at = _column(minute, rows.shape[0]).tolist()
+        stage = self.k.plan.stage_index(rule.stage)
+        pol = self.k.plan.policies
+        hours = (pol.business_days, pol.business_from, pol.business_to) \
+            if rule.sla_clock == "business" and pol.business_from is not None else None
+        for row, now in zip(rows.tolist(), at):
             key, reps = core.handoff_pool(rule, self.profile(row) if rule.assign.kind == "territory" else {})
             if not reps:
                 continue
             n = int(self.handoff_count[row])
-            self.handoffs.append((minute, self.cohort.lead_id(row), n, key, tuple(reps), int(self.lead[row])))
+            self.handoffs.append((now, self.cohort.lead_id(row), n, key, tuple(reps), int(self.lead[row])))
             self.handoff_count[row] = n + 1
             if self.handed[row] == _NONE:
-                self.handed[row] = minute
+                self.handed[row] = now
+            if rule.sla_minutes is not None:
+                self.sla_deadline[row] = clock.business_deadline(now, rule.sla_minutes, hours,  # type: ignore[arg-type]
+                                                                 pol.default_timezone)
+                self.sla_stage[row] = stage
+            else:  # a handoff without an SLA ends the one running
+                self.sla_deadline[row] = _NONE
+                self.sla_stage[row] = -1
 
     # 4. sequences --------------------------------------------------------------------------
     def exit_now(self, s: int, rows: np.ndarray, event: Optional[int], detail: Optional[np.ndarray]) -> np.ndarray:
@@ -848,10 +996,13 @@ class Engine(Chunk):
                 out[rest] = when(self, rows[rest])
         return out
 
-    def matches(self, ons: Sequence[str], event: int, detail: Optional[np.ndarray], n: int) -> np.ndarray:
-        kind = _TYPES[event]
+    def matches(self, ons: Sequence[str], event: Optional[int], detail: Optional[np.ndarray], n: int) -> np.ndarray:
+        """`core._matches` of each `on:` with each row's event (of one type; `detail` codes)."""
         out = np.zeros(n, dtype=bool)
-        names = self.k.pages if event == _VISIT else self.k.templates
+        if event is None:
+            return out
+        kind = self.kind_name(event)
+        names = self.names_of(event)
         for on in ons:
             if on == kind:
                 out[:] = True
@@ -871,11 +1022,13 @@ class Engine(Chunk):
             self.run_step[s][r[leave]] = -1
             self.due_at[s][r[leave]] = _NEVER
 
-    def enrol(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray]) -> None:
+    def enrol(self, rows: np.ndarray, minute: Now, event: Optional[int], detail: Optional[np.ndarray]) -> None:
         for s, seq in enumerate(self.k.sequences):
             if not seq.steps:
                 continue
             cand = ~self.finished[s][rows] & self.seq_stages[s][self.stage[rows]]
+            if seq.on is not None:
+                cand &= self.matches((seq.on,), event, detail, rows.shape[0])
             if not cand.any():
                 continue
             r = rows[cand]
@@ -893,50 +1046,56 @@ class Engine(Chunk):
                 ok[keep] = ~self.exit_now(s, r[keep], event, d[keep] if d is not None else None)
             start = r[ok]
             if start.shape[0]:
-                due = minute + seq.steps[0].wait_minutes
+                due = _pick(_pick(minute, cand), ok) + seq.steps[0].wait_minutes
                 self.run_step[s][start] = 0
                 self.due_at[s][start] = due
                 self.finished[s][start] = True
                 self.next_due[start] = np.minimum(self.next_due[start], due)
 
-    def due(self, rows: np.ndarray, minute: int) -> np.ndarray:
-        """The rows with a step due at or before `minute`. `next_due` is a lower bound of
-        each row's next due time (kept low as steps are set, made exact here), so most
-        rows are passed over with one comparison."""
-        cand = rows[self.next_due[rows] <= minute]
+    def due(self, rows: np.ndarray, minute: Now) -> Tuple[np.ndarray, np.ndarray]:
+        """The rows with a step due at or before `minute`, and their places in `rows`.
+        `next_due` is a lower bound of each row's next due time (kept low as steps are
+        set, made exact here), so most rows are passed over with one comparison."""
+        soon = np.nonzero(self.next_due[rows] <= minute)[0]
+        cand = rows[soon]
         if cand.shape[0] == 0:
-            return cand
+            return cand, soon
         due_at = self.due_at
         exact = due_at[0][cand]
         for s in range(1, due_at.shape[0]):
             np.minimum(exact, due_at[s][cand], out=exact)
         self.next_due[cand] = exact
-        return cand[exact <= minute]
+        keep = exact <= _pick(minute, soon)
+        return cand[keep], soon[keep]
 
-    def run_due(self, rows: np.ndarray, minute: int) -> None:
-        rows = self.due(rows, minute)
+    def run_due(self, rows: np.ndarray, minute: Now) -> None:
+        rows, places = self.due(rows, minute)
         if rows.shape[0] == 0:
             return
+        now = _pick(minute, places)
         for s in self.k.order:
             seq = self.k.sequences[s]
             for _ in range(len(seq.steps) + 1):
-                due = self.due_at[s][rows] <= minute
+                due = self.due_at[s][rows] <= now
                 if not due.any():
                     break
                 r = rows[due]
+                at = _pick(now, due)
                 steps = self.run_step[s][r]
                 first = int(steps[0])
                 if (steps == first).all():
-                    self.advance(s, first, r, minute)
+                    self.advance(s, first, r, at)
                     continue
                 for i in np.unique(steps).tolist():
-                    self.advance(s, i, r[steps == i], minute)
+                    pick = steps == i
+                    self.advance(s, i, r[pick], _pick(at, pick))
         # `next_due` of these rows may now be below their next step's time: the next look
         # at them (`due`) makes it exact, once.
 
-    def advance(self, s: int, i: int, rows: np.ndarray, minute: int) -> None:
+    def advance(self, s: int, i: int, rows: np.ndarray, minute: Now) -> None:
         seq = self.k.sequences[s]
         step = seq.steps[i]
+        due: Now = self.due_at[s][rows] if isinstance(minute, np.ndarray) else minute  # the step's own time
         go = rows
         if step.action in ("send", "notify", "exit"):
             when, unless = self.k.step_when[(s, i)]
@@ -945,27 +1104,79 @@ class Engine(Chunk):
                 keep = np.nonzero(ok)[0]
                 ok[keep] = ~unless(self, rows[keep])
             go = rows[ok]
-        if step.action == "send" and go.shape[0]:
-            self.send(self.k.step_code[(s, i)], go, minute, seq.name, step)
-        elif step.action == "exit" and go.shape[0]:
+            if step.action == "send" and (self.k.quiet or self.k.cap) and go.shape[0]:
+                held = self.hold(s, go, _column(_pick(due, ok), go.shape[0]))
+                if held is not None:  # held back: waits in place, at its new time
+                    rows = rows[~np.isin(rows, go[held])]
+                    go = go[~held]
+                    if isinstance(due, np.ndarray):
+                        due = self.due_at[s][rows]
+            if step.action == "send" and go.shape[0]:
+                self.send(self.k.step_code[(s, i)], go, due if not isinstance(due, np.ndarray) else
+                          self.due_at[s][go], seq.name, step)
+        if step.action == "exit" and go.shape[0]:
             self.run_step[s][go] = -1
             self.due_at[s][go] = _NEVER
             rows = rows[~np.isin(rows, go)]
+            if isinstance(due, np.ndarray):
+                due = self.due_at[s][rows]
+        if rows.shape[0] == 0:
+            return
         if i + 1 < len(seq.steps):
-            due = minute + seq.steps[i + 1].wait_minutes
+            following = due + seq.steps[i + 1].wait_minutes
             self.run_step[s][rows] = i + 1
-            self.due_at[s][rows] = due
-            self.next_due[rows] = np.minimum(self.next_due[rows], due)
+            self.due_at[s][rows] = following
+            self.next_due[rows] = np.minimum(self.next_due[rows], following)
         else:
             self.run_step[s][rows] = -1
             self.due_at[s][rows] = _NEVER
 
-    def send(self, code: int, rows: np.ndarray, minute: int, sequence: Optional[str],
+    def hold(self, s: int, rows: np.ndarray, due: np.ndarray) -> Optional[np.ndarray]:
+        """`core._Step.send_time` for a send step of sequence s due at `due`: the rows
+        that quiet hours or the frequency cap hold back (None: none), which then wait at
+        their new time, each rule that held a row counted once for it."""
+        pol = self.k.plan.policies
+        moment = due.copy()
+        hit_quiet = np.zeros(rows.shape[0], dtype=bool)
+        hit_cap = np.zeros(rows.shape[0], dtype=bool)
+        capped = self.k.cap and self.capped[s]
+        zones, tz = self.zones() if self.k.quiet else (None, None)
+        history = self.history[rows] if capped and self.history is not None else None
+        for _ in range(8):  # each rule can only push later; settles in a few rounds
+            before = moment.copy()
+            if zones is not None and tz is not None:
+                moved = zones.after_quiet(moment, tz[rows], pol.quiet_from, pol.quiet_to)
+                hit_quiet |= moved != moment
+                moment = moved
+            if history is not None:
+                per = int(pol.cap_per_minutes or 0)
+                full = history[:, 0] > moment - per  # the cap's `cap_max` latest sends all in the window
+                if full.any():
+                    moment = np.where(full, history[:, 0] + per, moment)
+                    hit_cap |= full
+            if (moment == before).all():
+                break
+        held = moment > due
+        if not held.any():
+            return None
+        r = rows[held]
+        self.due_at[s][r] = moment[held]
+        self.next_due[r] = np.minimum(self.next_due[r], moment[held])
+        self.deferred["quiet_hours"][r] += hit_quiet[held]
+        self.deferred["frequency_cap"][r] += hit_cap[held]
+        return held
+
+    def send(self, code: int, rows: np.ndarray, minute: Now, sequence: Optional[str],
              step: Optional[p.Step]) -> None:
         _seq, step_id, template, kind = self.k.sends[code]
         self.emails[rows] += 1
         self.set_fact("email.sent", rows, minute)
         self.set_fact(f"email.sent.{template}", rows, minute)
+        if step is not None and self.history is not None:
+            h = self.history[rows]
+            h[:, :-1] = h[:, 1:]
+            h[:, -1] = minute
+            self.history[rows] = h
         variant = np.full(rows.shape[0], -1, dtype=np.int64)
         if step is not None and step.variants:
             names = [v.name for v in step.variants]
@@ -977,19 +1188,28 @@ class Engine(Chunk):
             if step is not None and step.variants else [(np.ones(rows.shape[0], dtype=bool), None)]
         for mask, name in groups:
             r = rows[mask]
-            flags[mask] = self.behave(r, template, name, (sequence, step_id))
-        self.week.today[rows] += 1
-        if kind in tl.MARKETING_KINDS:
-            self.marketing_week.today[rows] += 1
+            flags[mask] = self.behave(r, template, name, (sequence, step_id), _pick(minute, mask))
+        self.count_week(rows, kind)
         self.sent_rows.append(rows.astype(np.int32))
-        self.sent_minute.append(np.full(rows.shape[0], minute, dtype=np.int64))
+        self.sent_minute.append(_column(minute, rows.shape[0]).copy())
         self.sent_code.append(np.full(rows.shape[0], code, dtype=np.int16))
         self.sent_flags.append(flags.astype(np.uint8))
         self.sent_variant.append(variant.astype(np.int8))
 
-    def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...]) -> np.ndarray:
+    def most_in_week(self, rows: np.ndarray, minutes: np.ndarray, marketing: bool) -> int:
+        """The most emails (`marketing`: marketing emails) a lead got in any 7 days, of
+        these sends (the daily grid counts them day by day: `Week`)."""
+        return (self.marketing_week if marketing else self.week).most
+
+    def count_week(self, rows: np.ndarray, kind: str) -> None:
+        self.week.today[rows] += 1
+        if kind in tl.MARKETING_KINDS:
+            self.marketing_week.today[rows] += 1
+
+    def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...],
+               minute: Now) -> np.ndarray:
         """What each lead does with the email (`run._Loop.on_send`'s draws), queued as the
-        events it makes; the flags say which."""
+        events it makes (`later`); the flags say which."""
         limits = self.limits_for(template, variant)
         same = self.limits_same[f"{template}\x00{variant or ''}"]
         classes = self.rate_class()[0][rows] if any(c is not None for c in limits) else None
@@ -1030,12 +1250,21 @@ class Engine(Chunk):
         replied = np.zeros(rows.shape[0], dtype=bool)
         clicked[rest] = chance(1, "click", rest)
         replied[rest] = chance(2, "reply", rest)
-        detail = self.k.templates.index(template)
-        # Queue in the engine's order: per email, bounce | unsubscribe | open, click, reply.
+        masks = {_BOUNCED: bounce, _UNSUB: unsub, _OPEN: opened, _CLICK: clicked, _REPLY: replied}
+        self.later(rows, masks, self.k.templates.index(template), key, minute)
+        return (masks[_OPEN] * 1) | (masks[_CLICK] * 2) | (masks[_REPLY] * 4) | (masks[_UNSUB] * 8) | \
+            (masks[_BOUNCED] * 16)
+
+    def later(self, rows: np.ndarray, masks: Dict[int, np.ndarray], detail: int, key: Tuple[Any, ...],
+              minute: Now) -> None:
+        """Queue the engagement `masks` says each row makes with an email sent at
+        `minute`, to apply this minute after the lead's other events (the daily grid);
+        `rounds` queues it at its own times instead, and clears a mask's rows whose event
+        falls at or after the horizon."""
         base = self.queued
         self.queued += 4
-        for what, mask, offset in ((_BOUNCED, bounce, 0), (_UNSUB, unsub, 1), (_OPEN, opened, 1),
-                                   (_CLICK, clicked, 2), (_REPLY, replied, 3)):
+        for what, offset in ((_BOUNCED, 0), (_UNSUB, 1), (_OPEN, 1), (_CLICK, 2), (_REPLY, 3)):
+            mask = masks[what]
             if mask.any():
                 r = rows[mask]
                 # A bounce queued by the step that sent it (second 0) comes before the lead's
@@ -1046,32 +1275,33 @@ class Engine(Chunk):
                                    np.full(r.shape[0], detail, dtype=np.int64),
                                    np.full(r.shape[0], order, dtype=np.int64),
                                    5 if first else max(10, self.second)))
-        return (opened * 1) | (clicked * 2) | (replied * 4) | (unsub * 8) | (bounce * 16)
 
     # 2. the events ---------------------------------------------------------------------
-    def apply(self, event: int, rows: np.ndarray, detail: np.ndarray, minute: int, second: int = 10) -> None:
-        """One engine step for each row, all with an event of one type at `minute`."""
+    def apply(self, event: int, rows: np.ndarray, detail: np.ndarray, minute: Now, second: Now = 10) -> None:
+        """One engine step for each row, all with an event of one type (at `minute`)."""
         self.catch_up(rows, minute)
         before: Tuple[np.ndarray, ...] = (self.stage[rows], self.unsub[rows], self.bounced[rows]) \
             if self.k.settle_on_change else ()
-        kind = _TYPES[event]
-        names = self.k.pages if event == _VISIT else self.k.templates
+        kind = self.kind_name(event)
+        names = self.names_of(event)
         if self.log is not None:
-            for row, d in zip(rows.tolist(), detail.tolist()):
+            at, sec = _column(minute, rows.shape[0]).tolist(), _column(second, rows.shape[0]).tolist()
+            for row, d, m, sc in zip(rows.tolist(), detail.tolist(), at, sec):
                 name = names[d] if d >= 0 else None
                 lead_id = self.cohort.lead_id(row)
-                self.log.append(Event(kind, minute, lead_id, page=name, second=second) if event == _VISIT else
-                                Event(kind, minute, lead_id, template=name, second=second,
+                self.log.append(Event(kind, m, lead_id, page=name, second=sc) if event == _VISIT else
+                                Event(kind, m, lead_id, second=sc) if event >= _CRM else
+                                Event(kind, m, lead_id, template=name, second=sc,
                                       bounce="hard" if event == _BOUNCED else None))
         if event in (_OPEN, _CLICK, _REPLY):
             self.set_fact(kind, rows, minute)
             if event == _CLICK:
-                window = self.k.behavior.visits.after_click_minutes // DAY
-                self.recent_until[rows] = (minute - self.base) // DAY + window
+                self.clicked(rows, minute)
             for d in np.unique(detail).tolist():
-                r = rows[detail == d]
+                pick = detail == d
+                r = rows[pick]
                 key = f"{kind}.{names[d]}"
-                self.set_fact(key, r, minute)
+                self.set_fact(key, r, _pick(minute, pick))
                 points = self.points_for(kind, names[d])
                 if self.k.plan.scoring.count_repeats:
                     self.add_points(r, points)
@@ -1085,18 +1315,22 @@ class Engine(Chunk):
         else:
             self.set_fact(kind, rows, minute)
             for d in np.unique(detail).tolist():
-                r = rows[detail == d]
+                pick = detail == d
+                r = rows[pick]
                 name = names[d] if d >= 0 else ""
                 if name and name in self.k.known:
-                    self.set_fact(f"{kind}.{name}", r, minute)
+                    self.set_fact(f"{kind}.{name}", r, _pick(minute, pick))
                 self.add_points(r, self.points_for(kind, name))
             if event == _UNSUB:
-                new = rows[~self.unsub[rows]]
+                fresh = ~self.unsub[rows]
+                new = rows[fresh]
                 self.unsub[new] = True
-                self.unsub_at[new] = minute
+                self.unsub_at[new] = _pick(minute, fresh)
             elif event == _BOUNCED:
                 self.bounced[rows] = True
-        self.transitions(rows, minute)
+        if self.k.sla:
+            self.sla_answer(rows, event)
+        self.transitions(rows, minute, event, detail)
         if self.k.settle_on_change:
             changed = (self.stage[rows] != before[0]) | (self.unsub[rows] != before[1]) | \
                 (self.bounced[rows] != before[2])
@@ -1104,7 +1338,12 @@ class Engine(Chunk):
         else:
             self.settle(rows, minute, event, detail)
 
-    def settle(self, rows: np.ndarray, minute: int, event: Optional[int], detail: Optional[np.ndarray],
+    def clicked(self, rows: np.ndarray, minute: Now) -> None:
+        """A click starts the raised visit rate for the days after it (the daily grid's day)."""
+        window = self.k.behavior.visits.after_click_minutes // DAY
+        self.recent_until[rows] = (minute - self.base) // DAY + window
+
+    def settle(self, rows: np.ndarray, minute: Now, event: Optional[int], detail: Optional[np.ndarray],
                changed: Optional[np.ndarray] = None) -> None:
         """Exits, entries and due steps after a step. With `changed` (`Kit.settle_on_change`),
         only the rows whose stage, unsubscribe or bounce changed can leave or enter."""
@@ -1115,14 +1354,14 @@ class Engine(Chunk):
             moved = rows[changed]
             part = detail[changed] if detail is not None else None
             self.exits(moved, event, part)
-            self.enrol(moved, minute, event, part)
-            self.run_due(moved, minute)  # only a row that entered a sequence can have a step due
+            self.enrol(moved, _pick(minute, changed), event, part)
+            self.run_due(moved, _pick(minute, changed))  # only a row that entered a sequence can have a step due
         if changed is None:
             self.run_due(rows, minute)
         self.last[rows] = minute
         self.steps += rows.shape[0]
 
-    def tick(self, rows: np.ndarray, minute: int) -> None:
+    def tick(self, rows: np.ndarray, minute: Now) -> None:
         """The clock at `minute` for these rows (a step is due)."""
         self.catch_up(rows, minute)
         if self.k.settle_on_change:
@@ -1133,49 +1372,55 @@ class Engine(Chunk):
             self.transitions(rows, minute)
             self.settle(rows, minute, None, None)
 
-    def create(self, rows: np.ndarray, minute: int) -> None:
-        """The opt-ins of `minute` (`core._Step.enter`, then the opt-in itself)."""
+    def create(self, rows: np.ndarray, minute: Now) -> np.ndarray:
+        """The opt-ins of `minute` (`core._Step.enter`, then the opt-in itself); the rows
+        the engine took in."""
         plan = self.k.plan
         fine = self.valid(rows)
-        rows = rows[fine]
+        rows, minute = rows[fine], _pick(minute, fine)
         for source in np.unique(self.cohort.source[rows]).tolist():
-            r = rows[self.cohort.source[rows] == source]
+            pick = self.cohort.source[rows] == source
+            r, at = rows[pick], _pick(minute, pick)
             magnet = plan.magnet(self.cohort.sources[source])
             assert magnet is not None
             if self.log is not None:
-                for row in r.tolist():
-                    self.log.append(Event("optin", minute, self.cohort.lead_id(row), magnet=magnet.name,
+                for row, m in zip(r.tolist(), _column(at, r.shape[0]).tolist()):
+                    self.log.append(Event("optin", m, self.cohort.lead_id(row), magnet=magnet.name,
                                           profile=self.profile(row)))
             stage = plan.stage_index(magnet.enters)
             self.stage[r] = stage
-            if self.gaps.most > 0:  # the first candidate day for a visit: the arrival day or later
-                first = self.gaps.gaps(self.draws.column(("visit-gap",), self.lead[r], 0)) - 1
-                self.next_visit[r] = self.arrival_day[r] + first
+            self.first_visit(r, at)
             self.first_stage[r] = stage
             if magnet.enters in self.entered:
-                self.entered[magnet.enters][r] = minute
-            self.reached[stage][r] = minute
+                self.entered[magnet.enters][r] = at
+            self.reached[stage][r] = at
             self.score[r] = 0.0
-            self.score_period[r] = self.period(minute)
+            self.score_period[r] = self.period_of(at)
             for fp in plan.scoring.fit:
                 holds = _truth(("static", (self, repr(fp.when.tree), fp.when.tree, r)))
                 self.add_points(r[holds], fp.points)
             rule = plan.handoff_for(magnet.enters)
             if rule is not None:
-                self.handoff(r, rule, minute)
-            self.set_fact("magnet.downloaded", r, minute)
-            self.set_fact(f"magnet.downloaded.{magnet.name}", r, minute)
+                self.handoff(r, rule, at)
+            self.on_stage(r, stage, at)
+            self.set_fact("magnet.downloaded", r, at)
+            self.set_fact(f"magnet.downloaded.{magnet.name}", r, at)
             self.add_points(r, magnet.score)
             if magnet.delivers:
                 code = next(i for i, s in enumerate(self.k.sends) if s[0] is None and s[2] == magnet.delivers)
-                self.send(code, r, minute, None, None)
+                self.send(code, r, at, None, None)
             self.add_points(r, self.points_for("magnet.downloaded", magnet.name))
-            self.transitions(r, minute)
-            self.settle(r, minute, None, None)
-            if any(seq.exit is not None and any(on.startswith("magnet.downloaded") for on in seq.exit.on)
-                   for seq in self.k.sequences):  # pragma: no cover  (refused by `kit`)
-                raise Unsupported("a sequence ends on an opt-in")
+            detail = np.full(r.shape[0], self.k.magnets.index(magnet.name), dtype=np.int64)
+            self.transitions(r, at, _OPTIN, detail)
+            self.settle(r, at, _OPTIN, detail)
         self.created_rows.append(rows)
+        return rows
+
+    def first_visit(self, rows: np.ndarray, minute: Now) -> None:
+        """The first candidate day for a visit: the arrival day or later (the daily grid)."""
+        if self.gaps.most > 0:
+            first = self.gaps.gaps(self.draws.column(("visit-gap",), self.lead[rows], 0)) - 1
+            self.next_visit[rows] = self.arrival_day[rows] + first
 
     def valid(self, rows: np.ndarray) -> np.ndarray:
         """Which rows' profiles the engine takes (`core.validate_profile`), judged once per
@@ -1269,6 +1514,13 @@ class Engine(Chunk):
 
 # -- a run ----------------------------------------------------------------------------------
 
+@lru_cache(maxsize=16)
+def _zones_for(names: Tuple[str, ...], start: int, end: int) -> Any:
+    from .zones import Zones
+
+    return Zones(names, start, end)
+
+
 def quiet_hours_bind(plan: p.Plan, behavior: Behavior, start: int, horizon: int) -> Optional[str]:
     """When (a time and a timezone, in words) the quiet hours would hold back a send of a
     run whose leads live on daily grids: every minute a lead acts is its arrival's minute
@@ -1335,7 +1587,7 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int
         if new.shape[0]:
             e.create(new, minute)
         upto = int(bounds[day + 1]) if in_order else e.n
-        due = e.due(np.nonzero(created[:upto] & (e.next_due[:upto] <= minute))[0], minute)
+        due = e.due(np.nonzero(created[:upto] & (e.next_due[:upto] <= minute))[0], minute)[0]
         if due.shape[0]:
             e.tick(due, minute)
         e.drain(minute)
@@ -1384,6 +1636,16 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
     t.first_handoff = dict(zip(e.lead[rows][got].tolist(), handed[got].tolist()))
     _weeks_into(t.handoffs_weekly, handed[got], start, t.weeks)
     t.handoffs = list(e.handoffs)
+    any_deferred = np.zeros(rows.shape[0], dtype=bool)
+    for rule, counts in e.deferred.items():
+        mine = counts[rows]
+        if mine.any():
+            t.deferred[rule] = int(mine.sum())
+            any_deferred |= mine > 0
+    t.deferred_leads = int(any_deferred.sum())
+    breaches = e.sla_breaches[rows]
+    late = breaches > 0
+    t.sla_breaches.update(dict(zip(e.lead[rows][late].tolist(), breaches[late].tolist())))
     if e.sent_rows:
         s_rows = np.concatenate(e.sent_rows)
         s_minute = np.concatenate(e.sent_minute)
@@ -1420,11 +1682,11 @@ def tally_of(e: Engine, created: np.ndarray, start: int, end: int) -> tl.Tally:
                     t.variants[key + ("clicks",)] += int(((flags[chosen] & 2) != 0).sum())
         t.unsubscribes = int(((s_flags & 8) != 0).sum())
         t.bounces = int(((s_flags & 16) != 0).sum())
-        t.most_in_7_days = e.week.most
+        t.most_in_7_days = e.most_in_week(s_rows, s_minute, False)
         marketing = np.asarray([kind in tl.MARKETING_KINDS for kind in kinds], dtype=bool)[s_code]
         if marketing.any():
             m_rows, m_minute = s_rows[marketing], s_minute[marketing]
-            t.most_marketing_in_7_days = e.marketing_week.most
+            t.most_marketing_in_7_days = e.most_in_week(m_rows, m_minute, True)
             h = e.handed[m_rows]
             t.marketing_after_handoff = int(((h != _NONE) & (m_minute > h)).sum())
     return t
@@ -1465,4 +1727,17 @@ def run_piece(plan: p.Plan, behavior: Behavior, seed: int, start: int, horizon: 
               base: int) -> tl.Tally:
     """Simulate some of a run's leads as columns; their tally (handoff owners are settled
     when every piece's tally is in: `tally.settle`)."""
-    return run_chunk(kit(plan, behavior, start, horizon), cohort, seed, start, start + horizon, base)[0]
+    k = kit(plan, behavior, start, horizon)
+    if not k.grid:
+        from . import rounds
+
+        return rounds.run_chunk(k, cohort, seed, start, start + horizon)[0]
+    return run_chunk(k, cohort, seed, start, start + horizon, base)[0]
+
+
+def pieces(plan: p.Plan, behavior: Behavior, start: int, horizon: int, cohort: Cohort) -> List[Tuple[Cohort, int]]:
+    """The cohort as `run_piece` takes it: by daily grid (`grids`), or whole when the leads
+    do not live on one."""
+    if not kit(plan, behavior, start, horizon).grid:
+        return [(cohort, start)] if len(cohort) else []
+    return grids(cohort)
