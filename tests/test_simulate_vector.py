@@ -95,14 +95,14 @@ import pytest
 import test_simulate_replay as replay_test
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
-from test_simulate_random_funnels import Case
+from test_simulate_random_funnels import Case, _minutes
 
 import engine.simulate.run as simulate_run
 from engine import drive as dr
 from engine.drive import Applied
 from engine.pipeline import plan_for
 from engine.plan import Plan
-from engine.simulate import DEFAULT_START, Forecast, report, vector
+from engine.simulate import DEFAULT_START, Forecast, report, rounds, vector
 from engine.simulate import tally as tl
 from engine.simulate.behavior import DAY, Behavior, find_behavior, load_behavior
 from engine.simulate.cohort import Cohort, cohort
@@ -116,6 +116,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = int(os.environ.get("FNL_VECTOR_FUNNELS", "0") or 0) or 15
 REFERENCE_LEADS = int(os.environ.get("FNL_VECTOR_LEADS", "0") or 0) or 2500
 REFERENCE_SEEDS = (1, 2, 3)
+EXAMPLE_LEADS = int(os.environ.get("FNL_VECTOR_EXAMPLE_LEADS", "0") or 0) or 1500
 SCORE_TOLERANCE = 1e-9
 PHASES = tuple(Phase) if os.environ.get("FNL_VECTOR_SHRINK", "") == "1" else \
     (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.explain)
@@ -307,14 +308,16 @@ def assert_vector_is_the_engine(plan: Plan, behavior: Behavior, seed: int, leads
     why = vector.unsupported(plan, behavior, start, span)
     assert why is None, f"not vectorisable: {why}"
 
-    # (b) the columns hold what the engine does with the events they made up. (Leads live
-    # on one daily grid each: a clock change in the sender's timezone makes two.)
+    # (b) the columns hold what the engine does with the events they made up. (On the
+    # daily grid, leads live on one grid each: a clock change in the sender's timezone
+    # makes two; off it, each lead goes from its own next item: `rounds`.)
     whole = cohort(plan, behavior, Draws(seed), start, leads, span)
     log: List[Event] = []
     chunks, tallies = [], []
-    for c, base in vector.grids(whole):
-        chunk_tally, e = vector.run_chunk(vector.kit(plan, behavior, start, span), c, seed, start, start + span, base,
-                                          log=log)
+    k = vector.kit(plan, behavior, start, span)
+    for c, base in vector.pieces(plan, behavior, start, span, whole):
+        chunk_tally, e = vector.run_chunk(k, c, seed, start, start + span, base, log=log) if k.grid else \
+            rounds.run_chunk(k, c, seed, start, start + span, log=log)
         chunks.append((c, e))
         tallies.append(chunk_tally)
     replay = list(dr.drive(plan, log, until=start + span - 1))
@@ -371,12 +374,20 @@ def test_reference_funnel_vector_is_the_engine(seed: int) -> None:
 
 
 @pytest.mark.parametrize("funnel", ["funnels/acme", "funnels/newsletter-to-demo.yaml"])
-def test_funnels_off_the_grid_say_why(funnel: str) -> None:
+def test_example_funnels_off_the_grid_vector_is_the_engine(funnel: str) -> None:
+    """acme (quiet hours in each lead's timezone, a frequency cap, SLAs, CRM reactions,
+    sequences on CRM events, post-sale programs) and newsletter-to-demo (the same, smaller)
+    run from each lead's own next item (`rounds`), and are the engine."""
     plan, behavior = _example(funnel)
-    why = vector.unsupported(plan, behavior)
-    assert isinstance(why, str) and why.strip(), f"{funnel}: {why!r}"
-    run = simulate(plan, behavior, seed=1, leads=20)  # engine auto: lead by lead, the core itself
-    assert run.method == "per-lead" and run.leads
+    start = parse_time(DEFAULT_START)
+    off = vector.kit(plan, behavior, start, behavior.horizon_minutes).off_grid
+    assert off and "spread" in off, off  # says why the daily grid does not hold
+    got = assert_vector_is_the_engine(plan, behavior, 1, EXAMPLE_LEADS, start)
+    t = got.run.tally
+    # The rules off the grid were all at work: held-back sends, SLAs, CRM-driven moves.
+    assert t.deferred["quiet_hours"] and sum(t.sla_breaches.values()), (t.deferred, t.sla_breaches)
+    assert any(e.type.startswith("crm.") for e in got.log) and t.reached[tl.main_path(plan)[-1]]
+    assert simulate(plan, behavior, seed=1, leads=20, start=start).method == "vector"  # auto takes the columns
 
 
 # -- random funnels on the daily grid ---------------------------------------------------------------
@@ -408,15 +419,30 @@ class GridCase(Case):
         return f"start={self.start} " + super().__repr__()
 
 
-def _waits(draw, count: int) -> List[str]:
-    first = draw(st.sampled_from(["0d", "0d", "1d", "2d"]))
-    return [first] + [draw(st.sampled_from(["0d", "1d", "2d", "3d", "5d", "7d", "10d"])) for _ in range(count - 1)]
+def _waits(draw, count: int, off_grid: bool = False) -> List[str]:
+    first = draw(st.sampled_from(["0d", "0d", "1d", "2d"] + ["4h", "30m"] * off_grid))
+    later = ["0d", "1d", "2d", "3d", "5d", "7d", "10d"] + ["90m", "6h", "1d12h"] * off_grid
+    return [first] + [draw(st.sampled_from(later)) for _ in range(count - 1)]
+
+
+def _most_within(steps: Sequence[Dict[str, Any]], per: int) -> int:
+    """The most emails a sequence's own steps send within `per` minutes."""
+    at, times = 0, []
+    for step in steps:
+        at += _minutes(step.get("wait", "0d"))
+        if "send" in step:
+            times.append(at)
+    return max((sum(1 for u in times if t - per < u <= t) for t in times), default=0)
 
 
 @st.composite
 def grid_cases(draw) -> GridCase:
-    """One funnel on the daily grid and its behaviour model (see the module docstring)."""
+    """One funnel and its behaviour model, on the daily grid or off it (see the module
+    docstring)."""
     features: Set[str] = set()
+    off_grid = draw(st.booleans())  # leads act at any minute: spread days, CRM, caps, SLAs, ...
+    if off_grid:
+        features.add("off the grid")
     templates: Dict[str, Tuple[str, ...]] = {}
 
     def template(name: str, variants: Tuple[str, ...] = ()) -> str:
@@ -430,6 +456,10 @@ def grid_cases(draw) -> GridCase:
                                "role": {"enum": list(ROLES)},
                                "region": {"enum": list(REGIONS)},
                                "employees": {"type": "integer", "minimum": 1}}
+    own_zones = off_grid and draw(st.booleans())
+    if own_zones:  # each lead's quiet hours and active hours in its own timezone
+        profile["timezone"] = {"type": "string", "format": "timezone"}
+        features.add("lead timezones")
     zone = draw(st.sampled_from(ZONES + sorted(CLOCK_CHANGES)))
     start = CLOCK_CHANGES.get(zone, DEFAULT_START)
     if start != DEFAULT_START:
@@ -502,7 +532,7 @@ def grid_cases(draw) -> GridCase:
         nonlocal ab_left
         out: List[Dict[str, Any]] = []
         sent: List[str] = []
-        for i, wait in enumerate(_waits(draw, count)):
+        for i, wait in enumerate(_waits(draw, count, off_grid)):
             step: Dict[str, Any] = {"wait": wait}
             name = f"{prefix}/step-{i + 1}"
             extra = draw(st.integers(0, 11)) if i else 0
@@ -611,9 +641,17 @@ def grid_cases(draw) -> GridCase:
             sales["priority"] = draw(st.integers(1, 20))
         sequences["sales"] = sales
         features.add("sales sequence")
+    crm = off_grid and draw(st.integers(0, 2)) > 0  # sales answer in the CRM after a delay
+    if crm and draw(st.booleans()):
+        sequences["deal-support"] = {"kind": "sales", "stage": "sql", "on": "crm.demo_booked",
+                                     "steps": steps("deal", draw(st.integers(1, 3))),
+                                     "exit": {"on": ["crm.deal_won", "crm.deal_lost"]}}
+        features.add("sequence on a CRM event")
     if "customer" in main and draw(st.booleans()):
         sequences["onboarding"] = {"kind": "onboarding", "stage": "customer",
                                    "steps": steps("onboarding", draw(st.integers(1, 3)))}
+        if crm and draw(st.booleans()):
+            sequences["onboarding"]["on"] = "crm.deal_won"
         features.add("onboarding")
     funnel["sequences"] = sequences
     sent_templates = [t for t in templates if not t.startswith("magnets/")]
@@ -732,7 +770,16 @@ def grid_cases(draw) -> GridCase:
             transitions.append({"from": a, "to": b, "when": "score >= 40"})
             features.add("recycle")
             continue
+        if crm and b == "customer":  # sales close the deal
+            transitions.append({"from": a, "to": b, "on": "crm.deal_won"})
+            if draw(st.booleans()):
+                transitions[-1]["when"] = condition(a, i)
+            features.add("transition on a CRM event")
+            continue
         transitions.append({"from": a, "to": b, "when": condition(a, i)})
+    if crm and disqualified:
+        transitions.append({"from": "sql", "to": "disqualified", "on": "crm.deal_lost"})
+        features.add("transition on a CRM event")
     if recycle is not None:
         transitions.append({"from": recycle[0], "to": recycle[1], "when": "score < 10"})
     if disqualified:
@@ -760,10 +807,20 @@ def grid_cases(draw) -> GridCase:
         assign = {"territory": {"by": "region", "routes": routes, "default": REPS[:1]}}
         features.add("territory")
     rule: Dict[str, Any] = {"assign": assign}
+    policies: Dict[str, Any] = {}
     suppress = sorted(handoff_suppress | set(draw(st.lists(st.sampled_from(["nurture", "broadcast"]), unique=True))))
     if suppress:
         rule["suppress"] = suppress
         features.add("suppress")
+    if off_grid and draw(st.booleans()):
+        rule["sla"] = draw(st.sampled_from(["4h", "1d", "2d"]))
+        features.add("sla")
+        if crm and draw(st.booleans()):
+            rule["answered_by"] = ["crm.demo_booked"]
+        if draw(st.integers(0, 2)) == 0:
+            rule["sla_clock"] = "business"
+            policies["business_hours"] = {"from": "09:00", "to": "17:00"}
+            features.add("business-hours sla")
     funnel["handoff"] = {"sql": rule}
     if "customer" in main and draw(st.booleans()):
         funnel["handoff"]["customer"] = {"assign": {"round_robin": SUCCESS[: draw(st.integers(1, 2))]}}
@@ -777,11 +834,26 @@ def grid_cases(draw) -> GridCase:
     # say so. Quiet hours that cannot hold anything back may be refused too (the columns
     # need not look that closely), or run: then as the engine does.
     at = draw(st.sampled_from(AT))
-    if draw(st.integers(0, 7)) == 0:
+    if draw(st.integers(0, 7 if not off_grid else 1)) == 0:
         quiet = draw(st.sampled_from([("20:00", "08:00"), ("11:00", "13:00"), ("22:00", "06:00"), ("17:00", "18:00")]))
-        funnel["policies"] = {"quiet_hours": {"from": quiet[0], "to": quiet[1]}}
+        policies["quiet_hours"] = {"from": quiet[0], "to": quiet[1]}
         inside = quiet[0] <= at < quiet[1] if quiet[0] < quiet[1] else (at >= quiet[0] or at < quiet[1])
-        features.add("quiet hours that bind" if inside else "quiet hours that never bind")
+        features.add("quiet hours that bind" if inside or off_grid else "quiet hours that never bind")
+    if off_grid and draw(st.booleans()):
+        per = draw(st.sampled_from(["2d", "7d"]))
+        kinds = draw(st.sampled_from([["nurture"], ["nurture", "broadcast"], []]))
+        # At least what one capped sequence sends within `per` on its own (a lint error
+        # otherwise): the cap binds where sequences overlap.
+        own = max([_most_within(seq["steps"], _minutes(per)) for seq in sequences.values()
+                   if not kinds or seq["kind"] in kinds] + [1])
+        policies["frequency_cap"] = {"max": max(own, draw(st.integers(1, 3))), "per": per}
+        if kinds:
+            policies["frequency_cap"]["applies_to"] = kinds
+        features.add("frequency cap")
+    if own_zones:
+        policies["timezone_attribute"] = "timezone"
+    if policies:
+        funnel["policies"] = policies
 
     # -- the behaviour model ---------------------------------------------------------------------------
     leads = draw(st.integers(50, 300))
@@ -812,6 +884,10 @@ def grid_cases(draw) -> GridCase:
     mix: Dict[str, Any] = {"industry": industry, "employees": employees,
                            "role": {"weights": {r: 1 for r in ROLES}, "missing": draw(st.sampled_from([0, 0.1]))},
                            "region": {"weights": {"na": 2, "emea": 1, "apac": 1}}}
+    if own_zones:
+        mix["timezone"] = {"weights": {z: 1 for z in draw(st.lists(st.sampled_from(ZONES + sorted(CLOCK_CHANGES)),
+                                                                      min_size=1, max_size=4, unique=True))},
+                           "missing": draw(st.sampled_from([0, 0.2]))}
 
     def rates(full: bool) -> Dict[str, float]:
         out = {"open": draw(st.sampled_from([0.2, 0.4, 0.7, 1.0])), "click": draw(st.sampled_from([0.1, 0.3, 0.6])),
@@ -854,10 +930,31 @@ def grid_cases(draw) -> GridCase:
     if draw(st.integers(0, 3)) == 0:
         visits["stages"] = list(marketing)
         features.add("visit stages")
+    timing: Dict[str, Any] = {"day": "same_minute", "at": at}
+    if off_grid and draw(st.integers(0, 3)) > 0:
+        timing = {"day": "spread", "hours": draw(st.sampled_from([{"from": "08:00", "to": "18:00"},
+                                                                  {"from": "06:00", "to": "23:30"},
+                                                                  {"from": "00:00", "to": "23:59"}])),
+                  "delays": {"open": draw(st.sampled_from([{"mean": "3h", "max": "2d"}, {"min": "0m", "max": "1d"},
+                                                           "10m", {"mean": "20m"}])),
+                             "click": draw(st.sampled_from([{"mean": "2m", "max": "1h"}, "0m", {"mean": "1h"}])),
+                             "reply": draw(st.sampled_from([{"mean": "4h", "max": "3d"}, "1h"]))}}
+        features.add("spread day")
     behavior: Dict[str, Any] = {
         "behavior": 1, "funnel": "gen", "horizon": f"{horizon}d",
-        "arrivals": arrivals, "profile": mix, "email": email, "visits": visits,
-        "timing": {"day": "same_minute", "at": at}}
+        "arrivals": arrivals, "profile": mix, "email": email, "visits": visits, "timing": timing}
+    if crm:
+        later = {"mean": "1d", "max": "5d"} if draw(st.booleans()) else {"min": "2h", "max": "3d"}
+        booked = draw(st.sampled_from([0.3, 0.6, 1.0]))
+        behavior["crm"] = {"acceptance": {"after": "sql", "outcomes": {
+            "crm.demo_booked": {"probability": booked, "delay": later}}}}
+        if booked < 1:
+            behavior["crm"]["acceptance"]["outcomes"]["crm.deal_lost"] = {"probability": 0.2, "delay": "2d"}
+        if draw(st.booleans()) or "customer" in main:
+            behavior["crm"]["close"] = {"after": "crm.demo_booked", "outcomes": {
+                "crm.deal_won": {"probability": draw(st.sampled_from([0.4, 0.8])),
+                                 "delay": draw(st.sampled_from(["3d", {"mean": "2d", "max": "10d"}]))}}}
+        features.add("crm reactions")
     return GridCase(funnel, templates, behavior, draw(st.integers(1, 2**31 - 1)), leads,
                     frozenset(features | _condition_features(funnel)), start)
 
@@ -903,17 +1000,13 @@ def prove(case: GridCase, seen: Seen) -> None:
         found = find_behavior(path)
         assert found is not None
         behavior = load_behavior(found, plan)
-        why = vector.unsupported(plan, behavior, parse_time(case.start), behavior.horizon_minutes)
-        if "quiet hours that bind" in case.features:
-            assert why, "quiet hours hold sends back, off the daily grid, and vector.unsupported takes the funnel"
-        if why is not None and {"quiet hours that bind", "quiet hours that never bind"} & case.features:
-            # Quiet hours that never bind in the sender's timezone can in a lead's own.
-            assert "quiet hours" in why, why
-            seen.examples += 1
-            seen.saw(*case.features, "refused")
-            return
-        assert why is None, f"the generator made a funnel off the daily grid: {why}"
-        got = assert_vector_is_the_engine(plan, behavior, case.seed, case.leads, parse_time(case.start))
+        start = parse_time(case.start)
+        off = vector.kit(plan, behavior, start, behavior.horizon_minutes).off_grid
+        if "quiet hours that bind" in case.features or "off the grid" in case.features:
+            assert off, "a funnel off the daily grid taken as on it"  # a generator bug otherwise
+        got = assert_vector_is_the_engine(plan, behavior, case.seed, case.leads, start)
+        if off:
+            seen.saw("ran off the grid")
 
     seen.examples += 1
     seen.saw(*case.features)
@@ -943,6 +1036,15 @@ def prove(case: GridCase, seen: Seen) -> None:
         ("sequences on one day", any(n > 1 for n in Counter((s[0], s[3]) for s in outcome.sends).values())),
         ("leads on several days", len({e.at for e in got.log if e.type == "optin"}) > 1),
         ("leads on two grids", len({e.at % DAY for e in got.log if e.type == "optin"}) > 1),
+        ("held back by quiet hours", bool(t.deferred["quiet_hours"])),
+        ("held back by the cap", bool(t.deferred["frequency_cap"])),
+        ("sla breached", bool(t.sla_breaches)),
+        ("sla met", bool(actions["sla_met"])),
+        ("crm event", any(e.type.startswith("crm.") for e in got.log)),
+        ("crm move", any(a.type == "stage_changed" and "crm." in str(a.get("because"))
+                         for item in replay for a in item.result.actions)),
+        ("crm starts a sequence", any(a.type == "enter_sequence" and item.event.type.startswith("crm.")
+                                      for item in replay for a in item.result.actions)),
     ) if hit))
 
 
@@ -973,7 +1075,11 @@ def test_random_grid_funnels_vector_is_the_engine() -> None:
             "arithmetic", "or", "step when", "step unless", "exit stage_at_least", "exit on unsubscribed",
             "exit when", "sequence when", "audience filter", "stage list", "priority", "suppress",
             "territory", "round robin", "a/b variants", "second terminal stage", "rates by template",
-            "rates by variant", "rates by attribute", "visits after a click", "clock change"):
+            "rates by variant", "rates by attribute", "visits after a click", "clock change",
+            # off the daily grid
+            "ran off the grid", "spread day", "lead timezones", "quiet hours that bind", "frequency cap", "sla",
+            "crm reactions", "transition on a CRM event", "sequence on a CRM event", "held back by quiet hours",
+            "held back by the cap", "sla breached", "sla met", "crm event", "crm move", "crm starts a sequence"):
         assert got.get(what), f"no generated funnel had {what!r}: {sorted(got.items())}"
 
 
@@ -1043,18 +1149,20 @@ def test_delivered_lead_magnets_are_reported_in_the_order_leads_got_them(tmp_pat
 
 def test_quiet_hours_that_hold_sends_back_are_off_the_grid(tmp_path: Path) -> None:
     """Quiet hours over the minute of the leads' day hold every send back to their end,
-    off the daily grid; `vector.unsupported` said nothing of them, and the columns sent on
-    the grid (no deferrals) where the engine defers."""
+    off the daily grid: the columns once sent on the grid (no deferrals) where the engine
+    defers; now the leads go from their own next item (`rounds`), and defer as it does."""
     plan, behavior = _small({
         "stages": ["subscriber", "mql"], "terminal_stages": ["mql"],
         "scoring": {"events": {"email.opened": 5}},
         "transitions": [{"from": "subscriber", "to": "mql", "when": "score >= 10"}],
         "sequences": {"nurture": NURTURE},
         "policies": {"quiet_hours": {"from": "08:00", "to": "10:00"}}}, {}, ["n/one", "n/two"], tmp_path)
-    why = vector.unsupported(plan, behavior)
+    start = parse_time(DEFAULT_START)
+    why = vector.kit(plan, behavior, start, behavior.horizon_minutes).off_grid
     assert why and "quiet hours" in why, why
-    run = simulate(plan, behavior, seed=1, leads=20, start=parse_time(DEFAULT_START))
-    assert run.method == "per-lead" and run.tally.deferred["quiet_hours"] > 0
+    got = assert_vector_is_the_engine(plan, behavior, 1, 20, start)
+    assert got.run.tally.deferred["quiet_hours"] > 0
+    assert simulate(plan, behavior, seed=1, leads=20, start=start).method == "vector"
 
 
 def test_quiet_hours_that_never_hold_a_send_back_stay_on_the_grid(tmp_path: Path) -> None:
@@ -1067,8 +1175,8 @@ def test_quiet_hours_that_never_hold_a_send_back_stay_on_the_grid(tmp_path: Path
         "sequences": {"nurture": NURTURE},
         "policies": {"quiet_hours": {"from": "20:00", "to": "08:00"}}}, {}, ["n/one", "n/two"], tmp_path)
     start = parse_time(DEFAULT_START)
-    assert vector.unsupported(plan, behavior, start, behavior.horizon_minutes) is None
-    assert vector.unsupported(plan, behavior) is not None  # without the run's dates it cannot know
+    assert vector.kit(plan, behavior, start, behavior.horizon_minutes).grid
+    assert not vector.kit(plan, behavior).grid  # without the run's dates it cannot know
     got = assert_vector_is_the_engine(plan, behavior, 1, 60, start)  # runs engine="vector" too
     assert got.run.tally.deferred["quiet_hours"] == 0 and got.outcome.sends  # the per-lead run: none held back
     assert simulate(plan, behavior, seed=1, leads=60, start=start).method == "vector"  # auto takes the columns
