@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from conftest import MINIMAL, REPO, clean_env, run_fnl, write
 from engine.errors import EXIT_PROBLEMS, EXIT_USAGE
 
 REFERENCE = "funnels/reference.yaml"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -153,14 +155,15 @@ def test_bad_sizes_stop_before_the_funnel_is_read(tmp_path: Path) -> None:
 
 
 def test_more_leads_than_a_run_can_hold_are_refused_before_any_work(tmp_path: Path) -> None:
-    # Lead by lead (acme, or any funnel with --engine per-lead) a run holds 100,000 leads,
-    # and the message says why the funnel runs that way.
-    proc = run_fnl("simulate", "funnels/acme", "--leads", "100001")
+    # Lead by lead (a funnel the columns cannot take, or any funnel with --engine
+    # per-lead) a run holds 100,000 leads, and the message says why the funnel runs that way.
+    timed = _with_timed_step(tmp_path)
+    proc = run_fnl("simulate", timed, "--leads", "100001")
     assert proc.returncode == EXIT_USAGE and proc.stdout == ""
     first = proc.stderr.splitlines()[0]
     assert first.startswith("fnl: error: --leads asks for 100,001 leads a run; fnl simulates at most 100,000 "
-                            "lead by lead, and acme-b2b runs lead by lead (the behaviour model spreads"), first
-    proc = run_fnl("simulate", REFERENCE, "--leads", "100001", "--engine", "per-lead")
+                            "lead by lead, and reference runs lead by lead (the step nurture/"), first
+    proc = run_fnl("simulate", "funnels/acme", "--leads", "100001", "--engine", "per-lead")
     assert proc.returncode == EXIT_USAGE and "(--engine per-lead)" in proc.stderr.splitlines()[0]
     # The same bound holds for a behaviour model that asks for more on its own.
     model = (REPO / "funnels" / "reference.behavior.yaml").read_text(encoding="utf-8")
@@ -174,12 +177,32 @@ def test_more_leads_than_a_run_can_hold_are_refused_before_any_work(tmp_path: Pa
     assert proc.returncode == EXIT_USAGE and "give from 1 to 10,000,000 leads" in proc.stderr
 
 
-def test_engine_vector_says_why_a_funnel_cannot_run_as_columns() -> None:
-    proc = run_fnl("simulate", "funnels/acme", "--engine", "vector", "--leads", "10")
+def _with_timed_step(tmp_path: Path) -> Path:
+    """The reference funnel with a step that sends at a time of day (`at:`), which the
+    columns do not take, beside its behaviour model and templates."""
+    folder = tmp_path / "funnels"
+    folder.mkdir()
+    shutil.copytree(REPO / "templates" / "reference", tmp_path / "templates" / "reference")
+    text = (REPO / "funnels" / "reference.yaml").read_text(encoding="utf-8")
+    text = text.replace("- {wait: 2d, send: nurture/day-2}", "- {wait: 2d, send: nurture/day-2, at: \"09:00\"}", 1)
+    (folder / "reference.yaml").write_text(text, encoding="utf-8")
+    (folder / "reference.behavior.yaml").write_text(
+        (REPO / "funnels" / "reference.behavior.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    return folder / "reference.yaml"
+
+
+def test_engine_vector_says_why_a_funnel_cannot_run_as_columns(tmp_path: Path) -> None:
+    proc = run_fnl("simulate", _with_timed_step(tmp_path), "--engine", "vector", "--leads", "10")
     assert proc.returncode == EXIT_USAGE and proc.stdout == ""
-    assert proc.stderr.startswith("fnl: error: --engine vector: acme-b2b cannot be simulated as columns: "
-                                  "the behaviour model spreads a lead's day over its hours"), proc.stderr
+    assert proc.stderr.startswith("fnl: error: --engine vector: reference cannot be simulated as columns: "
+                                  "the step nurture/"), proc.stderr
+    assert "sends at a time of day (`at:`)" in proc.stderr.splitlines()[0]
     assert "help: leave --engine at auto" in proc.stderr
+    # acme (quiet hours, a cap, SLAs, CRM reactions, days spread over the hours) runs as columns.
+    proc = run_fnl("simulate", "funnels/acme", "--engine", "vector", "--leads", "200", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == run_fnl("simulate", "funnels/acme", "--engine", "per-lead", "--leads", "200",
+                                  "--format", "json").stdout
 
 
 def test_the_engines_print_the_same_forecast() -> None:

@@ -267,7 +267,8 @@ class Rounds(Engine):
         return np.maximum(arrived, at)
 
     def queue_visit(self, rows: np.ndarray, day: np.ndarray, n: np.ndarray) -> None:
-        reach = day <= self.gaps.longest
+        # Past the horizon (a day after the arrival's, whatever the timezone) nothing is queued.
+        reach = (day <= self.gaps.longest) & (self.cohort.arrives[rows] + (day - 1) * DAY < self.end)
         if not reach.all():
             rows, day, n = rows[reach], day[reach], n[reach]
         if rows.shape[0]:

@@ -51,7 +51,7 @@ from ..state import Event
 from . import tally as tl
 from .behavior import DAY, Behavior
 from ..units import format_clock
-from .cohort import Cohort, lead_timezone, local_minute
+from .cohort import Cohort, Column, lead_timezone, local_minute
 from .draws import Draws, below, fold_column
 from .run import visit_gaps
 
@@ -520,6 +520,7 @@ class Chunk:
         self._static: Dict[Tuple[str, str], Tuple[np.ndarray, np.ndarray]] = {}
         self._values: Dict[str, Tuple[List[Any], np.ndarray]] = {}
         self._classes: Optional[Tuple[np.ndarray, List[int]]] = None
+        self._number_classes: Dict[Tuple[str, Tuple[float, ...]], np.ndarray] = {}
         # Sends: per send, the row, minute, send code and what the lead did with it.
         self.sent_rows: List[np.ndarray] = []
         self.sent_minute: List[np.ndarray] = []
@@ -558,7 +559,7 @@ class Chunk:
         if got is None:
             names = sorted(_attrs(self.k.plan, tree))
             columns = [c for c in self.cohort.profile if c.name in names]
-            back, first = groups([c.codes for c in columns], self.n)
+            back, first = groups([_classes_of(c, _literal_cuts(self.k.plan, tree, c.name)) for c in columns], self.n)
             count = max(1, first.shape[0])
             if first.shape[0] == 0:
                 first = np.zeros(1, dtype=np.int64)
@@ -677,6 +678,61 @@ def _objects(values: List[Any]) -> np.ndarray:
     table = np.empty(len(values), dtype=object)
     table[:] = values
     return table
+
+
+_ORDERED = ("==", "!=", "<", "<=", ">", ">=")
+
+
+def _nodes(plan: p.Plan, tree: p.Tree) -> List[p.Tree]:
+    """Every node of a condition, with the fit, segment and persona conditions it reads."""
+    out, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if node.get("var") == "fit" and plan.fit is not None:
+            stack.append(plan.fit.tree)
+        if node.get("var") in ("segment", "persona"):
+            stack.extend(g.when.tree for g in (plan.segments if node["var"] == "segment" else plan.personas))
+        stack.extend(node.get("args", []))
+        stack.extend(node.get("list", []))
+    return out
+
+
+def _literal_cuts(plan: p.Plan, tree: p.Tree, name: str) -> Optional[List[float]]:
+    """The numbers attribute `name` is compared with, when the condition reads it only
+    as `name OP number` (or `number OP name`): then a value's side of each number (below,
+    equal, above) decides the condition, not the value itself. None otherwise."""
+    nodes = _nodes(plan, tree)
+    uses = sum(1 for node in nodes if node.get("attr") == name)
+    cuts: List[float] = []
+    for node in nodes:
+        args = node.get("args", [])
+        if node.get("op") in _ORDERED and len(args) == 2:
+            for mine, other in ((args[0], args[1]), (args[1], args[0])):
+                lit = other.get("lit")
+                if mine.get("attr") == name and isinstance(lit, (int, float)) and not isinstance(lit, bool):
+                    cuts.append(float(lit))
+                    uses -= 1
+    return sorted(set(cuts)) if uses == 0 else None
+
+
+def _classes_of(column: Column, cuts: Optional[List[float]]) -> np.ndarray:
+    """A profile column's codes for grouping rows a condition cannot tell apart: a
+    number's side of each of `cuts` (`_literal_cuts`), or else the codes themselves."""
+    if cuts is None or column.kind == "choice" or not column.values:
+        return column.codes
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in column.values):
+        return column.codes
+    values = np.asarray(column.values, dtype=np.float64)
+    if not np.isfinite(values).all() or np.abs(values).max() >= 2.0 ** 53:  # not exact as floats
+        return column.codes
+    codes = column.codes
+    present = codes >= 0
+    v = values[np.where(present, codes, 0)]
+    out = np.zeros(codes.shape[0], dtype=np.int64)
+    for i, cut in enumerate(cuts):
+        out += (np.sign(v - cut).astype(np.int64) + 1) * 3 ** i
+    return np.where(present, out, codes)
 
 
 def _attrs(plan: p.Plan, tree: p.Tree) -> set:
@@ -1428,14 +1484,26 @@ class Engine(Chunk):
         columns = list(self.cohort.profile)
         if not columns or rows.shape[0] == 0:
             return np.ones(rows.shape[0], dtype=bool)
-        back, first = groups([np.where(c.codes[rows] >= 0, c.codes[rows] if c.kind == "choice" else 0,
-                                       c.codes[rows]) for c in columns], rows.shape[0])
+        declared = {a.name: a for a in self.k.plan.profile}
+        codes = []
+        for c in columns:
+            a = declared.get(c.name)
+            if c.kind in ("uniform", "log_uniform") and a is not None:
+                # A number is judged by its type and its side of the attribute's bounds
+                # and enum values (`_literal_cuts`); anything else, one by one.
+                cuts = [float(x) for x in (a.minimum, a.maximum, *(a.enum or ()))
+                        if isinstance(x, (int, float)) and not isinstance(x, bool)]
+                key = (c.name, tuple(sorted(set(cuts))))
+                classes = self._number_classes.get(key)
+                if classes is None:
+                    whole = np.asarray([isinstance(v, int) for v in c.values] + [False], dtype=np.int64)
+                    classes = self._number_classes[key] = _classes_of(c, list(key[1])) * 2 + whole[c.codes]
+                codes.append(np.where(c.codes[rows] >= 0, classes[rows], c.codes[rows]))
+            else:
+                codes.append(np.where(c.codes[rows] >= 0, c.codes[rows] if c.kind == "choice" else 0, c.codes[rows]))
+        back, first = groups(codes, rows.shape[0])
         ok = np.asarray([core.validate_profile(self.k.plan, self.profile(int(rows[f]))) is None for f in first])
         out = ok[back]
-        numeric = [c for c in columns if c.kind in ("uniform", "log_uniform")]
-        if numeric and out.any():  # numbers: each lead's own value against the attribute's bounds
-            for i in np.nonzero(out)[0].tolist():
-                out[i] = core.validate_profile(self.k.plan, self.profile(int(rows[i]))) is None
         self.rejected += int((~out).sum())
         return out
 

@@ -28,7 +28,7 @@ class Zones:
 
     def __init__(self, names: Sequence[str], lo: int, hi: int) -> None:
         self.names = list(names)
-        self.lo, self.hi = lo - 3 * DAY, hi + 3 * DAY
+        self.lo, self.hi = lo - 3 * DAY, hi + 10 * DAY  # visits are placed up to days past the horizon
         self.cuts: List[np.ndarray] = []  # minutes from which the offset changes
         self.offsets: List[np.ndarray] = []  # offsets[j]: before cuts[j]; offsets[-1]: after the last
         for name in self.names:
