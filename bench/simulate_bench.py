@@ -434,11 +434,11 @@ def _main(argv):
               f"buckets {buckets} summing to {sum(buckets.values()):,} of {n:,} leads")
         ok = False
     else:
-        # fnl's JSON gives emails per lead as mean, p95 and max, not a variance: its SE uses
-        # the model's per-lead variance (the same distribution if the two agree).
-        model_var = (model.emails_sq - model.emails ** 2 / model.leads) / (model.leads - 1)
+        # Emails per lead: fnl's own spread (`emails.per_lead_sd`, over its leads), so each
+        # side's standard error is its own.
         emails = int(report["emails_sent"])
-        emails_sq = model_var * (n - 1) + emails ** 2 / n
+        sd = float(report["emails"]["per_lead_sd"])
+        emails_sq = (sd * sd + (emails / n) ** 2) * n
         unsubs = int(report["unsubscribes"])
         if unsubs == report.get("unsubscribed_leads"):
             unsubs_sq, unsubs_note = unsubs, "fnl's own (each lead unsubscribes at most once: 0 or 1 per lead)"
@@ -451,9 +451,8 @@ def _main(argv):
         if n != largest:
             print(f"  (fnl simulated {n:,} leads for --leads {largest:,})")
         ok &= reference_model.print_agreement(fnl_figures, model, "fnl", "numpy")
-        print("  SE: stage fractions binomial, from each side's own fraction; emails/lead: the NumPy model's per-lead "
-              "variance for both\n  (fnl's JSON gives the mean, p95 and max of emails per lead, not the variance); "
-              f"unsubscribes/lead: {unsubs_note}.")
+        print("  SE: stage fractions binomial, from each side's own fraction; emails/lead: each side's own per-lead "
+              f"variance (fnl's from its JSON's per_lead_sd);\n  unsubscribes/lead: {unsubs_note}.")
 
     # The other models against the NumPy model (are they the same funnel?).
     for kind, sizes, name, seed, question in (("simpy", simpy_sizes, "SimPy model", SIMPY_SEED,

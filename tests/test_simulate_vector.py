@@ -2,9 +2,10 @@
 what the per-lead simulator (every event through `engine.drive`) gives, and what the
 engine core does with the events the columns made up.
 
-`engine/simulate/vector.py` applies `engine.core`'s rules to whole columns of leads, day
-by day, for funnels on a daily grid (`vector.unsupported` says why any other funnel is
-not). Nothing but this file holds it to the core. For each funnel below, with a seed:
+`engine/simulate/vector.py` applies `engine.core`'s rules to whole columns of leads: day
+by day for funnels on a daily grid, and from each lead's own next item for the others
+(`engine/simulate/rounds.py`; `vector.unsupported` says what neither takes). Nothing but
+this file holds them to the core. For each funnel below, with a seed:
 
 (a) `simulate(..., engine="vector")` and `simulate(..., engine="per-lead")` give the same
     tally, the same handoff owners and byte-identical report JSON (`figures` then
@@ -16,18 +17,18 @@ not). Nothing but this file holds it to the core. For each funnel below, with a 
     run's last minute, gives the same sends (lead, template, variant, minute), first stage
     entries, final stages and scores (to 1e-9), unsubscribes, bounces, email counts and
     handoffs (minute, lead and owner: the round-robin turns `tally.settle` takes, in engine
-    order) as the columns (`vector.Engine`, one per daily grid: `vector.grids`) hold.
+    order) as the columns (`vector.Engine`, one per daily grid: `vector.pieces`) hold.
 
-The funnels: the example `funnels/reference.yaml` (the benchmark workload, vectorisable)
-at a few thousand leads, seeds 1 to 3; and funnels hypothesis builds on the daily grid
-(the generator below), written to a temporary folder as a user would write them. The other
-examples (`funnels/acme`, `funnels/newsletter-to-demo.yaml`) are not on the grid:
-`vector.unsupported` must say why, and they run lead by lead, through the core itself.
+The funnels: the example `funnels/reference.yaml` (the benchmark workload, on the daily
+grid) at a few thousand leads, seeds 1 to 3; the examples off the grid, `funnels/acme`
+(quiet hours in each lead's timezone, a frequency cap, SLAs, CRM reactions, post-sale
+programs on CRM events) and `funnels/newsletter-to-demo.yaml`, at 1,500 leads; and funnels
+hypothesis builds, half on the daily grid and half off it (the generator below), written
+to a temporary folder as a user would write them.
 
 What the generator varies (every funnel passes `engine.pipeline.plan_for`, so the schema
-and every lint rule of error severity, and is one `vector.unsupported` takes, but for
-quiet hours; a funnel it refuses otherwise is a generator bug, and the test fails on it
-rather than skipping it):
+and every lint rule of error severity, and is one `vector.unsupported` takes; a funnel it
+refuses is a generator bug, and the test fails on it rather than skipping it):
 
 * 2 to 5 stages on the way subscriber, engaged, mql, sql, customer (sql the handoff; the
   last terminal), and sometimes a terminal `disqualified` stage off the first;
@@ -54,15 +55,21 @@ rather than skipping it):
   `when`/`unless`, wait-only, `notify` and `exit: true` steps;
 * a handoff at sql by round robin (1 to 3 reps) or territory (by region, with a default),
   suppressing marketing by kind or name, sometimes a second handoff at customer;
-* quiet hours now and then: over the leads' minute of the day they hold sends back, off
-  the grid, and `vector.unsupported` must refuse the funnel; elsewhere it may refuse it,
-  or run it, as the engine does;
+* quiet hours now and then (often off the grid): over the leads' minute of the day they
+  hold sends back, and the funnel must be taken as off the grid;
+* off the grid: days spread over active hours (open, click and reply delays fixed,
+  uniform or exponential), in each lead's own timezone (some missing: the sender's),
+  steps that wait part of a day, a frequency cap (for some kinds, or all), an SLA on the
+  handoff (round the clock or in business hours, answered by any CRM event or by a booked
+  demo), CRM reactions after sql and after a booked demo, a deal-support sequence that
+  starts on `crm.demo_booked` and ends on the deal's outcome, onboarding on
+  `crm.deal_won`, transitions on `crm.deal_won` and `crm.deal_lost`;
 * the sender's timezone, and the start: 2026-01-05 (no clock change in the run), or six
   days before the zone's clock change, so leads arrive on two daily grids;
-* behaviour: `timing: {day: same_minute, at: "HH:MM"}`, arrivals by count (or per day)
-  over windows, per-arrival profile mixes sometimes, email rates by default, segment,
-  persona, attribute, template and variant (bounces sometimes), visits with pages, a raise
-  after a click and stages; no CRM.
+* behaviour: `timing: {day: same_minute, at: "HH:MM"}` (or spread, off the grid),
+  arrivals by count (or per day) over windows, per-arrival profile mixes sometimes, email
+  rates by default, segment, persona, attribute, template and variant (bounces
+  sometimes), visits with pages, a raise after a click and stages.
 
 The budget is fixed and derandomized (15 funnels of 50 to 300 leads, a few seconds); for
 a longer hunt, FNL_VECTOR_FUNNELS=N runs N funnels (still derandomized), and

@@ -90,6 +90,7 @@ class EmailFigures:
     per_lead_mean: Num
     per_lead_p95: Num
     per_lead_max: Num
+    per_lead_sd: Num  # the standard deviation over the leads (for a standard error of the mean)
     max_in_7_days: Num  # the most emails any lead got in any 7 days
     by_kind: Tuple[Tuple[str, Num], ...]
 
@@ -246,6 +247,7 @@ def figures(run: Run) -> Figures:
         emails=EmailFigures(
             sent=sent, per_lead_mean=(sum(k * v for k, v in t.emails.items()) / n) if n else 0.0,
             per_lead_p95=int(tally.percentile(t.emails, 0.95) or 0), per_lead_max=max(t.emails, default=0),
+            per_lead_sd=_sd(t.emails, n),
             max_in_7_days=t.most_in_7_days, by_kind=tuple(sorted(kinds.items()))),
         deferrals=Deferrals(quiet_hours=t.deferred["quiet_hours"], frequency_cap=t.deferred["frequency_cap"],
                             at=t.deferred["at"], leads=t.deferred_leads),
@@ -385,6 +387,16 @@ def _mean(value: Optional[Num]) -> float:
     if value is None:
         return math.inf
     return value.mean if isinstance(value, Estimate) else float(value)
+
+
+def _sd(dist: Counter, n: int) -> float:
+    """The standard deviation of a distribution of whole numbers over `n` leads, from
+    exact integer sums (the same whatever order the distribution was counted in)."""
+    if n <= 0:
+        return 0.0
+    total = sum(k * v for k, v in dist.items())
+    squares = sum(k * k * v for k, v in dist.items())
+    return math.sqrt((n * squares - total * total) / (n * n))
 
 
 def mean_of(value: Optional[Num]) -> Optional[float]:

@@ -73,6 +73,7 @@ def data(fc: Forecast) -> Dict[str, Any]:
                               "p90_days": _value(t.p90_days)} for t in f.time_to},
         "emails": {"sent": _value(f.emails.sent), "per_lead_mean": _value(f.emails.per_lead_mean),
                    "per_lead_p95": _value(f.emails.per_lead_p95), "per_lead_max": _value(f.emails.per_lead_max),
+                   "per_lead_sd": _value(f.emails.per_lead_sd),
                    "max_in_7_days": _value(f.emails.max_in_7_days),
                    "by_kind": {k: _value(n) for k, n in f.emails.by_kind}},
         "deferrals": {"quiet_hours": _value(f.deferrals.quiet_hours),

@@ -1,15 +1,23 @@
-"""The vectorised simulator: a whole cohort through the plan as NumPy columns, day by day.
+"""The vectorised simulator: a whole cohort through the plan as NumPy columns.
 
-`engine.core` states the funnel's rules for one lead; this module applies the same rules
-to every lead of a chunk at once, for the plans whose leads live on a daily grid: the
-behaviour model's `timing.day: same_minute` (each of a lead's days is one minute of the
-engine, the reference funnel's daily step), steps that wait whole days, and no rule that
-moves a send off that minute. `unsupported` says, in words, why a plan or behaviour model
-is not of that kind (quiet hours that can bind, a frequency cap, a step's `at:` time, CRM
-reactions, entries, a condition the columns cannot read, …); those run lead by lead
-through the engine itself (`run`).
+`engine.core` states the funnel's rules for one lead; `Engine` applies the same rules to
+every lead of a chunk at once, each row at its own minute where the leads act at
+different ones. Two drivers feed it:
 
-It is the engine's order, minute by minute, for every lead at once:
+- the daily grid (`run_chunk`, here), for plans whose leads live on one: the behaviour
+  model's `timing.day: same_minute` (each of a lead's days is one minute of the engine,
+  the reference funnel's daily step), steps that wait whole days, and no rule that moves
+  a send off that minute (`Kit.off_grid` says why a plan is not of that kind). Every
+  lead's day is the same minute, so the whole cohort advances day by day;
+- each lead's own next item (`rounds`), for every other plan: days spread over the
+  hours, quiet hours and a frequency cap holding sends back, handoff SLAs, CRM
+  reactions, transitions and sequences on events.
+
+`unsupported` says, in words, what neither takes (a step's `at:` time, leads arriving
+through an entry, a score window, a condition the columns cannot read); those run lead
+by lead through the engine itself (`run`).
+
+On the daily grid it is the engine's order, minute by minute, for every lead at once:
 
 1. A lead arriving today is created (consent, fit points, its opt-in's points and
    delivery); a lead with a step due today takes the clock: decay, exits, due steps.
