@@ -19,7 +19,6 @@ from conftest import MINIMAL, REPO, clean_env, run_fnl, write
 from engine.errors import EXIT_PROBLEMS, EXIT_USAGE
 
 REFERENCE = "funnels/reference.yaml"
-REPO = Path(__file__).resolve().parent.parent
 
 
 def start(*args: str) -> subprocess.Popen:

@@ -29,7 +29,7 @@ Every draw is `run`'s own key, so the tally is the per-lead simulator's, byte fo
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,10 +40,9 @@ from .draws import below, column_to_unit, fold_column, _word
 from .run import SECOND_BOUNCE, SECOND_REPLY, SECOND_VISIT
 from .tally import WEEK
 from .vector import (_BOUNCED, _CLICK, _CRM, _NEVER, _NONE, _OPEN, _OPTIN, _REPLY, _UNSUB, _VISIT, Engine, Kit,
-                     Now, _column, _pick)
+                     Now, _column)
 from . import tally as tl
 
-_CLOCK = -1  # a round's item: the engine's clock
 _SEQ_BITS = 24  # a lead's items in the order they were queued: up to 16M each
 _SECOND_SHIFT = _SEQ_BITS
 _MINUTE_SHIFT = 32
@@ -282,7 +281,8 @@ class Rounds(Engine):
         zones, tz = self.zones()
         return zones.ordinal_days(minute, tz[rows]) - zones.ordinal_days(arrived, tz[rows])
 
-    def visit(self, rows: np.ndarray, minute: np.ndarray, day: np.ndarray, n: np.ndarray) -> None:  # type: ignore[override]
+    def visit_day(self, rows: np.ndarray, minute: np.ndarray, day: np.ndarray, n: np.ndarray) -> None:
+        """A candidate day's visit (`run._Loop.visit`), then the lead's next candidate day."""
         alive = self.created[rows] & ~self.unsub[rows]  # never created, or gone for good: no more visits
         rows, minute, day, n = rows[alive], minute[alive], day[alive], n[alive]
         if rows.shape[0] == 0:
@@ -374,7 +374,7 @@ class Rounds(Engine):
             self.step_at(rows, minute, second)
             self.created[self.create(rows, minute)] = True
         elif kind == _VISIT:
-            self.visit(rows, minute, aux, detail)
+            self.visit_day(rows, minute, aux, detail)
         elif kind >= _CRM:
             # Dropped when the lead has left the stage the reaction waited on.
             stays = (aux < 0) | (self.stage[rows] == aux)
@@ -398,7 +398,3 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int,
     e = Rounds(k, cohort, seed, start, end, log)
     e.run()
     return tally_of(e, e.created, start, end), e
-
-
-def rows_of(values: Sequence[int]) -> np.ndarray:  # pragma: no cover - a debugging aid
-    return np.asarray(values, dtype=np.int64)

@@ -415,7 +415,8 @@ def simulate(plan: Plan, behavior: Behavior, *, seed: int = 1, leads: Optional[i
     by_lead = vector.lead_by_lead(plan, behavior, start, span, engine or how.engine)
     leads_in = cohort(plan, behavior, Draws(seed), start, leads, span)
     if by_lead is None:
-        tallies = how.run(plan, behavior, seed, start, span, vector.pieces(plan, behavior, start, span, leads_in), progress, columns=True)
+        columns = vector.pieces(plan, behavior, start, span, leads_in)
+        tallies = how.run(plan, behavior, seed, start, span, columns, progress, columns=True)
         total = tally.add(tallies) if tallies else tally.new(plan, span)  # type: ignore[arg-type]
         return Run(plan, behavior, seed, start, span, total, tally.settle(total.handoffs), method="vector")
     pieces = [(lead, leads_in.kinds[int(leads_in.source[row])]) for row, lead in enumerate(one_by_one(leads_in))]

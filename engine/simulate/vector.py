@@ -426,6 +426,8 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
         raise Unsupported("the score decays within a window")
     if any(t.on is not None for t in plan.transitions):
         off.append("a transition waits for an event (`on:`)")
+    if start is not None and horizon is not None and start + horizon >= 1 << 31:
+        raise Unsupported("the run goes past the year 6053, beyond the columns' clock")
     sla = any(rule.sla_minutes is not None for rule in plan.handoff)
     if sla:
         off.append("a handoff has an SLA")
@@ -489,7 +491,8 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
                all(seq.when is None and seq.on is None and (seq.exit is None or (seq.exit.when is None and all(
                    on.split(".")[:2] in (["email", "unsubscribed"], ["email", "bounced"]) for on in seq.exit.on)))
                    for seq in plan.sequences),
-               crm, tuple(m.name for m in plan.lead_magnets), has_quiet and bool(off), cap, sla, off[0] if off else None)
+               crm, tuple(m.name for m in plan.lead_magnets), has_quiet and bool(off), cap, sla,
+               off[0] if off else None)
 
 
 # -- one chunk of leads -------------------------------------------------------------------
@@ -796,6 +799,7 @@ class Engine(Chunk):
         self.recent_until = np.full(self.n, -1, dtype=np.int64)  # a visit before this day follows a click
         self.week = Week(self.n)  # the most emails a lead got in any 7 days
         self.marketing_week = Week(self.n)  # ... of marketing emails
+        self.day = 0  # the grid day being simulated
         self.visit_state: Optional[np.ndarray] = None
         self.page_state: Optional[np.ndarray] = None
         self.gap_state: Optional[np.ndarray] = None  # `Draws.states` of ("visit-gap", lead)
@@ -833,6 +837,7 @@ class Engine(Chunk):
         self.capped = tuple(not pol.cap_applies_to or seq.kind in pol.cap_applies_to for seq in self.k.sequences)
         self._zones: Any = None
         self._tz: Optional[np.ndarray] = None
+        self.sender_tz = 0  # the sender's timezone's code in `zones`
 
     def _kept_facts(self) -> set:
         keep = {"email.clicked"}
@@ -879,11 +884,9 @@ class Engine(Chunk):
         return self.k.templates if event < _VISIT else ()
 
     def zones(self) -> Tuple[Any, np.ndarray]:
-        """(`zones.Zones` of the timezones the rows have, each row's code; the sender's
-        timezone is the last code)."""
+        """(`zones.Zones` of the timezones the rows have, each row's code; `sender_tz` is
+        the sender's timezone's)."""
         if self._zones is None:
-            from .zones import Zones
-
             pol = self.k.plan.policies
             column = next((c for c in self.cohort.profile if c.name == pol.timezone_attribute), None)
             names: List[str] = []
@@ -1266,9 +1269,9 @@ class Engine(Chunk):
         return (self.marketing_week if marketing else self.week).most
 
     def count_week(self, rows: np.ndarray, kind: str) -> None:
-        self.week.today[rows] += 1
+        self.week.add(rows, self.day)
         if kind in tl.MARKETING_KINDS:
-            self.marketing_week.today[rows] += 1
+            self.marketing_week.add(rows, self.day)
 
     def behave(self, rows: np.ndarray, template: str, variant: Optional[str], key: Tuple[Any, ...],
                minute: Now) -> np.ndarray:
@@ -1660,6 +1663,7 @@ def run_chunk(k: Kit, cohort: Cohort, seed: int, start: int, end: int, base: int
         minute = base + day * DAY
         new = order[bounds[day]:bounds[day + 1]]
         e.second = 0
+        e.day = day
         if new.shape[0]:
             e.create(new, minute)
         upto = int(bounds[day + 1]) if in_order else e.n
@@ -1777,26 +1781,25 @@ def _weeks_into(counts: List[int], minutes: np.ndarray, start: int, weeks: int) 
 
 class Week:
     """The most emails any row got in 7 days in a row (`tally.most_in_window` on the daily
-    grid: sends 7 days apart are in different windows): today's sends per row, the last
-    seven days' counts in a ring, and their running sum."""
+    grid: sends 7 days apart are in different windows): each row's sends of the last seven
+    days as a running count, and the rows each day's sends went to, to take them out of
+    it a week later. Work goes by sends, not by rows."""
 
     def __init__(self, n: int) -> None:
-        self.today = np.zeros(n, dtype=np.int32)
-        self.ring = np.zeros((7, n), dtype=np.int32)
         self.window = np.zeros(n, dtype=np.int32)
+        self.days: Dict[int, List[np.ndarray]] = {}  # day -> the rows of each send that day (distinct in each)
         self.most = 0
-        self.any = False
+
+    def add(self, rows: np.ndarray, day: int) -> None:
+        self.window[rows] += 1
+        self.days.setdefault(day, []).append(rows)
 
     def close_day(self, day: int) -> None:
-        if not self.any and not self.today.any():
-            return
-        self.any = True
-        slot = day % 7
-        self.window += self.today
-        self.window -= self.ring[slot]
-        self.ring[slot] = self.today
-        self.most = max(self.most, int(self.window.max()))
-        self.today[:] = 0
+        """The end of `day`: the window holds days day-6 .. day; then day-6 leaves it."""
+        for rows in self.days.get(day, ()):
+            self.most = max(self.most, int(self.window[rows].max()))
+        for rows in self.days.pop(day - 6, ()):
+            self.window[rows] -= 1
 
 
 def run_piece(plan: p.Plan, behavior: Behavior, seed: int, start: int, horizon: int, cohort: Cohort,
