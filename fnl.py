@@ -615,8 +615,8 @@ def _plan_forecasts(pairs: Any, forecast: bool, leads: Optional[str], runs: Opti
               help="Simulate the leads on the Dask cluster whose scheduler is at ADDRESS (the dask extra); "
                    "the forecast is the same.")
 @click.option("--engine", "engine", type=click.Choice(("auto", "vector", "per-lead")), default="auto",
-              help="How leads are simulated: as NumPy columns (vector: every funnel but one with a step's "
-                   "`at:` time, an entry or a score window), one by one through the engine (per-lead), or "
+              help="How leads are simulated: as NumPy columns (vector: every funnel but one with an entry, "
+                   "a score window or a days_since condition), one by one through the engine (per-lead), or "
                    "columns where the funnel allows (auto, the default). The forecast is the same.")
 def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sensitivity: bool,
              behavior_file: Optional[str], leads: Optional[str], days: Optional[str], seed: str,

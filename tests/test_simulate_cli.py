@@ -156,12 +156,12 @@ def test_bad_sizes_stop_before_the_funnel_is_read(tmp_path: Path) -> None:
 def test_more_leads_than_a_run_can_hold_are_refused_before_any_work(tmp_path: Path) -> None:
     # Lead by lead (a funnel the columns cannot take, or any funnel with --engine
     # per-lead) a run holds 100,000 leads, and the message says why the funnel runs that way.
-    timed = _with_timed_step(tmp_path)
-    proc = run_fnl("simulate", timed, "--leads", "100001")
+    windowed = _with_score_window(tmp_path)
+    proc = run_fnl("simulate", windowed, "--leads", "100001")
     assert proc.returncode == EXIT_USAGE and proc.stdout == ""
     first = proc.stderr.splitlines()[0]
     assert first.startswith("fnl: error: --leads asks for 100,001 leads a run; fnl simulates at most 100,000 "
-                            "lead by lead, and reference runs lead by lead (the step nurture/"), first
+                            "lead by lead, and reference runs lead by lead (the score decays within a window)"), first
     proc = run_fnl("simulate", "funnels/acme", "--leads", "100001", "--engine", "per-lead")
     assert proc.returncode == EXIT_USAGE and "(--engine per-lead)" in proc.stderr.splitlines()[0]
     # The same bound holds for a behaviour model that asks for more on its own.
@@ -176,14 +176,14 @@ def test_more_leads_than_a_run_can_hold_are_refused_before_any_work(tmp_path: Pa
     assert proc.returncode == EXIT_USAGE and "give from 1 to 10,000,000 leads" in proc.stderr
 
 
-def _with_timed_step(tmp_path: Path) -> Path:
-    """The reference funnel with a step that sends at a time of day (`at:`), which the
-    columns do not take, beside its behaviour model and templates."""
+def _with_score_window(tmp_path: Path) -> Path:
+    """The reference funnel with a score that counts only the last 90 days' points (a
+    decay `window`), which the columns do not take, beside its behaviour model and templates."""
     folder = tmp_path / "funnels"
     folder.mkdir()
     shutil.copytree(REPO / "templates" / "reference", tmp_path / "templates" / "reference")
     text = (REPO / "funnels" / "reference.yaml").read_text(encoding="utf-8")
-    text = text.replace("- {wait: 2d, send: nurture/day-2}", "- {wait: 2d, send: nurture/day-2, at: \"09:00\"}", 1)
+    text = text.replace("decay: {factor: 0.98, every: 1d}", "decay: {factor: 0.98, every: 1d, window: 90d}", 1)
     (folder / "reference.yaml").write_text(text, encoding="utf-8")
     (folder / "reference.behavior.yaml").write_text(
         (REPO / "funnels" / "reference.behavior.yaml").read_text(encoding="utf-8"), encoding="utf-8")
@@ -191,11 +191,10 @@ def _with_timed_step(tmp_path: Path) -> Path:
 
 
 def test_engine_vector_says_why_a_funnel_cannot_run_as_columns(tmp_path: Path) -> None:
-    proc = run_fnl("simulate", _with_timed_step(tmp_path), "--engine", "vector", "--leads", "10")
+    proc = run_fnl("simulate", _with_score_window(tmp_path), "--engine", "vector", "--leads", "10")
     assert proc.returncode == EXIT_USAGE and proc.stdout == ""
     assert proc.stderr.startswith("fnl: error: --engine vector: reference cannot be simulated as columns: "
-                                  "the step nurture/"), proc.stderr
-    assert "sends at a time of day (`at:`)" in proc.stderr.splitlines()[0]
+                                  "the score decays within a window"), proc.stderr
     assert "help: leave --engine at auto" in proc.stderr
     # acme (quiet hours, a cap, SLAs, CRM reactions, days spread over the hours) runs as columns.
     proc = run_fnl("simulate", "funnels/acme", "--engine", "vector", "--leads", "200", "--format", "json")

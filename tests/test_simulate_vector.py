@@ -63,7 +63,8 @@ refuses is a generator bug, and the test fails on it rather than skipping it):
   handoff (round the clock or in business hours, answered by any CRM event or by a booked
   demo), CRM reactions after sql and after a booked demo, a deal-support sequence that
   starts on `crm.demo_booked` and ends on the deal's outcome, onboarding on
-  `crm.deal_won`, transitions on `crm.deal_won` and `crm.deal_lost`;
+  `crm.deal_won`, transitions on `crm.deal_won` and `crm.deal_lost`, steps that send at a
+  time of day (`at:`);
 * the sender's timezone, and the start: 2026-01-05 (no clock change in the run), or six
   days before the zone's clock change, so leads arrive on two daily grids;
 * behaviour: `timing: {day: same_minute, at: "HH:MM"}` (or spread, off the grid),
@@ -571,6 +572,9 @@ def grid_cases(draw) -> GridCase:
                 features.add("a/b variants")
             else:
                 step["send"] = template(name)
+            if off_grid and draw(st.integers(0, 5)) == 0:  # at a time of day, in the lead's timezone
+                step["at"] = draw(st.sampled_from(["09:00", "14:30"]))
+                features.add("step at a time of day")
             sent.append(name)
             if sent[:-1] and draw(st.integers(0, 3)) == 0:
                 step["unless"] = draw(st.sampled_from([f"clicked('{sent[-2]}')", f"opened('{sent[-2]}')",
@@ -1046,6 +1050,7 @@ def prove(case: GridCase, seen: Seen) -> None:
         ("leads on two grids", len({e.at % DAY for e in got.log if e.type == "optin"}) > 1),
         ("held back by quiet hours", bool(t.deferred["quiet_hours"])),
         ("held back by the cap", bool(t.deferred["frequency_cap"])),
+        ("held back until a time of day", bool(t.deferred["at"])),
         ("sla breached", bool(t.sla_breaches)),
         ("sla met", bool(actions["sla_met"])),
         ("crm event", any(e.type.startswith("crm.") for e in got.log)),
@@ -1087,7 +1092,7 @@ def test_random_grid_funnels_vector_is_the_engine() -> None:
             # off the daily grid
             "ran off the grid", "spread day", "lead timezones", "quiet hours that bind", "frequency cap", "sla",
             "crm reactions", "transition on a CRM event", "sequence on a CRM event", "held back by quiet hours",
-            "held back by the cap", "sla breached", "sla met", "crm event", "crm move", "crm starts a sequence"):
+            "held back by the cap", "step at a time of day", "held back until a time of day", "sla breached", "sla met", "crm event", "crm move", "crm starts a sequence"):
         assert got.get(what), f"no generated funnel had {what!r}: {sorted(got.items())}"
 
 

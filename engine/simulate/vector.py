@@ -10,12 +10,12 @@ different ones. Two drivers feed it:
   a send off that minute (`Kit.off_grid` says why a plan is not of that kind). Every
   lead's day is the same minute, so the whole cohort advances day by day;
 - each lead's own next item (`rounds`), for every other plan: days spread over the
-  hours, quiet hours and a frequency cap holding sends back, handoff SLAs, CRM
-  reactions, transitions and sequences on events.
+  hours, steps' `at:` times, quiet hours and a frequency cap holding sends back,
+  handoff SLAs, CRM reactions, transitions and sequences on events.
 
-`unsupported` says, in words, what neither takes (a step's `at:` time, leads arriving
-through an entry, a score window, a condition the columns cannot read); those run lead
-by lead through the engine itself (`run`).
+`unsupported` says, in words, what neither takes (leads arriving through an entry, a
+score window, a condition the columns cannot read); those run lead by lead through the
+engine itself (`run`).
 
 On the daily grid it is the engine's order, minute by minute, for every lead at once:
 
@@ -447,7 +447,7 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
             off.append(f"the sequence {seq.name} ends on an event other than an email's or a visit")
         for i, step in enumerate(seq.steps):
             if step.at_minute is not None:
-                raise Unsupported(f"the step {seq.name}/{step.id} sends at a time of day (`at:`)")
+                off.append(f"the step {seq.name}/{step.id} sends at a time of day (`at:`)")
             if step.wait_minutes % DAY:
                 off.append(f"the step {seq.name}/{step.id} waits part of a day")
             step_when[(s, i)] = (conditions.compile(step.when.tree if step.when else None),
@@ -829,7 +829,7 @@ class Engine(Chunk):
         self.sla_deadline = np.full(n, _NONE, dtype=np.int64)  # _NONE: no SLA running
         self.sla_stage = np.full(n, -1, dtype=np.int64)
         self.sla_breaches = np.zeros(n, dtype=np.int64)
-        self.deferred = {rule: np.zeros(n, dtype=np.int64) for rule in ("quiet_hours", "frequency_cap")}
+        self.deferred = {rule: np.zeros(n, dtype=np.int64) for rule in ("at", "quiet_hours", "frequency_cap")}
         pol = plan.policies
         self.cap_max = int(pol.cap_max or 0) if self.k.cap else 0
         # The cap's window counts a lead's last `cap_max` sequence sends, oldest first.
@@ -1171,8 +1171,8 @@ class Engine(Chunk):
                 keep = np.nonzero(ok)[0]
                 ok[keep] = ~unless(self, rows[keep])
             go = rows[ok]
-            if step.action == "send" and (self.k.quiet or self.k.cap) and go.shape[0]:
-                held = self.hold(s, go, _column(_pick(due, ok), go.shape[0]))
+            if step.action == "send" and (self.k.quiet or self.k.cap or step.at_minute is not None) and go.shape[0]:
+                held = self.hold(s, step, go, _column(_pick(due, ok), go.shape[0]))
                 if held is not None:  # held back: waits in place, at its new time
                     rows = rows[~np.isin(rows, go[held])]
                     go = go[~held]
@@ -1198,20 +1198,26 @@ class Engine(Chunk):
             self.run_step[s][rows] = -1
             self.due_at[s][rows] = _NEVER
 
-    def hold(self, s: int, rows: np.ndarray, due: np.ndarray) -> Optional[np.ndarray]:
+    def hold(self, s: int, step: p.Step, rows: np.ndarray, due: np.ndarray) -> Optional[np.ndarray]:
         """`core._Step.send_time` for a send step of sequence s due at `due`: the rows
-        that quiet hours or the frequency cap hold back (None: none), which then wait at
-        their new time, each rule that held a row counted once for it."""
+        that the step's `at:` time, quiet hours or the frequency cap hold back (None:
+        none), which then wait at their new time, each rule that held a row counted once
+        for it."""
         pol = self.k.plan.policies
         moment = due.copy()
+        hit_at = np.zeros(rows.shape[0], dtype=bool)
         hit_quiet = np.zeros(rows.shape[0], dtype=bool)
         hit_cap = np.zeros(rows.shape[0], dtype=bool)
         capped = self.k.cap and self.capped[s]
-        zones, tz = self.zones() if self.k.quiet else (None, None)
+        zones, tz = self.zones() if self.k.quiet or step.at_minute is not None else (None, None)
         history = self.history[rows] if capped and self.history is not None else None
         for _ in range(8):  # each rule can only push later; settles in a few rounds
             before = moment.copy()
-            if zones is not None and tz is not None:
+            if step.at_minute is not None and zones is not None and tz is not None:
+                moved = zones.next_local(moment, tz[rows], step.at_minute)
+                hit_at |= moved != moment
+                moment = moved
+            if self.k.quiet and zones is not None and tz is not None:
                 moved = zones.after_quiet(moment, tz[rows], pol.quiet_from, pol.quiet_to)
                 hit_quiet |= moved != moment
                 moment = moved
@@ -1229,6 +1235,7 @@ class Engine(Chunk):
         r = rows[held]
         self.due_at[s][r] = moment[held]
         self.next_due[r] = np.minimum(self.next_due[r], moment[held])
+        self.deferred["at"][r] += hit_at[held]
         self.deferred["quiet_hours"][r] += hit_quiet[held]
         self.deferred["frequency_cap"][r] += hit_cap[held]
         return held

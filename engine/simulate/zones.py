@@ -106,6 +106,19 @@ class Zones:
             out[i] = clock.after_quiet(int(minutes[i]), start, end, self.names[int(codes[i])])
         return out
 
+    def next_local(self, minutes: np.ndarray, codes: np.ndarray, at: int) -> np.ndarray:
+        """`clock.next_local` for each row: the first minute at or after its own whose
+        local time of day is `at`."""
+        w = self.wall(minutes, codes)
+        tod = w % DAY
+        target = w - tod + at + np.where(at < tod, DAY, 0) - _EPOCH_WALL
+        steady = self.steady(minutes, codes)
+        out = np.empty(minutes.shape[0], dtype=np.int64)
+        out[steady] = np.maximum(minutes[steady], target[steady] - self.offset(minutes[steady], codes[steady]))
+        for i in np.nonzero(~steady)[0].tolist():
+            out[i] = clock.next_local(int(minutes[i]), at, self.names[int(codes[i])])
+        return out
+
     def on_day(self, starts: np.ndarray, days: np.ndarray, minute_of_day: np.ndarray, codes: np.ndarray
                ) -> np.ndarray:
         """`cohort.local_minute` for each row: local time `minute_of_day` (0 to 1439) on
