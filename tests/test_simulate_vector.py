@@ -1092,7 +1092,8 @@ def test_random_grid_funnels_vector_is_the_engine() -> None:
             # off the daily grid
             "ran off the grid", "spread day", "lead timezones", "quiet hours that bind", "frequency cap", "sla",
             "crm reactions", "transition on a CRM event", "sequence on a CRM event", "held back by quiet hours",
-            "held back by the cap", "step at a time of day", "held back until a time of day", "sla breached", "sla met", "crm event", "crm move", "crm starts a sequence"):
+            "held back by the cap", "step at a time of day", "held back until a time of day", "sla breached",
+            "sla met", "crm event", "crm move", "crm starts a sequence"):
         assert got.get(what), f"no generated funnel had {what!r}: {sorted(got.items())}"
 
 

@@ -287,10 +287,7 @@ class Rounds(Engine):
         rows, minute, day, n = rows[alive], minute[alive], day[alive], n[alive]
         if rows.shape[0] == 0:
             return
-        if self.visit_state is None:
-            self.visit_state = self.draws.states(("visit",), self.lead)
-            self.page_state = self.draws.states(("page",), self.lead)
-            self.gap_state = self.draws.states(("visit-gap",), self.lead)
+        visit_state, page_state, gap_state = self.visit_states()
         ok = self.visit_stages[self.stage[rows]]
         clicked = self.fact("email.clicked")[rows]
         recent = clicked != _NONE
@@ -299,18 +296,17 @@ class Rounds(Engine):
             recent[r] = self.lead_day(rows[r], clicked[r]) > day[r] - self.click_days
         limit = np.where(recent, np.uint64(self.visit_high or 0), np.uint64(self.visit_low or 0))
         ok &= limit != 0
-        hit = ok & (self.draws.folded(self.visit_state[rows], day) <= limit)
+        hit = ok & (self.draws.folded(visit_state[rows], day) <= limit)
         if hit.any():
             r, d = rows[hit], day[hit]
             page = np.full(r.shape[0], -1, dtype=np.int64)
-            if self.page_totals and self.page_state is not None:
-                x = self.draws.then(self.page_state[r], d)
+            if self.page_totals:
+                x = self.draws.then(page_state[r], d)
                 picked = np.searchsorted(np.asarray(self.page_totals), x, side="right")
                 page = np.where(picked < len(self.page_totals), picked, -1)
             self.step_at(r, minute[hit], SECOND_VISIT)
             self.apply(_VISIT, r, page, minute[hit], SECOND_VISIT)
-        assert self.gap_state is not None
-        following = day + self.gaps.gaps(self.draws.then(self.gap_state[rows], n + 1))
+        following = day + self.gaps.gaps(self.draws.then(gap_state[rows], n + 1))
         self.queue_visit(rows, following, n + 1)
 
     # -- the rounds -------------------------------------------------------------------------

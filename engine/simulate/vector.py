@@ -747,19 +747,7 @@ def _classes_of(column: Column, cuts: Optional[List[float]]) -> np.ndarray:
 
 
 def _attrs(plan: p.Plan, tree: p.Tree) -> set:
-    out: set = set()
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if "attr" in node:
-            out.add(node["attr"])
-        if node.get("var") == "fit" and plan.fit is not None:
-            stack.append(plan.fit.tree)
-        if node.get("var") in ("segment", "persona"):
-            stack.extend(g.when.tree for g in (plan.segments if node["var"] == "segment" else plan.personas))
-        stack.extend(node.get("args", []))
-        stack.extend(node.get("list", []))
-    return out
+    return {node["attr"] for node in _nodes(plan, tree) if "attr" in node}
 
 
 # -- the engine's step, for many leads at one minute ----------------------------------------
@@ -800,9 +788,7 @@ class Engine(Chunk):
         self.week = Week(self.n)  # the most emails a lead got in any 7 days
         self.marketing_week = Week(self.n)  # ... of marketing emails
         self.day = 0  # the grid day being simulated
-        self.visit_state: Optional[np.ndarray] = None
-        self.page_state: Optional[np.ndarray] = None
-        self.gap_state: Optional[np.ndarray] = None  # `Draws.states` of ("visit-gap", lead)
+        self._visit_states: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None  # `visit_states`
         self.created_rows: List[np.ndarray] = []
         self.rejected = 0
         self.queued = 0
@@ -1540,10 +1526,7 @@ class Engine(Chunk):
         cand = cand[~gone]
         if cand.shape[0] == 0:
             return
-        if self.visit_state is None:
-            self.visit_state = self.draws.states(("visit",), self.lead)
-            self.page_state = self.draws.states(("page",), self.lead)
-            self.gap_state = self.draws.states(("visit-gap",), self.lead)
+        visit_state, page_state, gap_state = self.visit_states()
         visits = self.k.behavior.visits
         k = day - self.arrival_day[cand]
         # "Clicked within the window": the last click's day plus the window is after today.
@@ -1551,24 +1534,31 @@ class Engine(Chunk):
         low, high = below(visits.daily / gaps.most), below(visits.after_click_daily / gaps.most)
         limit = np.where(recent, np.uint64(high or 0), np.uint64(low or 0))
         ok = self.visit_stages[self.stage[cand]] & (limit != 0)
-        hit = ok & (self.draws.folded(self.visit_state[cand], k) <= limit)
+        hit = ok & (self.draws.folded(visit_state[cand], k) <= limit)
         n = self.visit_n[cand] + 1
         self.visit_n[cand] = n
-        assert self.gap_state is not None
-        self.next_visit[cand] = day + gaps.gaps(self.draws.then(self.gap_state[cand], n))
+        self.next_visit[cand] = day + gaps.gaps(self.draws.then(gap_state[cand], n))
         r = cand[hit]
         if r.shape[0] == 0:
             return
         k = k[hit]
         page = np.full(r.shape[0], -1, dtype=np.int64)
-        if self.k.pages and self.page_state is not None:
-            x = self.draws.then(self.page_state[r], k)
+        if self.k.pages:
+            x = self.draws.then(page_state[r], k)
             totals = np.cumsum([share for _, share in self.k.behavior.visits.pages])
             picked = np.searchsorted(totals, x, side="right")
             page = np.where(picked < len(totals), picked, -1)
         self.second = 50
         self.apply(_VISIT, r, page, minute, 50)
         self.drain(minute)
+
+    def visit_states(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each lead's folded draw states (`Draws.states`) for its daily visit, its page and
+        its next candidate day."""
+        if self._visit_states is None:
+            self._visit_states = (self.draws.states(("visit",), self.lead), self.draws.states(("page",), self.lead),
+                                  self.draws.states(("visit-gap",), self.lead))
+        return self._visit_states
 
     def drain(self, minute: int) -> None:
         """Apply every queued event of this minute, each lead's in its order; what they
