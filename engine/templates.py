@@ -21,6 +21,7 @@ import signal
 import threading
 import re
 import stat
+import sys
 import time
 import types
 from functools import lru_cache
@@ -518,17 +519,57 @@ def check_file(root: Path, path: Path) -> Optional[str]:
     return None
 
 
+class _Compiled(jinja2.FileSystemBytecodeCache):
+    """Jinja's compiled templates kept in fnl's cache folder (`engine.cache`), so a
+    command does not compile every template again: an entry is found by the template's
+    name and file and used only for the same source (Jinja checks its checksum); the
+    folder is named by everything else the code depends on (`_compiled`). A folder fnl
+    cannot write to, or a damaged entry, means compiling, as without the cache."""
+
+    def load_bytecode(self, bucket: Any) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, ValueError, EOFError, TypeError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Any) -> None:
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+def _compiled(html: bool) -> Optional[_Compiled]:
+    """The bytecode cache for one mode of the sandbox: its folder is named by a hash of
+    this module (the sandbox's code generator), Jinja's and Python's versions and the
+    mode, so code compiled under any other is never loaded."""
+    from .cache import cache_dir
+
+    folder = cache_dir()
+    if folder is None:
+        return None
+    try:
+        source = Path(__file__).read_bytes()
+    except OSError:
+        return None
+    key = hashlib.sha256(b"\0".join((source, jinja2.__version__.encode(), sys.version.encode(),
+                                      b"html" if html else b"text"))).hexdigest()[:20]
+    return _Compiled(str(folder / f"templates-{key}"))
+
+
 @lru_cache(maxsize=64)
 def environment(root: Path, html: bool = False) -> SandboxedEnvironment:
     """The sandbox. The HTML part renders with autoescaping, so lead data such as
     `<script>` in a name arrives as text; subject and text parts render unescaped.
     One environment per directory and mode, so compiled templates are reused (Jinja
-    recompiles a template whose file changed)."""
+    recompiles a template whose file changed), and kept between commands (`_Compiled`)."""
     return Sandbox(
         loader=RootedLoader(str(root)),
         undefined=_Undefined,
         autoescape=html,
         keep_trailing_newline=False,
+        bytecode_cache=_compiled(html),
     )
 
 

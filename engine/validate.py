@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 import fastjsonschema
 
 from . import expectations, expr
+from .cache import cache_dir
 from .errors import JsonPath, Problem, json_path
 from .load import Document
 from .units import parse_duration
@@ -113,16 +114,6 @@ def _fast_check(name: str = "funnel") -> Callable[[Any], Any]:
         except OSError:
             pass  # nowhere to keep it: compiled again next time
     return check
-
-
-def cache_dir() -> Optional[Path]:
-    """Where fnl keeps what it works out once (`FNL_CACHE_DIR`, else the user's cache
-    folder); None when `FNL_CACHE_DIR` is `off`."""
-    given = os.environ.get("FNL_CACHE_DIR")
-    if given is not None:
-        return None if given.strip().lower() in ("", "off", "0", "none") else Path(given)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "fnl"
 
 
 def _schema_errors(data: Any, name: str = "funnel") -> Iterator[ValidationError]:
