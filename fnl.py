@@ -335,14 +335,16 @@ def help_cmd(ctx: click.Context, topic: Optional[str]) -> int:
 
 
 @cli.command()
-@click.argument("name", type=click.Choice(("funnel", "plan", "behavior", "expect")), default="funnel")
+@click.argument("name", type=click.Choice(("funnel", "section", "plan", "behavior", "expect")), default="funnel")
 def schema(name: str) -> int:
-    """Print a JSON Schema: the funnel definition (default), the compiled plan, or the
-    behaviour model or the expectations that `fnl simulate` reads.
+    """Print a JSON Schema: the funnel definition (default), one section file of a split
+    definition, the compiled plan, or the behaviour model or the expectations that
+    `fnl simulate` reads.
 
     \b
     Examples:
       fnl schema
+      fnl schema section > section.schema.json
       fnl schema plan > plan.schema.json
       fnl schema behavior > behavior.schema.json
       fnl schema expect
@@ -365,6 +367,70 @@ def _emit(text: str, output: Optional[str], sizes: bool = False) -> int:
         raise UsageError(f"-o {output}: cannot write: {exc.strerror or exc}",
                          "write into a directory that exists and is writable") from None
     click.echo(f"Wrote {escape(output)}" + (f" ({len(text):,} bytes)." if sizes else "."), err=True)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("funnel", metavar="FUNNEL")
+@click.argument("template", metavar="TEMPLATE", required=False)
+@click.option("--lead", "lead_file", default=None, metavar="FILE",
+              help="The lead: a JSON object of its profile attributes.")
+@click.option("--persona", default=None, help="Render for a synthetic lead of this persona.")
+@click.option("--segment", default=None, help="Render for a synthetic lead of this segment.")
+@click.option("--variant", default=None, help="Only this A/B variant (default: every variant).")
+@click.option("--all", "every", is_flag=True,
+              help="Every email of the funnel, for each segment and persona: one HTML gallery (needs -o DIR).")
+@click.option("-o", "--output", default=None, metavar="PATH",
+              help="Where the HTML goes: a file (one email) or a directory (several, or --all). "
+                   "Default: TEMPLATE.html in the working directory.")
+def render(funnel: str, template: Optional[str], lead_file: Optional[str], persona: Optional[str],
+           segment: Optional[str], variant: Optional[str], every: bool, output: Optional[str]) -> int:
+    """Render an email as a lead will receive it: the subject and text part printed, the
+    HTML part written to a file; every A/B variant. The same sandbox as sending.
+
+    \b
+    Examples:
+      fnl render funnels/acme saas/case-study --persona executive
+      fnl render funnels/acme saas/case-study --lead lead.json -o preview.html
+      fnl render funnels/acme --all -o gallery/
+    """
+    from pathlib import Path
+
+    from engine.authoring import render as rd
+    from engine.pipeline import compiled_for
+
+    if every:
+        if template or lead_file or persona or segment or variant:
+            raise UsageError("--all renders every email for every segment and persona",
+                             "leave out TEMPLATE, --lead, --persona, --segment and --variant with --all")
+        if not output:
+            raise UsageError("--all needs -o DIR", "name a directory for the gallery, such as -o gallery/")
+        c = compiled_for(funnel)
+        page = rd.gallery(c.funnel, c.plan)
+        try:
+            Path(output).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"-o {output}: cannot make the directory: {exc.strerror or exc}",
+                             "name a directory you can write to") from None
+        return _emit(page, str(Path(output) / "index.html"), sizes=True)
+    if not template:
+        raise UsageError("name the TEMPLATE to render, or give --all -o DIR for every email",
+                         "fnl render FUNNEL TEMPLATE [--persona P | --segment S | --lead FILE]")
+    if lead_file and (persona or segment):
+        raise UsageError("--lead gives the lead itself; --persona and --segment make one up",
+                         "give either --lead FILE or --persona/--segment")
+    c = compiled_for(funnel)
+    profile = rd.lead_from_file(lead_file, c.plan) if lead_file else rd.synthetic_lead(c.funnel, c.plan, segment,
+                                                                                       persona)
+    emails = rd.preview(c.funnel, c.plan, template, profile, variant)
+    note = rd.audience_note(c.plan, template, profile)
+    if note:
+        click.echo(f"note: {escape(note)}", err=True)
+    from engine.terminal import escape_lines
+
+    click.echo(escape_lines(rd.text_of(emails)))
+    for path, text in rd.html_files(emails, output):
+        _emit(text, str(path))
     return EXIT_OK
 
 
