@@ -434,6 +434,55 @@ def render(funnel: str, template: Optional[str], lead_file: Optional[str], perso
     return EXIT_OK
 
 
+@cli.command()
+@click.argument("directory", metavar="DIR")
+@click.option("--name", default=None, help="The funnel's name (default: from DIR).")
+@click.option("--from", "from_", default=None, metavar="URL@REV",
+              help="The git repository and commit the hook and workflow install fnl from "
+                   "(default: where this fnl was installed from).")
+def init(directory: str, name: Optional[str], from_: Optional[str]) -> int:
+    """Start a funnel repository: a starter funnel that validates, compiles and simulates,
+    its templates, behaviour model and forecast gates, the schemas editors read, VS Code
+    settings, a pre-commit hook and a GitHub Actions workflow.
+
+    \b
+    Examples:
+      fnl init my-funnels
+      fnl init my-funnels --name acme-b2b --from https://github.com/you/fnl.git@v0.1.0
+    """
+    from engine.authoring.init import init as scaffold
+
+    written = scaffold(directory, name, from_)
+    click.echo(f"Wrote {len(written)} files into {escape(directory)}. Next:\n"
+               f"  cd {escape(directory)} && git init && pre-commit install\n"
+               f"  fnl validate funnels/ && fnl simulate {escape(str(written[0].relative_to(directory)))}")
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="[FUNNEL...]")
+@click.option("--base", "base", required=True, metavar="REV", help="The git revision the change is against.")
+@click.option("--leads", default=None, metavar="N", help="About this many leads a forecast (default: the model's).")
+@click.option("--runs", default="5", metavar="R", help="Runs of each forecast, for 95 % intervals (default 5).")
+def report(paths: tuple, base: str, leads: Optional[str], runs: str) -> int:
+    """The pull-request comment (markdown): for each changed definition, the plan diff,
+    the forecast beside the base's with intervals, and the funnel's Mermaid graph.
+
+    \b
+    Examples:
+      fnl report --base origin/main > comment.md
+      fnl report --base origin/main funnels/acme --leads 2000 --runs 10
+    """
+    from engine.authoring.report import pr_report
+    from engine.simulate import parse_count
+
+    with _ProgressBar() as bar:
+        text = pr_report(base, paths, leads=parse_count(leads, "--leads") if leads is not None else None,
+                         runs=parse_count(runs, "--runs"), progress=bar.update if bar.enabled else None)
+    click.echo(text, nl=False)
+    return EXIT_OK
+
+
 @cli.command("compile")
 @click.argument("funnel", metavar="FUNNEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
