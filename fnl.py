@@ -483,6 +483,54 @@ def report(paths: tuple, base: str, leads: Optional[str], runs: str) -> int:
     return EXIT_OK
 
 
+@cli.command()
+def lsp() -> int:
+    """Run fnl's language server on standard input and output, for editors: every finding
+    of `fnl validate` (strict YAML, schema, lint rules, templates) as a diagnostic while
+    you type, with quick fixes where the fix is mechanical. Needs the lsp extra
+    (pip install 'fnl[lsp]'); see docs/editors.md for VS Code and Neovim.
+
+    \b
+    Examples:
+      fnl lsp
+    """
+    try:
+        from engine.authoring import lsp as server
+    except ImportError as exc:
+        raise UsageError(f"fnl lsp needs pygls: {exc}", "install the extra: pip install 'fnl[lsp]'") from None
+    server.serve()
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="[PATH...]")
+@click.option("--leads", default=None, metavar="N", help="Leads of the small forecast each save runs (default 200).")
+@click.option("--no-forecast", is_flag=True, help="Check and compile only.")
+def watch(paths: tuple, leads: Optional[str], no_forecast: bool) -> int:
+    """On every save: check every definition under PATH (default funnels/) as `fnl
+    validate` does, compile it, forecast a small cohort, and print only what changed (new
+    and fixed findings, figures that moved). Ctrl-C stops it.
+
+    \b
+    Examples:
+      fnl watch
+      fnl watch funnels/acme --leads 500
+    """
+    from engine.authoring.watch import LEADS, Watch
+    from engine.simulate import parse_count
+
+    def out(line: str) -> None:
+        click.echo(escape(line))
+
+    w = Watch(list(paths) or ["funnels"], out, leads=parse_count(leads, "--leads") if leads else LEADS,
+              forecast=not no_forecast)
+    try:
+        w.run()
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 @cli.command("compile")
 @click.argument("funnel", metavar="FUNNEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
