@@ -76,7 +76,7 @@ def spots(problems: Sequence) -> List[Tuple[str, int, int]]:
 REQUIRE_ALL = os.environ.get("FNL_REQUIRE_ALL", "") not in ("", "0")
 WHOLE_SUITE = ("the whole suite needs the test extra (pip install -e \".[test]\"), git, Graphviz `dot` "
                "(apt-get install graphviz), and node 20.19+ with npm and `npm install` in tests/js "
-               "(Mermaid's parser); .ci/run installs all of them")
+               "(Mermaid's parser, yaml-language-server); .ci/run installs all of them")
 
 
 def _no_skipping(report: pytest.TestReport | pytest.CollectReport) -> None:
