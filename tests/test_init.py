@@ -79,6 +79,19 @@ def test_the_workflow_is_valid_for_github_and_installs_fnl_from_git(starter: Pat
     assert any(s.get("uses", "").startswith("github/codeql-action/upload-sarif") for s in steps)
 
 
+def test_the_workflows_install_line_resolves_with_pip(starter: Path, tmp_path: Path) -> None:
+    """The requirement the workflow installs, exactly as written, is one pip resolves: it
+    clones this repository at the commit and builds fnl from it."""
+    steps = yaml.safe_load((starter / ".github" / "workflows" / "fnl.yml").read_text(encoding="utf-8"))["jobs"]
+    line = next(s["run"] for s in steps["fnl"]["steps"] if s.get("run", "").startswith("pip install "))
+    requirement = line[len("pip install "):].strip().strip('"')
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp_path),
+                           requirement], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    built = [p.name for p in tmp_path.iterdir()]
+    assert any(name.startswith("fnl") for name in built), built
+
+
 def test_the_pre_commit_hook_works_as_written(starter: Path, tmp_path: Path) -> None:
     """pre-commit, with the config `fnl init` wrote, clones this repository at the commit,
     installs fnl from it with pip and runs `fnl validate` on the staged files."""
