@@ -107,3 +107,61 @@ def _no_ci_format(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def built_package(tmp_path: Path) -> Path:
+    """The package as setuptools' build of it (what pip installs, from pyproject.toml) lays
+    it out, in `tmp_path/lib`."""
+    import shutil
+
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    for name in ("pyproject.toml", "README.md", "fnl.py"):
+        shutil.copy2(REPO / name, src / name)
+    for name in ("engine", "schemas"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    lib = tmp_path / "lib"
+    build = subprocess.run([sys.executable, "-c", "import sys; from setuptools import setup; "
+                            f"sys.argv = ['setup.py', '-q', 'build_py', '--build-lib', {str(lib)!r}]; setup()"],
+                           cwd=src, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    return lib
+
+
+def open_offline(path: Path, inspect: Any, viewport: Tuple[int, int] = (1200, 900)) -> Tuple[Any, List[str]]:
+    """Open a page in Debian's headless Chromium (playwright) with every request that
+    would leave it aborted: (what `inspect(page)` returns, the console errors and
+    warnings, page errors and requests that tried to leave). Skips without Chromium or
+    playwright (FNL_REQUIRE_ALL turns that into a failure)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
+                                   "(pip install -e \".[test]\")")
+    problems: List[str] = []
+
+    def route(r: Any) -> None:
+        url = r.request.url
+        if url.startswith(("file:", "data:", "about:")):
+            r.continue_()
+        else:
+            problems.append(f"request left the page: {url}")
+            r.abort()
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+            page.route("**/*", route)
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            page.wait_for_load_state("networkidle")
+            got = inspect(page)
+        finally:
+            browser.close()
+    return got, problems

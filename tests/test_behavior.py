@@ -6,7 +6,6 @@ looks; and without a file fnl's defaults are listed as assumptions."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -15,7 +14,7 @@ from typing import Any, Dict, List
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, built_package
 from engine.errors import EXIT_PROBLEMS, ProblemsFound, UsageError
 from engine.pipeline import plan_for
 from engine.plan import Plan
@@ -135,18 +134,7 @@ def test_check_jsonschema_rejects_what_the_schema_forbids(tmp_path):
 def test_the_installed_schema_is_found(tmp_path):
     """What pip installs (setuptools' build of the package, from pyproject.toml) holds
     engine.simulate and the behaviour schema, and fnl finds the schema there."""
-    pytest.importorskip("setuptools")
-    src = tmp_path / "src"
-    for name in ("pyproject.toml", "README.md", "fnl.py"):
-        src.mkdir(exist_ok=True)
-        shutil.copy2(REPO / name, src / name)
-    for name in ("engine", "schemas"):
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    lib = tmp_path / "lib"
-    build = subprocess.run([sys.executable, "-c", "import sys; from setuptools import setup; "
-                            f"sys.argv = ['setup.py', '-q', 'build_py', '--build-lib', {str(lib)!r}]; setup()"],
-                           cwd=src, capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr
+    lib = built_package(tmp_path)
     assert (lib / "fnl_schemas" / "behavior.schema.json").is_file()
     assert not (lib / "schemas").exists()  # so fnl must find the schema as the installed package
     # Without site (-S): no editable install of this checkout may answer for the package;

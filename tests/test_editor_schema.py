@@ -18,14 +18,13 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import jsonschema
 import pytest
 
-from conftest import REPO, run_fnl
+from conftest import REPO, run_fnl, built_package
 from engine.load import parse_text
 from engine.section_schema import COMMAND, dumps, section_schema
 
@@ -95,18 +94,7 @@ def test_fnl_schema_section_prints_it():
 
 def test_the_section_schema_ships_with_the_others(tmp_path: Path):
     """setuptools' build of the package (what pip installs) puts it in `fnl_schemas`."""
-    pytest.importorskip("setuptools")
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "fnl.py"):
-        shutil.copy2(REPO / name, src / name)
-    for name in ("engine", "schemas"):
-        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    lib = tmp_path / "lib"
-    build = subprocess.run([sys.executable, "-c", "import sys; from setuptools import setup; "
-                            f"sys.argv = ['setup.py', '-q', 'build_py', '--build-lib', {str(lib)!r}]; setup()"],
-                           cwd=src, capture_output=True, text=True, timeout=300)
-    assert build.returncode == 0, build.stderr
+    lib = built_package(tmp_path)
     shipped = lib / "fnl_schemas" / "section.schema.json"
     assert shipped.read_text(encoding="utf-8") == (SCHEMAS / "section.schema.json").read_text(encoding="utf-8")
 

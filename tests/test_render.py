@@ -9,19 +9,18 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 import pytest
 from click.testing import CliRunner
 
 import fnl
-from conftest import REPO, run_fnl
+from conftest import REPO, open_offline, run_fnl
 from engine.authoring import render as rd
 from engine.errors import EXIT_PROBLEMS, EXIT_USAGE, UsageError
 from engine.pipeline import compiled_for
 
 ACME = "funnels/acme"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_a_persona_gets_every_variant_printed_and_written(tmp_path: Path) -> None:
@@ -151,38 +150,15 @@ def test_the_gallery_opens_offline_in_chromium(tmp_path: Path) -> None:
     sends = sum(max(1, len(s.variants)) for seq in c.plan.sequences for s in seq.steps if s.action == "send")
     assert page.count("<iframe") == sends  # one audience (no segments or personas), every email once
     assert "tracker.example" not in page and "cdn.example" not in page
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); the gallery is opened in it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                                   "(pip install -e \".[test]\")")
-    errors: List[str] = []
-    left: List[str] = []
+    def inspect(view: object) -> Tuple[str, List[str]]:
+        frames = [f for f in view.frames if f != view.main_frame]  # type: ignore[attr-defined]
+        return view.title(), [f.evaluate("document.body ? document.body.innerText : ''")  # type: ignore[attr-defined]
+                              for f in frames]
 
-    def route(r: object) -> None:
-        url = r.request.url  # type: ignore[attr-defined]
-        if url.startswith(("file:", "data:", "about:")):
-            r.continue_()  # type: ignore[attr-defined]
-        else:
-            left.append(url)
-            r.abort()  # type: ignore[attr-defined]
-
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            view = browser.new_page(viewport={"width": 1400, "height": 900})
-            view.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
-            view.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-            view.route("**/*", route)
-            view.goto((out / "index.html").resolve().as_uri(), wait_until="load")
-            view.wait_for_load_state("networkidle")
-            assert view.title() == "reference: every email"
-            frames = [f for f in view.frames if f != view.main_frame]
-            texts = [f.evaluate("document.body ? document.body.innerText : ''") for f in frames]
-        finally:
-            browser.close()
-    assert left == [] and errors == [], left + errors
-    assert len(frames) == sends and all("Reference Co" in t for t in texts), texts[:2]
+    (title, texts), problems = open_offline(out / "index.html", inspect, (1400, 900))
+    assert title == "reference: every email"
+    assert problems == [], problems
+    assert len(texts) == sends and all("Reference Co" in t for t in texts), texts[:2]
 
 
 def test_the_gallery_of_acme_has_every_audience(tmp_path: Path) -> None:

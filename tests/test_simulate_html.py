@@ -14,11 +14,10 @@ from typing import List
 
 import pytest
 
-from conftest import REPO, clean_env, run_fnl
+from conftest import REPO, clean_env, open_offline, run_fnl
 
 REFERENCE = "funnels/reference.yaml"
 HOSTILE = '<script>alert("fnl")</script>$x$'
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def simulate_html(out: Path, *args: str) -> subprocess.Popen:
@@ -142,44 +141,16 @@ def test_only_the_html_format_imports_matplotlib() -> None:
 
 
 def test_headless_chromium_opens_the_page_offline_and_draws_the_charts(pages: List[Path]) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); "
-                    "the HTML forecast is opened in it")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed "
-                                   "(pip install -e \".[test]\")")
-    url = pages[0].resolve().as_uri()
-    errors: List[str] = []
-    left: List[str] = []
+    def inspect(page: object) -> tuple:
+        boxes = page.eval_on_selector_all(  # type: ignore[attr-defined]
+            "svg", "els => els.map(e => { const r = e.getBoundingClientRect();"
+                   " return [r.width, r.height, e.querySelectorAll('path, use, text').length]; })")
+        requests = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")  # type: ignore[attr-defined]
+        return page.title(), boxes, requests  # type: ignore[attr-defined]
 
-    def route(r: object) -> None:
-        request_url = r.request.url  # type: ignore[attr-defined]
-        if request_url.startswith(("file:", "data:")):
-            r.continue_()  # type: ignore[attr-defined]
-        else:
-            left.append(request_url)
-            r.abort()  # type: ignore[attr-defined]
-
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}")
-                    if m.type in ("error", "warning") else None)
-            page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-            page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}")
-                    if req.url not in left else None)
-            page.route("**/*", route)
-            page.goto(url, wait_until="load")
-            page.wait_for_load_state("networkidle")
-            assert page.title().startswith("Forecast for reference")
-            boxes = page.eval_on_selector_all(
-                "svg", "els => els.map(e => { const r = e.getBoundingClientRect();"
-                       " return [r.width, r.height, e.querySelectorAll('path, use, text').length]; })")
-            requests = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
-        finally:
-            browser.close()
-    assert left == [] and requests == [], left + requests
-    assert errors == []
+    (title, boxes, requests), problems = open_offline(pages[0], inspect)
+    assert title.startswith("Forecast for reference")
+    assert problems == [] and requests == [], problems + requests
     assert len(boxes) >= 3
     for width, height, marks in boxes:
         assert width > 100 and height > 50 and marks > 10, boxes
