@@ -471,7 +471,7 @@ def report(paths: tuple, base: str, leads: Optional[str], runs: str) -> int:
     \b
     Examples:
       fnl report --base origin/main > comment.md
-      fnl report --base origin/main funnels/acme --leads 2000 --runs 10
+      fnl report --base HEAD~1 funnels/reference.yaml --leads 500 --runs 3
     """
     from engine.authoring.report import pr_report
     from engine.simulate import parse_count
@@ -506,7 +506,8 @@ def lsp() -> int:
 @click.argument("paths", nargs=-1, metavar="[PATH...]")
 @click.option("--leads", default=None, metavar="N", help="Leads of the small forecast each save runs (default 200).")
 @click.option("--no-forecast", is_flag=True, help="Check and compile only.")
-def watch(paths: tuple, leads: Optional[str], no_forecast: bool) -> int:
+@click.option("--once", is_flag=True, help="One check, compile and forecast, then exit: 1 if it found problems.")
+def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> int:
     """On every save: check every definition under PATH (default funnels/) as `fnl
     validate` does, compile it, forecast a small cohort, and print only what changed (new
     and fixed findings, figures that moved). Ctrl-C stops it.
@@ -515,6 +516,7 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool) -> int:
     Examples:
       fnl watch
       fnl watch funnels/acme --leads 500
+      fnl watch funnels/reference.yaml --once
     """
     from engine.authoring.watch import LEADS, Watch
     from engine.simulate import parse_count
@@ -524,6 +526,9 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool) -> int:
 
     w = Watch(list(paths) or ["funnels"], out, leads=parse_count(leads, "--leads") if leads else LEADS,
               forecast=not no_forecast)
+    if once:
+        w.cycle()
+        return EXIT_PROBLEMS if w.errors else EXIT_OK
     try:
         w.run()
     except KeyboardInterrupt:

@@ -86,6 +86,13 @@ def test_parse_refuses_an_invocation_that_is_not_real():
 
 def unrunnable(words: List[str]) -> Optional[str]:
     """Why an example cannot run from the repository root as it stands, or None."""
+    command = words[1] if len(words) > 1 else ""
+    if command in ("watch", "lsp") and "--once" not in words:
+        return "runs until it is stopped"
+    if command == "init":
+        return "writes a repository"
+    if command == "render" and not WRITES & set(words):
+        return "writes the HTML part into the working directory"
     for i, word in enumerate(words[1:], 1):
         if word in WRITES:
             return f"writes a file ({word})"
@@ -94,7 +101,8 @@ def unrunnable(words: List[str]) -> Optional[str]:
                                    capture_output=True, timeout=30)
             if found.returncode != 0:
                 return f"no revision {word} here"
-        elif not word.startswith("-") and ("/" in word or re.search(r"\.(ya?ml|json|jsonl)$", word)):
+        elif not word.startswith("-") and "=" not in word and ("/" in word or
+                                                               re.search(r"\.(ya?ml|json|jsonl)$", word)):
             if not (REPO / word).exists():
                 return f"no {word} here"
     return None

@@ -159,6 +159,7 @@ class Watch:
         self.events: "queue.Queue[str]" = queue.Queue()
         self.last: Optional[Snapshot] = None
         self.good: Dict[str, Dict[str, float]] = {}  # each definition's last forecast
+        self.errors = 0  # errors the last cycle found
         self.watched: Set[str] = set()
         self.observer: Optional[object] = None
 
@@ -168,12 +169,13 @@ class Watch:
             snap = snapshot(self.paths, self.leads, self.forecast)
         except Exception as exc:  # noqa: BLE001 - the watch outlives any one state of the files
             self.out(f"error  the check failed: {type(exc).__name__}: {exc}")
+            self.errors = 1
             return
         for line in changes(self.last, snap, self.good):
             self.out(line)
         self.last = snap
         self._watch(snap)
-        errors = sum(n for (_, severity, _, _), n in snap.findings.items() if severity == "error")
+        errors = self.errors = sum(n for (_, severity, _, _), n in snap.findings.items() if severity == "error")
         self.out(f"ready  {len(snap.figures)} definition{'s' if len(snap.figures) != 1 else ''}, "
                  f"{errors} error{'s' if errors != 1 else ''} ({(time.perf_counter() - began) * 1000:.0f} ms)")
 
