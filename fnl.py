@@ -488,7 +488,7 @@ def lsp() -> int:
     """Run fnl's language server on standard input and output, for editors: every finding
     of `fnl validate` (strict YAML, schema, lint rules, templates) as a diagnostic while
     you type, with quick fixes where the fix is mechanical. Needs the lsp extra
-    (pip install 'fnl[lsp]'); see docs/editors.md for VS Code and Neovim.
+    (docs/editors.md: installing it, and VS Code and Neovim).
 
     \b
     Examples:
@@ -497,7 +497,8 @@ def lsp() -> int:
     try:
         from engine.authoring import lsp as server
     except ImportError as exc:
-        raise UsageError(f"fnl lsp needs pygls: {exc}", "install the extra: pip install 'fnl[lsp]'") from None
+        raise UsageError(f"fnl lsp needs pygls: {exc}",
+                         "install fnl with its lsp extra, fnl[lsp] (docs/editors.md says how)") from None
     server.serve()
     return EXIT_OK
 
