@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 from . import baseline
 from .errors import SEVERITIES, Problem
@@ -33,9 +33,11 @@ def _place(p: Problem) -> Tuple[str, int, int, str]:
     return (p.location.file, p.location.line, p.location.column, p.code)
 
 
-def check_source(source: Source, selection: Optional[Selection] = None) -> Checked:
-    """Load, validate and (unless `selection` is None) lint one definition."""
-    loaded = load_source(source)
+def check_source(source: Source, selection: Optional[Selection] = None,
+                 buffers: Optional[Mapping[str, bytes]] = None) -> Checked:
+    """Load, validate and (unless `selection` is None) lint one definition; the files in
+    `buffers` (real path -> contents: an editor's unsaved text) are read from there."""
+    loaded = load_source(source, buffers)
     if loaded.document is None:
         return Checked(source, loaded.problems, None)
     # A value the loader already complained about gets no second complaint from the schema.

@@ -641,6 +641,12 @@ def load_file(path: Path, display: Optional[str] = None, root: Optional[Path] = 
     except OSError as exc:
         return Loaded(None, (Problem("FNL006", f"cannot read file: {exc.strerror or exc}", Location(name),
                                      help="check that the file exists and is readable"),))
+    return load_bytes(name, raw)
+
+
+def load_bytes(name: str, raw: bytes) -> Loaded:
+    """Parse one file's contents (read from disk, or an editor's unsaved buffer), with the
+    same size bound, encoding checks and strict YAML as a file on disk."""
     if len(raw) > MAX_BYTES:
         return Loaded(None, (Problem("FNL005", "file is larger than 1 MiB", Location(name),
                                      help="split the definition into several files in a directory"),))

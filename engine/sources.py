@@ -31,10 +31,10 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Optional, Tuple
 
 from .errors import JsonPath, Location, Problem, UsageError
-from .load import Document, Loaded, load_file
+from .load import Document, Loaded, inside, load_bytes, load_file
 
 YAML_SUFFIXES = (".yaml", ".yml")
 ROOT_FILE = "funnel.yaml"
@@ -451,8 +451,10 @@ def _split(directory: Path, walked: Walked, skipped: Skipped) -> Source:
                   directory)
 
 
-def load_source(source: Source) -> Loaded:
-    """Load every file of a definition and merge them."""
+def load_source(source: Source, buffers: Optional[Mapping[str, bytes]] = None) -> Loaded:
+    """Load every file of a definition and merge them. A file in `buffers` (keyed by its
+    real path: an editor's unsaved text) is read from there instead of from disk, with the
+    same checks (`load.load_bytes`)."""
     problems: List[Problem] = list(source.problems)
     loaded: List[Loaded] = []
     for f in source.files:
@@ -460,6 +462,8 @@ def load_source(source: Source) -> Loaded:
             loaded.append(Loaded(None, (Problem("FNL006", "cannot read file: it is a chain of too many links",
                                                 Location(display_path(f)),
                                                 help="replace the link with the file itself"),)))
+        elif buffers and real(f) in buffers and (source.root is None or inside(f, source.root)):
+            loaded.append(load_bytes(display_path(f), buffers[real(f) or ""]))
         else:
             loaded.append(load_file(f, display_path(f), source.root))
     problems.extend(p for item in loaded for p in item.problems)

@@ -8,9 +8,8 @@ re-implements one.
 
 Editors send what is in their buffers, saved or not. fnl's loader reads a definition's
 files from disk, so while the server checks, reading one of them gives the open buffer's
-text instead (`_buffers`): the buffer is written to a private scratch file and loaded from
-there under the real file's name, through the very same loader (size bound, encoding,
-strict YAML). For a split definition (a folder holding `funnel.yaml`), the section files
+text instead (`check_source`'s `buffers`): the same loader's checks (size bound,
+encoding, strict YAML) apply to the buffer under the real file's name. For a split definition (a folder holding `funnel.yaml`), the section files
 that are not open and the templates are read from disk as usual. Templates are always read
 from disk: their findings follow the saved files, and saving a template checks the open
 definitions again.
@@ -34,13 +33,10 @@ import asyncio
 import logging
 import os
 import re
-import shutil
 import sys
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 from lsprotocol import types
 
@@ -49,7 +45,7 @@ from ..check import Checked, check_source, without_baseline
 from ..errors import FnlError, Location, Problem
 from ..lint.registry import RULES
 from ..lint.runner import Selection, check_codes
-from ..load import MAX_BYTES, Loaded, inside
+from ..load import MAX_BYTES
 from ..sources import REFUSED, YAML_SUFFIXES, Source, discover, display_path, is_behaviour_model, real
 
 try:  # pygls 2
@@ -86,32 +82,6 @@ _MISSING_TEMPLATE = re.compile(r"template `([^`]+)` does not exist")
 # -- checking buffers ---------------------------------------------------------------------
 
 
-@contextmanager
-def _buffers(texts: Mapping[str, str]) -> Iterator[None]:
-    """While inside, fnl's loader reads the files in `texts` (keyed by real path) from
-    that text instead of from disk: the buffer goes to a scratch file that the same loader
-    reads under the real file's name and with the same checks."""
-    from .. import sources
-
-    original = sources.load_file
-    scratch = Path(tempfile.mkdtemp(prefix="fnl-lsp-"))
-
-    def load_file(path: Path, display: Optional[str] = None, root: Optional[Path] = None) -> Loaded:
-        text = texts.get(real(path) or "")
-        if text is None or (root is not None and not inside(path, root)):
-            return original(path, display, root)  # on disk, or refused as on disk
-        copy = scratch / "buffer.yaml"
-        copy.write_bytes(text.encode("utf-8", "replace"))
-        return original(copy, display or str(path), None)
-
-    sources.load_file = load_file  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        sources.load_file = original
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def looks_like_definition(text: str) -> bool:
     """Whether a YAML file on its own is a funnel definition (see the module's doc)."""
     return bool(_DEFINITION.search(text))
@@ -143,8 +113,9 @@ def check(source: Source, texts: Mapping[str, str]) -> Checked:
         check_codes(settings.ignore, f"{settings.source}: ignore")
     selection = Selection(settings.select, settings.ignore)
     clock = templates.RenderClock(templates.CHECK_RENDER_SECONDS, scope="this definition's templates")
-    with _buffers(texts), templates.render_session(clock):
-        checked = check_source(source, selection)
+    buffers = {path: text.encode("utf-8", "replace") for path, text in texts.items()}
+    with templates.render_session(clock):
+        checked = check_source(source, selection, buffers)
     if settings.baseline:
         anchor = Path(settings.baseline)
         checked = without_baseline([checked], baseline.read(anchor), anchor.parent)[0]
