@@ -72,6 +72,17 @@ class Driver:
         self._queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
         self._queued: Dict[str, int] = {}  # each lead's next due time, as queued: unchanged ones are not queued again
 
+    def restore(self, states: Iterable[Tuple[str, core.State]], shared: Shared) -> None:
+        """Start from stored states (the runtime's database): every lead's state, the state
+        shared between leads, and the clock of each lead with a step or SLA pending."""
+        self.shared = shared
+        for lead, state in states:
+            self.states[lead] = state
+            due = next_due(state)
+            if due is not None:
+                self._queued[lead] = due
+                heapq.heappush(self._queue, (due, lead))
+
     def apply(self, event: Event) -> Applied:
         before = self.states.get(event.lead)
         result = core.step(self.plan, before, event, self.shared)

@@ -19,7 +19,7 @@ from engine.errors import EXIT_MEANINGS, exit_codes_text
 COMMANDS = [""] + sorted(fnl.cli.commands)
 SHELL_OPERATORS = {"|", ">", ">>", "<", "&&", "||", ";", "2>", "&"}
 # Options that make fnl write a file: examples using them are parsed, not run.
-WRITES = {"-o", "--output", "--write-baseline"}
+WRITES = {"-o", "--output", "--write-baseline", "--db"}
 
 
 def help_text(command: str) -> str:

@@ -1,0 +1,115 @@
+"""The runtime's loop: the stored events and the clock through the engine, durably.
+
+`advance` applies every event in the inbox up to a minute, and the clock between them,
+in the one order `engine.drive` states (minute, then lead, then second; the clock before
+a lead's events of the minute), starting from the states in the database
+(`Driver.restore`). Each batch of engine steps commits in one transaction: the leads'
+new states, the shared state, the events marked applied, the clock's minute, and every
+action the steps decided, in the outbox under its idempotency key. A process that dies
+mid-batch leaves the database as it was before the batch, and the next run takes the
+same events through the same states to the same actions under the same keys.
+
+`deliver` then hands undelivered actions to an adapter (`jsonl`: a line each) and marks
+them delivered only after the adapter took them: at least once, and a repeat carries the
+key of the first.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Tuple
+
+from ..drive import Applied, Driver, event_order, next_due
+from ..errors import UsageError
+from ..plan import Plan
+from ..state import CLOCK, LeadState, Prospect
+from .db import Database, action_key
+
+BATCH = 500  # engine steps per transaction
+
+
+@dataclass(frozen=True)
+class Advanced:
+    events: int  # events applied
+    steps: int  # engine steps (events and the clock)
+    actions: int  # actions recorded in the outbox
+
+
+def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advanced:
+    """Apply the inbox's events up to minute `until`, and the clock to its end."""
+    running = db.meta("plan")
+    if running is None:
+        db.set_meta("plan", plan.content_hash)
+        db.set_meta("funnel", plan.funnel)
+    elif running != plan.content_hash:
+        raise UsageError(f"--db {db.path} runs another plan of {db.meta('funnel')} ({running[:19]}); this is "
+                         f"{plan.content_hash[:19]}",
+                         "run the plan the database was started with (deploying a new plan to leads in flight is "
+                         "not supported yet), or give a new database")
+    driver = Driver(plan)
+    driver.restore(db.states(), db.shared())
+    pending = list(db.pending(until))
+    ids = {id(event): (seq, id_) for seq, id_, event in pending}
+    ordered = event_order([event for _, _, event in pending])
+    steps = events = actions = 0
+    done: List[Tuple[Applied, str, Optional[int]]] = []
+
+    def flush() -> None:
+        nonlocal actions
+        if not done:
+            return
+        with db.transaction():
+            touched = {}
+            for item, step, seq in done:
+                for i, action in enumerate(item.result.actions):
+                    db.record(action_key(plan.content_hash, step, i, action), action)
+                    actions += 1
+                if isinstance(item.result.state, (LeadState, Prospect)):
+                    touched[item.event.lead] = item.result.state
+            for lead, state in touched.items():
+                db.save(lead, state, next_due(state))
+            db.save_shared(driver.shared)
+            db.applied([seq for _, _, seq in done if seq is not None])
+            db.set_meta("clock", str(done[-1][0].event.at))
+        done.clear()
+
+    def steps_of() -> Iterator[Tuple[Applied, str, Optional[int]]]:
+        for event in ordered:
+            for item in driver.clock_until((event.at, event.lead + "\x00")):
+                yield item, f"clock:{item.event.at}:{item.event.lead}", None
+            seq, id_ = ids[id(event)]
+            yield driver.apply(event), f"event:{id_}", seq
+        for item in driver.clock_until((until + 1, "")):
+            yield item, f"clock:{item.event.at}:{item.event.lead}", None
+
+    for item, step, seq in steps_of():
+        steps += 1
+        events += seq is not None
+        done.append((item, step, seq))
+        if len(done) >= batch:
+            flush()
+    flush()
+    with db.transaction():
+        db.set_meta("clock", str(until))
+    return Advanced(events, steps, actions)
+
+
+def deliver(db: Database, write: Callable[[str], None], now: Optional[Callable[[], int]] = None) -> int:
+    """Hand every undelivered action to `write` (its JSON, the idempotency key added), in
+    outbox order, marking each batch delivered after `write` returned; how many."""
+    clock = now or (lambda: int(time.time() // 60))
+    total = 0
+    while True:
+        rows = db.undelivered()
+        if not rows:
+            return total
+        for _seq, key, text in rows:
+            doc = json.loads(text)
+            doc["idempotency_key"] = key
+            write(json.dumps(doc, sort_keys=True, ensure_ascii=False))
+        db.delivered([seq for seq, _, _ in rows], clock())
+        total += len(rows)
+
+
+__all__ = ["Advanced", "advance", "deliver", "CLOCK"]

@@ -1,0 +1,172 @@
+"""`fnl run` on SQLite with the virtual clock: the events of a simulated quarter of the acme
+funnel go in, the engine's actions come out, exactly the actions `engine.drive` (the loop
+`fnl trace` uses) decides for the same events; nothing applied twice when the same log is
+replayed or the run is split; and a process killed at random points, then restarted,
+ends with every action delivered, a repeat only with the key of the one before it."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+
+import engine.simulate.run as simulate_run
+from conftest import REPO, clean_env
+from engine import drive as dr
+from engine.drive import Driver
+from engine.pipeline import plan_for
+from engine.simulate.behavior import find_behavior, load_behavior
+from engine.simulate.run import simulate
+from engine.simulate import DEFAULT_START
+from engine.state import CLOCK, Event, iso, parse_time
+
+ACME = str(REPO / "funnels" / "acme")
+KILLS = int(os.environ.get("FNL_RUN_KILLS", "0") or 0) or 4  # SIGKILLs of a run before it may finish
+
+
+@pytest.fixture(scope="module")
+def quarter(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, int, List[Event]]:
+    """The events 150 synthetic acme leads made over 90 days (per-lead simulator), as a
+    JSON Lines file in a shuffled order, and the run's last minute."""
+    plan = plan_for(ACME)
+    behavior = load_behavior(find_behavior(Path(ACME)), plan)  # type: ignore[arg-type]
+    applied: List[Event] = []
+
+    class Recording(Driver):
+        def apply(self, event: Event) -> dr.Applied:
+            if event.type != CLOCK:
+                applied.append(event)
+            return super().apply(event)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(simulate_run, "Driver", Recording)
+        run = simulate(plan, behavior, seed=2, leads=150, horizon=90 * 1440, start=parse_time(DEFAULT_START),
+                       engine="per-lead")
+    end = run.start + run.horizon - 1
+    events = list(applied)
+    random.Random(7).shuffle(events)  # lines need not come in time order
+    path = tmp_path_factory.mktemp("run") / "quarter.jsonl"
+    path.write_text("".join(json.dumps(e.to_json()) + "\n" for e in events), encoding="utf-8")
+    return path, end, events
+
+
+def fnl_run(db: Path, until: int, events: Path = None, out: Path = None, **kw) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--until", iso(until)]
+    if events is not None:
+        args += ["--events", str(events)]
+    if out is not None:
+        args += ["--actions", f"jsonl:{out}"]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600, env=clean_env(), **kw)
+
+
+def delivered(path: Path) -> List[Dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def outbox(db: Path) -> List[Tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT key, action FROM outbox ORDER BY seq").fetchall()
+
+
+def test_the_actions_are_the_engines_for_the_same_events(quarter, tmp_path: Path) -> None:
+    path, end, events = quarter
+    out = tmp_path / "actions.jsonl"
+    proc = fnl_run(tmp_path / "acme.db", end, path, out)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(events):,} new events" in proc.stderr
+    got = [{k: v for k, v in a.items() if k != "idempotency_key"} for a in delivered(out)]
+    plan = plan_for(ACME)
+    expected = [json.loads(json.dumps(a.to_json(), default=str)) for item in dr.drive(plan, events, until=end)
+                for a in item.result.actions if a.type != "left_out"]
+    assert len(got) == len(expected) > 500
+    assert got == expected
+    kinds = {a["type"] for a in got}
+    assert {"send_email", "stage_changed", "handoff", "sla_breached", "enter_sequence"} <= kinds, kinds
+    keys = [a["idempotency_key"] for a in delivered(out)]
+    assert len(set(keys)) == len(keys)
+
+
+def test_the_same_log_twice_changes_nothing(quarter, tmp_path: Path) -> None:
+    path, end, events = quarter
+    db, out = tmp_path / "acme.db", tmp_path / "actions.jsonl"
+    assert fnl_run(db, end, path, out).returncode == 0
+    first = outbox(db)
+    again = fnl_run(db, end, path, out)
+    assert again.returncode == 0, again.stderr
+    assert f"0 new events ({len(events):,} already in the inbox); applied 0" in again.stderr
+    assert "0 actions, 0 delivered" in again.stderr
+    assert outbox(db) == first and len(delivered(out)) == len(first)
+
+
+def test_a_run_in_two_parts_is_the_run_in_one(quarter, tmp_path: Path) -> None:
+    path, end, events = quarter
+    whole = tmp_path / "whole.db"
+    assert fnl_run(whole, end, path).returncode == 0
+    middle = min(e.at for e in events) + (end - min(e.at for e in events)) // 2
+    early = tmp_path / "early.jsonl"
+    late = tmp_path / "late.jsonl"
+    early.write_text("".join(json.dumps(e.to_json()) + "\n" for e in events if e.at <= middle), encoding="utf-8")
+    late.write_text("".join(json.dumps(e.to_json()) + "\n" for e in events if e.at > middle), encoding="utf-8")
+    parts = tmp_path / "parts.db"
+    assert fnl_run(parts, middle, early).returncode == 0
+    assert fnl_run(parts, end, late).returncode == 0
+    assert outbox(parts) == outbox(whole)
+
+
+def test_killed_at_random_points_nothing_is_lost_and_repeats_carry_their_key(quarter, tmp_path: Path) -> None:
+    path, end, _ = quarter
+    reference = tmp_path / "reference.db"
+    began = time.monotonic()
+    assert fnl_run(reference, end, path, tmp_path / "reference.jsonl").returncode == 0
+    took = time.monotonic() - began
+    expected = outbox(reference)
+    db, out = tmp_path / "killed.db", tmp_path / "delivered.jsonl"
+    rng = random.Random(11)
+    kills = 0
+    for attempt in range(KILLS + 20):
+        proc = subprocess.Popen([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--until",
+                                 iso(end), "--events", str(path), "--actions", f"jsonl:{out}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
+        if kills < KILLS:  # somewhere in the run: reading events, applying, committing, delivering
+            time.sleep(rng.uniform(0.3, 1.0) * took)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        proc.wait(timeout=120)
+        if proc.returncode == 0 and kills >= KILLS:
+            break
+    else:
+        raise AssertionError(f"the run never finished ({kills} kills)")
+    assert outbox(db) == expected  # the same actions, under the same keys, once each
+    lines = delivered(out)
+    by_key: Dict[str, Dict] = {}
+    for line in lines:
+        key = line["idempotency_key"]
+        if key in by_key:
+            assert by_key[key] == line  # a repeat is the same action with the same key
+        by_key[key] = line
+    assert set(by_key) == {key for key, _ in expected}  # every action delivered
+
+
+def test_a_database_of_another_plan_or_not_fnls_is_refused(quarter, tmp_path: Path) -> None:
+    path, end, _ = quarter
+    db = tmp_path / "acme.db"
+    assert fnl_run(db, end, path).returncode == 0
+    other = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", str(REPO / "funnels" / "reference.yaml"),
+                            "--db", str(db), "--until", iso(end)], capture_output=True, text=True, timeout=120,
+                           env=clean_env())
+    assert other.returncode == 3 and "runs another plan of acme-b2b" in other.stderr
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    proc = fnl_run(foreign, end)
+    assert proc.returncode == 3 and "is not an fnl database" in proc.stderr
+    assert "Traceback" not in proc.stderr + other.stderr
