@@ -544,9 +544,10 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
               help="JSON Lines of events to add to the inbox first (each is kept once), as fnl trace reads them.")
 @click.option("--until", required=True, metavar="TIME",
               help="Run the clock to this time (the virtual clock: a quarter replays in seconds).")
-@click.option("--actions", "adapter", default="jsonl:-", metavar="ADAPTER",
-              help="Where actions go: jsonl:FILE, or jsonl:- for standard output (default).")
-def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, adapter: str) -> int:
+@click.option("--actions", "adapters", multiple=True, metavar="ADAPTER",
+              help="Where actions go (repeatable): jsonl:FILE, jsonl:- for standard output (the default), or "
+                   "smtp://HOST:PORT for the emails (signing key in FNL_SIGNING_KEY).")
+def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, adapters: tuple) -> int:
     """Run the funnel for real on a database: store the events (each once), apply them and
     the clock through the engine up to --until, durably, and deliver every action (each at
     least once, with its idempotency key). Run again with more events and a later --until
@@ -559,20 +560,24 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, a
     from pathlib import Path
 
     from engine.errors import ProblemsFound
-    from engine.pipeline import plan_for
+    from engine.pipeline import compiled_for
     from engine.runtime.db import Database
-    from engine.runtime.loop import advance, deliver
+    from engine.runtime.loop import Jsonl, advance, deliver
     from engine.sources import display_path
     from engine.state import parse_time
     from engine import trace as tr
 
-    if not adapter.startswith("jsonl:") or adapter == "jsonl:":
-        raise UsageError(f"--actions {adapter}: not an adapter", "give jsonl:FILE, or jsonl:- for standard output")
+    adapters = adapters or ("jsonl:-",)
+    for adapter in adapters:
+        if not (adapter.startswith("jsonl:") and adapter != "jsonl:") and not adapter.startswith("smtp://"):
+            raise UsageError(f"--actions {adapter}: not an adapter",
+                             "give jsonl:FILE, jsonl:- for standard output, or smtp://HOST:PORT")
     try:
         horizon = parse_time(until)
     except ValueError as exc:
         raise UsageError(f"--until: {exc}") from None
-    plan = plan_for(funnel)
+    compiled = compiled_for(funnel)
+    plan = compiled.plan
     events: list = []
     if events_file is not None:
         path = Path(events_file)
@@ -581,22 +586,39 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, a
         scan = tr.scan_events(path, display_path(path), keep=events)
         if scan.problems:
             raise ProblemsFound(scan.problems)
+    import contextlib
+
     db = Database(db_path)
     try:
         new, seen = db.accept(events)
         done = advance(db, plan, horizon)
-        target = adapter[len("jsonl:"):]
-        if target == "-":
-            delivered = deliver(db, click.echo)
-        else:
-            with open(target, "a", encoding="utf-8") as out:
-                def write(line: str) -> None:
-                    out.write(line + "\n")
-                    out.flush()
-                delivered = deliver(db, write)
-    except OSError as exc:
-        raise UsageError(f"--actions {adapter}: cannot write: {exc.strerror or exc}", "give a file you can write") \
-            from None
+        with contextlib.ExitStack() as stack:
+            outs = []
+            for adapter in adapters:
+                if adapter.startswith("smtp://"):
+                    from engine.runtime.smtp import Smtp
+
+                    smtp = Smtp(adapter, compiled.funnel, plan, db)
+                    stack.callback(smtp.close)
+                    outs.append(smtp)
+                elif adapter == "jsonl:-":
+                    outs.append(Jsonl(click.echo))
+                else:
+                    try:
+                        fh = stack.enter_context(open(adapter[len("jsonl:"):], "a", encoding="utf-8"))
+                    except OSError as exc:
+                        raise UsageError(f"--actions {adapter}: cannot write: {exc.strerror or exc}",
+                                         "give a file you can write") from None
+
+                    def write(line: str, fh: Any = fh) -> None:
+                        fh.write(line + "\n")
+                        fh.flush()
+                    outs.append(Jsonl(write))
+            try:
+                delivered = deliver(db, outs, refused=lambda note: click.echo(f"fnl: {escape(note)}", err=True))
+            except OSError as exc:  # a server down, a pipe closed: what is left waits for the next run
+                raise UsageError(f"--actions: delivery stopped: {exc.strerror or exc}",
+                                 "what was not delivered is delivered by the next run") from None
     finally:
         db.close()
     click.echo(f"{new:,} new event{'s' if new != 1 else ''} ({seen:,} already in the inbox); applied {done.events:,} "

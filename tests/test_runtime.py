@@ -170,3 +170,63 @@ def test_a_database_of_another_plan_or_not_fnls_is_refused(quarter, tmp_path: Pa
     proc = fnl_run(foreign, end)
     assert proc.returncode == 3 and "is not an fnl database" in proc.stderr
     assert "Traceback" not in proc.stderr + other.stderr
+
+
+def test_emails_go_out_over_smtp_as_real_messages(quarter, tmp_path: Path) -> None:
+    """A real SMTP server on loopback (aiosmtpd) gets one message per send_email action:
+    rendered from the plan's template for the lead, with both parts, the sender, a signed
+    one-click unsubscribe (RFC 8058) and a Message-ID made of the action's key. A lead
+    whose ID would smuggle a header is refused, logged, and the rest go on."""
+    import email
+    import html as htmlmod
+    import socket
+    from email import policy
+    from urllib.parse import parse_qs, urlsplit
+
+    controller_mod = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is not installed (the test extra)")
+    from engine.runtime.smtp import verify
+
+    got: List[bytes] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+            got.append(envelope.content)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = controller_mod.Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    path, end, events = quarter
+    hostile = tmp_path / "with-hostile.jsonl"
+    first = min(events, key=lambda e: e.at)
+    bad = {"type": "optin", "at": iso(first.at), "lead": "x@example.com\r\nBcc: all@example.com",
+           "magnet": "whitepaper", "profile": {"first_name": "X", "industry": "saas"}}
+    hostile.write_text(path.read_text(encoding="utf-8") + json.dumps(bad) + "\n", encoding="utf-8")
+    key = "k" * 32
+    try:
+        proc = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "a.db"),
+                               "--events", str(hostile), "--until", iso(end), "--actions", f"smtp://127.0.0.1:{port}",
+                               "--actions", f"jsonl:{tmp_path / 'a.jsonl'}"], capture_output=True, text=True,
+                              timeout=600, env=clean_env(FNL_SIGNING_KEY=key))
+    finally:
+        controller.stop()
+    assert proc.returncode == 0, proc.stderr
+    assert "refused: the lead's ID is not one plain email address" in proc.stderr and key not in proc.stderr
+    actions = [a for a in delivered(tmp_path / "a.jsonl") if a["type"] == "send_email"]
+    assert len(got) == len(actions) > 100
+    by_id = {}
+    for raw in got:
+        msg = email.message_from_bytes(raw, policy=policy.default)
+        by_id[msg["Message-ID"]] = msg
+        assert msg["From"] == "Acme Analytics <hello@acme.example>" or "acme" in msg["From"].lower()
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        link = msg["List-Unsubscribe"].strip("<>")
+        query = parse_qs(urlsplit(link).query)
+        assert query["lead"] == [msg["To"]] and verify(msg["To"], query["sig"][0], key.encode())
+        text, html = msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()
+        assert link in text and link in htmlmod.unescape(html)  # the signed link in both parts
+        assert "Bcc" not in msg
+    assert set(by_id) == {f"<{a['idempotency_key']}@acme.example>" for a in actions}
+    assert not any("x@example.com" in str(m["To"]) for m in by_id.values())

@@ -134,6 +134,10 @@ class Database:
         for lead, text in self.conn.execute("SELECT lead, state FROM leads"):
             yield lead, codec.decode(text)
 
+    def state(self, lead: str) -> Optional[codec.State]:
+        row = self.conn.execute("SELECT state FROM leads WHERE lead = ?", (lead,)).fetchone()
+        return codec.decode(row[0]) if row else None
+
     def shared(self) -> Shared:
         row = self.conn.execute("SELECT state FROM shared WHERE id = 1").fetchone()
         return codec.decode_shared(row[0]) if row else Shared()
@@ -159,6 +163,12 @@ class Database:
         """(seq, key, action JSON) of actions not yet delivered, oldest first."""
         return self.conn.execute("SELECT seq, key, action FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT ?",
                                  (limit,)).fetchall()
+
+    def failed(self, seq: int, reason: str) -> None:
+        """An action no adapter can ever deliver (hostile data in it): parked, with why."""
+        with self.transaction():
+            self.conn.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1 WHERE seq = ?", (seq,))
+            self.set_meta(f"failed:{seq}", reason)
 
     def delivered(self, seqs: List[int], at: int) -> None:
         with self.transaction():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..drive import Applied, Driver, event_order, next_due
 from ..errors import UsageError
@@ -95,21 +95,52 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
     return Advanced(events, steps, actions)
 
 
-def deliver(db: Database, write: Callable[[str], None], now: Optional[Callable[[], int]] = None) -> int:
-    """Hand every undelivered action to `write` (its JSON, the idempotency key added), in
-    outbox order, marking each batch delivered after `write` returned; how many."""
+class Jsonl:
+    """Every action as a JSON line (the idempotency key added), to a file or a pipe."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self.write = write
+
+    def takes(self, action: Dict[str, Any]) -> bool:
+        return True
+
+    def __call__(self, action: Dict[str, Any], key: str) -> None:
+        self.write(json.dumps({**action, "idempotency_key": key}, sort_keys=True, ensure_ascii=False))
+
+
+def deliver(db: Database, adapters: Sequence[Any], now: Optional[Callable[[], int]] = None,
+            refused: Optional[Callable[[str], None]] = None) -> int:
+    """Hand every undelivered action, in outbox order, to each adapter that takes it,
+    marking each delivered after every adapter returned; how many. An action an adapter
+    refuses for what is in it (ValueError: a line break in a header, an address that is
+    not one) is parked as failed with the reason, said to `refused`, and the rest go on;
+    an adapter that cannot deliver at all (a server down) stops the delivery, and what
+    is left waits for the next run."""
     clock = now or (lambda: int(time.time() // 60))
     total = 0
     while True:
         rows = db.undelivered()
         if not rows:
             return total
-        for _seq, key, text in rows:
-            doc = json.loads(text)
-            doc["idempotency_key"] = key
-            write(json.dumps(doc, sort_keys=True, ensure_ascii=False))
-        db.delivered([seq for seq, _, _ in rows], clock())
-        total += len(rows)
+        done: List[int] = []
+        for seq, key, text in rows:
+            action = json.loads(text)
+            try:
+                for adapter in adapters:
+                    if adapter.takes(action):
+                        adapter(action, key)
+            except ValueError as exc:
+                if done:
+                    db.delivered(done, clock())
+                    total += len(done)
+                    done = []
+                db.failed(seq, str(exc))
+                if refused is not None:
+                    refused(f"action {key} ({action.get('type')} for {action.get('lead')}) refused: {exc}")
+                continue
+            done.append(seq)
+        db.delivered(done, clock())
+        total += len(done)
 
 
 __all__ = ["Advanced", "advance", "deliver", "CLOCK"]
