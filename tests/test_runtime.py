@@ -172,20 +172,12 @@ def test_a_database_of_another_plan_or_not_fnls_is_refused(quarter, tmp_path: Pa
     assert "Traceback" not in proc.stderr + other.stderr
 
 
-def test_emails_go_out_over_smtp_as_real_messages(quarter, tmp_path: Path) -> None:
-    """A real SMTP server on loopback (aiosmtpd) gets one message per send_email action:
-    rendered from the plan's template for the lead, with both parts, the sender, a signed
-    one-click unsubscribe (RFC 8058) and a Message-ID made of the action's key. A lead
-    whose ID would smuggle a header is refused, logged, and the rest go on."""
-    import email
-    import html as htmlmod
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on loopback (aiosmtpd): (its port, the messages it accepted)."""
     import socket
-    from email import policy
-    from urllib.parse import parse_qs, urlsplit
 
     controller_mod = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is not installed (the test extra)")
-    from engine.runtime.smtp import verify
-
     got: List[bytes] = []
 
     class Handler:
@@ -198,6 +190,87 @@ def test_emails_go_out_over_smtp_as_real_messages(quarter, tmp_path: Path) -> No
         port = s.getsockname()[1]
     controller = controller_mod.Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
+    try:
+        yield port, got
+    finally:
+        controller.stop()
+
+
+def run_smtp(db: Path, until: int, events: Path, port: int, out: Path = None,
+             **env: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--until", iso(until),
+            "--events", str(events), "--actions", f"smtp://127.0.0.1:{port}"]
+    if out is not None:
+        args += ["--actions", f"jsonl:{out}"]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600,
+                          env=clean_env(**{"FNL_SIGNING_KEY": "s" * 32, **env}))
+
+
+def message_ids(got: List[bytes]) -> List[str]:
+    import email
+    from email import policy
+
+    return [email.message_from_bytes(raw, policy=policy.default)["Message-ID"] for raw in got]
+
+
+@pytest.mark.parametrize("point", ["after-send", "after-commit"])
+def test_a_crash_at_a_named_point_loses_nothing_and_a_repeat_is_the_same_message(quarter, tmp_path: Path,
+                                                                                smtp_server, point: str) -> None:
+    """Killed (SIGKILL) right after the SMTP server accepted a message and before it was
+    marked delivered, or right after a batch of steps committed: the next run delivers
+    every email; only the one in flight comes twice, with the same Message-ID."""
+    path, end, _ = quarter
+    port, got = smtp_server
+    crashed = run_smtp(tmp_path / "a.db", end, path, port, FNL_CRASH_AT=point)
+    assert crashed.returncode == -9, crashed.stderr
+    before = len(got)
+    again = run_smtp(tmp_path / "a.db", end, path, port)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        keys = {k for (k,) in conn.execute("SELECT key FROM outbox WHERE action LIKE '%\"send_email\"%' "
+                                           "AND status != 'suppressed'")}
+    ids = message_ids(got)
+    assert {i.strip("<>").split("@")[0] for i in ids} == keys  # every email, under its key
+    repeats = len(ids) - len(set(ids))
+    assert repeats == (1 if point == "after-send" else 0), (repeats, before)
+
+
+def test_an_unsubscribe_stops_an_email_still_in_the_outbox(tmp_path: Path, smtp_server) -> None:
+    """Consent first: the welcome email was decided at the opt-in, the unsubscribe came a
+    minute later, before the email left: it is not sent. Another lead's is."""
+    port, got = smtp_server
+    events = tmp_path / "two.jsonl"
+    optin = {"type": "optin", "magnet": "whitepaper", "profile": {"first_name": "Ana", "industry": "saas"}}
+    lines = [dict(optin, at="2026-03-02T14:30:00Z", lead="gone@example.com"),
+             {"type": "email.unsubscribed", "at": "2026-03-02T14:31:00Z", "lead": "gone@example.com",
+              "template": "magnets/whitepaper"},
+             dict(optin, at="2026-03-02T14:30:00Z", lead="stays@example.com")]
+    events.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    proc = run_smtp(tmp_path / "a.db", parse_time("2026-03-02T15:00:00Z"), events, port)
+    assert proc.returncode == 0, proc.stderr
+    import email
+    from email import policy
+
+    to = [email.message_from_bytes(raw, policy=policy.default)["To"] for raw in got]
+    assert to and set(to) == {"stays@example.com"}  # its delivery (and what its nurture sends at once)
+    assert "for gone@example.com) not sent: the lead has unsubscribed since" in proc.stderr
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        assert conn.execute("SELECT count(*) FROM outbox WHERE status = 'suppressed'").fetchone()[0] >= 1
+
+
+def test_emails_go_out_over_smtp_as_real_messages(quarter, tmp_path: Path, smtp_server) -> None:
+    """A real SMTP server on loopback (aiosmtpd) gets one message per send_email action:
+    rendered from the plan's template for the lead, with both parts, the sender, a signed
+    one-click unsubscribe (RFC 8058) and a Message-ID made of the action's key. A lead
+    whose ID would smuggle a header is refused, logged, and the rest go on."""
+    import email
+    import html as htmlmod
+    from email import policy
+    from urllib.parse import parse_qs, urlsplit
+
+    from engine.runtime.smtp import verify
+
+    port, got = smtp_server
     path, end, events = quarter
     hostile = tmp_path / "with-hostile.jsonl"
     first = min(events, key=lambda e: e.at)
@@ -205,17 +278,15 @@ def test_emails_go_out_over_smtp_as_real_messages(quarter, tmp_path: Path) -> No
            "magnet": "whitepaper", "profile": {"first_name": "X", "industry": "saas"}}
     hostile.write_text(path.read_text(encoding="utf-8") + json.dumps(bad) + "\n", encoding="utf-8")
     key = "k" * 32
-    try:
-        proc = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "a.db"),
-                               "--events", str(hostile), "--until", iso(end), "--actions", f"smtp://127.0.0.1:{port}",
-                               "--actions", f"jsonl:{tmp_path / 'a.jsonl'}"], capture_output=True, text=True,
-                              timeout=600, env=clean_env(FNL_SIGNING_KEY=key))
-    finally:
-        controller.stop()
+    proc = run_smtp(tmp_path / "a.db", end, hostile, port, tmp_path / "a.jsonl", FNL_SIGNING_KEY=key)
     assert proc.returncode == 0, proc.stderr
     assert "refused: the lead's ID is not one plain email address" in proc.stderr and key not in proc.stderr
-    actions = [a for a in delivered(tmp_path / "a.jsonl") if a["type"] == "send_email"]
-    assert len(got) == len(actions) > 100
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        suppressed = {k for (k,) in conn.execute("SELECT key FROM outbox WHERE status = 'suppressed'")}
+    # Every email the engine sent, but those to leads that unsubscribed before it left (consent first).
+    actions = [a for a in delivered(tmp_path / "a.jsonl") if a["type"] == "send_email"
+               and a["idempotency_key"] not in suppressed]
+    assert len(got) == len(actions) > 100 and suppressed
     by_id = {}
     for raw in got:
         msg = email.message_from_bytes(raw, policy=policy.default)

@@ -164,11 +164,12 @@ class Database:
         return self.conn.execute("SELECT seq, key, action FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT ?",
                                  (limit,)).fetchall()
 
-    def failed(self, seq: int, reason: str) -> None:
-        """An action no adapter can ever deliver (hostile data in it): parked, with why."""
+    def failed(self, seq: int, reason: str, status: str = "failed") -> None:
+        """An action no adapter can ever deliver (hostile data in it: `failed`), or that
+        consent no longer allows (`suppressed`): parked, with why."""
         with self.transaction():
-            self.conn.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1 WHERE seq = ?", (seq,))
-            self.set_meta(f"failed:{seq}", reason)
+            self.conn.execute("UPDATE outbox SET status = ?, attempts = attempts + 1 WHERE seq = ?", (status, seq))
+            self.set_meta(f"{status}:{seq}", reason)
 
     def delivered(self, seqs: List[int], at: int) -> None:
         with self.transaction():

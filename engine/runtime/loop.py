@@ -16,6 +16,8 @@ key of the first.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -26,7 +28,21 @@ from ..plan import Plan
 from ..state import CLOCK, LeadState, Prospect
 from .db import Database, action_key
 
+
+class Suppressed(Exception):
+    """An action consent no longer allows (an adapter raises it: `smtp.Suppressed`)."""
+
 BATCH = 500  # engine steps per transaction
+CRASH_ENV = "FNL_CRASH_AT"  # tests: die (SIGKILL) at a named point of the loop, once
+
+
+def crash_point(name: str) -> None:
+    """Die at once, as a power cut would, when FNL_CRASH_AT names this point: `after-commit`
+    (a batch of steps committed, nothing delivered) or `after-send` (an adapter took an
+    action, not yet marked delivered). Inert unless the variable is set; the crash tests
+    use it to reach the points a random kill rarely hits."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
             db.applied([seq for _, _, seq in done if seq is not None])
             db.set_meta("clock", str(done[-1][0].event.at))
         done.clear()
+        crash_point("after-commit")
 
     def steps_of() -> Iterator[Tuple[Applied, str, Optional[int]]]:
         for event in ordered:
@@ -129,6 +146,16 @@ def deliver(db: Database, adapters: Sequence[Any], now: Optional[Callable[[], in
                 for adapter in adapters:
                     if adapter.takes(action):
                         adapter(action, key)
+                        crash_point("after-send")
+            except Suppressed as exc:  # consent first: not sent, and never will be
+                if done:
+                    db.delivered(done, clock())
+                    total += len(done)
+                    done = []
+                db.failed(seq, str(exc), "suppressed")
+                if refused is not None:
+                    refused(f"action {key} ({action.get('type')} for {action.get('lead')}) not sent: {exc}")
+                continue
             except ValueError as exc:
                 if done:
                     db.delivered(done, clock())

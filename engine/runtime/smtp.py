@@ -30,6 +30,7 @@ from ..errors import UsageError
 from ..model import Funnel
 from ..plan import Plan
 from ..state import LeadState
+from . import loop
 from .db import Database
 
 ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -45,6 +46,11 @@ def unsubscribe_link(base: str, lead: str, secret: bytes) -> str:
 def verify(lead: str, sig: str, secret: bytes) -> bool:
     """Whether an unsubscribe link's signature is the lead's."""
     return hmac.compare_digest(hmac.new(secret, lead.encode("utf-8"), hashlib.sha256).hexdigest(), sig)
+
+
+class Suppressed(loop.Suppressed):
+    """An email the lead may no longer get: it unsubscribed, or its address is suppressed,
+    after the send was decided and before it was delivered (consent first)."""
 
 
 def _header(value: str, what: str) -> str:
@@ -63,7 +69,8 @@ class Smtp:
                              "give smtp://HOST:PORT, such as smtp://127.0.0.1:25")
         secret = os.environ.get("FNL_SIGNING_KEY", "")
         if len(secret) < 16:
-            raise UsageError("the SMTP adapter needs FNL_SIGNING_KEY (at least 16 characters) to sign unsubscribe links",
+            raise UsageError("the SMTP adapter needs FNL_SIGNING_KEY (at least 16 characters) to sign unsubscribe "
+                             "links",
                              "set it in the environment, never in a definition")
         if not funnel.sender.unsubscribe_url:
             raise UsageError(f"{plan.funnel} has no sender.unsubscribe_url for the List-Unsubscribe link",
@@ -93,6 +100,9 @@ class Smtp:
         if not ADDRESS.match(lead):
             raise ValueError("the lead's ID is not one plain email address: not sent")
         state = self.db.state(lead)
+        if isinstance(state, LeadState) and (state.unsubscribed or state.bounced):
+            raise Suppressed("the lead has unsubscribed since" if state.unsubscribed else
+                             "the address is suppressed since")
         profile = state.profile_dict() if isinstance(state, LeadState) else {}
         kind = str(action.get("kind") or "nurture")
         link = unsubscribe_link(self.funnel.sender.unsubscribe_url or "", lead, self.secret)
