@@ -626,6 +626,71 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, a
     return EXIT_OK
 
 
+@cli.command()
+@click.argument("funnel", metavar="FUNNEL")
+@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+def status(funnel: str, db_path: str) -> int:
+    """What the runtime's database holds: leads per stage and sequence, steps due next,
+    deliveries not done, and each owner's leads with those past their SLA.
+
+    \b
+    Examples:
+      fnl status funnels/acme --db acme.db
+    """
+    from engine.pipeline import plan_for
+    from engine.runtime.inspect import status as report_status
+
+    plan = plan_for(funnel)
+    with _database(db_path) as db:
+        click.echo(escape_lines_text(report_status(db, plan)), nl=False)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("lead", metavar="LEAD")
+@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+def explain(lead: str, db_path: str) -> int:
+    """One lead's history in the runtime's database, step by step in the words of fnl
+    trace, and where it is now.
+
+    \b
+    Examples:
+      fnl explain dana@loopwise.example --db acme.db
+    """
+    with _database(db_path) as db:
+        text = __import__("engine.runtime.inspect", fromlist=["explain"]).explain(db, lead)
+    if not text:
+        raise UsageError(f"{lead}: no such lead in {db_path}",
+                         "give the lead's ID (its email address) as fnl run got it")
+    click.echo(escape_lines_text(text), nl=False)
+    return EXIT_OK
+
+
+def escape_lines_text(text: str) -> str:
+    from engine.terminal import escape_lines
+
+    return escape_lines(text)
+
+
+class _database:
+    """An existing runtime database, opened and closed (not made: a typo is an error)."""
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        if not Path(path).is_file():
+            raise UsageError(f"--db {path}: no such database", "give the file fnl run --db made")
+        from engine.runtime.db import Database
+
+        self.db = Database(path)
+
+    def __enter__(self) -> Any:
+        return self.db
+
+    def __exit__(self, *_: Any) -> None:
+        self.db.close()
+
+
 @cli.command("compile")
 @click.argument("funnel", metavar="FUNNEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
@@ -779,7 +844,7 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
 
     \b
     Examples:
-      fnl plan --base origin/main funnels/acme
+      fnl plan --base HEAD~1 funnels/acme
       fnl plan --base HEAD~1 --format markdown > plan.md
       fnl plan old-plan.json funnels/acme
       fnl plan tests/samples/plan-newsletter-before.yaml tests/samples/plan-newsletter-after.yaml
@@ -891,7 +956,7 @@ def simulate(funnel: str, compare_with: Optional[str], base: Optional[str], sens
       fnl simulate funnels/reference.yaml --leads 200 --days 60 --format json
       fnl simulate funnels/newsletter-to-demo.yaml --leads 100 --runs 3
       fnl simulate funnels/acme --format markdown -o forecast.md
-      fnl simulate funnels/acme --base origin/main --leads 1000 --runs 5
+      fnl simulate funnels/acme --base HEAD~1 --leads 500 --runs 3
       fnl simulate funnels/reference.yaml --leads 300 --sensitivity
       fnl simulate funnels/reference.yaml --leads 300 --sweep 'visits.daily=0.005..0.02/4'
       fnl simulate funnels/acme --leads 200 --runs 3 --strict

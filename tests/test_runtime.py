@@ -301,3 +301,34 @@ def test_emails_go_out_over_smtp_as_real_messages(quarter, tmp_path: Path, smtp_
         assert "Bcc" not in msg
     assert set(by_id) == {f"<{a['idempotency_key']}@acme.example>" for a in actions}
     assert not any("x@example.com" in str(m["To"]) for m in by_id.values())
+
+
+def test_status_and_explain_say_what_the_database_holds(tmp_path: Path) -> None:
+    db = tmp_path / "acme.db"
+    until = parse_time("2026-06-01T00:00:00Z")
+    proc = fnl_run(db, until, REPO / "tests" / "events" / "acme-dana.jsonl", tmp_path / "out.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    status = subprocess.run([sys.executable, str(REPO / "fnl.py"), "status", ACME, "--db", str(db)],
+                            capture_output=True, text=True, timeout=120, env=clean_env())
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith("acme-b2b on ") and "clock at 2026-06-01T00:00:00Z" in lines[0]
+    assert "events 7 (0 not applied yet); actions 18 (0 not delivered" in lines[1]
+    assert [line.split() for line in lines if line.split()[:1] == ["sql"]] == [["sql", "1"]]
+    assert any("ana.silva@acme.example" in line and "(1 past SLA)" in line for line in lines)
+    explain = subprocess.run([sys.executable, str(REPO / "fnl.py"), "explain", "dana@loopwise.example", "--db",
+                              str(db)], capture_output=True, text=True, timeout=120, env=clean_env())
+    assert explain.returncode == 0, explain.stderr
+    text = explain.stdout
+    for words in ("2026-03-02T14:30:00Z  optin whitepaper", "→ send magnets/whitepaper", "stage subscriber → mql",
+                  "stage mql → sql: sql because visited('pricing', since='mql')", "SLA breached",
+                  "now: sql, score", "owner ana.silva@acme.example"):
+        assert words in text, (words, text)
+    assert text.index("optin whitepaper") < text.index("stage subscriber → mql") < text.index("SLA breached")
+    nobody = subprocess.run([sys.executable, str(REPO / "fnl.py"), "explain", "nobody@example.com", "--db", str(db)],
+                            capture_output=True, text=True, timeout=120, env=clean_env())
+    assert nobody.returncode == 3 and "no such lead" in nobody.stderr
+    missing = subprocess.run([sys.executable, str(REPO / "fnl.py"), "status", ACME, "--db", str(tmp_path / "no.db")],
+                             capture_output=True, text=True, timeout=120, env=clean_env())
+    assert missing.returncode == 3 and "no such database" in missing.stderr
+    assert not (tmp_path / "no.db").exists()

@@ -35,9 +35,11 @@ CREATE INDEX inbox_pending ON inbox (applied, at);
 CREATE TABLE leads (lead TEXT PRIMARY KEY, state TEXT NOT NULL, next_due INTEGER);
 CREATE TABLE shared (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
 CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, lead TEXT NOT NULL,
-                     at INTEGER NOT NULL, action TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
-                     attempts INTEGER NOT NULL DEFAULT 0, delivered_at INTEGER);
+                     at INTEGER NOT NULL, step TEXT NOT NULL, action TEXT NOT NULL,
+                     status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                     delivered_at INTEGER);
 CREATE INDEX outbox_pending ON outbox (status, seq);
+CREATE INDEX outbox_lead ON outbox (lead, seq);
 """
 
 
@@ -154,10 +156,31 @@ class Database:
         self.conn.executemany("UPDATE inbox SET applied = 1 WHERE seq = ?", [(s,) for s in seqs])
 
     # -- actions out ----------------------------------------------------------------------------
-    def record(self, key: str, action: Action) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO outbox (key, lead, at, action) VALUES (?, ?, ?, ?)",
-                          (key, action.lead, action.at, json.dumps(action.to_json(), sort_keys=True,
-                                                                   separators=(",", ":"), default=str)))
+    def record(self, key: str, step: str, action: Action) -> None:
+        """An action in the outbox, with the engine step that decided it (`event:<ID>`, or
+        `clock:<minute>:<lead>`)."""
+        self.conn.execute("INSERT OR IGNORE INTO outbox (key, lead, at, step, action) VALUES (?, ?, ?, ?, ?)",
+                          (key, action.lead, action.at, step, json.dumps(action.to_json(), sort_keys=True,
+                                                                         separators=(",", ":"), default=str)))
+
+    def history(self, lead: str) -> List[Tuple[str, str, str]]:
+        """(step, action JSON, status) of every action for a lead, in the order decided."""
+        return self.conn.execute("SELECT step, action, status FROM outbox WHERE lead = ? ORDER BY seq",
+                                 (lead,)).fetchall()
+
+    def event(self, id_: str) -> Optional[Event]:
+        row = self.conn.execute("SELECT event FROM inbox WHERE id = ?", (id_,)).fetchone()
+        return codec._held(json.loads(row[0]), 0) if row else None
+
+    def breaches(self) -> Iterator[str]:
+        """The owner of each SLA breach the engine decided."""
+        for (text,) in self.conn.execute("SELECT action FROM outbox WHERE action LIKE '%\"sla_breached\"%'"):
+            doc = json.loads(text)
+            if doc.get("type") == "sla_breached":
+                yield str(doc.get("owner") or "")
+
+    def outbox_statuses(self) -> dict:
+        return dict(self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
 
     def undelivered(self, limit: int = 1000) -> List[Tuple[int, str, str]]:
         """(seq, key, action JSON) of actions not yet delivered, oldest first."""

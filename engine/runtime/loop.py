@@ -79,7 +79,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
             touched = {}
             for item, step, seq in done:
                 for i, action in enumerate(item.result.actions):
-                    db.record(action_key(plan.content_hash, step, i, action), action)
+                    db.record(action_key(plan.content_hash, step, i, action), step, action)
                     actions += 1
                 if isinstance(item.result.state, (LeadState, Prospect)):
                     touched[item.event.lead] = item.result.state
