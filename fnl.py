@@ -545,8 +545,9 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
 @click.option("--until", required=True, metavar="TIME",
               help="Run the clock to this time (the virtual clock: a quarter replays in seconds).")
 @click.option("--actions", "adapters", multiple=True, metavar="ADAPTER",
-              help="Where actions go (repeatable): jsonl:FILE, jsonl:- for standard output (the default), or "
-                   "smtp://HOST:PORT for the emails (signing key in FNL_SIGNING_KEY).")
+              help="Where actions go (repeatable): jsonl:FILE, jsonl:- for standard output (the default), "
+                   "smtp://HOST:PORT for the emails, webhook:URL for handoffs, stage changes and SLA breaches "
+                   "(signing key in FNL_SIGNING_KEY).")
 def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, adapters: tuple) -> int:
     """Run the funnel for real on a database: store the events (each once), apply them and
     the clock through the engine up to --until, durably, and deliver every action (each at
@@ -569,9 +570,10 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, a
 
     adapters = adapters or ("jsonl:-",)
     for adapter in adapters:
-        if not (adapter.startswith("jsonl:") and adapter != "jsonl:") and not adapter.startswith("smtp://"):
+        if not (adapter.startswith("jsonl:") and adapter != "jsonl:") and \
+                not adapter.startswith(("smtp://", "webhook:")):
             raise UsageError(f"--actions {adapter}: not an adapter",
-                             "give jsonl:FILE, jsonl:- for standard output, or smtp://HOST:PORT")
+                             "give jsonl:FILE, jsonl:- for standard output, smtp://HOST:PORT or webhook:URL")
     try:
         horizon = parse_time(until)
     except ValueError as exc:
@@ -601,6 +603,10 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, a
                     smtp = Smtp(adapter, compiled.funnel, plan, db)
                     stack.callback(smtp.close)
                     outs.append(smtp)
+                elif adapter.startswith("webhook:"):
+                    from engine.runtime.webhook import Webhook
+
+                    outs.append(Webhook(adapter[len("webhook:"):]))
                 elif adapter == "jsonl:-":
                     outs.append(Jsonl(click.echo))
                 else:

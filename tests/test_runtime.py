@@ -332,3 +332,70 @@ def test_status_and_explain_say_what_the_database_holds(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=120, env=clean_env())
     assert missing.returncode == 3 and "no such database" in missing.stderr
     assert not (tmp_path / "no.db").exists()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on loopback that records every request; each new idempotency key
+    is answered 503 twice before 200 (so every delivery is retried), and every request to
+    /down is answered 500."""
+    import http.server
+    import threading
+
+    seen: List[Tuple[str, Dict[str, str], bytes]] = []
+    tries: Dict[str, int] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.path, dict(self.headers), body))
+            key = self.headers.get("Idempotency-Key", "")
+            tries[key] = tries.get(key, 0) + 1
+            self.send_response(500 if self.path == "/down" else 503 if tries[key] <= 2 else 200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+
+
+def test_handoffs_go_to_a_webhook_signed_retried_and_parked_when_down(quarter, tmp_path: Path, receiver) -> None:
+    from engine.runtime.webhook import signature
+
+    url, seen = receiver
+    path, end, _ = quarter
+    key = "w" * 32
+    env = clean_env(FNL_SIGNING_KEY=key, FNL_WEBHOOK_FIRST_WAIT="0.01")
+    proc = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "a.db"),
+                           "--events", str(path), "--until", iso(end), "--actions", f"webhook:{url}/crm",
+                           "--actions", f"jsonl:{tmp_path / 'a.jsonl'}"], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr
+    wanted = [a for a in delivered(tmp_path / "a.jsonl") if a["type"] in ("handoff", "stage_changed", "sla_breached")]
+    assert {a["type"] for a in wanted} == {"handoff", "stage_changed", "sla_breached"}
+    by_key: Dict[str, List[bytes]] = {}
+    for where, headers, body in seen:
+        assert where == "/crm"
+        assert headers["X-Fnl-Signature"] == signature(key.encode(), headers["X-Fnl-Timestamp"], body)
+        doc = json.loads(body)
+        assert doc["idempotency_key"] == headers["Idempotency-Key"]
+        by_key.setdefault(headers["Idempotency-Key"], []).append(body)
+    assert set(by_key) == {a["idempotency_key"] for a in wanted}
+    assert all(len(bodies) == 3 and len(set(bodies)) == 1 for bodies in by_key.values())  # 503, 503, 200
+    # An endpoint that is down: every action tried ATTEMPTS times, then parked, and the run goes on.
+    seen.clear()
+    down = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "b.db"),
+                           "--events", str(REPO / "tests" / "events" / "acme-dana.jsonl"), "--until",
+                           "2026-06-01T00:00:00Z", "--actions", f"webhook:{url}/down"], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert down.returncode == 0, down.stderr
+    assert "did not take it in 5 tries (last: HTTP 500): parked as failed" in down.stderr
+    with sqlite3.connect(tmp_path / "b.db") as conn:
+        failed = conn.execute("SELECT count(*) FROM outbox WHERE status = 'failed'").fetchone()[0]
+    assert failed == len(seen) // 5 > 0
