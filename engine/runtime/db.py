@@ -148,6 +148,11 @@ class Database:
         self.conn.execute("INSERT INTO leads (lead, state, next_due) VALUES (?, ?, ?) ON CONFLICT (lead) DO UPDATE "
                           "SET state = excluded.state, next_due = excluded.next_due", (lead, codec.encode(state), due))
 
+    def save_all(self, rows: List[Tuple[str, codec.State, Optional[int]]]) -> None:
+        self.conn.executemany("INSERT INTO leads (lead, state, next_due) VALUES (?, ?, ?) ON CONFLICT (lead) DO UPDATE "
+                              "SET state = excluded.state, next_due = excluded.next_due",
+                              [(lead, codec.encode(state), due) for lead, state, due in rows])
+
     def save_shared(self, shared: Shared) -> None:
         self.conn.execute("INSERT INTO shared (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = "
                           "excluded.state", (codec.encode_shared(shared),))
@@ -162,6 +167,12 @@ class Database:
         self.conn.execute("INSERT OR IGNORE INTO outbox (key, lead, at, step, action) VALUES (?, ?, ?, ?, ?)",
                           (key, action.lead, action.at, step, json.dumps(action.to_json(), sort_keys=True,
                                                                          separators=(",", ":"), default=str)))
+
+    def record_all(self, records: List[Tuple[str, str, Action]]) -> None:
+        """`record` for many actions: (key, step, action)."""
+        self.conn.executemany("INSERT OR IGNORE INTO outbox (key, lead, at, step, action) VALUES (?, ?, ?, ?, ?)",
+                              [(key, a.lead, a.at, step, json.dumps(a.to_json(), sort_keys=True, separators=(",", ":"),
+                                                                      default=str)) for key, step, a in records])
 
     def history(self, lead: str) -> List[Tuple[str, str, str]]:
         """(step, action JSON, status) of every action for a lead, in the order decided."""

@@ -32,7 +32,7 @@ from .db import Database, action_key
 class Suppressed(Exception):
     """An action consent no longer allows (an adapter raises it: `smtp.Suppressed`)."""
 
-BATCH = 500  # engine steps per transaction
+BATCH = 500  # events per transaction (the clock's steps between them go with them)
 CRASH_ENV = "FNL_CRASH_AT"  # tests: die (SIGKILL) at a named point of the loop, once
 
 
@@ -70,25 +70,30 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
     ordered = event_order([event for _, _, event in pending])
     steps = events = actions = 0
     done: List[Tuple[Applied, str, Optional[int]]] = []
+    shared_saved = [driver.shared]
+    in_batch = [0]
 
     def flush() -> None:
         nonlocal actions
         if not done:
             return
+        touched = {}
+        records = []
+        for item, step, seq in done:
+            for i, action in enumerate(item.result.actions):
+                records.append((action_key(plan.content_hash, step, i, action), step, action))
+            if isinstance(item.result.state, (LeadState, Prospect)):
+                touched[item.event.lead] = item.result.state
         with db.transaction():
-            touched = {}
-            for item, step, seq in done:
-                for i, action in enumerate(item.result.actions):
-                    db.record(action_key(plan.content_hash, step, i, action), step, action)
-                    actions += 1
-                if isinstance(item.result.state, (LeadState, Prospect)):
-                    touched[item.event.lead] = item.result.state
-            for lead, state in touched.items():
-                db.save(lead, state, next_due(state))
-            db.save_shared(driver.shared)
+            db.record_all(records)
+            db.save_all([(lead, state, next_due(state)) for lead, state in touched.items()])
+            if driver.shared != shared_saved[0]:
+                db.save_shared(driver.shared)
+                shared_saved[0] = driver.shared
             db.applied([seq for _, _, seq in done if seq is not None])
-            db.set_meta("clock", str(done[-1][0].event.at))
+        actions += len(records)
         done.clear()
+        in_batch[0] = 0
         crash_point("after-commit")
 
     def steps_of() -> Iterator[Tuple[Applied, str, Optional[int]]]:
@@ -102,10 +107,12 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
 
     for item, step, seq in steps_of():
         steps += 1
-        events += seq is not None
         done.append((item, step, seq))
-        if len(done) >= batch:
-            flush()
+        if seq is not None:
+            events += 1
+            in_batch[0] += 1
+            if in_batch[0] >= batch:
+                flush()
     flush()
     with db.transaction():
         db.set_meta("clock", str(until))
