@@ -139,11 +139,15 @@ def _opt_int(doc: Dict[str, Any], key: str) -> Optional[int]:
     return None if doc.get(key) is None else _int(doc, key)
 
 
-def _str(doc: Dict[str, Any], key: str) -> str:
+def _of(doc: Dict[str, Any], key: str, kind: type, words: str) -> Any:
     value = doc.get(key)
-    if not isinstance(value, str):
-        raise ValueError(f"`{key}` must be a string")
+    if not isinstance(value, kind):
+        raise ValueError(f"`{key}` must be {words}")
     return value
+
+
+def _str(doc: Dict[str, Any], key: str) -> str:
+    return str(_of(doc, key, str, "a string"))
 
 
 def _opt_str(doc: Dict[str, Any], key: str) -> Optional[str]:
@@ -151,17 +155,11 @@ def _opt_str(doc: Dict[str, Any], key: str) -> Optional[str]:
 
 
 def _bool(doc: Dict[str, Any], key: str) -> bool:
-    value = doc.get(key)
-    if not isinstance(value, bool):
-        raise ValueError(f"`{key}` must be true or false")
-    return value
+    return bool(_of(doc, key, bool, "true or false"))
 
 
 def _list(doc: Dict[str, Any], key: str) -> List[Any]:
-    value = doc.get(key)
-    if not isinstance(value, list):
-        raise ValueError(f"`{key}` must be a list")
-    return value
+    return list(_of(doc, key, list, "a list"))
 
 
 def _strs(doc: Dict[str, Any], key: str) -> List[str]:
