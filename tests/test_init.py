@@ -144,3 +144,31 @@ def test_without_from_it_names_the_repository_fnl_runs_from(tmp_path: Path) -> N
     url, rev = source()
     assert rev == head() or re.fullmatch(r"[0-9a-f]{40}", rev)
     assert url  # origin, or this checkout as a file:// URL
+
+
+def test_installed_from_a_folder_it_names_that_checkouts_origin(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pip install .` records the folder (direct_url.json, dir_info): the hook and the
+    workflow then name that checkout's origin and commit, not some repository that merely
+    holds the virtualenv."""
+    import importlib.metadata
+
+    from engine.authoring import init as init_mod
+
+    checkout = tmp_path / "fnl-checkout"
+    checkout.mkdir()
+    (checkout / "fnl.py").write_text("# fnl\n", encoding="utf-8")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "CI", "GIT_AUTHOR_EMAIL": "ci@example.com", "GIT_COMMITTER_NAME": "CI",
+           "GIT_COMMITTER_EMAIL": "ci@example.com"}
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"],
+                 ["remote", "add", "origin", "https://example.com/team/fnl.git"]):
+        subprocess.run(["git", "-C", str(checkout), *args], check=True, env=env, capture_output=True)
+    rev = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+
+    class Installed:
+        def read_text(self, name: str) -> str:
+            return json.dumps({"url": checkout.as_uri(), "dir_info": {}})
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Installed())
+    assert init_mod.source() == ("https://example.com/team/fnl.git", rev)

@@ -37,25 +37,41 @@ def source(given: Optional[str] = None) -> Tuple[str, str]:
         recorded = importlib.metadata.distribution("fnl").read_text("direct_url.json")
     except importlib.metadata.PackageNotFoundError:
         recorded = None
+    info: dict = {}
     if recorded:
         try:
             info = json.loads(recorded)
         except ValueError:
             info = {}
+        info = info if isinstance(info, dict) else {}
         vcs = info.get("vcs_info") or {}
         if vcs.get("vcs") == "git" and vcs.get("commit_id") and info.get("url"):
             return str(info["url"]), str(vcs["commit_id"])
-    checkout = Path(__file__).resolve().parents[2]
-    try:
-        rev = _git(checkout, "rev-parse", "HEAD")
-    except UsageError:
-        raise UsageError("cannot tell which git repository this fnl was installed from",
-                         "give it with --from URL@REV, such as --from https://github.com/you/fnl.git@v0.1.0") from None
-    try:
-        url = _git(checkout, "remote", "get-url", "origin")
-    except UsageError:
-        url = checkout.as_uri()
-    return url, rev
+    # Installed from a folder (`pip install .`), or run from a checkout: that folder's git.
+    candidates = []
+    url = str(info.get("url") or "")
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        candidates.append(Path(unquote(urlsplit(url).path)))
+    candidates.append(Path(__file__).resolve().parents[2])
+    for checkout in candidates:
+        if not (checkout / "fnl.py").is_file():
+            continue  # not fnl's own source tree (say, a virtualenv inside some other repository)
+        try:
+            top = _git(checkout, "rev-parse", "--show-toplevel")
+            rev = _git(checkout, "rev-parse", "HEAD")
+        except UsageError:
+            continue
+        if Path(top).resolve() != checkout.resolve():
+            continue
+        try:
+            remote = _git(checkout, "remote", "get-url", "origin")
+        except UsageError:
+            remote = checkout.as_uri()
+        return remote, rev
+    raise UsageError("cannot tell which git repository this fnl was installed from",
+                     "give it with --from URL@REV, such as --from https://github.com/you/fnl.git@v0.1.0")
 
 
 def _git(folder: Path, *args: str) -> str:
