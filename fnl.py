@@ -697,6 +697,49 @@ class _database:
         self.db.close()
 
 
+@cli.command()
+@click.argument("lead", metavar="LEAD")
+@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+def export(lead: str, db_path: str) -> int:
+    """Print, as JSON, all that the runtime's database holds about a lead: its state, its
+    events, the actions decided for it, and whether its address is suppressed.
+
+    \b
+    Examples:
+      fnl export dana@loopwise.example --db acme.db
+    """
+    import json as _json
+
+    from engine.terminal import json_text
+
+    with _database(db_path) as db:
+        doc = db.export(lead)
+    if doc["state"] is None and not doc["events"] and not doc["actions"] and doc["suppressed"] is None:
+        raise UsageError(f"{lead}: no such lead in {db_path}", "give the lead's ID (its email address)")
+    click.echo(json_text(_json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)))
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("lead", metavar="LEAD")
+@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+def forget(lead: str, db_path: str) -> int:
+    """Erase a lead's data from the runtime's database (its state, events and actions),
+    keeping only a hash of its address on the suppression list, so it gets no email again.
+
+    \b
+    Examples:
+      fnl forget dana@loopwise.example --db acme.db
+    """
+    import time as _time
+
+    with _database(db_path) as db:
+        gone = db.forget(lead, int(_time.time() // 60))
+    click.echo(f"Forgot {escape(lead)}: {gone:,} rows erased; its address's hash stays on the suppression list.",
+               err=True)
+    return EXIT_OK
+
+
 @cli.command("compile")
 @click.argument("funnel", metavar="FUNNEL")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,

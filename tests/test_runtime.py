@@ -399,3 +399,87 @@ def test_handoffs_go_to_a_webhook_signed_retried_and_parked_when_down(quarter, t
     with sqlite3.connect(tmp_path / "b.db") as conn:
         failed = conn.execute("SELECT count(*) FROM outbox WHERE status = 'failed'").fetchone()[0]
     assert failed == len(seen) // 5 > 0
+
+
+def test_an_old_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    from engine.runtime.db import SCHEMA, Database
+
+    path = tmp_path / "old.db"
+    assert fnl_run(path, parse_time("2026-06-01T00:00:00Z"), REPO / "tests" / "events" / "acme-dana.jsonl",
+                   tmp_path / "out.jsonl").returncode == 0
+    with sqlite3.connect(path) as conn:  # as schema 1 left it
+        conn.execute("DROP TABLE suppressions")
+        conn.execute("PRAGMA user_version = 1")
+        before = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+    db = Database(str(path))
+    try:
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA == 2
+        assert db.conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == before
+        assert db.suppressed("nobody@example.com") is None
+    finally:
+        db.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    proc = fnl_run(path, parse_time("2026-06-01T00:00:00Z"))
+    assert proc.returncode == 3 and "made by a newer fnl (schema 99" in proc.stderr
+
+
+def test_forget_erases_a_lead_for_good_and_export_shows_what_is_held(tmp_path: Path, smtp_server) -> None:
+    port, got = smtp_server
+    db = tmp_path / "a.db"
+    events = REPO / "tests" / "events" / "acme-dana.jsonl"
+    until = parse_time("2026-06-01T00:00:00Z")
+    assert fnl_run(db, until, events, tmp_path / "out.jsonl").returncode == 0
+
+    def fnl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, str(REPO / "fnl.py"), *args], capture_output=True, text=True,
+                              timeout=120, env=clean_env(FNL_SIGNING_KEY="s" * 32))
+
+    held = json.loads(fnl("export", "dana@loopwise.example", "--db", str(db)).stdout)
+    assert held["state"]["stage"] == "sql" and len(held["events"]) == 7 and len(held["actions"]) == 18
+    assert held["suppressed"] is None
+    forgot = fnl("forget", "dana@loopwise.example", "--db", str(db))
+    assert forgot.returncode == 0 and "26 rows erased" in forgot.stderr
+    after = json.loads(fnl("export", "dana@loopwise.example", "--db", str(db)).stdout)
+    assert after == {"lead": "dana@loopwise.example", "state": None, "events": [], "actions": [],
+                     "suppressed": "forgotten"}
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+    assert b"loopwise" not in db.read_bytes(), "the lead's address is still in the database file"
+    # The same log again: the events' IDs are kept, so nothing brings the lead back.
+    again = fnl_run(db, until, events)
+    assert again.returncode == 0 and "0 new events (7 already in the inbox)" in again.stderr
+    # A new opt-in from the address makes a lead again, but no email goes to it.
+    new = tmp_path / "new.jsonl"
+    optin = {"type": "optin", "magnet": "whitepaper", "profile": {"first_name": "D", "industry": "saas"}}
+    new.write_text(json.dumps(dict(optin, at="2026-06-02T10:00:00Z", lead="dana@loopwise.example")) + "\n"
+                   + json.dumps(dict(optin, at="2026-06-02T10:00:00Z", lead="other@example.com")) + "\n",
+                   encoding="utf-8")
+    proc = run_smtp(db, parse_time("2026-06-03T00:00:00Z"), new, port)
+    assert proc.returncode == 0, proc.stderr
+    import email
+    from email import policy
+
+    assert {email.message_from_bytes(m, policy=policy.default)["To"] for m in got} == {"other@example.com"}
+    assert "not sent: the address is on the suppression list (forgotten)" in proc.stderr
+
+
+def test_an_unsubscribe_puts_the_address_on_the_suppression_list(tmp_path: Path) -> None:
+    events = tmp_path / "e.jsonl"
+    optin = {"type": "optin", "magnet": "whitepaper", "profile": {"first_name": "A", "industry": "saas"}}
+    events.write_text("".join(json.dumps(x) + "\n" for x in (
+        dict(optin, at="2026-03-02T14:30:00Z", lead="Gone@Example.com"),
+        {"type": "email.unsubscribed", "at": "2026-03-03T09:00:00Z", "lead": "Gone@Example.com",
+         "template": "magnets/whitepaper"},
+        dict(optin, at="2026-03-02T14:30:00Z", lead="stays@example.com"))), encoding="utf-8")
+    db = tmp_path / "a.db"
+    assert fnl_run(db, parse_time("2026-03-04T00:00:00Z"), events).returncode == 0
+    from engine.runtime.db import Database
+
+    store = Database(str(db))
+    try:
+        assert store.suppressed("gone@example.com") == "unsubscribed"  # the address, in any case
+        assert store.suppressed("stays@example.com") is None
+    finally:
+        store.close()

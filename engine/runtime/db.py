@@ -24,7 +24,14 @@ from ..errors import UsageError
 from ..state import Action, Event, Shared
 from . import codec
 
-SCHEMA = 1
+SCHEMA = 2
+# Each version's changes to the one before: a database is made at version 1 and brought
+# up through every upgrade, so the path an old database takes is the one every new one took.
+_UPGRADES = {
+    # The suppression list: an address (its hash) that must never get email again from this
+    # sender, whatever lead it comes back as (an unsubscribe, a suppression, `fnl forget`).
+    2: ("CREATE TABLE suppressions (address TEXT PRIMARY KEY, reason TEXT NOT NULL, at INTEGER NOT NULL)",),
+}
 
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -77,10 +84,16 @@ class Database:
             with self.transaction():
                 for statement in filter(None, (s.strip() for s in _TABLES.split(";"))):
                     self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA}")
+                self.conn.execute("PRAGMA user_version = 1")
+            version = 1
         elif version > SCHEMA:
             raise UsageError(f"--db {path}: made by a newer fnl (schema {version}; this fnl knows {SCHEMA})",
                              "run the newer fnl, or give another database")
+        for target in range(version + 1, SCHEMA + 1):  # upgrades in place, each whole or not at all
+            with self.transaction():
+                for statement in _UPGRADES[target]:
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {target}")
 
     def close(self) -> None:
         self.conn.close()
@@ -189,6 +202,43 @@ class Database:
             doc = json.loads(text)
             if doc.get("type") == "sla_breached":
                 yield str(doc.get("owner") or "")
+
+    # -- suppressions and a lead's data --------------------------------------------------------
+    @staticmethod
+    def address_hash(address: str) -> str:
+        return hashlib.sha256(address.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
+
+    def suppress(self, address: str, reason: str, at: int) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO suppressions (address, reason, at) VALUES (?, ?, ?)",
+                          (self.address_hash(address), reason, at))
+
+    def suppressed(self, address: str) -> Optional[str]:
+        row = self.conn.execute("SELECT reason FROM suppressions WHERE address = ?",
+                                (self.address_hash(address),)).fetchone()
+        return row[0] if row else None
+
+    def export(self, lead: str) -> dict:
+        """Everything the database holds about a lead."""
+        state = self.state(lead)
+        return {"lead": lead, "state": json.loads(codec.encode(state)) if state is not None else None,
+                "events": [json.loads(text) for (text,) in self.conn.execute(
+                    "SELECT event FROM inbox WHERE lead = ? ORDER BY seq", (lead,))],
+                "actions": [dict(json.loads(text), status=status) for (text, status) in self.conn.execute(
+                    "SELECT action, status FROM outbox WHERE lead = ? ORDER BY seq", (lead,))],
+                "suppressed": self.suppressed(lead)}
+
+    def forget(self, lead: str, at: int) -> int:
+        """Erase a lead's data, keeping only its address's hash on the suppression list:
+        how many rows went."""
+        with self.transaction():
+            gone = sum(self.conn.execute(f"DELETE FROM {table} WHERE lead = ?", (lead,)).rowcount
+                       for table in ("leads", "outbox"))
+            # The inbox keeps each event's ID (a hash) and nothing else, so a log replayed
+            # later cannot bring the lead back.
+            gone += self.conn.execute("UPDATE inbox SET event = '{}', lead = '', applied = 1 WHERE lead = ?",
+                                      (lead,)).rowcount
+            self.suppress(lead, "forgotten", at)
+        return gone
 
     def outbox_statuses(self) -> dict:
         return dict(self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())

@@ -85,6 +85,10 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
             if isinstance(item.result.state, (LeadState, Prospect)):
                 touched[item.event.lead] = item.result.state
         with db.transaction():
+            for lead, state in touched.items():  # an opt-out or a suppression covers the address for good
+                if isinstance(state, LeadState) and (state.unsubscribed or state.bounced):
+                    db.suppress(lead, "unsubscribed" if state.unsubscribed else "suppressed",
+                                state.unsubscribed_at if state.unsubscribed_at is not None else state.last_at)
             db.record_all(records)
             db.save_all([(lead, state, next_due(state)) for lead, state in touched.items()])
             if driver.shared != shared_saved[0]:

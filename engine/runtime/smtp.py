@@ -103,6 +103,9 @@ class Smtp:
         if isinstance(state, LeadState) and (state.unsubscribed or state.bounced):
             raise Suppressed("the lead has unsubscribed since" if state.unsubscribed else
                              "the address is suppressed since")
+        listed = self.db.suppressed(lead)
+        if listed is not None:  # this address, whatever lead it came back as
+            raise Suppressed(f"the address is on the suppression list ({listed})")
         profile = state.profile_dict() if isinstance(state, LeadState) else {}
         kind = str(action.get("kind") or "nurture")
         link = unsubscribe_link(self.funnel.sender.unsubscribe_url or "", lead, self.secret)
