@@ -104,6 +104,7 @@ import test_simulate_replay as replay_test
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from test_simulate_random_funnels import Case, _minutes
+from test_simulate_random_funnels import Tally as Seen  # what the examples exercised
 
 import engine.simulate.run as simulate_run
 from engine import drive as dr
@@ -991,18 +992,6 @@ def _condition_features(funnel: Dict[str, Any]) -> Set[str]:
     return {name for name, pattern in CONDITION_FEATURES.items() if any(re.search(pattern, t) for t in texts)}
 
 
-@dataclasses.dataclass
-class Seen:
-    """What the examples exercised, so the test can say the generator reached it."""
-
-    examples: int = 0
-    features: Dict[str, int] = dataclasses.field(default_factory=dict)
-
-    def saw(self, *names: str) -> None:
-        for name in names:
-            self.features[name] = self.features.get(name, 0) + 1
-
-
 def prove(case: GridCase, seen: Seen) -> None:
     with tempfile.TemporaryDirectory(prefix="fnl-vector-funnel-") as tmp:
         path = case.write(Path(tmp))
@@ -1161,16 +1150,21 @@ def test_delivered_lead_magnets_are_reported_in_the_order_leads_got_them(tmp_pat
     assert [k for k in got.run.tally.steps if not k[0]] == [("", "magnets/calculator"), ("", "magnets/guide")]
 
 
-def test_quiet_hours_that_hold_sends_back_are_off_the_grid(tmp_path: Path) -> None:
-    """Quiet hours over the minute of the leads' day hold every send back to their end,
-    off the daily grid: the columns once sent on the grid (no deferrals) where the engine
-    defers; now the leads go from their own next item (`rounds`), and defer as it does."""
-    plan, behavior = _small({
+def _quiet(hours: Tuple[str, str], tmp: Path) -> Tuple[Plan, Behavior]:
+    """A nurture to mql on opens, with quiet hours `hours` (leads act at 09:00)."""
+    return _small({
         "stages": ["subscriber", "mql"], "terminal_stages": ["mql"],
         "scoring": {"events": {"email.opened": 5}},
         "transitions": [{"from": "subscriber", "to": "mql", "when": "score >= 10"}],
         "sequences": {"nurture": NURTURE},
-        "policies": {"quiet_hours": {"from": "08:00", "to": "10:00"}}}, {}, ["n/one", "n/two"], tmp_path)
+        "policies": {"quiet_hours": {"from": hours[0], "to": hours[1]}}}, {}, ["n/one", "n/two"], tmp)
+
+
+def test_quiet_hours_that_hold_sends_back_are_off_the_grid(tmp_path: Path) -> None:
+    """Quiet hours over the minute of the leads' day hold every send back to their end,
+    off the daily grid: the columns once sent on the grid (no deferrals) where the engine
+    defers; now the leads go from their own next item (`rounds`), and defer as it does."""
+    plan, behavior = _quiet(("08:00", "10:00"), tmp_path)
     start = parse_time(DEFAULT_START)
     why = vector.kit(plan, behavior, start, behavior.horizon_minutes).off_grid
     assert why and "quiet hours" in why, why
@@ -1182,12 +1176,7 @@ def test_quiet_hours_that_hold_sends_back_are_off_the_grid(tmp_path: Path) -> No
 def test_quiet_hours_that_never_hold_a_send_back_stay_on_the_grid(tmp_path: Path) -> None:
     """Quiet hours at night, leads acting at 09:00: no send is ever held back, so the
     funnel runs as columns, and they are still the engine (no deferrals either way)."""
-    plan, behavior = _small({
-        "stages": ["subscriber", "mql"], "terminal_stages": ["mql"],
-        "scoring": {"events": {"email.opened": 5}},
-        "transitions": [{"from": "subscriber", "to": "mql", "when": "score >= 10"}],
-        "sequences": {"nurture": NURTURE},
-        "policies": {"quiet_hours": {"from": "20:00", "to": "08:00"}}}, {}, ["n/one", "n/two"], tmp_path)
+    plan, behavior = _quiet(("20:00", "08:00"), tmp_path)
     start = parse_time(DEFAULT_START)
     assert vector.kit(plan, behavior, start, behavior.horizon_minutes).grid
     assert not vector.kit(plan, behavior).grid  # without the run's dates it cannot know

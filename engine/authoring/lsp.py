@@ -250,17 +250,18 @@ def meant(p: Problem, word: str) -> Optional[str]:
     return guess if any(n == word or n == f"{word}(…)" for n in named) else None
 
 
+# A draft for the author to write over: each placeholder says what belongs in its place.
 TEMPLATE_STUB = """\
-{{% block subject %}}TODO: the subject of {name}{{% endblock %}}
-{{% block preheader %}}TODO: the line inboxes show after the subject{{% endblock %}}
+{{% block subject %}}(the subject of {name}){{% endblock %}}
+{{% block preheader %}}(the line inboxes show after the subject){{% endblock %}}
 {{% block html -%}}
 <p>Hi,</p>
-<p>TODO: what this email says.</p>
+<p>(what this email says)</p>
 {footer_html}{{%- endblock %}}
 {{% block text -%}}
 Hi,
 
-TODO: what this email says.
+(what this email says)
 
 {footer_text}{{%- endblock %}}
 """
