@@ -1136,11 +1136,13 @@ WITH_MAGNET = ("delivery",)
 
 
 def sample_context(funnel: Any, variant: Optional[str] = None, purpose: str = "nurture",
-                   unsubscribe_url: str = UNSUBSCRIBE_PROBE) -> Dict[str, Any]:
+                   unsubscribe_url: str = UNSUBSCRIBE_PROBE,
+                   lead_profile: Optional[Mapping[str, Any]] = None, email: str = "lead@example.com") -> Dict[str, Any]:
     """The variables a template sees for an email sent for `purpose` (a sequence kind,
-    or `delivery`), filled with sample values from the profile."""
-    lead = {a.name: sample_value(a) for a in funnel.profile}
-    lead["email"] = "lead@example.com"
+    or `delivery`): the lead's profile (`lead_profile`, else sample values from the
+    declared attributes) and address, and the rest."""
+    lead = dict(lead_profile) if lead_profile is not None else {a.name: sample_value(a) for a in funnel.profile}
+    lead["email"] = email
     s = funnel.sender
     sender = {"from": s.from_, "reply_to": s.reply_to or "", "postal_address": s.postal_address,
               "unsubscribe_url": s.unsubscribe_url or "", "timezone": s.timezone}

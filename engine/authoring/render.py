@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import core
-from .. import evaluate as ev
 from .. import templates
 from ..errors import Location, Problem, ProblemsFound, UsageError
 from ..model import Funnel
 from ..plan import Plan
+from ..state import LeadState
 
 MAX_LEAD_BYTES = 1 << 20  # a lead file is one lead's profile
 MAX_SEARCH = 20_000  # profiles tried for a synthetic lead
@@ -81,21 +81,10 @@ def lead_from_file(path: str, plan: Plan) -> Dict[str, Any]:
 
 
 def _groups(plan: Plan, profile: Dict[str, Any]) -> Tuple[Optional[str], Optional[str]]:
-    """(segment, persona) of a profile, by the engine's own conditions (first that holds)."""
-    def resolve(node: Any) -> Any:
-        if "attr" in node:
-            return profile.get(node["attr"])
-        name = node.get("var")
-        if name == "fit":
-            return plan.fit is not None and ev.holds(plan.fit.tree, resolve)
-        if name in ("segment", "persona"):
-            found = plan.segments if name == "segment" else plan.personas
-            return next((g.name for g in found if ev.holds(g.when.tree, resolve)), None)
-        return None
-
-    segment = next((g.name for g in plan.segments if ev.holds(g.when.tree, resolve)), None)
-    persona = next((g.name for g in plan.personas if ev.holds(g.when.tree, resolve)), None)
-    return segment, persona
+    """(segment, persona) of a profile, by the engine's own conditions (`core.groups`)."""
+    state = LeadState(lead="", profile=tuple(sorted(profile.items())), stage="", entered=(), score=0.0, score_at=0,
+                      consent="", consent_at=0, source="")
+    return core.groups(plan, state)
 
 
 def _literals(plan: Plan) -> Dict[str, List[Any]]:
@@ -186,8 +175,7 @@ def _sent_as(plan: Plan, name: str) -> Tuple[str, Tuple[Optional[str], ...]]:
 
 def _render(funnel: Funnel, plan: Plan, name: str, profile: Dict[str, Any], kind: str,
             variant: Optional[str]) -> templates.Rendered:
-    context = templates.sample_context(funnel, variant, kind, funnel.sender.unsubscribe_url or "")
-    context["lead"] = {**profile, "email": context["lead"]["email"]}
+    context = templates.sample_context(funnel, variant, kind, funnel.sender.unsubscribe_url or "", profile)
     try:
         return templates.render(funnel.template_dir, name, context)
     except templates.RenderFailure as exc:

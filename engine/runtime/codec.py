@@ -36,13 +36,14 @@ def encode(state: State) -> str:
             "last_at": state.last_at, "points": [list(p) for p in state.points]}}
     elif isinstance(state, Prospect):
         doc = {"format": FORMAT, "kind": "prospect", "lead": state.lead, "last_at": state.last_at,
-               "held": [_event(e) for e in state.held]}
+               "held": [encode_event(e) for e in state.held]}
     else:
         raise TypeError(f"not a lead's state: {type(state).__name__}")
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _event(e: Event) -> Dict[str, Any]:
+def encode_event(e: Event) -> Dict[str, Any]:
+    """An event as stored: its JSON, with `at` as [minute, second] exactly."""
     out = e.to_json()
     out["at"] = [e.at, e.second]  # the minute and second exactly, not a rendering of them
     return out
@@ -59,7 +60,7 @@ def decode(text: Union[str, bytes]) -> State:
     kind = doc.get("kind")
     if kind == "prospect":
         _keys(doc, {"format", "kind", "lead", "last_at", "held"})
-        held = tuple(_held(e, i) for i, e in enumerate(_list(doc, "held")))
+        held = tuple(decode_event(e, f"held[{i}]") for i, e in enumerate(_list(doc, "held")))
         return Prospect(_str(doc, "lead"), held, _int(doc, "last_at"))
     if kind != "lead":
         raise ValueError(f"`kind` must be lead or prospect, not {str(kind)[:40]!r}")
@@ -191,14 +192,15 @@ def _pairs(doc: Dict[str, Any], key: str, types: tuple) -> Tuple[Tuple[str, Any]
     return tuple(out)
 
 
-def _held(data: Any, i: int) -> Event:
+def decode_event(data: Any, where: str) -> Event:
+    """An event `encode_event` stored; ValueError (naming `where`) if it is not one."""
     if not isinstance(data, dict) or not (isinstance(data.get("at"), list) and len(data["at"]) == 2
                                           and all(_is_int(x) for x in data["at"])):
-        raise ValueError(f"held[{i}] must be an event with `at` as [minute, second]")
+        raise ValueError(f"{where} must be an event with `at` as [minute, second]")
     minute, second = data["at"]
     from ..state import iso
 
-    event = event_from_json({**data, "at": iso(minute, second)}, f"held[{i}]")
+    event = event_from_json({**data, "at": iso(minute, second)}, where)
     if (event.at, event.second) != (minute, second):
-        raise ValueError(f"held[{i}]: `at` out of range")
+        raise ValueError(f"{where}: `at` out of range")
     return event

@@ -50,10 +50,11 @@ CREATE INDEX outbox_lead ON outbox (lead, seq);
 """
 
 
-def event_id(event: Event) -> str:
-    """An event's ID in the inbox: a hash of its content (sources without IDs of their own)."""
-    text = json.dumps(event.to_json() | {"at": [event.at, event.second]}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+def stored(event: Event) -> Tuple[str, str]:
+    """(an event's ID in the inbox: a hash of its content, for sources without IDs of
+    their own; the text stored)."""
+    text = json.dumps(codec.encode_event(event), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32], text
 
 
 def action_key(plan_hash: str, step: str, index: int, action: Action) -> str:
@@ -128,9 +129,8 @@ class Database:
             pending.clear()
 
         for event in events:
-            data = json.dumps(event.to_json() | {"at": [event.at, event.second]}, sort_keys=True,
-                              separators=(",", ":"))
-            pending.append((event_id(event), event.at, event.second, event.lead, data))
+            id_, data = stored(event)
+            pending.append((id_, event.at, event.second, event.lead, data))
             if len(pending) >= batch:
                 flush()
         if pending:
@@ -142,7 +142,7 @@ class Database:
         for seq, id_, text in self.conn.execute("SELECT seq, id, event FROM inbox WHERE applied = 0 AND at <= ? "
                                                 "ORDER BY seq", (until,)).fetchall():
             doc = json.loads(text)
-            yield seq, id_, codec._held(doc, seq)
+            yield seq, id_, codec.decode_event(doc, f"inbox row {seq}")
 
     # -- state --------------------------------------------------------------------------------
     def states(self) -> Iterator[Tuple[str, codec.State]]:
@@ -194,7 +194,7 @@ class Database:
 
     def event(self, id_: str) -> Optional[Event]:
         row = self.conn.execute("SELECT event FROM inbox WHERE id = ?", (id_,)).fetchone()
-        return codec._held(json.loads(row[0]), 0) if row else None
+        return codec.decode_event(json.loads(row[0]), f"inbox event {id_}") if row else None
 
     def breaches(self) -> Iterator[str]:
         """The owner of each SLA breach the engine decided."""

@@ -109,8 +109,7 @@ class Smtp:
         profile = state.profile_dict() if isinstance(state, LeadState) else {}
         kind = str(action.get("kind") or "nurture")
         link = unsubscribe_link(self.funnel.sender.unsubscribe_url or "", lead, self.secret)
-        context = templates.sample_context(self.funnel, action.get("variant"), kind, link)
-        context["lead"] = {**profile, "email": lead}
+        context = templates.sample_context(self.funnel, action.get("variant"), kind, link, profile, lead)
         if "owner" in context:
             owner = state.owner if isinstance(state, LeadState) else None
             context["owner"] = {"name": (owner or "").split("@")[0], "email": owner or ""}
