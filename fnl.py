@@ -539,16 +539,28 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
 
 @cli.command("run")
 @click.argument("funnel", metavar="FUNNEL")
-@click.option("--db", "db_path", required=True, metavar="PATH", help="The SQLite database (made on first use).")
+@click.option("--db", "db_path", required=True, metavar="URL",
+              help="The database: a SQLite file (made on first use), or postgresql://... for any number of workers "
+                   "sharing one.")
 @click.option("--events", "events_file", default=None, metavar="FILE",
               help="JSON Lines of events to add to the inbox first (each is kept once), as fnl trace reads them.")
-@click.option("--until", required=True, metavar="TIME",
-              help="Run the clock to this time (the virtual clock: a quarter replays in seconds).")
+@click.option("--until", default=None, metavar="TIME",
+              help="Run the clock to this time and stop (the virtual clock: a quarter replays in seconds).")
+@click.option("--clock", "clock", type=click.Choice(["virtual", "wall"]), default=None,
+              help="virtual (with --until) or wall: run on the real time, sleeping until the next due step or a new "
+                   "event, until stopped (Ctrl-C or SIGTERM); with --until, stop there.")
+@click.option("--poll", type=click.FloatRange(0.05, 3600), default=5.0, show_default=True, metavar="SECONDS",
+              help="On the wall clock: how often to look for new events in the inbox (fnl serve's).")
 @click.option("--actions", "adapters", multiple=True, metavar="ADAPTER",
               help="Where actions go (repeatable): jsonl:FILE, jsonl:- for standard output (the default), "
                    "smtp://HOST:PORT for the emails, webhook:URL for handoffs, stage changes and SLA breaches "
                    "(signing key in FNL_SIGNING_KEY).")
-def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, adapters: tuple) -> int:
+@click.option("--config", "config_path", default=None, metavar="FILE",
+              help="The runtime config (YAML, schemas/runtime.schema.json): adapters (SMTP with DKIM signing, "
+                   "webhook, jsonl), per-domain sending limits and retention; secrets stay in the environment "
+                   "variables it names. --actions adds to its adapters.")
+def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Optional[str], clock: Optional[str],
+            poll: float, adapters: tuple, config_path: Optional[str] = None) -> int:
     """Run the funnel for real on a database: store the events (each once), apply them and
     the clock through the engine up to --until, durably, and deliver every action (each at
     least once, with its idempotency key). Run again with more events and a later --until
@@ -557,25 +569,25 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, a
     \b
     Examples:
       fnl run funnels/acme --db acme.db --events tests/events/acme-dana.jsonl --until 2026-06-01T00:00:00Z
+      fnl run funnels/acme --db acme.db --clock wall --until 2000-01-01T00:00:00Z
     """
     from pathlib import Path
 
     from engine.errors import ProblemsFound
     from engine.pipeline import compiled_for
     from engine.runtime.db import Database
-    from engine.runtime.loop import Jsonl, advance, deliver
+    from engine.runtime.config import after_delivery, open_adapters, runtime_config
+    from engine.runtime.loop import advance, deliver
     from engine.sources import display_path
     from engine.state import parse_time
     from engine import trace as tr
 
-    adapters = adapters or ("jsonl:-",)
-    for adapter in adapters:
-        if not (adapter.startswith("jsonl:") and adapter != "jsonl:") and \
-                not adapter.startswith(("smtp://", "webhook:")):
-            raise UsageError(f"--actions {adapter}: not an adapter",
-                             "give jsonl:FILE, jsonl:- for standard output, smtp://HOST:PORT or webhook:URL")
+    runtime = runtime_config(config_path, adapters)  # the config file checked, and --actions, before any work
+    clock = clock or ("virtual" if until is not None else "wall")
+    if clock == "virtual" and until is None:
+        raise UsageError("--clock virtual needs --until TIME", "give the time to run the clock to, or --clock wall")
     try:
-        horizon = parse_time(until)
+        horizon = parse_time(until) if until is not None else None
     except ValueError as exc:
         raise UsageError(f"--until: {exc}") from None
     compiled = compiled_for(funnel)
@@ -590,45 +602,61 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: str, a
             raise ProblemsFound(scan.problems)
     import contextlib
 
-    db = Database(db_path)
+    db = Database(db_path).scope(plan.funnel, plan.sender.from_)
     try:
         new, seen = db.accept(events)
-        done = advance(db, plan, horizon)
+        done = advance(db, plan, horizon) if clock == "virtual" and horizon is not None else None
         with contextlib.ExitStack() as stack:
-            outs = []
-            for adapter in adapters:
-                if adapter.startswith("smtp://"):
-                    from engine.runtime.smtp import Smtp
-
-                    smtp = Smtp(adapter, compiled.funnel, plan, db)
-                    stack.callback(smtp.close)
-                    outs.append(smtp)
-                elif adapter.startswith("webhook:"):
-                    from engine.runtime.webhook import Webhook
-
-                    outs.append(Webhook(adapter[len("webhook:"):]))
-                elif adapter == "jsonl:-":
-                    outs.append(Jsonl(click.echo))
-                else:
-                    try:
-                        fh = stack.enter_context(open(adapter[len("jsonl:"):], "a", encoding="utf-8"))
-                    except OSError as exc:
-                        raise UsageError(f"--actions {adapter}: cannot write: {exc.strerror or exc}",
-                                         "give a file you can write") from None
-
-                    def write(line: str, fh: Any = fh) -> None:
-                        fh.write(line + "\n")
-                        fh.flush()
-                    outs.append(Jsonl(write))
+            outs = open_adapters(runtime, compiled, db, stack, echo=click.echo)
             try:
+                if done is None:  # the wall clock: until stopped, or until --until
+                    from engine.runtime.loop import run_wall
+
+                    run_wall(db, plan, outs, until=horizon, poll=poll,
+                             say=lambda note: click.echo(f"fnl: {escape(note)}", err=True))
+                    return EXIT_OK
                 delivered = deliver(db, outs, refused=lambda note: click.echo(f"fnl: {escape(note)}", err=True))
             except OSError as exc:  # a server down, a pipe closed: what is left waits for the next run
                 raise UsageError(f"--actions: delivery stopped: {exc.strerror or exc}",
                                  "what was not delivered is delivered by the next run") from None
+            for note in after_delivery(runtime, db, outs):  # held back by sending limits; retention applied
+                click.echo(f"fnl: {escape(note)}", err=True)
     finally:
         db.close()
     click.echo(f"{new:,} new event{'s' if new != 1 else ''} ({seen:,} already in the inbox); applied {done.events:,} "
                f"and the clock to {until}: {done.actions:,} actions, {delivered:,} delivered.", err=True)
+    return EXIT_OK
+
+
+@cli.command()
+@click.argument("funnel", metavar="FUNNEL")
+@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps (made on first use).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on (loopback by default).")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535),
+              help="The port to listen on (0: any free one, said on standard error).")
+def serve(funnel: str, db_path: str, host: str, port: int) -> int:
+    """Take events over HTTP into the database's inbox, where fnl run applies them:
+    POST /events (fnl's events, signed with FNL_SIGNING_KEY as the webhook adapter signs),
+    GET and POST /unsubscribe (the one-click links of fnl's emails), POST /webhooks/sendgrid
+    (SendGrid's signed Event Webhook, key in FNL_SENDGRID_PUBLIC_KEY) and POST /webhooks/ses
+    (Amazon SES events through SNS). It answers 2xx only once the events are stored, and
+    503 when the database cannot take them, so the sender sends again. Ctrl-C stops it.
+    Needs the serve extra.
+
+    \b
+    Examples:
+      fnl serve funnels/acme --db acme.db
+      fnl serve funnels/acme --db acme.db --port 8080
+    """
+    try:
+        from engine.runtime.serve import main as serve_main
+    except ImportError as exc:
+        raise UsageError(f'fnl serve needs its extra ({exc.name or "a package"} is missing): pip install "fnl[serve]"'
+                         ) from None
+    try:
+        serve_main(funnel, db_path, host, port)
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 
@@ -648,7 +676,7 @@ def status(funnel: str, db_path: str) -> int:
 
     plan = plan_for(funnel)
     with _database(db_path) as db:
-        click.echo(escape_lines_text(report_status(db, plan)), nl=False)
+        click.echo(escape_lines_text(report_status(db.scope(plan.funnel, plan.sender.from_), plan)), nl=False)
     return EXIT_OK
 
 
@@ -664,7 +692,7 @@ def explain(lead: str, db_path: str) -> int:
       fnl explain dana@loopwise.example --db acme.db
     """
     with _database(db_path) as db:
-        text = __import__("engine.runtime.inspect", fromlist=["explain"]).explain(db, lead)
+        text = __import__("engine.runtime.inspect", fromlist=["explain_all"]).explain_all(db, lead)
     if not text:
         raise UsageError(f"{lead}: no such lead in {db_path}",
                          "give the lead's ID (its email address) as fnl run got it")
@@ -701,8 +729,9 @@ class _database:
 @click.argument("lead", metavar="LEAD")
 @click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
 def export(lead: str, db_path: str) -> int:
-    """Print, as JSON, all that the runtime's database holds about a lead: its state, its
-    events, the actions decided for it, and whether its address is suppressed.
+    """Print, as JSON, all that the runtime's database holds about a lead: in each funnel
+    its state, its events and the actions decided for it, and which senders' suppression
+    lists hold its address.
 
     \b
     Examples:
@@ -714,7 +743,7 @@ def export(lead: str, db_path: str) -> int:
 
     with _database(db_path) as db:
         doc = db.export(lead)
-    if doc["state"] is None and not doc["events"] and not doc["actions"] and doc["suppressed"] is None:
+    if not doc["funnels"] and not doc["suppressed"]:
         raise UsageError(f"{lead}: no such lead in {db_path}", "give the lead's ID (its email address)")
     click.echo(json_text(_json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)))
     return EXIT_OK
@@ -724,8 +753,9 @@ def export(lead: str, db_path: str) -> int:
 @click.argument("lead", metavar="LEAD")
 @click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
 def forget(lead: str, db_path: str) -> int:
-    """Erase a lead's data from the runtime's database (its state, events and actions),
-    keeping only a hash of its address on the suppression list, so it gets no email again.
+    """Erase a lead's data from the runtime's database (its state, events and actions, in
+    every funnel), keeping only a hash of its address on the suppression list of every
+    sender, so it gets no email again.
 
     \b
     Examples:

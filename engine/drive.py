@@ -57,6 +57,19 @@ def event_order(events: Iterable[Event]) -> List[Event]:
     return [e for _, e in indexed]
 
 
+def lead_next(state: core.State, lead: str, events: List[Event], until: int) -> Optional[Event]:
+    """One lead's next engine step up to `until`, in `drive`'s order for that lead: its
+    clock when a step or an SLA deadline falls due at or before the minute of its next
+    event (`events`: the lead's unapplied events in engine order), else that event. A lead
+    is advanced this way on its own (the workers on PostgreSQL) and gives the steps `drive`
+    gives it among all leads, since leads meet only in the state shared between them."""
+    due = next_due(state)
+    first = events[0] if events else None
+    if due is not None and due <= until and (first is None or due <= first.at):
+        return Event(CLOCK, due, lead)
+    return first
+
+
 class Driver:
     """The engine loop's state: every lead's state, the state shared between leads, and
     one queue of due times. `drive` feeds it a stream of events; the simulator feeds it

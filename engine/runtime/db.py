@@ -1,53 +1,115 @@
-"""The runtime's database: SQLite (a file, WAL, made on first use).
+"""The runtime's database: SQLite by default (a file, WAL, made on first use, no server to
+start), or PostgreSQL (`postgresql://...`) when several `fnl run` workers share one.
 
-Tables, in one schema whose version is SQLite's `user_version` (`SCHEMA`; a database made
-by a newer fnl is refused rather than misread):
+One database holds any number of funnels; each row names the funnel it belongs to, and a
+`Database` works for one funnel at a time (`scope`). Tables, in one schema whose version
+is kept in the database (SQLite's `user_version`, PostgreSQL's `fnl_schema` table; a
+database made by a newer fnl is refused rather than misread):
 
-- `meta`: the funnel, its plan's content hash, and the minute the clock has reached;
-- `inbox`: every event accepted, once (its ID: a hash of its content), and whether it
-  has been applied;
-- `leads`: each lead's engine state (`codec`, JSON) and its next due minute;
-- `shared`: the state shared between leads (round-robin turns);
+- `meta`: per funnel, its plan's content hash and the minute the clock has reached;
+- `inbox`: every event accepted, once per funnel (its ID: a hash of its content), and
+  whether it has been applied;
+- `leads`: each lead's engine state (`codec`, JSON), its next due minute, and (for the
+  workers on PostgreSQL) the minute of its next unapplied step and whether it waits for
+  state shared with other leads;
+- `shared`: per funnel, the state shared between leads (round-robin turns);
 - `outbox`: every action the engine decided, under an idempotency key, written in the
   same transaction as the state change that made it, and marked delivered only after
-  delivery.
+  delivery;
+- `suppressions`: per sender (the From address), the hash of every address that must
+  never get email from it again, whichever of the sender's funnels it came through;
+- `sends`: emails sent per sending domain and clock hour, for the sending limits
+  (`limits`), across every funnel of the domain.
+
+A new database is made at the latest schema; an older SQLite file is brought up through
+every upgrade in place, each whole or not at all, and a test holds the two equal.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
+from email.utils import parseaddr
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import UsageError
 from ..state import Action, Event, Shared
 from . import codec
 
-SCHEMA = 2
-# Each version's changes to the one before: a database is made at version 1 and brought
-# up through every upgrade, so the path an old database takes is the one every new one took.
-_UPGRADES = {
+SCHEMA = 4
+# Every sender: a suppression under it covers the address for every sender in the database
+# (`fnl forget`, and the lists of a database made before suppressions were per sender).
+EVERY_SENDER = "*"
+
+_TABLES = """
+CREATE TABLE meta (funnel TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (funnel, key));
+CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, funnel TEXT NOT NULL, id TEXT NOT NULL,
+                    at INTEGER NOT NULL, second INTEGER NOT NULL, lead TEXT NOT NULL, event TEXT NOT NULL,
+                    applied INTEGER NOT NULL DEFAULT 0, UNIQUE (funnel, id));
+CREATE INDEX inbox_pending ON inbox (funnel, lead, at) WHERE applied = 0;
+CREATE TABLE leads (funnel TEXT NOT NULL, lead TEXT NOT NULL, state TEXT, next_due INTEGER, next_at INTEGER,
+                    blocked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (funnel, lead)) WITHOUT ROWID;
+CREATE INDEX leads_next ON leads (funnel, next_at, lead);
+CREATE TABLE shared (funnel TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, funnel TEXT NOT NULL,
+                     lead TEXT NOT NULL, at INTEGER NOT NULL, step TEXT NOT NULL, action TEXT NOT NULL,
+                     status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+                     delivered_at INTEGER);
+CREATE INDEX outbox_pending ON outbox (funnel, seq) WHERE status = 'pending';
+CREATE INDEX outbox_lead ON outbox (funnel, lead, seq);
+CREATE TABLE suppressions (sender TEXT NOT NULL, address TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,
+                           PRIMARY KEY (sender, address));
+CREATE TABLE sends (domain TEXT NOT NULL, hour INTEGER NOT NULL, sent INTEGER NOT NULL, PRIMARY KEY (domain, hour));
+"""
+
+
+def _to_v3(db: "Database") -> None:
+    """Schema 2 held one funnel: every row gets the funnel's name (from `meta`), and the
+    suppression list becomes the list of every sender (which sender an old entry came
+    through is not known, and consent comes first)."""
+    conn = db.conn
+    row = conn.execute("SELECT value FROM meta WHERE key = 'funnel'").fetchone()
+    funnel = row[0] if row else ""
+    for table in ("meta", "inbox", "leads", "shared", "outbox", "suppressions"):
+        conn.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+    for index in ("inbox_pending", "outbox_pending", "outbox_lead"):
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
+    for statement in _statements(_TABLES):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta (funnel, key, value) SELECT ?, key, value FROM old_meta", (funnel,))
+    conn.execute("INSERT INTO inbox (seq, funnel, id, at, second, lead, event, applied) "
+                 "SELECT seq, ?, id, at, second, lead, event, applied FROM old_inbox", (funnel,))
+    conn.execute("INSERT INTO leads (funnel, lead, state, next_due, next_at) "
+                 "SELECT ?, lead, state, next_due, next_due FROM old_leads", (funnel,))
+    conn.execute("INSERT INTO shared (funnel, state) SELECT ?, state FROM old_shared", (funnel,))
+    conn.execute("INSERT INTO outbox (seq, key, funnel, lead, at, step, action, status, attempts, delivered_at) "
+                 "SELECT seq, key, ?, lead, at, step, action, status, attempts, delivered_at FROM old_outbox",
+                 (funnel,))
+    conn.execute("INSERT INTO suppressions (sender, address, reason, at) SELECT ?, address, reason, at "
+                 "FROM old_suppressions", (EVERY_SENDER,))
+    for table in ("meta", "inbox", "leads", "shared", "outbox", "suppressions"):
+        conn.execute(f"DROP TABLE old_{table}")
+
+
+# Each version's changes to the one before, for a database an older fnl made (a new one is
+# made at SCHEMA at once): SQL statements, or a function of the open database.
+_UPGRADES: Dict[int, Sequence[Any]] = {
     # The suppression list: an address (its hash) that must never get email again from this
     # sender, whatever lead it comes back as (an unsubscribe, a suppression, `fnl forget`).
     2: ("CREATE TABLE suppressions (address TEXT PRIMARY KEY, reason TEXT NOT NULL, at INTEGER NOT NULL)",),
+    # Several funnels in one database, and one suppression list per sender across them.
+    3: (_to_v3,),
+    # Emails sent per sending domain and clock hour, for the sending limits (`limits`). IF NOT
+    # EXISTS: the upgrade to 3 already makes every table of `_TABLES`.
+    4: ("CREATE TABLE IF NOT EXISTS sends (domain TEXT NOT NULL, hour INTEGER NOT NULL, sent INTEGER NOT NULL, "
+        "PRIMARY KEY (domain, hour))",),
 }
 
-_TABLES = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, at INTEGER NOT NULL,
-                    second INTEGER NOT NULL, lead TEXT NOT NULL, event TEXT NOT NULL,
-                    applied INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX inbox_pending ON inbox (applied, at);
-CREATE TABLE leads (lead TEXT PRIMARY KEY, state TEXT NOT NULL, next_due INTEGER);
-CREATE TABLE shared (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL);
-CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, lead TEXT NOT NULL,
-                     at INTEGER NOT NULL, step TEXT NOT NULL, action TEXT NOT NULL,
-                     status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-                     delivered_at INTEGER);
-CREATE INDEX outbox_pending ON outbox (status, seq);
-CREATE INDEX outbox_lead ON outbox (lead, seq);
-"""
+
+def _statements(script: str) -> List[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 def stored(event: Event) -> Tuple[str, str]:
@@ -66,139 +128,289 @@ def action_key(plan_hash: str, step: str, index: int, action: Action) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+def sender_of(from_: str) -> str:
+    """The sender a suppression list belongs to: the From address, in lower case."""
+    return (parseaddr(from_)[1] or from_).strip().lower()
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+class _Pg:
+    """A PostgreSQL connection that takes the SQL the SQLite side is written in: `?`
+    placeholders (a literal `%` kept), and a cursor from `execute` as sqlite3 gives."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.errors = (psycopg.Error,)
+        self.raw = psycopg.connect(url, autocommit=True)
+        self._sql: Dict[str, str] = {}
+
+    def _q(self, sql: str) -> str:
+        q = self._sql.get(sql)
+        if q is None:
+            q = self._sql[sql] = sql.replace("%", "%%").replace("?", "%s")
+        return q
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.raw.execute(self._q(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        cur = self.raw.cursor()
+        cur.executemany(self._q(sql), list(rows))
+        return cur
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _pg_ddl(statement: str) -> str:
+    return (statement.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+            .replace("INTEGER", "BIGINT").replace(" WITHOUT ROWID", ""))
+
+
 class Database:
-    def __init__(self, path: str) -> None:
-        self.path = path
+    """The runtime's database, working for one funnel at a time (`scope`)."""
+
+    def __init__(self, url: str) -> None:
+        self.path = url
+        self.postgres = is_postgres(url)
+        self.funnel = ""
+        self.sender = EVERY_SENDER
+        self.depth = 0  # transactions open (`transaction`)
+        self._begin = "BEGIN"
+        display = re.sub(r"//[^@/]*@", "//", url)  # a password in the URL never reaches a message
+        self.path = display
+        if self.postgres:
+            self._open_postgres(url, display)
+        else:
+            self._open_sqlite(url[len("sqlite:///"):] if url.startswith("sqlite:///") else url)
+
+    # -- opening and the schema ------------------------------------------------------------
+    def _open_sqlite(self, path: str) -> None:
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=30)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            self._begin = "BEGIN IMMEDIATE"
         except (sqlite3.Error, OSError) as exc:
             raise UsageError(f"--db {path}: cannot open the database: {exc}",
                              "give a path to a SQLite file fnl may create or open") from None
         if version == 0:
-            tables = self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
+            if self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise UsageError(f"--db {path}: this SQLite file is not an fnl database", "give another path")
-            with self.transaction():
-                for statement in filter(None, (s.strip() for s in _TABLES.split(";"))):
-                    self.conn.execute(statement)
-                self.conn.execute("PRAGMA user_version = 1")
-            version = 1
-        elif version > SCHEMA:
-            raise UsageError(f"--db {path}: made by a newer fnl (schema {version}; this fnl knows {SCHEMA})",
+            self._create()
+        else:
+            self._upgrade(version)
+
+    def _open_postgres(self, url: str, display: str) -> None:
+        try:
+            self.conn = _Pg(url)
+        except ImportError:
+            raise UsageError(f"--db {display}: PostgreSQL needs the psycopg driver",
+                             'install it with pip install "fnl[postgres]"') from None
+        except Exception as exc:  # psycopg.OperationalError and its kin: the server's own words
+            raise UsageError(f"--db {display}: cannot connect: {str(exc).strip().splitlines()[0]}",
+                             "check the server is up and the URL's host, port, user and database") from None
+        self._begin = "BEGIN"
+        with self.transaction():  # one worker makes the schema; the others wait on the lock, then see it
+            self.conn.execute("SELECT pg_advisory_xact_lock(7310)")
+            found = self.conn.execute("SELECT to_regclass('fnl_schema')").fetchone()[0]
+            if found is None:
+                if self.conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = "
+                                     "current_schema() AND table_name IN ('meta', 'inbox', 'leads', 'outbox')"
+                                     ).fetchone()[0]:
+                    raise UsageError(f"--db {display}: this database has tables of its own and is not fnl's",
+                                     "give another database (or a schema of its own in the URL's options)")
+                self.conn.execute("CREATE TABLE fnl_schema (version BIGINT NOT NULL)")
+                for statement in _statements(_TABLES):
+                    self.conn.execute(_pg_ddl(statement))
+                self.conn.execute("INSERT INTO fnl_schema (version) VALUES (?)", (SCHEMA,))
+                version = SCHEMA
+            else:
+                version = self.conn.execute("SELECT version FROM fnl_schema").fetchone()[0]
+            self._check_version(version)
+            for target in range(version + 1, SCHEMA + 1):  # PostgreSQL databases begin at schema 4
+                for step in _UPGRADES[target]:
+                    self.conn.execute(_pg_ddl(step))
+                self.conn.execute("UPDATE fnl_schema SET version = ?", (target,))
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA:
+            raise UsageError(f"--db {self.path}: made by a newer fnl (schema {version}; this fnl knows {SCHEMA})",
                              "run the newer fnl, or give another database")
-        for target in range(version + 1, SCHEMA + 1):  # upgrades in place, each whole or not at all
+
+    def _create(self) -> None:
+        with self.transaction():
+            for statement in _statements(_TABLES):
+                self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA}")
+
+    def _upgrade(self, version: int) -> None:
+        self._check_version(version)
+        for target in range(version + 1, SCHEMA + 1):  # in place, each whole or not at all
             with self.transaction():
-                for statement in _UPGRADES[target]:
-                    self.conn.execute(statement)
+                for step in _UPGRADES[target]:
+                    if callable(step):
+                        step(self)
+                    else:
+                        self.conn.execute(step)
                 self.conn.execute(f"PRAGMA user_version = {target}")
+
+    def version(self) -> int:
+        if self.postgres:
+            return int(self.conn.execute("SELECT version FROM fnl_schema").fetchone()[0])
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         self.conn.close()
 
     def transaction(self) -> "_Transaction":
-        return _Transaction(self.conn)
+        """One transaction (a transaction inside one is part of it)."""
+        return _Transaction(self)
+
+    def scope(self, funnel: str, from_: str = "") -> "Database":
+        """Work for this funnel from now on, whose sender (From) owns the suppression list."""
+        self.funnel = funnel
+        self.sender = sender_of(from_) if from_ else EVERY_SENDER
+        return self
+
+    def funnels(self) -> List[str]:
+        return [f for (f,) in self.conn.execute("SELECT DISTINCT funnel FROM meta WHERE key = 'plan' ORDER BY funnel")]
 
     # -- meta -----------------------------------------------------------------------------
     def meta(self, key: str) -> Optional[str]:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self.conn.execute("SELECT value FROM meta WHERE funnel = ? AND key = ?", (self.funnel, key)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
-                          "excluded.value", (key, value))
+        self.conn.execute("INSERT INTO meta (funnel, key, value) VALUES (?, ?, ?) ON CONFLICT (funnel, key) DO UPDATE "
+                          "SET value = excluded.value", (self.funnel, key, value))
 
     # -- events in ------------------------------------------------------------------------
     def accept(self, events: Iterable[Event], batch: int = 1000) -> Tuple[int, int]:
-        """Store events in the inbox, each once: (new, already there)."""
+        """Store events in the inbox, each once: (new, already there). On PostgreSQL each
+        new event's lead is marked as having work at the event's minute, for the workers."""
         new = seen = 0
-        pending: List[Tuple[str, int, int, str, str]] = []
+        pending: List[Tuple[str, str, int, int, str, str]] = []
 
         def flush() -> None:
             nonlocal new, seen
             with self.transaction():
-                before = self.conn.total_changes
-                self.conn.executemany("INSERT OR IGNORE INTO inbox (id, at, second, lead, event) "
-                                      "VALUES (?, ?, ?, ?, ?)", pending)
-                added = self.conn.total_changes - before
+                added = 0
+                for row in pending:  # a row at a time: the count of what was new is exact on both databases
+                    added += self.conn.execute("INSERT INTO inbox (funnel, id, at, second, lead, event) "
+                                               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (funnel, id) DO NOTHING",
+                                               row).rowcount
+                if self.postgres:
+                    firsts: Dict[str, int] = {}
+                    for _, _, at, _, lead, _ in pending:
+                        firsts[lead] = min(at, firsts.get(lead, at))
+                    self.conn.executemany(
+                        "INSERT INTO leads (funnel, lead, next_at) VALUES (?, ?, ?) ON CONFLICT (funnel, lead) DO "
+                        "UPDATE SET next_at = LEAST(COALESCE(leads.next_at, excluded.next_at), excluded.next_at)",
+                        [(self.funnel, lead, at) for lead, at in sorted(firsts.items())])
             new += added
             seen += len(pending) - added
             pending.clear()
 
         for event in events:
             id_, data = stored(event)
-            pending.append((id_, event.at, event.second, event.lead, data))
+            pending.append((self.funnel, id_, event.at, event.second, event.lead, data))
             if len(pending) >= batch:
                 flush()
         if pending:
             flush()
         return new, seen
 
-    def pending(self, until: int) -> Iterator[Tuple[int, str, Event]]:
-        """Unapplied events up to minute `until`: (inbox seq, ID, event), in arrival order."""
-        for seq, id_, text in self.conn.execute("SELECT seq, id, event FROM inbox WHERE applied = 0 AND at <= ? "
-                                                "ORDER BY seq", (until,)).fetchall():
-            doc = json.loads(text)
-            yield seq, id_, codec.decode_event(doc, f"inbox row {seq}")
+    def pending(self, until: int, lead: Optional[str] = None) -> Iterator[Tuple[int, str, Event]]:
+        """Unapplied events up to minute `until` (of one lead, or all): (inbox seq, ID,
+        event), in arrival order."""
+        if lead is None:
+            rows = self.conn.execute("SELECT seq, id, event FROM inbox WHERE funnel = ? AND applied = 0 AND at <= ? "
+                                     "ORDER BY seq", (self.funnel, until)).fetchall()
+        else:
+            rows = self.conn.execute("SELECT seq, id, event FROM inbox WHERE funnel = ? AND lead = ? AND applied = 0 "
+                                     "AND at <= ? ORDER BY seq", (self.funnel, lead, until)).fetchall()
+        for seq, id_, text in rows:
+            yield seq, id_, codec.decode_event(json.loads(text), f"inbox row {seq}")
+
+    def first_pending(self, lead: str) -> Optional[int]:
+        """The minute of a lead's first unapplied event (after any horizon), or None."""
+        return self.conn.execute("SELECT min(at) FROM inbox WHERE funnel = ? AND lead = ? AND applied = 0",
+                                 (self.funnel, lead)).fetchone()[0]
+
+    def next_due(self) -> Optional[int]:
+        """The first minute at which the clock alone changes one of the funnel's leads."""
+        return self.conn.execute("SELECT min(next_due) FROM leads WHERE funnel = ?", (self.funnel,)).fetchone()[0]
 
     # -- state --------------------------------------------------------------------------------
-    def states(self) -> Iterator[Tuple[str, codec.State]]:
-        for lead, text in self.conn.execute("SELECT lead, state FROM leads"):
+    def states(self, until: Optional[int] = None) -> Iterator[Tuple[str, codec.State]]:
+        """Every lead's state; with `until`, only those of leads the clock or an event
+        changes up to that minute (the others wait untouched)."""
+        if until is None:
+            rows = self.conn.execute("SELECT lead, state FROM leads WHERE funnel = ? AND state IS NOT NULL",
+                                     (self.funnel,)).fetchall()
+        else:
+            rows = self.conn.execute(
+                "SELECT lead, state FROM leads WHERE funnel = ? AND state IS NOT NULL AND (next_at <= ? OR lead IN "
+                "(SELECT lead FROM inbox WHERE funnel = ? AND applied = 0 AND at <= ?))",
+                (self.funnel, until, self.funnel, until)).fetchall()
+        for lead, text in rows:
             yield lead, codec.decode(text)
 
     def state(self, lead: str) -> Optional[codec.State]:
-        row = self.conn.execute("SELECT state FROM leads WHERE lead = ?", (lead,)).fetchone()
-        return codec.decode(row[0]) if row else None
+        row = self.conn.execute("SELECT state FROM leads WHERE funnel = ? AND lead = ?", (self.funnel, lead)).fetchone()
+        return codec.decode(row[0]) if row and row[0] is not None else None
 
-    def shared(self) -> Shared:
-        row = self.conn.execute("SELECT state FROM shared WHERE id = 1").fetchone()
+    def shared(self, lock: bool = False) -> Shared:
+        row = self.conn.execute("SELECT state FROM shared WHERE funnel = ?" + (" FOR UPDATE" if lock else ""),
+                                (self.funnel,)).fetchone()
         return codec.decode_shared(row[0]) if row else Shared()
 
     def save(self, lead: str, state: codec.State, due: Optional[int]) -> None:
-        self.conn.execute("INSERT INTO leads (lead, state, next_due) VALUES (?, ?, ?) ON CONFLICT (lead) DO UPDATE "
-                          "SET state = excluded.state, next_due = excluded.next_due", (lead, codec.encode(state), due))
+        self.save_all([(lead, state, due)])
 
     def save_all(self, rows: List[Tuple[str, codec.State, Optional[int]]]) -> None:
-        self.conn.executemany("INSERT INTO leads (lead, state, next_due) VALUES (?, ?, ?) ON CONFLICT (lead) DO UPDATE "
-                              "SET state = excluded.state, next_due = excluded.next_due",
-                              [(lead, codec.encode(state), due) for lead, state, due in rows])
+        self.conn.executemany("INSERT INTO leads (funnel, lead, state, next_due, next_at) VALUES (?, ?, ?, ?, ?) "
+                              "ON CONFLICT (funnel, lead) DO UPDATE SET state = excluded.state, "
+                              "next_due = excluded.next_due, next_at = excluded.next_at",
+                              [(self.funnel, lead, codec.encode(state), due, due) for lead, state, due in rows])
 
     def save_shared(self, shared: Shared) -> None:
-        self.conn.execute("INSERT INTO shared (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = "
-                          "excluded.state", (codec.encode_shared(shared),))
+        self.conn.execute("INSERT INTO shared (funnel, state) VALUES (?, ?) ON CONFLICT (funnel) DO UPDATE SET state = "
+                          "excluded.state", (self.funnel, codec.encode_shared(shared)))
 
     def applied(self, seqs: List[int]) -> None:
         self.conn.executemany("UPDATE inbox SET applied = 1 WHERE seq = ?", [(s,) for s in seqs])
 
     # -- actions out ----------------------------------------------------------------------------
-    def record(self, key: str, step: str, action: Action) -> None:
-        """An action in the outbox, with the engine step that decided it (`event:<ID>`, or
-        `clock:<minute>:<lead>`)."""
-        self.conn.execute("INSERT OR IGNORE INTO outbox (key, lead, at, step, action) VALUES (?, ?, ?, ?, ?)",
-                          (key, action.lead, action.at, step, json.dumps(action.to_json(), sort_keys=True,
-                                                                         separators=(",", ":"), default=str)))
-
     def record_all(self, records: List[Tuple[str, str, Action]]) -> None:
-        """`record` for many actions: (key, step, action)."""
-        self.conn.executemany("INSERT OR IGNORE INTO outbox (key, lead, at, step, action) VALUES (?, ?, ?, ?, ?)",
-                              [(key, a.lead, a.at, step, json.dumps(a.to_json(), sort_keys=True, separators=(",", ":"),
-                                                                      default=str)) for key, step, a in records])
+        """Actions into the outbox, with the engine step that decided each (`event:<ID>`,
+        or `clock:<minute>:<lead>`): (key, step, action)."""
+        self.conn.executemany("INSERT INTO outbox (key, funnel, lead, at, step, action) VALUES (?, ?, ?, ?, ?, ?) "
+                              "ON CONFLICT (key) DO NOTHING",
+                              [(key, self.funnel, a.lead, a.at, step,
+                                json.dumps(a.to_json(), sort_keys=True, separators=(",", ":"), default=str))
+                               for key, step, a in records])
 
     def history(self, lead: str) -> List[Tuple[str, str, str]]:
         """(step, action JSON, status) of every action for a lead, in the order decided."""
-        return self.conn.execute("SELECT step, action, status FROM outbox WHERE lead = ? ORDER BY seq",
-                                 (lead,)).fetchall()
+        return self.conn.execute("SELECT step, action, status FROM outbox WHERE funnel = ? AND lead = ? ORDER BY seq",
+                                 (self.funnel, lead)).fetchall()
 
     def event(self, id_: str) -> Optional[Event]:
-        row = self.conn.execute("SELECT event FROM inbox WHERE id = ?", (id_,)).fetchone()
+        row = self.conn.execute("SELECT event FROM inbox WHERE funnel = ? AND id = ?", (self.funnel, id_)).fetchone()
         return codec.decode_event(json.loads(row[0]), f"inbox event {id_}") if row else None
 
     def breaches(self) -> Iterator[str]:
         """The owner of each SLA breach the engine decided."""
-        for (text,) in self.conn.execute("SELECT action FROM outbox WHERE action LIKE '%\"sla_breached\"%'"):
+        for (text,) in self.conn.execute("SELECT action FROM outbox WHERE funnel = ? AND action LIKE "
+                                         "'%\"sla_breached\"%'", (self.funnel,)).fetchall():
             doc = json.loads(text)
             if doc.get("type") == "sla_breached":
                 yield str(doc.get("owner") or "")
@@ -208,28 +420,41 @@ class Database:
     def address_hash(address: str) -> str:
         return hashlib.sha256(address.strip().lower().encode("utf-8", "surrogatepass")).hexdigest()
 
-    def suppress(self, address: str, reason: str, at: int) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO suppressions (address, reason, at) VALUES (?, ?, ?)",
-                          (self.address_hash(address), reason, at))
+    def suppress(self, address: str, reason: str, at: int, sender: Optional[str] = None) -> None:
+        """Put an address on the sender's suppression list (the funnel's sender unless
+        named; EVERY_SENDER for all)."""
+        self.conn.execute("INSERT INTO suppressions (sender, address, reason, at) VALUES (?, ?, ?, ?) "
+                          "ON CONFLICT (sender, address) DO NOTHING",
+                          (self.sender if sender is None else sender, self.address_hash(address), reason, at))
 
     def suppressed(self, address: str) -> Optional[str]:
-        row = self.conn.execute("SELECT reason FROM suppressions WHERE address = ?",
-                                (self.address_hash(address),)).fetchone()
+        """Why the address may get no email from this funnel's sender, or None."""
+        row = self.conn.execute("SELECT reason FROM suppressions WHERE address = ? AND sender IN (?, ?) "
+                                "ORDER BY sender = ? DESC LIMIT 1",
+                                (self.address_hash(address), self.sender, EVERY_SENDER, EVERY_SENDER)).fetchone()
         return row[0] if row else None
 
     def export(self, lead: str) -> dict:
-        """Everything the database holds about a lead."""
-        state = self.state(lead)
-        return {"lead": lead, "state": json.loads(codec.encode(state)) if state is not None else None,
+        """Everything the database holds about a lead, in every funnel."""
+        funnels = {}
+        for (funnel,) in self.conn.execute("SELECT DISTINCT funnel FROM leads WHERE lead = ? UNION SELECT DISTINCT "
+                                           "funnel FROM inbox WHERE lead = ? ORDER BY 1", (lead, lead)).fetchall():
+            row = self.conn.execute("SELECT state FROM leads WHERE funnel = ? AND lead = ?", (funnel, lead)).fetchone()
+            funnels[funnel] = {
+                "state": json.loads(codec.encode(codec.decode(row[0]))) if row and row[0] is not None else None,
                 "events": [json.loads(text) for (text,) in self.conn.execute(
-                    "SELECT event FROM inbox WHERE lead = ? ORDER BY seq", (lead,))],
+                    "SELECT event FROM inbox WHERE funnel = ? AND lead = ? ORDER BY seq", (funnel, lead)).fetchall()],
                 "actions": [dict(json.loads(text), status=status) for (text, status) in self.conn.execute(
-                    "SELECT action, status FROM outbox WHERE lead = ? ORDER BY seq", (lead,))],
-                "suppressed": self.suppressed(lead)}
+                    "SELECT action, status FROM outbox WHERE funnel = ? AND lead = ? ORDER BY seq",
+                    (funnel, lead)).fetchall()]}
+        suppressed = {sender: reason for sender, reason in self.conn.execute(
+            "SELECT sender, reason FROM suppressions WHERE address = ? ORDER BY sender",
+            (self.address_hash(lead),)).fetchall()}
+        return {"lead": lead, "funnels": funnels, "suppressed": suppressed}
 
     def forget(self, lead: str, at: int) -> int:
-        """Erase a lead's data, keeping only its address's hash on the suppression list:
-        how many rows went."""
+        """Erase a lead's data in every funnel, keeping only its address's hash on the
+        suppression list of every sender: how many rows went."""
         with self.transaction():
             gone = sum(self.conn.execute(f"DELETE FROM {table} WHERE lead = ?", (lead,)).rowcount
                        for table in ("leads", "outbox"))
@@ -237,16 +462,19 @@ class Database:
             # later cannot bring the lead back.
             gone += self.conn.execute("UPDATE inbox SET event = '{}', lead = '', applied = 1 WHERE lead = ?",
                                       (lead,)).rowcount
-            self.suppress(lead, "forgotten", at)
+            self.suppress(lead, "forgotten", at, EVERY_SENDER)
         return gone
 
     def outbox_statuses(self) -> dict:
-        return dict(self.conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+        return dict(self.conn.execute("SELECT status, count(*) FROM outbox WHERE funnel = ? GROUP BY status",
+                                      (self.funnel,)).fetchall())
 
     def undelivered(self, limit: int = 1000) -> List[Tuple[int, str, str]]:
-        """(seq, key, action JSON) of actions not yet delivered, oldest first."""
-        return self.conn.execute("SELECT seq, key, action FROM outbox WHERE status = 'pending' ORDER BY seq LIMIT ?",
-                                 (limit,)).fetchall()
+        """(seq, key, action JSON) of actions not yet delivered, oldest first; on
+        PostgreSQL, inside a transaction, locked for this worker (others skip them)."""
+        lock = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+        return self.conn.execute("SELECT seq, key, action FROM outbox WHERE funnel = ? AND status = 'pending' "
+                                 "ORDER BY seq LIMIT ?" + lock, (self.funnel, limit)).fetchall()
 
     def failed(self, seq: int, reason: str, status: str = "failed") -> None:
         """An action no adapter can ever deliver (hostile data in it: `failed`), or that
@@ -257,25 +485,34 @@ class Database:
 
     def delivered(self, seqs: List[int], at: int) -> None:
         with self.transaction():
-            self.conn.executemany("UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = ? "
-                                  "WHERE seq = ?", [(at, s) for s in seqs])
+            self.conn.executemany("UPDATE outbox SET status = 'delivered', attempts = attempts + 1, "
+                                  "delivered_at = ? WHERE seq = ?", [(at, s) for s in seqs])
 
     def counts(self) -> dict:
-        one = self.conn.execute
-        return {"events": one("SELECT count(*) FROM inbox").fetchone()[0],
-                "pending events": one("SELECT count(*) FROM inbox WHERE applied = 0").fetchone()[0],
-                "leads": one("SELECT count(*) FROM leads").fetchone()[0],
-                "actions": one("SELECT count(*) FROM outbox").fetchone()[0],
-                "undelivered": one("SELECT count(*) FROM outbox WHERE status = 'pending'").fetchone()[0]}
+        def one(sql: str) -> int:
+            return int(self.conn.execute(sql, (self.funnel,)).fetchone()[0])
+
+        return {"events": one("SELECT count(*) FROM inbox WHERE funnel = ?"),
+                "pending events": one("SELECT count(*) FROM inbox WHERE funnel = ? AND applied = 0"),
+                "leads": one("SELECT count(*) FROM leads WHERE funnel = ? AND state IS NOT NULL"),
+                "actions": one("SELECT count(*) FROM outbox WHERE funnel = ?"),
+                "undelivered": one("SELECT count(*) FROM outbox WHERE funnel = ? AND status = 'pending'")}
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
+    def __enter__(self) -> Any:
+        if self.db.depth == 0:
+            self.db.conn.execute(self.db._begin)
+        self.db.depth += 1
+        return self.db.conn
 
     def __exit__(self, kind: object, *_: object) -> None:
-        self.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+        self.db.depth -= 1
+        if self.db.depth == 0:
+            self.db.conn.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+Opener = Callable[[str], Database]

@@ -91,3 +91,15 @@ def explain(db: Database, lead: str) -> str:
     else:
         lines += ["", f"now: not opted in yet ({len(state.held)} events held)"]
     return "\n".join(lines) + "\n"
+
+
+def explain_all(db: Database, lead: str) -> str:
+    """`explain` in every funnel of the database that holds the lead."""
+    texts = []
+    funnels = db.funnels()
+    for funnel in funnels:
+        db.scope(funnel)
+        text = explain(db, lead)
+        if text:
+            texts.append(text if len(funnels) == 1 else f"in {funnel}:\n{text}")
+    return "\n".join(texts)

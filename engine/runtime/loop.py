@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -25,12 +26,17 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from ..drive import Applied, Driver, event_order, next_due
 from ..errors import UsageError
 from ..plan import Plan
-from ..state import CLOCK, LeadState, Prospect
+from ..state import CLOCK, LeadState, Prospect, iso
 from .db import Database, action_key
 
 
 class Suppressed(Exception):
     """An action consent no longer allows (an adapter raises it: `smtp.Suppressed`)."""
+
+
+class HeldBack(Exception):
+    """An action a sending limit holds back for now (`limits.Limited` raises it): left
+    pending in the outbox, for a later delivery."""
 
 BATCH = 500  # events per transaction (the clock's steps between them go with them)
 CRASH_ENV = "FNL_CRASH_AT"  # tests: die (SIGKILL) at a named point of the loop, once
@@ -52,8 +58,48 @@ class Advanced:
     actions: int  # actions recorded in the outbox
 
 
+SUPPRESSING = {"email.unsubscribed": "unsubscribed", "email.complained": "complained"}
+
+
+def touched(done: Sequence[Tuple[Any, ...]]) -> Dict[str, Any]:
+    """Each lead's last state among engine steps (Applied first in each item)."""
+    states: Dict[str, Any] = {}
+    for item in done:
+        applied = item[0]
+        if isinstance(applied.result.state, (LeadState, Prospect)):
+            states[applied.event.lead] = applied.result.state
+    return states
+
+
+def commit(db: Database, plan: Plan, steps: Sequence[Tuple[Applied, str]]) -> int:
+    """Record engine steps' actions in the outbox under their keys, and put on the
+    sender's suppression list every address that opted out, complained or hard-bounced
+    (by the event itself, so an address fnl has never seen is suppressed too, and by the
+    lead's state, which also counts soft bounces): how many actions. Inside the caller's
+    transaction, with the states it saves."""
+    records = []
+    for item, step in steps:
+        for i, action in enumerate(item.result.actions):
+            records.append((action_key(plan.content_hash, step, i, action), step, action))
+        event = item.event
+        reason = SUPPRESSING.get(event.type)
+        if reason is None and event.type == "email.bounced" and (event.bounce or "hard") == "hard":
+            reason = "hard bounce"
+        if reason is not None and event.lead:
+            db.suppress(event.lead, reason, event.at)
+    for lead, state in touched(steps).items():
+        if isinstance(state, LeadState) and (state.unsubscribed or state.bounced):
+            db.suppress(lead, "unsubscribed" if state.unsubscribed else "suppressed",
+                        state.unsubscribed_at if state.unsubscribed_at is not None else state.last_at)
+    db.record_all(records)
+    return len(records)
+
+
 def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advanced:
-    """Apply the inbox's events up to minute `until`, and the clock to its end."""
+    """Apply the inbox's events up to minute `until`, and the clock to its end: in one
+    loop on SQLite, by as many workers as run at once on PostgreSQL (`workers`)."""
+    if db.funnel != plan.funnel:
+        db.scope(plan.funnel, plan.sender.from_)
     running = db.meta("plan")
     if running is None:
         db.set_meta("plan", plan.content_hash)
@@ -64,7 +110,14 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
                          "run the plan the database was started with (deploying a new plan to leads in flight is "
                          "not supported yet), or give a new database")
     driver = Driver(plan)
-    driver.restore(db.states(), db.shared())
+    if db.postgres:
+        from .workers import work
+
+        worked = work(db, plan, until)
+        with db.transaction():
+            db.set_meta("clock", str(max(until, int(db.meta("clock") or until))))
+        return Advanced(worked.events, worked.steps, worked.actions)
+    driver.restore(db.states(until), db.shared())  # only the leads with work up to `until`
     pending = list(db.pending(until))
     ids = {id(event): (seq, id_) for seq, id_, event in pending}
     ordered = event_order([event for _, _, event in pending])
@@ -77,25 +130,13 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
         nonlocal actions
         if not done:
             return
-        touched = {}
-        records = []
-        for item, step, seq in done:
-            for i, action in enumerate(item.result.actions):
-                records.append((action_key(plan.content_hash, step, i, action), step, action))
-            if isinstance(item.result.state, (LeadState, Prospect)):
-                touched[item.event.lead] = item.result.state
         with db.transaction():
-            for lead, state in touched.items():  # an opt-out or a suppression covers the address for good
-                if isinstance(state, LeadState) and (state.unsubscribed or state.bounced):
-                    db.suppress(lead, "unsubscribed" if state.unsubscribed else "suppressed",
-                                state.unsubscribed_at if state.unsubscribed_at is not None else state.last_at)
-            db.record_all(records)
-            db.save_all([(lead, state, next_due(state)) for lead, state in touched.items()])
+            actions += commit(db, plan, [(item, step) for item, step, _ in done])
+            db.save_all([(lead, state, next_due(state)) for lead, state in touched(done).items()])
             if driver.shared != shared_saved[0]:
                 db.save_shared(driver.shared)
                 shared_saved[0] = driver.shared
             db.applied([seq for _, _, seq in done if seq is not None])
-        actions += len(records)
         done.clear()
         in_batch[0] = 0
         crash_point("after-commit")
@@ -143,42 +184,126 @@ def deliver(db: Database, adapters: Sequence[Any], now: Optional[Callable[[], in
     refuses for what is in it (ValueError: a line break in a header, an address that is
     not one) is parked as failed with the reason, said to `refused`, and the rest go on;
     an adapter that cannot deliver at all (a server down) stops the delivery, and what
-    is left waits for the next run."""
+    is left waits for the next run. An action held back by a sending limit (HeldBack)
+    stays pending, and this delivery goes on past it."""
     clock = now or (lambda: int(time.time() // 60))
     total = 0
+    held: set[int] = set()  # outbox seqs held back by a sending limit in this delivery
     while True:
-        rows = db.undelivered()
-        if not rows:
-            return total
-        done: List[int] = []
-        for seq, key, text in rows:
-            action = json.loads(text)
-            try:
-                for adapter in adapters:
-                    if adapter.takes(action):
-                        adapter(action, key)
-                        crash_point("after-send")
-            except Suppressed as exc:  # consent first: not sent, and never will be
-                if done:
-                    db.delivered(done, clock())
-                    total += len(done)
-                    done = []
-                db.failed(seq, str(exc), "suppressed")
-                if refused is not None:
-                    refused(f"action {key} ({action.get('type')} for {action.get('lead')}) not sent: {exc}")
+        # Each action is marked in its own transaction as soon as it is delivered, so only
+        # the one in flight can go again after a crash. On PostgreSQL the row stays locked
+        # (SKIP LOCKED) until then, and workers delivering at once never take the same one.
+        with db.transaction():
+            rows = [row for row in db.undelivered(len(held) + (1 if db.postgres else 1000)) if row[0] not in held]
+            if not rows:
+                return total
+            if db.postgres:
+                total += _deliver_one(db, adapters, clock, refused, *rows[0], held=held)
                 continue
-            except ValueError as exc:
-                if done:
-                    db.delivered(done, clock())
-                    total += len(done)
-                    done = []
-                db.failed(seq, str(exc))
-                if refused is not None:
-                    refused(f"action {key} ({action.get('type')} for {action.get('lead')}) refused: {exc}")
-                continue
-            done.append(seq)
-        db.delivered(done, clock())
-        total += len(done)
+        idle: List[int] = []  # actions no adapter takes: marked together
+        for row in rows:
+            if any(adapter.takes(json.loads(row[2])) for adapter in adapters):
+                if idle:
+                    db.delivered(idle, clock())
+                    total, idle = total + len(idle), []
+                total += _deliver_one(db, adapters, clock, refused, *row, held=held)
+            else:
+                idle.append(row[0])
+        if idle:
+            db.delivered(idle, clock())
+            total += len(idle)
 
+
+def _deliver_one(db: Database, adapters: Sequence[Any], clock: Callable[[], int],
+                 refused: Optional[Callable[[str], None]], seq: int, key: str, text: str,
+                 held: Optional[set[int]] = None) -> int:
+    """One action to every adapter that takes it, then marked: 1 if delivered."""
+    action = json.loads(text)
+    try:
+        for adapter in adapters:
+            if adapter.takes(action):
+                adapter(action, key)
+                crash_point("after-send")
+    except Suppressed as exc:  # consent first: not sent, and never will be
+        db.failed(seq, str(exc), "suppressed")
+        if refused is not None:
+            refused(f"action {key} ({action.get('type')} for {action.get('lead')}) not sent: {exc}")
+        return 0
+    except ValueError as exc:
+        db.failed(seq, str(exc))
+        if refused is not None:
+            refused(f"action {key} ({action.get('type')} for {action.get('lead')}) refused: {exc}")
+        return 0
+    except HeldBack:  # a sending limit's: pending still, for a later delivery
+        if held is not None:
+            held.add(seq)
+        return 0
+    db.delivered([seq], clock())
+    return 1
+
+POLL = 5.0  # seconds: how often the wall clock looks for new events in the inbox (fnl serve's)
+
+
+class _Wake(Exception):
+    """SIGTERM while the wall clock sleeps: stop sleeping now."""
+
+
+def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[int] = None,
+             say: Callable[[str], None] = print, poll: float = POLL, now: Callable[[], float] = time.time,
+             sleep: Callable[[float], None] = time.sleep) -> int:
+    """Run on the real time: apply what is due and deliver, then sleep until the next
+    step falls due or `poll` seconds pass (new events may have come into the inbox),
+    until SIGTERM or Ctrl-C, or the minute `until`; how many rounds ran. A SIGTERM
+    during a round lets the round finish (its transactions are whole either way); one
+    during the sleep ends it at once."""
+    stop: List[str] = []
+    sleeping = [False]
+
+    def on_term(*_: Any) -> None:
+        stop.append("SIGTERM")
+        if sleeping[0]:
+            raise _Wake()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_term)
+    rounds = 0
+    said = ""
+    try:
+        while not stop:
+            minute = int(now() // 60)
+            target = minute if until is None else min(minute, until)
+            done = advance(db, plan, target)
+            delivered = deliver(db, adapters, now=lambda: target, refused=say)
+            rounds += 1
+            if done.events or done.actions or delivered:
+                say(f"{iso(target)}: {done.events:,} events applied, {done.actions:,} actions, "
+                    f"{delivered:,} delivered")
+            if until is not None and minute >= until:
+                break
+            due = db.next_due()
+            if until is not None:
+                due = min(due, until + 1) if due is not None else until + 1
+            wait = poll if due is None else min(poll, max(0.5, due * 60 - now()))
+            note = f"sleeping until {iso(due)}" if due is not None and due * 60 - now() <= poll else \
+                "waiting for events"
+            if note != said:
+                say(note)
+                said = note
+            sleeping[0] = True
+            try:
+                if not stop:
+                    sleep(wait)
+            except _Wake:
+                pass
+            finally:
+                sleeping[0] = False
+    except KeyboardInterrupt:
+        stop.append("interrupt")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    say(f"stopped ({stop[0]})" if stop else f"the clock reached {iso(until or 0)}: stopped")
+    return rounds
 
 __all__ = ["Advanced", "advance", "deliver", "CLOCK"]

@@ -11,17 +11,22 @@ message to every mail system. Lead data never reaches a header unchecked: the ad
 must be one plain address, and every header value is refused if it holds a line break.
 
 The signing key comes from the environment (`FNL_SIGNING_KEY`), the SMTP password too
-(`FNL_SMTP_PASSWORD`, with `FNL_SMTP_USER`); neither is read from YAML or written to a log.
+(`FNL_SMTP_PASSWORD`, with `FNL_SMTP_USER`, or the variables the runtime config names);
+neither is read from YAML or written to a log. With DKIM (`DkimSigner`, the runtime
+config's `dkim:`), each message is signed with the private key in the environment variable
+the config names, over the headers a receiver judges (`DKIM_HEADERS`), before it is sent.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import smtplib
+from email import policy
 from email.message import EmailMessage
-from email.utils import formataddr, parseaddr
+from email.utils import formataddr, formatdate, parseaddr
 from typing import Any, Dict, Optional
 from urllib.parse import urlencode, urlsplit
 
@@ -29,7 +34,7 @@ from .. import templates
 from ..errors import UsageError
 from ..model import Funnel
 from ..plan import Plan
-from ..state import LeadState
+from ..state import LeadState, parse_time
 from . import loop
 from .db import Database
 
@@ -53,6 +58,52 @@ class Suppressed(loop.Suppressed):
     after the send was decided and before it was delivered (consent first)."""
 
 
+# The headers a DKIM signature covers (one absent from a message is signed as absent, so it
+# cannot be added on the way).
+# Lines of up to RFC 5322's 998 characters: a long header (the List-Unsubscribe link) stays
+# one plain line rather than folded into encoded words a mail program would not read.
+POLICY = policy.SMTP.clone(max_line_length=998)
+DKIM_HEADERS = ("From", "To", "Subject", "Message-ID", "Date", "List-Unsubscribe", "List-Unsubscribe-Post",
+                "MIME-Version", "Content-Type")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class DkimSigner:
+    """Signs messages (DKIM, RFC 6376: rsa-sha256, relaxed/relaxed, `DKIM_HEADERS`) with the
+    private key (PEM) in the environment variable `key_env`. The key is checked by signing
+    once when made: UsageError, before anything is sent, for a key that is missing or is
+    not one. The key is never written anywhere, and no message quotes it."""
+
+    def __init__(self, selector: str, domain: str, key_env: str, origin: str = "") -> None:
+        where = f"{origin}: " if origin else ""
+        try:
+            import dkim
+        except ImportError:
+            raise UsageError(f"{where}DKIM signing needs dkimpy, which is not installed",
+                             'install it with pip install "fnl[dkim]"') from None
+        pem = os.environ.get(key_env, "")
+        if not pem.strip():
+            raise UsageError(f"{where}the DKIM private key is not in the environment: {key_env} is not set",
+                             f"set {key_env} to the private key (PEM) in fnl run's environment; the config only "
+                             "names the variable")
+        self._dkim = dkim
+        self._key = pem.replace("\\n", "\n").strip().encode("utf-8", "replace") + b"\n"  # one-line env values too
+        self.selector, self.domain, self.key_env = selector, domain, key_env
+        try:
+            self.sign(f"From: fnl@{domain}\r\nSubject: key check\r\n\r\nkey check\r\n".encode("ascii"))
+        except Exception:  # noqa: BLE001 - dkim.KeyFormatError, or its key parser's own errors: not a key
+            raise UsageError(f"{where}{key_env} does not hold a DKIM private key (PEM, RSA)",
+                             f"set {key_env} to the PEM text of the private key whose public key is published at "
+                             f"{selector}._domainkey.{domain}") from None
+
+    def sign(self, raw: bytes) -> bytes:
+        """The DKIM-Signature header (CRLF line ends) for a message's bytes, to put first."""
+        signature: bytes = self._dkim.sign(raw, self.selector.encode("ascii"), self.domain.encode("ascii"), self._key,
+                                           include_headers=[h.encode("ascii") for h in DKIM_HEADERS],
+                                           canonicalize=(b"relaxed", b"relaxed"))
+        return signature
+
+
 def _header(value: str, what: str) -> str:
     if "\r" in value or "\n" in value or "\x00" in value:
         raise ValueError(f"{what} holds a line break: not sent")
@@ -62,7 +113,12 @@ def _header(value: str, what: str) -> str:
 class Smtp:
     """Sends `send_email` actions to an SMTP server (`smtp://HOST:PORT`)."""
 
-    def __init__(self, url: str, funnel: Funnel, plan: Plan, db: Database) -> None:
+    def __init__(self, url: str, funnel: Funnel, plan: Plan, db: Database, *, starttls: Optional[bool] = None,
+                 user_env: Optional[str] = None, password_env: Optional[str] = None,
+                 dkim: Optional[DkimSigner] = None, origin: str = "") -> None:
+        """`user_env` and `password_env` name the variables of the SMTP user and password,
+        which must then be set; without them, FNL_SMTP_USER and FNL_SMTP_PASSWORD are used
+        when both are set. `starttls`: True always, False never, None when logging in."""
         parts = urlsplit(url)
         if parts.scheme != "smtp" or not parts.hostname:
             raise UsageError(f"--actions {url}: not an SMTP address",
@@ -82,6 +138,21 @@ class Smtp:
         self.domain = self.sender_address.rpartition("@")[2] or "localhost"
         self.client: Optional[smtplib.SMTP] = None
         self.sent = 0
+        self.dkim = dkim
+        self.starttls = starttls
+        if user_env is not None or password_env is not None:  # named by the config: both must be set
+            for name, what in ((user_env, "user"), (password_env, "password")):
+                if not name or not os.environ.get(name):
+                    raise UsageError(f"{origin or 'the SMTP adapter'}: the SMTP {what} is not in the environment: "
+                                     f"{name or what + '_env'} is not set",
+                                     "set it in fnl run's environment; the config only names the variable")
+            self.user, self.password = os.environ.get(user_env or ""), os.environ.get(password_env or "")
+        else:
+            self.user, self.password = os.environ.get("FNL_SMTP_USER"), os.environ.get("FNL_SMTP_PASSWORD")
+        if self.user and self.password and starttls is False and self.host not in LOOPBACK:
+            raise UsageError(f"{origin or 'the SMTP adapter'}: starttls: false would send the SMTP password to "
+                             f"{self.host} in the clear",
+                             "use starttls: true (or leave it out), or a server on this machine (127.0.0.1)")
 
     def takes(self, action: Dict[str, Any]) -> bool:
         return action.get("type") == "send_email"
@@ -89,9 +160,10 @@ class Smtp:
     def _connect(self) -> smtplib.SMTP:
         if self.client is None:
             self.client = smtplib.SMTP(self.host, self.port, timeout=30)
-            user, password = os.environ.get("FNL_SMTP_USER"), os.environ.get("FNL_SMTP_PASSWORD")
-            if user and password:
+            user, password = self.user, self.password
+            if self.starttls or (self.starttls is None and user and password):
                 self.client.starttls()
+            if user and password:
                 self.client.login(user, password)
         return self.client
 
@@ -119,14 +191,20 @@ class Smtp:
                 context["magnet"] = {"title": magnet.title, "kind": magnet.kind, "name": magnet.name}
         with templates.render_session():
             rendered = templates.render(self.funnel.template_dir, str(action.get("template")), context)
-        msg = EmailMessage()
+        msg = EmailMessage(policy=POLICY)
         msg["From"] = formataddr((self.sender_name, self.sender_address))
         msg["To"] = lead
         msg["Subject"] = _header(rendered.subject, "the subject")
         msg["Message-ID"] = f"<{key}@{self.domain}>"
+        if isinstance(action.get("at"), str):  # when the engine decided it: the same in a repeat
+            msg["Date"] = formatdate(parse_time(action["at"]) * 60, usegmt=True)
         msg["List-Unsubscribe"] = f"<{_header(link, 'the unsubscribe link')}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["X-Fnl-Idempotency-Key"] = key
+        # Which email this is, for the sending service's events that come back (fnl serve
+        # reads it from SES's headers, and from SendGrid's unique arguments).
+        msg["X-Fnl-Template"] = _header(str(action.get("template")), "the template's name")
+        msg["X-SMTPAPI"] = json.dumps({"unique_args": {"fnl_template": str(action.get("template"))}})
         if self.funnel.sender.reply_to:
             msg["Reply-To"] = self.funnel.sender.reply_to
         msg.set_content(rendered.text)
@@ -134,8 +212,19 @@ class Smtp:
         return msg
 
     def __call__(self, action: Dict[str, Any], key: str) -> None:
-        msg = self.message(action, key)
-        self._connect().send_message(msg)
+        self.send(self.message(action, key))
+
+    def send(self, msg: EmailMessage) -> None:
+        """Send a message `message` made (DKIM-signed if the adapter signs)."""
+        if self.dkim is None:
+            self._connect().send_message(msg)
+        else:  # signed over the very bytes sent
+            raw = msg.as_bytes(policy=POLICY)
+            try:
+                signature = self.dkim.sign(raw)
+            except self.dkim._dkim.DKIMException as exc:
+                raise ValueError(f"the message cannot be DKIM-signed ({type(exc).__name__}): not sent") from None
+            self._connect().sendmail(self.sender_address, [str(msg["To"])], signature + raw)
         self.sent += 1
 
     def close(self) -> None:
