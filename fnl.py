@@ -606,6 +606,8 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Option
     try:
         new, seen = db.accept(events)
         done = advance(db, plan, horizon) if clock == "virtual" and horizon is not None else None
+        if done is not None and done.note:
+            click.echo(done.note, err=True, nl=False)  # escaped by deploy.summary
         with contextlib.ExitStack() as stack:
             outs = open_adapters(runtime, compiled, db, stack, echo=click.echo)
             try:
@@ -916,10 +918,15 @@ def graph(funnel: str, fmt: str) -> int:
 @click.option("--leads", "forecast_leads", default=None, metavar="N", help="With --forecast: about this many leads.")
 @click.option("--runs", "forecast_runs", default=None, metavar="R",
               help="With --forecast: runs, for 95 % intervals of the difference (default 1).")
+@click.option("--db", "db_path", default=None, metavar="PATH",
+              help="Compare NEW with the plan the database of fnl run runs, and count what it does to the real "
+                   "leads in flight, step by step; nothing is written. A plan they refuse is a problem: exit 1 "
+                   "for the problems found.")
 def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: bool, forecast: bool,
-             forecast_leads: Optional[str], forecast_runs: Optional[str]) -> int:
+             forecast_leads: Optional[str], forecast_runs: Optional[str], db_path: Optional[str]) -> int:
     """Show what a change does to the compiled funnel, and to leads in flight: each
-    change in the definition's own words and units, at the line it is on.
+    change in the definition's own words and units, at the line it is on. With --db,
+    the old plan is the one a database runs, and its leads are counted.
 
     \b
     Examples:
@@ -928,11 +935,22 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
       fnl plan old-plan.json funnels/acme
       fnl plan tests/samples/plan-newsletter-before.yaml tests/samples/plan-newsletter-after.yaml
       fnl plan --base origin/main funnels/acme --forecast --leads 1000 --runs 5
+      fnl plan --db acme.db funnels/acme
     """
     from engine import diff as d
     from engine.planning import plans_against_base, plans_between
 
-    if base is not None:
+    deployment = None
+    if db_path is not None:
+        from engine.runtime.deploy import against_db
+
+        if base is not None or len(paths) != 1:
+            raise UsageError("with --db, give only NEW (a definition or plan JSON file)",
+                             "for example: fnl plan --db acme.db funnels/acme")
+        with _database(db_path) as db:
+            old_side, new_side, deployment = against_db(db, paths[0])
+        pairs = [(old_side, new_side)]
+    elif base is not None:
         pairs = plans_against_base(base, tuple(paths) or ("funnels",))
     else:
         if len(paths) != 2:
@@ -940,7 +958,7 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
                              "for example: fnl plan --base origin/main funnels/acme")
         pairs = [plans_between(paths[0], paths[1])]
     diffs = [d.diff(old, new) for old, new in pairs]
-    forecasts = _plan_forecasts(pairs, forecast, forecast_leads, forecast_runs, None if base else paths[1])
+    forecasts = _plan_forecasts(pairs, forecast, forecast_leads, forecast_runs, None if base else paths[-1])
     if fmt == "json":
         import json as _json
 
@@ -952,14 +970,25 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
 
             for entry, delta in zip(doc["plans"], forecasts):
                 entry["forecast"] = forecast_data(delta) if delta is not None else None
+        if deployment is not None:
+            from engine.runtime.deploy import to_json as deployment_json
+
+            doc["plans"][0]["deployment"] = deployment_json(deployment)
         click.echo(json_text(_json.dumps(for_json(doc), indent=2, ensure_ascii=False)))
     else:
         render = d.render_text if fmt == "text" else d.render_markdown
         from engine.simulate.compare import plan_section
 
         ends = [""] * len(diffs) if forecasts is None else [plan_section(c, fmt) for c in forecasts]
+        if deployment is not None:
+            from engine.runtime import deploy as dep
+
+            rendered = (dep.render_text if fmt == "text" else dep.render_markdown)(deployment, db_path or "")
+            ends = ["\n" + rendered + ends[0]]
         click.echo(("\n" if fmt == "text" else "\n---\n\n").join(render(x) + e for x, e in zip(diffs, ends)),
                    nl=False)
+    if deployment is not None and not deployment.deployable:
+        return EXIT_PROBLEMS
     if detailed_exitcode and any(x.changed for x in diffs):
         return EXIT_CHANGES
     return EXIT_OK

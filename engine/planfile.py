@@ -229,7 +229,15 @@ def _explain(text: str, name: str, path: JsonPath, message: str) -> Problem:
 
 def read(path: Path, name: str) -> p.Plan:
     """The plan in a plan file, or ProblemsFound (located) / UsageError (not a plan)."""
-    raw = _read(path, name)
+    return parse(_read(path, name), name)
+
+
+def parse(raw: bytes, name: str) -> p.Plan:
+    """The plan in the text of a plan file (the runtime's database keeps the text of the
+    plan it runs), read as `read` reads a file; `name` says where the text is from."""
+    if len(raw) > MAX_BYTES:
+        raise ProblemsFound((Problem("FNL701", f"plan file is larger than {MAX_BYTES // 1048576} MiB",
+                                     Location(name), help=HELP),))
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     text = _decode(raw, name)

@@ -56,6 +56,7 @@ class Advanced:
     events: int  # events applied
     steps: int  # engine steps (events and the clock)
     actions: int  # actions recorded in the outbox
+    note: str = ""  # what deploying a new plan to the leads in flight did, if it did
 
 
 SUPPRESSING = {"email.unsubscribed": "unsubscribed", "email.complained": "complained"}
@@ -100,15 +101,14 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
     loop on SQLite, by as many workers as run at once on PostgreSQL (`workers`)."""
     if db.funnel != plan.funnel:
         db.scope(plan.funnel, plan.sender.from_)
-    running = db.meta("plan")
-    if running is None:
-        db.set_meta("plan", plan.content_hash)
-        db.set_meta("funnel", plan.funnel)
-    elif running != plan.content_hash:
-        raise UsageError(f"--db {db.path} runs another plan of {db.meta('funnel')} ({running[:19]}); this is "
-                         f"{plan.content_hash[:19]}",
-                         "run the plan the database was started with (deploying a new plan to leads in flight is "
-                         "not supported yet), or give a new database")
+    # The database keeps the plan it runs (its hash and text); a new plan is deployed to
+    # the leads in flight first, in one transaction, or refused with why and what to change.
+    from . import deploy as deploying
+
+    deployed = deploying.runs(db, plan)
+    if deployed is not None and not deployed.deployable:
+        raise UsageError(*deploying.refusal(deployed, db.path))
+    note = deploying.summary(deployed) if deployed is not None else ""
     driver = Driver(plan)
     if db.postgres:
         from .workers import work
@@ -116,7 +116,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
         worked = work(db, plan, until)
         with db.transaction():
             db.set_meta("clock", str(max(until, int(db.meta("clock") or until))))
-        return Advanced(worked.events, worked.steps, worked.actions)
+        return Advanced(worked.events, worked.steps, worked.actions, note)
     driver.restore(db.states(until), db.shared())  # only the leads with work up to `until`
     pending = list(db.pending(until))
     ids = {id(event): (seq, id_) for seq, id_, event in pending}
@@ -161,7 +161,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
     flush()
     with db.transaction():
         db.set_meta("clock", str(until))
-    return Advanced(events, steps, actions)
+    return Advanced(events, steps, actions, note)
 
 
 class Jsonl:
@@ -274,6 +274,8 @@ def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[
             minute = int(now() // 60)
             target = minute if until is None else min(minute, until)
             done = advance(db, plan, target)
+            if done.note:
+                say(done.note.rstrip("\n").removeprefix("fnl: "))
             delivered = deliver(db, adapters, now=lambda: target, refused=say)
             rounds += 1
             if done.events or done.actions or delivered:
