@@ -335,11 +335,13 @@ def help_cmd(ctx: click.Context, topic: Optional[str]) -> int:
 
 
 @cli.command()
-@click.argument("name", type=click.Choice(("funnel", "section", "plan", "behavior", "expect")), default="funnel")
+@click.argument("name", type=click.Choice(("funnel", "section", "plan", "behavior", "expect", "event", "runtime")),
+                default="funnel")
 def schema(name: str) -> int:
     """Print a JSON Schema: the funnel definition (default), one section file of a split
-    definition, the compiled plan, or the behaviour model or the expectations that
-    `fnl simulate` reads.
+    definition, the compiled plan, the behaviour model or the expectations that `fnl
+    simulate` reads, an event as fnl trace, run and serve read them, or the runtime config
+    of `fnl run --config`.
 
     \b
     Examples:
@@ -348,6 +350,7 @@ def schema(name: str) -> int:
       fnl schema plan > plan.schema.json
       fnl schema behavior > behavior.schema.json
       fnl schema expect
+      fnl schema runtime > runtime.schema.json
     """
     from engine.validate import schema as load_schema
 
@@ -543,7 +546,9 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
               help="The database: a SQLite file (made on first use), or postgresql://... for any number of workers "
                    "sharing one.")
 @click.option("--events", "events_file", default=None, metavar="FILE",
-              help="JSON Lines of events to add to the inbox first (each is kept once), as fnl trace reads them.")
+              help="JSON Lines of events to add to the inbox (each is kept once), as fnl trace reads them; - for "
+                   "standard input (on the wall clock, read as it comes). A bad line is refused on its own, said, "
+                   "and the exit code is 1; the others are applied.")
 @click.option("--until", default=None, metavar="TIME",
               help="Run the clock to this time and stop (the virtual clock: a quarter replays in seconds).")
 @click.option("--clock", "clock", type=click.Choice(["virtual", "wall"]), default=None,
@@ -571,63 +576,11 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Option
       fnl run funnels/acme --db acme.db --events tests/events/acme-dana.jsonl --until 2026-06-01T00:00:00Z
       fnl run funnels/acme --db acme.db --clock wall --until 2000-01-01T00:00:00Z
     """
-    from pathlib import Path
+    from engine.runtime.run import Request, run
 
-    from engine.errors import ProblemsFound
-    from engine.pipeline import compiled_for
-    from engine.runtime.db import Database
-    from engine.runtime.config import after_delivery, open_adapters, runtime_config
-    from engine.runtime.loop import advance, deliver
-    from engine.sources import display_path
-    from engine.state import parse_time
-    from engine import trace as tr
-
-    runtime = runtime_config(config_path, adapters)  # the config file checked, and --actions, before any work
-    clock = clock or ("virtual" if until is not None else "wall")
-    if clock == "virtual" and until is None:
-        raise UsageError("--clock virtual needs --until TIME", "give the time to run the clock to, or --clock wall")
-    try:
-        horizon = parse_time(until) if until is not None else None
-    except ValueError as exc:
-        raise UsageError(f"--until: {exc}") from None
-    compiled = compiled_for(funnel)
-    plan = compiled.plan
-    events: list = []
-    if events_file is not None:
-        path = Path(events_file)
-        if not path.is_file():
-            raise UsageError(f"--events {events_file}: no such file", "give the JSON Lines file of events")
-        scan = tr.scan_events(path, display_path(path), keep=events)
-        if scan.problems:
-            raise ProblemsFound(scan.problems)
-    import contextlib
-
-    db = Database(db_path).scope(plan.funnel, plan.sender.from_)
-    try:
-        new, seen = db.accept(events)
-        done = advance(db, plan, horizon) if clock == "virtual" and horizon is not None else None
-        if done is not None and done.note:
-            click.echo(done.note, err=True, nl=False)  # escaped by deploy.summary
-        with contextlib.ExitStack() as stack:
-            outs = open_adapters(runtime, compiled, db, stack, echo=click.echo)
-            try:
-                if done is None:  # the wall clock: until stopped, or until --until
-                    from engine.runtime.loop import run_wall
-
-                    run_wall(db, plan, outs, until=horizon, poll=poll,
-                             say=lambda note: click.echo(f"fnl: {escape(note)}", err=True))
-                    return EXIT_OK
-                delivered = deliver(db, outs, refused=lambda note: click.echo(f"fnl: {escape(note)}", err=True))
-            except OSError as exc:  # a server down, a pipe closed: what is left waits for the next run
-                raise UsageError(f"--actions: delivery stopped: {exc.strerror or exc}",
-                                 "what was not delivered is delivered by the next run") from None
-            for note in after_delivery(runtime, db, outs):  # held back by sending limits; retention applied
-                click.echo(f"fnl: {escape(note)}", err=True)
-    finally:
-        db.close()
-    click.echo(f"{new:,} new event{'s' if new != 1 else ''} ({seen:,} already in the inbox); applied {done.events:,} "
-               f"and the clock to {until}: {done.actions:,} actions, {delivered:,} delivered.", err=True)
-    return EXIT_OK
+    refused = run(Request(funnel, db_path, events_file, until, clock, poll, tuple(adapters), config_path),
+                  say=lambda line: click.echo(line, err=True), out=click.echo)
+    return EXIT_PROBLEMS if refused else EXIT_OK
 
 
 @cli.command()

@@ -114,7 +114,8 @@ def compile_funnel(funnel: model.Funnel) -> p.Plan:
     sc = funnel.scoring
     decay = p.Decay(sc.decay.factor, sc.decay.every_minutes, sc.decay.window_minutes) if sc.decay else None
     sent = sorted({step.send for seq in funnel.sequences for step in seq.steps if step.send}
-                  | {m.delivers for m in funnel.lead_magnets if m.delivers})
+                  | {m.delivers for m in funnel.lead_magnets if m.delivers}
+                  | {m.double_opt_in.confirm for m in funnel.lead_magnets if m.double_opt_in})
     pol = funnel.policies
     cap, quiet, bh = pol.frequency_cap, pol.quiet_hours, pol.business_hours
     plan = p.Plan(
@@ -128,7 +129,9 @@ def compile_funnel(funnel: model.Funnel) -> p.Plan:
         segments=tuple(p.Group(g.name, compile_condition(g.when, funnel)) for g in funnel.segments),  # type: ignore[arg-type]
         fit=compile_condition(funnel.fit.when, funnel) if funnel.fit else None,
         stages=_stages(funnel),
-        lead_magnets=tuple(p.Magnet(m.name, m.kind, m.consent or "", m.enters, m.score, m.delivers)
+        lead_magnets=tuple(p.Magnet(m.name, m.kind, m.consent or "", m.enters, m.score, m.delivers,
+                                   p.DoubleOptIn(m.double_opt_in.confirm, m.double_opt_in.within_minutes)
+                                   if m.double_opt_in else None)
                            for m in funnel.lead_magnets),
         entries=tuple(p.Entry(e.name, e.on, e.enters, e.basis, e.consent or "") for e in funnel.entries),
         crm_events=funnel.crm_events,

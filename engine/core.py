@@ -25,6 +25,17 @@ cannot disagree. The rules, in the order one step applies them:
    most once per lead); run the steps now due, enforcing consent, unsubscribes, quiet
    hours in the lead's timezone and the frequency cap, here and nowhere else.
 
+Double opt-in: an opt-in through a lead magnet with `double_opt_in` does not create the
+lead. It waits (`Prospect.pending`: the magnet, the consent text, the minute, the profile)
+and the magnet's confirmation email goes out at once: it is transactional (sent before
+any marketing consent, never to an address that unsubscribed or is suppressed). An
+`optin.confirmed` before the window ends creates the lead exactly as a single opt-in of
+the same magnet would at that minute (stage, points, delivery, consent recorded with the
+opt-in's and the confirmation's times); at the end of the window the opt-in expires and a
+later opt-in starts over. While it waits, the lead is not a lead: no nurture, scoring or
+handoff, and its activity is held as any activity before an opt-in is; an unsubscribe,
+complaint or hard bounce of the confirmation email cancels it and holds for good.
+
 Every decision that changes what a lead gets says why, once, when it is made: a send
 held back by quiet hours, its step's `at:` time or the cap is `deferred` (from, to, and
 the rules in words); a step whose `when` is false or `unless` true is `skipped`; a CRM
@@ -51,8 +62,8 @@ from . import clock
 from . import evaluate as ev
 from . import plan as p
 from . import score as sc
-from .state import (CLOCK, ENGAGEMENT, HELD_FOR_MINUTES, MAX_HELD, Action, Event, LeadState, Prospect, Running,
-                    Shared, iso)
+from .state import (CLOCK, ENGAGEMENT, HELD_FOR_MINUTES, MAX_HELD, OPTIN_CONFIRMED, RECONFIRM_AFTER_MINUTES, Action,
+                    Event, LeadState, Pending, Prospect, Running, Shared, iso)
 from .units import format_clock
 
 MAX_SENDS_KEPT = 1000
@@ -255,6 +266,11 @@ class _Step:
         e = self.event
         if e.type == CLOCK:
             return
+        if e.type == OPTIN_CONFIRMED:
+            s = self.lead.s
+            confirmed = f" (it confirmed at {iso(s.consent_at)})" if s.opted_in_at is not None else ""
+            self.ignore(f"optin.confirmed ignored: {s.lead} is already in the funnel{confirmed}")
+            return
         if e.type in ENGAGEMENT:
             self.engage(e)
             return
@@ -329,6 +345,8 @@ class _Step:
             return True
         known = any(t.name == template for t in self.plan.templates)
         why = "not sent to this lead" if known else "no such email in this funnel"
+        if template in confirm_templates(self.plan):
+            why = "a double opt-in confirmation email is transactional, not counted"
         label = _LABEL[e.type]
         if points is None:
             self.ignore(f"{label} of {template} ignored, not scored: {why}")
@@ -673,7 +691,9 @@ class _Step:
         that created it (its profile is the newest)."""
         s = self.lead.s
         creating = self.creating = self.event
-        self.act("consent_recorded", magnet=s.source, consent=s.consent, basis=s.basis)
+        times: Dict[str, Any] = {"opted_in_at": iso(s.opted_in_at), "confirmed_at": iso(s.consent_at)} \
+            if s.opted_in_at is not None else {}
+        self.act("consent_recorded", magnet=s.source, consent=s.consent, basis=s.basis, **times)
         self.add_points(sum(fp.points for fp in self.plan.scoring.fit if ev.holds(fp.when.tree, self.resolve)))
         rule = self.plan.handoff_for(s.stage)
         self.act("crm_update", stage=(rule.crm_stage if rule and rule.crm_stage else s.stage))
@@ -907,26 +927,200 @@ def _before_entry(plan: p.Plan, state: Optional[Prospect], event: Event, shared:
         note = (f"{oldest.summary()} from {iso(oldest.at)} dropped: only the latest {MAX_HELD} events are held for "
                 "a lead that has not opted in")
         actions.append(Action("ignored", event.at, event.lead, (("event", oldest.type), ("reason", note))))
-    prospect = Prospect(event.lead, held + (event,), event.at)
-    note = f"{event.summary()} held until {event.lead} opts in (applied then, in order)"
+    prospect = replace(state, held=held + (event,), last_at=event.at) if state is not None \
+        else Prospect(event.lead, held + (event,), event.at)
+    until = f"confirms its opt-in to {state.pending.magnet}" if state is not None and state.pending is not None \
+        else "opts in"
+    note = f"{event.summary()} held until {event.lead} {until} (applied then, in order)"
     actions.append(Action("held", event.at, event.lead, (("event", event.type), ("reason", note))))
     return Result(prospect, tuple(actions), shared)
 
 
+def confirm_templates(plan: p.Plan) -> FrozenSet[str]:
+    """The templates of the lead magnets' double opt-in confirmation emails."""
+    return frozenset(m.double_opt_in.confirm for m in plan.lead_magnets if m.double_opt_in is not None)
+
+
+def _expire(state: Prospect) -> Tuple[Prospect, Action]:
+    """An opt-in left unconfirmed to the end of its window: it ends, no email goes out."""
+    pending = state.pending
+    assert pending is not None
+    note = (f"opt-in to {pending.magnet} from {iso(pending.at)} expired unconfirmed at {iso(pending.expires)} "
+            f"(double opt-in within {_duration(pending.expires - pending.at)}); a new opt-in starts over")
+    return replace(state, pending=None), Action("optin_expired", pending.expires, state.lead, (
+        ("magnet", pending.magnet), ("opted_in_at", iso(pending.at)), ("reason", note)))
+
+
+def _order(state: Optional[Prospect], event: Event, shared: Shared) -> Optional[Result]:
+    if state is not None and event.at < state.last_at:
+        return _reject(state, event, shared, f"event at {iso(event.at)} is older than the lead's last event "
+                                             f"({iso(state.last_at)}); send events in time order")
+    return None
+
+
+def _no_email(state: Prospect) -> Optional[str]:
+    """Why no email may go to someone who is not a lead yet, or None."""
+    if state.unsubscribed_at is not None:
+        return f"unsubscribed at {iso(state.unsubscribed_at)}"
+    return "the address is suppressed" if state.bounced else None
+
+
+def _ask_to_confirm(plan: p.Plan, state: Optional[Prospect], event: Event, shared: Shared, magnet: p.Magnet) -> Result:
+    """An opt-in through a magnet with double opt-in: it waits, and the confirmation
+    email goes out (at most once per RECONFIRM_AFTER_MINUTES for the same magnet)."""
+    doi = magnet.double_opt_in
+    assert doi is not None
+    late = _order(state, event, shared)
+    if late is not None:
+        return late
+    prospect = state if state is not None else Prospect(event.lead)
+    pending = prospect.pending
+    profile = {**(dict(pending.profile) if pending is not None else {}), **dict(event.profile)}
+    problem = validate_profile(plan, profile)
+    if problem:
+        return _reject(state, event, shared, problem)
+    now, lead = event.at, event.lead
+    prospect = replace(prospect, last_at=max(prospect.last_at, now))
+    refused = _no_email(prospect)
+    if refused is not None:
+        note = f"{refused}: no confirmation email, so the opt-in to {magnet.name} cannot be confirmed"
+        return Result(prospect, (Action("not_sent", now, lead, (("reason", note), ("template", doi.confirm))),),
+                      shared)
+    sent = pending.confirm_sent_at if pending is not None and pending.magnet == magnet.name else None
+    if pending is not None and sent is not None and now - sent < RECONFIRM_AFTER_MINUTES:
+        # The form sent twice, or by someone else typing this address: an address that has
+        # not confirmed anything must not get a confirmation per submission. The first
+        # email's link still confirms, until the same end of the window.
+        note = (f"opt-in to {magnet.name} repeated: a confirmation went out at {iso(sent)}, and another goes out "
+                f"at most once per {RECONFIRM_AFTER_MINUTES // 60}h; its link confirms until "
+                f"{iso(pending.expires)}")
+        kept = replace(pending, profile=tuple(sorted(profile.items())))
+        return Result(replace(prospect, pending=kept),
+                      (Action("not_sent", now, lead, (("reason", note), ("template", doi.confirm))),), shared)
+    expires = now + doi.within_minutes
+    replaced = f"; it replaces the opt-in to {pending.magnet} from {iso(pending.at)}" \
+        if pending is not None and pending.magnet != magnet.name else ""
+    note = (f"opt-in to {magnet.name} waits for confirmation until {iso(expires)} (double opt-in): {lead} enters "
+            f"the funnel when it confirms{replaced}")
+    waiting = Pending(magnet.name, magnet.consent, now, expires, tuple(sorted(profile.items())), now)
+    return Result(replace(prospect, pending=waiting), (
+        Action("optin_pending", now, lead, (("magnet", magnet.name), ("reason", note), ("until", iso(expires)))),
+        Action("send_email", now, lead, (("kind", "confirmation"), ("magnet", magnet.name), ("sequence", None),
+                                         ("step", None), ("template", doi.confirm), ("variant", None)))), shared)
+
+
+def _confirmation_feedback(state: Prospect, event: Event, shared: Shared) -> Result:
+    """What the sending service says about a confirmation email sent to someone who is
+    not a lead yet. An unsubscribe, a complaint and a hard bounce are honoured at once and
+    for good (they cancel a waiting opt-in, and hold once the address enters the
+    funnel); engagement is not counted: the lead is not in the funnel."""
+    now, lead, pending = event.at, event.lead, state.pending
+    new = replace(state, last_at=max(state.last_at, now))
+    actions: List[Action] = []
+    what = f"the confirmation email {event.template}" if event.template else "the confirmation email"
+
+    def note(kind: str, reason: str, **more: Any) -> None:
+        actions.append(Action(kind, now, lead, tuple(sorted({**more, "reason": reason}.items()))))
+
+    if event.type in ("email.unsubscribed", "email.complained") or \
+            (event.type == "email.bounced" and event.bounce != "soft"):
+        if event.type == "email.bounced":
+            new = replace(new, bounced=True)
+            note("suppressed", f"hard bounce of {what}: the address is suppressed")
+        else:
+            if new.unsubscribed_at is None:
+                new = replace(new, unsubscribed_at=now)
+            note("recorded", f"unsubscribe from {what}: no email of any kind goes to {lead}, also if it enters the "
+                             "funnel later", event=event.type)
+            if event.type == "email.complained" and not new.bounced:
+                new = replace(new, bounced=True)
+                note("suppressed", "spam complaint: no email of any kind from now on")
+        if pending is not None:
+            new = replace(new, pending=None)
+            note("optin_cancelled", f"the opt-in to {pending.magnet} from {iso(pending.at)} is cancelled: "
+                                    f"{_no_email(new)}", magnet=pending.magnet)
+        return Result(new, tuple(actions), shared)
+    label = _LABEL.get(event.type, event.type.split(".", 1)[1].replace("_", " "))
+    note("ignored", f"{label} of {what} ignored: a confirmation email is transactional and {lead} has not entered "
+                    "the funnel (it enters on optin.confirmed)", event=event.type)
+    return Result(new, tuple(actions), shared)
+
+
+def _double_opt_in(plan: p.Plan, state: Optional[Prospect], event: Event,
+                   shared: Shared) -> Union[Result, Pending, None]:
+    """Double opt-in for someone who is not a lead yet: the Result of an opt-in that
+    waits, of a confirmation that cannot count, or of what the sending service says about
+    a confirmation email; the Pending opt-in a confirmation confirms (`step` then creates
+    the lead from it); None when the event is not about double opt-in."""
+    pending = state.pending if state is not None else None
+    if event.type == "optin":
+        magnet = plan.magnet(event.magnet or "")
+        if magnet is None or magnet.double_opt_in is None:
+            return None  # a single opt-in (or an unknown magnet, which `new_lead` rejects)
+        return _ask_to_confirm(plan, state, event, shared, magnet)
+    if event.type == OPTIN_CONFIRMED:
+        late = _order(state, event, shared)
+        if late is not None:
+            return late
+        why = None
+        if pending is None:
+            why = "no opt-in waits for confirmation (none was made, or it expired: a new opt-in starts over)"
+        elif event.magnet and event.magnet != pending.magnet:
+            why = f"it confirms {event.magnet}, but the opt-in waiting is to {pending.magnet} (the latest)"
+        if why is not None:
+            kept = replace(state, last_at=max(state.last_at, event.at)) if state is not None else None
+            return Result(kept, (Action("ignored", event.at, event.lead, (
+                ("event", event.type), ("reason", f"optin.confirmed ignored: {why}"))),), shared)
+        assert pending is not None
+        problem = validate_profile(plan, {**dict(pending.profile), **dict(event.profile)})
+        if problem:
+            return _reject(state, event, shared, problem)
+        return pending
+    if state is not None and event.type.startswith("email.") and \
+            (event.template in confirm_templates(plan) or (pending is not None and not event.template)):
+        return _confirmation_feedback(state, event, shared)
+    return None
+
+
 def step(plan: p.Plan, state: State, event: Event, shared: Shared = Shared()) -> Result:
     """Apply one event to one lead. Pure: the inputs are not changed."""
+    if isinstance(state, Prospect) and state.pending is not None and state.pending.expires <= event.at \
+            and event.at >= state.last_at:
+        state, expired = _expire(state)
+        result = _step(plan, state, event, shared)
+        return Result(result.state, (expired,) + result.actions, result.shared)
+    return _step(plan, state, event, shared)
+
+
+def _step(plan: p.Plan, state: State, event: Event, shared: Shared) -> Result:
     held: Tuple[Event, ...] = ()
     created = False
+    dropped: Optional[Pending] = None  # an opt-in still waiting when the lead entered another way
     if state is None or isinstance(state, Prospect):
-        if not creates_lead(plan, event):
+        early = _double_opt_in(plan, state, event, shared)
+        if isinstance(early, Result):
+            return early
+        confirmed = early
+        if confirmed is not None:  # the lead enters as the opt-in it confirms would, now
+            event = Event("optin", event.at, event.lead, confirmed.magnet, {**dict(confirmed.profile),
+                                                                             **dict(event.profile)},
+                          second=event.second, line=event.line)
+        elif not creates_lead(plan, event):
             return _before_entry(plan, state, event, shared)
-        if state is not None and event.at < state.last_at:
-            return _reject(state, event, shared, f"event at {iso(event.at)} is older than the lead's last event "
-                                                 f"({iso(state.last_at)}); send events in time order")
+        late = _order(state, event, shared)
+        if late is not None:
+            return late
         held = state.held if state is not None else ()
         lead, problem = new_lead(plan, event)
         if lead is None:
             return _reject(state, event, shared, problem or "rejected")
+        if confirmed is not None:
+            lead = replace(lead, consent=confirmed.consent, opted_in_at=confirmed.at)
+        if state is not None and (state.unsubscribed_at is not None or state.bounced):
+            # An unsubscribe or suppression from a confirmation email holds for good.
+            lead = replace(lead, unsubscribed=state.unsubscribed_at is not None,
+                           unsubscribed_at=state.unsubscribed_at, bounced=state.bounced)
+        dropped = state.pending if state is not None and confirmed is None else None
         state, created = lead, True
     if event.at < state.last_at:
         return _reject(state, event, shared, f"event at {iso(event.at)} is older than the lead's last event "
@@ -936,6 +1130,10 @@ def step(plan: p.Plan, state: State, event: Event, shared: Shared = Shared()) ->
         if problem:
             return _reject(state, event, shared, problem)
     work = _Step(plan, _Lead(state), event, shared)
+    if created and dropped is not None:
+        work.act("optin_cancelled", magnet=dropped.magnet,
+                 reason=f"the opt-in to {dropped.magnet} from {iso(dropped.at)} no longer waits for confirmation: "
+                        f"{event.lead} entered through {state.source}")
     if created:
         work.enter(held)
     else:

@@ -494,7 +494,12 @@ def _magnets(c: _Changes) -> None:
             parts.append(f"score {m.score}")
         if m.delivers:
             parts.append(f"delivers {m.delivers}")
+        if m.double_opt_in:
+            parts.append(f"double opt-in {double(m.double_opt_in)}")
         return ", ".join(parts)
+
+    def double(d: Any) -> str:
+        return f"confirm {d.confirm} within {format_duration(d.within_minutes)}"
 
     for name in _keys(old, new):
         a, b = old.get(name), new.get(name)
@@ -506,6 +511,8 @@ def _magnets(c: _Changes) -> None:
         for key in ("kind", "enters", "score", "delivers"):
             c.value("lead magnet", name, f"lead_magnets.{name}.{key}", f"lead magnet {name}: {key}",
                     getattr(a, key), getattr(b, key), [at + (key,), at])
+        c.value("lead magnet", name, f"lead_magnets.{name}.double_opt_in", f"lead magnet {name}: double opt-in",
+                a.double_opt_in, b.double_opt_in, [at + ("double_opt_in",), at], words=double)
         c.text("lead magnet", name, f"lead_magnets.{name}.consent", f"lead magnet {name}: consent", a.consent or None,
                b.consent or None, [at + ("consent",), at])
 

@@ -26,7 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 from . import core
 from .plan import Plan
-from .state import CLOCK, Action, Event, LeadState, Shared, iso
+from .state import CLOCK, Action, Event, LeadState, Prospect, Shared, iso
 from .store import StateStore
 
 MAX_TICKS_PER_GAP = 10_000
@@ -40,8 +40,10 @@ class Applied:
 
 
 def next_due(state: core.State) -> Optional[int]:
-    """The next minute at which the clock alone changes this lead: a due step, or the
-    minute after an SLA deadline."""
+    """The next minute at which the clock alone changes this lead: a due step, the
+    minute after an SLA deadline, or the minute an unconfirmed double opt-in expires."""
+    if isinstance(state, Prospect):
+        return state.pending.expires if state.pending is not None else None
     if not isinstance(state, LeadState):
         return None
     times = [r.due for r in state.running]

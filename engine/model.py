@@ -57,6 +57,19 @@ class Sender:
     unsubscribe_url: Optional[str]
 
 
+# How long a double opt-in's confirmation stays valid when `within` is not given.
+CONFIRM_WITHIN_DEFAULT = "7d"
+
+
+@dataclass(frozen=True)
+class DoubleOptIn:
+    """`double_opt_in:` of a lead magnet: the confirmation email and its window."""
+
+    confirm: str
+    within_minutes: int
+    path: JsonPath
+
+
 @dataclass(frozen=True)
 class LeadMagnet:
     name: str
@@ -68,6 +81,7 @@ class LeadMagnet:
     delivers: Optional[str]
     segment: Optional[str]
     path: JsonPath
+    double_opt_in: Optional[DoubleOptIn] = None
 
 
 @dataclass(frozen=True)
@@ -345,6 +359,14 @@ def _assignment(raw: Dict[str, Any], path: JsonPath) -> Assignment:
     return Assignment("territory", (), t["by"], routes, tuple(t.get("default") or ()), path)
 
 
+def _double_opt_in(magnet: Dict[str, Any], name: str) -> Optional[DoubleOptIn]:
+    raw = magnet.get("double_opt_in")
+    if raw is None:
+        return None
+    return DoubleOptIn(raw["confirm"], parse_duration(raw.get("within", CONFIRM_WITHIN_DEFAULT)),
+                       ("lead_magnets", name, "double_opt_in"))
+
+
 def _decay(raw: Optional[Dict[str, Any]]) -> Optional[Decay]:
     if not raw:
         return None
@@ -400,7 +422,7 @@ def build(doc: Document) -> Funnel:
     stages = tuple(d["stages"])
     magnets = tuple(
         LeadMagnet(n, m["kind"], m.get("title", n), m.get("consent"), m["enters"], int(m.get("score", 0)),
-                   m.get("delivers"), m.get("segment"), ("lead_magnets", n))
+                   m.get("delivers"), m.get("segment"), ("lead_magnets", n), _double_opt_in(m, n))
         for n, m in (d.get("lead_magnets") or {}).items())
     sc = d.get("scoring") or {}
     scoring = Scoring(

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import json
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 FORMAT_VERSION = 2
@@ -59,6 +59,20 @@ class Stage:
     suppress: Tuple[str, ...]  # sequence kinds and names suppressed while in this stage
 
 
+# A field with this metadata is left out of the plan's JSON while it is None (and is
+# optional in the plan schema), so a feature added later changes the plan, and its hash,
+# only of the funnels that use it.
+OMIT_NONE = {"omit_none": True}
+
+
+@dataclass(frozen=True)
+class DoubleOptIn:
+    """A lead magnet's double opt-in: the confirmation email, and how long it stays valid."""
+
+    confirm: str  # the template of the confirmation email
+    within_minutes: int
+
+
 @dataclass(frozen=True)
 class Magnet:
     name: str
@@ -67,6 +81,7 @@ class Magnet:
     enters: str
     score: int
     delivers: Optional[str]
+    double_opt_in: Optional[DoubleOptIn] = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
@@ -265,9 +280,14 @@ class Plan:
 
 # -- JSON -----------------------------------------------------------------------------
 
+def _omitted(f: dataclasses.Field, value: Any) -> bool:  # type: ignore[type-arg]
+    return value is None and bool(f.metadata.get("omit_none"))
+
+
 def _to_json(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name.rstrip("_"): _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name.rstrip("_"): _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not _omitted(f, getattr(value, f.name))}
     if isinstance(value, (tuple, list)):
         return [_to_json(v) for v in value]
     if isinstance(value, dict):
@@ -314,6 +334,8 @@ def _from_json(tp: Any, value: Any) -> Any:
         kwargs = {}
         for f in dataclasses.fields(tp):
             key = f.name.rstrip("_")
+            if key not in value and f.metadata.get("omit_none"):
+                continue
             if key not in value:
                 raise ValueError(f"missing `{key}` in {tp.__name__}")  # type: ignore[union-attr]
             kwargs[f.name] = _from_json(hints[f.name], value[key])
@@ -406,8 +428,9 @@ def _schema_for(tp: Any, defs: Dict[str, Any]) -> Dict[str, Any]:
             defs[name] = {}
             hints = typing.get_type_hints(tp)
             props = {f.name.rstrip("_"): _schema_for(hints[f.name], defs) for f in dataclasses.fields(tp)}
+            optional = {f.name.rstrip("_") for f in dataclasses.fields(tp) if f.metadata.get("omit_none")}
             defs[name] = {"title": name, "description": (tp.__doc__ or name).strip().splitlines()[0],
-                          "type": "object", "properties": props, "required": sorted(props),
+                          "type": "object", "properties": props, "required": sorted(set(props) - optional),
                           "additionalProperties": False}
         return {"$ref": f"#/definitions/{name}"}
     if origin is tuple:

@@ -24,7 +24,9 @@ EMAIL_EVENTS = ("email.delivered", "email.opened", "email.clicked", "email.repli
 ENGAGEMENT = ("email.opened", "email.clicked", "email.replied")
 CLOCK = "clock"
 CLOCK_ALIASES = ("tick",)
-OTHER_EVENTS = ("optin", "lead.imported", "magnet.downloaded", "site.visited", "webinar.registered",
+# `optin.confirmed`: the lead followed the link of a double opt-in's confirmation email.
+OPTIN_CONFIRMED = "optin.confirmed"
+OTHER_EVENTS = ("optin", OPTIN_CONFIRMED, "lead.imported", "magnet.downloaded", "site.visited", "webinar.registered",
                 "webinar.attended", "profile.updated", CLOCK) + CLOCK_ALIASES
 WEBINAR_EVENTS = ("webinar.registered", "webinar.attended")
 _CRM = re.compile(r"crm\.[a-z][a-z0-9_]*\Z")
@@ -102,7 +104,7 @@ class Event:
             return self.template or ""
         if self.type == "site.visited":
             return self.page or ""
-        if self.type in ("optin", "magnet.downloaded"):
+        if self.type in ("optin", OPTIN_CONFIRMED, "magnet.downloaded"):
             return self.magnet or ""
         if self.type == "lead.imported":
             return self.entry or ""
@@ -187,6 +189,9 @@ class LeadState:
     last_at: int = 0
     # (minute, points) of every scoring event, kept only when the decay has a window.
     points: Tuple[Tuple[int, float], ...] = ()
+    # Double opt-in: the minute of the opt-in that the lead confirmed at `consent_at` (the
+    # minute it entered); None for every other way in.
+    opted_in_at: Optional[int] = None
 
     def profile_dict(self) -> Dict[str, Any]:
         return dict(self.profile)
@@ -202,6 +207,7 @@ class LeadState:
             "sla_deadline": iso(self.sla_deadline) if self.sla_deadline is not None else None,
             "running": [{"sequence": r.sequence, "step": r.step_id, "due": iso(r.due)} for r in self.running],
             "finished": list(self.finished), "emails_sent": self.emails_sent,
+            **({"opted_in_at": iso(self.opted_in_at)} if self.opted_in_at is not None else {}),
         }
 
 
@@ -211,15 +217,39 @@ MAX_HELD = 100
 HELD_FOR_MINUTES = 30 * 1440
 
 
+# A repeated opt-in while one waits for its confirmation sends the confirmation again
+# only this long after the last one: see `core` (double opt-in).
+RECONFIRM_AFTER_MINUTES = 1440
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An opt-in through a lead magnet with double opt-in, waiting for the lead to
+    confirm it (`optin.confirmed`) before minute `expires`."""
+
+    magnet: str
+    consent: str  # the consent text the lead agreed to at `at`
+    at: int  # the minute of the opt-in (the latest one, when the form was sent again)
+    expires: int  # the opt-in's minute plus the magnet's `within`: from then on it has expired
+    profile: Tuple[Tuple[str, Any], ...] = ()  # the profile the opt-in gave
+    confirm_sent_at: Optional[int] = None  # the last confirmation email; None when none could go out
+
+
 @dataclass(frozen=True)
 class Prospect:
     """Someone fnl has seen activity from (a site visit in an export, a CRM event) but
     who has not opted in or been imported yet. Their activity waits here and is applied
-    at the entry minute, in order."""
+    at the entry minute, in order. With double opt-in, an opt-in waits here too
+    (`pending`) until it is confirmed; an unsubscribe, complaint or hard bounce of its
+    confirmation email is kept (`unsubscribed_at`, `bounced`) and holds once the lead
+    enters."""
 
     lead: str
     held: Tuple[Event, ...] = ()
     last_at: int = 0
+    pending: Optional[Pending] = None
+    unsubscribed_at: Optional[int] = None
+    bounced: bool = False
 
 
 @dataclass(frozen=True)

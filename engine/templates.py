@@ -44,11 +44,14 @@ SUFFIX = ".j2"
 PARTS = ("subject", "html", "text")
 MAX_TEMPLATE_BYTES = 256 * 1024
 # Names a template may use besides `lead.<attribute>`.
-GLOBALS = ("lead", "sender", "unsubscribe_url", "variant", "owner", "magnet", "funnel")
+GLOBALS = ("lead", "sender", "unsubscribe_url", "variant", "owner", "magnet", "funnel", "confirm_url")
 SENDER_FIELDS = ("from", "reply_to", "postal_address", "unsubscribe_url", "timezone")
 OWNER_FIELDS = ("name", "email")
 MAGNET_FIELDS = ("title", "kind", "name")
 UNSUBSCRIBE_PROBE = "https://unsubscribe.fnl.invalid/t/LEADTOKEN"
+# The link of a double opt-in's confirmation email in previews and lint renders; the
+# sending side puts the lead's real link there (its visit is the `optin.confirmed` event).
+CONFIRM_PROBE = "https://confirm.fnl.invalid/t/LEADTOKEN"
 
 
 @dataclass(frozen=True)
@@ -1130,17 +1133,21 @@ def sample_value(attribute: Any) -> Any:
 
 
 # Which optional variables each kind of email gets: a rep only where sales owns the
-# lead or the customer, a lead magnet only in its delivery email.
+# lead or the customer, a lead magnet only in its delivery email and the confirmation
+# email of its double opt-in, the confirmation link only in that one.
 WITH_OWNER = ("sales", "onboarding", "retention", "expansion")
-WITH_MAGNET = ("delivery",)
+WITH_MAGNET = ("delivery", "confirmation")
+WITH_CONFIRM = ("confirmation",)
 
 
 def sample_context(funnel: Any, variant: Optional[str] = None, purpose: str = "nurture",
                    unsubscribe_url: str = UNSUBSCRIBE_PROBE,
-                   lead_profile: Optional[Mapping[str, Any]] = None, email: str = "lead@example.com") -> Dict[str, Any]:
+                   lead_profile: Optional[Mapping[str, Any]] = None, email: str = "lead@example.com",
+                   confirm_url: str = CONFIRM_PROBE) -> Dict[str, Any]:
     """The variables a template sees for an email sent for `purpose` (a sequence kind,
-    or `delivery`): the lead's profile (`lead_profile`, else sample values from the
-    declared attributes) and address, and the rest."""
+    `delivery`, or `confirmation`, which also gets `confirm_url`): the lead's profile
+    (`lead_profile`, else sample values from the declared attributes) and address, and
+    the rest."""
     lead = dict(lead_profile) if lead_profile is not None else {a.name: sample_value(a) for a in funnel.profile}
     lead["email"] = email
     s = funnel.sender
@@ -1152,4 +1159,6 @@ def sample_context(funnel: Any, variant: Optional[str] = None, purpose: str = "n
         out["owner"] = {"name": "Sample Rep", "email": "rep@example.com"}
     if purpose in WITH_MAGNET:
         out["magnet"] = {"title": "Sample offer", "kind": "whitepaper", "name": "sample"}
+    if purpose in WITH_CONFIRM:
+        out["confirm_url"] = confirm_url
     return out

@@ -18,7 +18,7 @@ from .drive import Applied, drive, event_order
 from .errors import Location, Problem
 from .plan import Plan
 from .score import shown
-from .state import CLOCK, EVENT_FIELDS, Event, LeadState, event_from_json, iso, unused_fields
+from .state import CLOCK, EVENT_FIELDS, Event, LeadState, Prospect, event_from_json, iso, unused_fields
 from .terminal import escape, json_text
 
 MAX_EVENTS_BYTES = 4 * 1024 ** 3  # counted while reading: devices and growing files report no size
@@ -278,6 +278,9 @@ def _no_duplicates(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
 # need more than one template and are written out below).
 _PHRASES = {
     "ignored": "{reason}",
+    "optin_pending": "{reason}",
+    "optin_expired": "{reason}",
+    "optin_cancelled": "{reason}",
     "not_moved": "not moved to {to}: {reason}",
     "not_scored": "not scored: {reason}",
     "recorded": "{reason}",
@@ -305,6 +308,8 @@ def _describe_action(a: Any) -> str:
         variant = f" variant {d['variant']}" if d.get("variant") else ""
         if d.get("kind") == "delivery":
             return f"send {d['template']}  (delivery of lead magnet {d.get('magnet')})"
+        if d.get("kind") == "confirmation":
+            return f"send {d['template']}  (confirmation of the opt-in to {d.get('magnet')}: transactional)"
         return f"send {d['template']}{variant}  ({d['kind']} {d['sequence']}, step {d['step']})"
     if a.type == "skipped":
         what = d["template"] if d.get("action") == "send" and d.get("template") else \
@@ -318,7 +323,9 @@ def _describe_action(a: Any) -> str:
         basis = "" if d.get("basis", "consent") == "consent" else f" (basis: {d['basis']})"
         if basis and d.get("consent") in (None, "", d.get("basis")):
             return f"no consent needed from {d['magnet']}{basis}"
-        return f"consent recorded from {d['magnet']}: \"{d['consent']}\"{basis}"
+        confirmed = f" (opted in at {d['opted_in_at']}, confirmed at {d['confirmed_at']})" \
+            if d.get("opted_in_at") else ""
+        return f"consent recorded from {d['magnet']}: \"{d['consent']}\"{basis}{confirmed}"
     if a.type in _PHRASES:
         return _PHRASES[a.type].format_map(d)
     return f"{a.type} {d}"
@@ -345,7 +352,9 @@ def text_lines(steps: Iterable[Applied]) -> Iterator[str]:
                 yield escape(f"{iso(item.event.at)}  --until: {_describe_action(a)}")
             continue
         state = item.result.state
-        score = f"score {state.score:.1f}, {state.stage}" if isinstance(state, LeadState) else "not a lead yet"
+        score = f"score {state.score:.1f}, {state.stage}" if isinstance(state, LeadState) else \
+            f"not a lead yet: waiting for confirmation of {state.pending.magnet}" \
+            if isinstance(state, Prospect) and state.pending is not None else "not a lead yet"
         head = item.event.summary()
         # Lead IDs, templates, pages and reasons come from the events file: escaped, so a
         # control character in them cannot act on the terminal.

@@ -673,3 +673,62 @@ def test_the_wall_clock_takes_new_events_and_stops_on_sigterm(tmp_path: Path) ->
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "stopped (SIGTERM)" in err and "Traceback" not in err
+
+
+def test_bad_lines_are_refused_one_by_one_and_the_rest_go_on(tmp_path: Path) -> None:
+    """Malformed, oversized and hostile lines in --events (a file, or standard input) are
+    each refused with one located line; the good events around them are applied; exit 1."""
+    optin = {"type": "optin", "magnet": "whitepaper", "profile": {"first_name": "{{ 7 * 7 }}", "industry": "saas"}}
+    good = [dict(optin, at="2026-03-02T14:30:00Z", lead="ana@example.com"),
+            dict(optin, at="2026-03-02T15:30:00Z", lead="bo@example.com")]
+    lines = [json.dumps(good[0]),
+             '{"type": "optin", "at": "2026-03-02T14:31:00Z", "lead": 7}',  # a wrong type
+             '{"type": "email.opened", "at": "yesterday", "lead": "ana@example.com"}',
+             '{"type": "optin", "at": ',  # cut off
+             "x" * (1024 * 1024 + 10),  # longer than a line may be
+             json.dumps(good[1])]
+    events = tmp_path / "mixed.jsonl"
+    events.write_bytes(("\n".join(lines) + "\n").encode() + b'{"type": "optin", "lead": "\xff"}\n')
+    for source in (str(events), "-"):
+        db, out = tmp_path / f"{len(source)}.db", tmp_path / f"{len(source)}.jsonl"
+        args = [sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--until",
+                "2026-03-03T00:00:00Z", "--events", source, "--actions", f"jsonl:{out}"]
+        proc = subprocess.run(args, input=events.read_bytes(), capture_output=True, timeout=300, env=clean_env())
+        err = proc.stderr.decode()
+        assert proc.returncode == 1, err
+        refusals = [line for line in err.splitlines() if ": refused: " in line]
+        assert [int(line.split(":")[2]) for line in refusals] == [2, 3, 4, 5, 7], err
+        name = "<stdin>" if source == "-" else str(events)
+        assert all(line.startswith(f"fnl: {name}:") for line in refusals)
+        assert "2 new events" in err and "5 lines of --events refused" in err and "Traceback" not in err
+        assert {a["lead"] for a in delivered(out) if a["type"] == "send_email"} == {"ana@example.com", "bo@example.com"}
+
+
+def test_the_wall_clock_reads_standard_input_as_it_comes(tmp_path: Path) -> None:
+    now = int(time.time() // 60) - 1
+    optin = {"type": "optin", "magnet": "whitepaper", "profile": {"first_name": "Ana", "industry": "saas"}}
+    db, out = tmp_path / "wall.db", tmp_path / "out.jsonl"
+    proc = subprocess.Popen([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--clock", "wall",
+                             "--poll", "0.2", "--events", "-", "--actions", f"jsonl:{out}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
+
+    def emailed(lead: str) -> bool:
+        text = out.read_text(encoding="utf-8") if out.exists() else ""
+        return any(json.loads(line)["lead"] == lead and json.loads(line)["type"] == "send_email"
+                   for line in text.split("\n")[:-1])
+
+    try:
+        for lead in ("ana@example.com", "bo@example.com"):
+            proc.stdin.write(json.dumps(dict(optin, at=iso(now), lead=lead)).encode() + b"\n")
+            proc.stdin.write(b'{"type": "optin"}\n')  # refused, and the stream goes on
+            proc.stdin.flush()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not emailed(lead):
+                time.sleep(0.1)
+            assert emailed(lead), lead
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    text = err.decode()
+    assert text.count("<stdin>:") == 2 and "refused" in text and "stopped (SIGTERM)" in text
+    assert proc.returncode == 1 and "Traceback" not in text

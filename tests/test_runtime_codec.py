@@ -40,7 +40,7 @@ def engine_states(funnel: str, leads: int) -> List[object]:
 
 
 @pytest.mark.parametrize("funnel, leads", [("funnels/acme", 300), ("funnels/newsletter-to-demo.yaml", 200),
-                                           ("funnels/reference.yaml", 200)])
+                                           ("funnels/reference.yaml", 200), ("tests/double_optin/doi.yaml", 300)])
 def test_every_state_of_a_real_run_comes_back_exactly(funnel: str, leads: int) -> None:
     states = engine_states(funnel, leads)
     leads_seen = [s for s in states if isinstance(s, LeadState)]
@@ -49,6 +49,9 @@ def test_every_state_of_a_real_run_comes_back_exactly(funnel: str, leads: int) -
     if funnel == "funnels/acme":
         assert any(s.owner for s in leads_seen) and any(s.running for s in leads_seen)
         assert any(s.unsubscribed for s in leads_seen) and any(s.score % 1 for s in leads_seen)
+    if funnel == "tests/double_optin/doi.yaml":  # double opt-in: confirmed leads, and opt-ins never confirmed
+        assert any(s.opted_in_at is not None for s in leads_seen)
+        assert any(isinstance(s, Prospect) for s in states)
     for state in states:
         if isinstance(state, Shared):
             text = codec.encode_shared(state)
@@ -95,6 +98,7 @@ def test_numbers_keep_their_type_and_every_bit() -> None:
     (lambda d: d.update(running=[["s", "x", 0, 1]]), "running[0] must be"),
     (lambda d: d.update(unsubscribed="no"), "`unsubscribed` must be true or false"),
     (lambda d: d.update(entered=[["mql", True]]), "a pair of the wrong types"),
+    (lambda d: d.update(opted_in_at=None), "`opted_in_at` holds 'None' where a whole number belongs"),
 ])
 def test_text_that_is_not_a_state_is_refused_with_a_reason(mangle: object, says: str) -> None:
     doc = json.loads(codec.encode(LeadState(lead="a", profile=(), stage="mql", entered=(), score=1.0, score_at=0,

@@ -22,6 +22,7 @@ from conftest import REPO, clean_env
 from engine import drive as dr
 from engine.pipeline import plan_for
 from engine.state import iso
+from test_deploy import world  # noqa: F401 - the plans A and B of the deploy tests
 from test_runtime import ACME, quarter, smtp_server  # noqa: F401 - fixtures shared with the SQLite tests
 
 pgserver = pytest.importorskip("pgserver", reason="pgserver is not installed (the test extra)")
@@ -164,3 +165,22 @@ def test_a_bad_postgres_url_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 3, proc.stderr
     assert "cannot connect" in proc.stderr and "secret" not in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 2
+
+
+def test_a_new_plan_deploys_on_postgres_as_on_sqlite(world, postgres, tmp_path: Path) -> None:  # noqa: F811
+    """Plan A to the middle of the quarter, then plan B (a step and a sequence removed, a
+    step added) to its end: the same actions under the same keys on both databases."""
+    import sqlite3
+
+    early = world.root / "early.jsonl"
+    url, lite = postgres(), tmp_path / "lite.db"
+    for db in (url, str(lite)):
+        for funnel, events, until in ((world.a, early, world.middle), (world.b, world.late, world.end)):
+            proc = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", str(funnel), "--db", db, "--events",
+                                   str(events), "--until", iso(until), "--actions", f"jsonl:{tmp_path / 'x.jsonl'}"],
+                                  capture_output=True, text=True, timeout=600, env=clean_env())
+            assert proc.returncode == 0, proc.stderr
+        assert "deployed" in proc.stderr
+    with sqlite3.connect(lite) as conn:
+        expected = sorted(conn.execute("SELECT key, lead, action FROM outbox").fetchall())
+    assert sorted(outbox(url)) == expected and len(expected) > 500

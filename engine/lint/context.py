@@ -76,7 +76,8 @@ class Context:
     @cached_property
     def sends(self) -> List[Tuple[str, JsonPath, str]]:
         """(template, path of the reference, purpose) for every email the funnel sends.
-        Purpose is the sequence kind, or `delivery` for a lead magnet's delivery email."""
+        Purpose is the sequence kind, `delivery` for a lead magnet's delivery email, or
+        `confirmation` for the confirmation email of its double opt-in."""
         out = []
         for seq in self.funnel.sequences:
             for step in seq.steps:
@@ -85,6 +86,8 @@ class Context:
         for magnet in self.funnel.lead_magnets:
             if magnet.delivers:
                 out.append((magnet.delivers, magnet.path + ("delivers",), "delivery"))
+            if magnet.double_opt_in:
+                out.append((magnet.double_opt_in.confirm, magnet.double_opt_in.path + ("confirm",), "confirmation"))
         return out
 
     @cached_property

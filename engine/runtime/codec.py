@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from ..state import Event, LeadState, Prospect, Running, Shared, event_from_json
+from ..state import Event, LeadState, Pending, Prospect, Running, Shared, event_from_json
 
 FORMAT = 1
 State = Union[LeadState, Prospect]
@@ -34,9 +34,21 @@ def encode(state: State) -> str:
             "running": [[r.sequence, r.step_id, r.index, r.due, r.started, r.variant_seed] for r in state.running],
             "finished": list(state.finished), "sends": list(state.sends), "emails_sent": state.emails_sent,
             "last_at": state.last_at, "points": [list(p) for p in state.points]}}
+        # Fields added later are written only when set, so every state without them keeps
+        # the text it always had (and rows written before them still read).
+        if state.opted_in_at is not None:
+            doc["opted_in_at"] = state.opted_in_at
     elif isinstance(state, Prospect):
         doc = {"format": FORMAT, "kind": "prospect", "lead": state.lead, "last_at": state.last_at,
                "held": [encode_event(e) for e in state.held]}
+        if state.pending is not None:
+            w = state.pending
+            doc["pending"] = {"magnet": w.magnet, "consent": w.consent, "at": w.at, "expires": w.expires,
+                              "profile": [list(kv) for kv in w.profile], "confirm_sent_at": w.confirm_sent_at}
+        if state.unsubscribed_at is not None:
+            doc["unsubscribed_at"] = state.unsubscribed_at
+        if state.bounced:
+            doc["bounced"] = True
     else:
         raise TypeError(f"not a lead's state: {type(state).__name__}")
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -59,15 +71,24 @@ def decode(text: Union[str, bytes]) -> State:
         raise ValueError(f"not a lead's state of format {FORMAT}")
     kind = doc.get("kind")
     if kind == "prospect":
-        _keys(doc, {"format", "kind", "lead", "last_at", "held"})
+        _keys(doc, {"format", "kind", "lead", "last_at", "held"}, {"pending", "unsubscribed_at", "bounced"})
         held = tuple(decode_event(e, f"held[{i}]") for i, e in enumerate(_list(doc, "held")))
-        return Prospect(_str(doc, "lead"), held, _int(doc, "last_at"))
+        pending = None
+        if "pending" in doc:
+            w = _of(doc, "pending", dict, "an object")
+            _keys(w, {"magnet", "consent", "at", "expires", "profile", "confirm_sent_at"})
+            pending = Pending(_str(w, "magnet"), _str(w, "consent"), _int(w, "at"), _int(w, "expires"),
+                              _pairs(w, "profile", _SCALAR), _opt_int(w, "confirm_sent_at"))
+        if "bounced" in doc and doc["bounced"] is not True:
+            raise ValueError("`bounced` is written only when true")
+        return Prospect(_str(doc, "lead"), held, _int(doc, "last_at"), pending, _set_int(doc, "unsubscribed_at"),
+                        "bounced" in doc)
     if kind != "lead":
         raise ValueError(f"`kind` must be lead or prospect, not {str(kind)[:40]!r}")
     _keys(doc, {"format", "kind", "lead", "profile", "stage", "entered", "score", "score_at", "consent", "consent_at",
                 "source", "basis", "unsubscribed", "unsubscribed_at", "bounced", "soft_bounces", "owner",
                 "sla_deadline", "sla_stage", "facts", "running", "finished", "sends", "emails_sent", "last_at",
-                "points"})
+                "points"}, {"opted_in_at"})
     score = doc.get("score")
     if not isinstance(score, (int, float)) or isinstance(score, bool):
         raise ValueError("`score` must be a number")
@@ -89,7 +110,8 @@ def decode(text: Union[str, bytes]) -> State:
         finished=tuple(_strs(doc, "finished")), sends=tuple(_ints(doc, "sends")),
         emails_sent=_int(doc, "emails_sent"), last_at=_int(doc, "last_at"),
         points=tuple((_want_int(p[0], "points"), _want_number(p[1], "points")) for p in _list(doc, "points")
-                     if _is_pair(p, "points")))
+                     if _is_pair(p, "points")),
+        opted_in_at=_set_int(doc, "opted_in_at"))
 
 
 def encode_shared(shared: Shared) -> str:
@@ -109,9 +131,10 @@ def decode_shared(text: Union[str, bytes]) -> Shared:
 
 # -- checking what was read ------------------------------------------------------------------
 
-def _keys(doc: Dict[str, Any], expected: set) -> None:
-    if set(doc) != expected:
-        missing, extra = sorted(expected - set(doc)), sorted(set(doc) - expected)
+def _keys(doc: Dict[str, Any], expected: set, optional: Union[set, frozenset] = frozenset()) -> None:
+    """The keys are `expected`, and any of `optional` (written only when set)."""
+    if not expected <= set(doc) <= expected | optional:
+        missing, extra = sorted(expected - set(doc)), sorted(set(doc) - expected - optional)
         raise ValueError("keys " + ", ".join(x for x in (f"missing {missing}" if missing else "",
                                                          f"unknown {extra}" if extra else "") if x))
 
@@ -138,6 +161,11 @@ def _int(doc: Dict[str, Any], key: str) -> int:
 
 def _opt_int(doc: Dict[str, Any], key: str) -> Optional[int]:
     return None if doc.get(key) is None else _int(doc, key)
+
+
+def _set_int(doc: Dict[str, Any], key: str) -> Optional[int]:
+    """A whole number written only when set: absent is None, present must be a number."""
+    return _int(doc, key) if key in doc else None
 
 
 def _of(doc: Dict[str, Any], key: str, kind: type, words: str) -> Any:

@@ -396,13 +396,14 @@ def _smtp(entry: SmtpOut, compiled: Any, db: Database) -> Any:
                 user_env=entry.user_env, password_env=entry.password_env, dkim=signer, origin=entry.origin)
 
 
-def after_delivery(config: RuntimeConfig, db: Database, adapters: Sequence[Any]) -> List[str]:
-    """After a delivery: a line for each domain whose limits held emails back, and the
-    retention applied (if the config has one), with what it took."""
+def after_delivery(config: RuntimeConfig, db: Database, adapters: Sequence[Any], retain: bool = True) -> List[str]:
+    """After a delivery: a line for each domain whose limits held emails back, and, with
+    `retain`, the retention applied (if the config has one), with what it took (the wall
+    clock applies it once an hour, not after every round)."""
     from .limits import Limited
 
     notes = [note for adapter in adapters if isinstance(adapter, Limited) for note in adapter.summary()]
-    if config.retention is not None:
+    if config.retention is not None and retain:
         from .retention import apply
 
         done = apply(db, config.retention)

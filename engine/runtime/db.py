@@ -50,7 +50,7 @@ CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, funnel TEXT NOT NULL,
                     applied INTEGER NOT NULL DEFAULT 0, UNIQUE (funnel, id));
 CREATE INDEX inbox_pending ON inbox (funnel, lead, at) WHERE applied = 0;
 CREATE TABLE leads (funnel TEXT NOT NULL, lead TEXT NOT NULL, state TEXT, next_due INTEGER, next_at INTEGER,
-                    blocked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (funnel, lead)) WITHOUT ROWID;
+                    blocked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (funnel, lead));
 CREATE INDEX leads_next ON leads (funnel, next_at, lead);
 CREATE TABLE shared (funnel TEXT PRIMARY KEY, state TEXT NOT NULL);
 CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, funnel TEXT NOT NULL,
@@ -376,10 +376,17 @@ class Database:
         self.save_all([(lead, state, due)])
 
     def save_all(self, rows: List[Tuple[str, codec.State, Optional[int]]]) -> None:
+        """Leads' states and next due minutes. On PostgreSQL a lead's place for the workers
+        (`next_at`) is also its first unapplied event, when earlier."""
         self.conn.executemany("INSERT INTO leads (funnel, lead, state, next_due, next_at) VALUES (?, ?, ?, ?, ?) "
                               "ON CONFLICT (funnel, lead) DO UPDATE SET state = excluded.state, "
                               "next_due = excluded.next_due, next_at = excluded.next_at",
                               [(self.funnel, lead, codec.encode(state), due, due) for lead, state, due in rows])
+        if self.postgres and rows:
+            self.conn.execute("UPDATE leads SET next_at = LEAST(leads.next_due, p.first) FROM (SELECT lead, min(at) AS "
+                              "first FROM inbox WHERE funnel = ? AND applied = 0 AND lead = ANY(?) GROUP BY lead) p "
+                              "WHERE leads.funnel = ? AND leads.lead = p.lead",
+                              (self.funnel, [lead for lead, _, _ in rows], self.funnel))
 
     def save_shared(self, shared: Shared) -> None:
         self.conn.execute("INSERT INTO shared (funnel, state) VALUES (?, ?) ON CONFLICT (funnel) DO UPDATE SET state = "

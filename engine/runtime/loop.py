@@ -250,10 +250,12 @@ class _Wake(Exception):
 
 def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[int] = None,
              say: Callable[[str], None] = print, poll: float = POLL, now: Callable[[], float] = time.time,
-             sleep: Callable[[float], None] = time.sleep) -> int:
+             sleep: Callable[[float], None] = time.sleep,
+             after: Optional[Callable[[], List[str]]] = None) -> int:
     """Run on the real time: apply what is due and deliver, then sleep until the next
     step falls due or `poll` seconds pass (new events may have come into the inbox),
-    until SIGTERM or Ctrl-C, or the minute `until`; how many rounds ran. A SIGTERM
+    until SIGTERM or Ctrl-C, or the minute `until`; how many rounds ran. `after` runs
+    after each round's delivery and says what it did. A SIGTERM
     during a round lets the round finish (its transactions are whole either way); one
     during the sleep ends it at once."""
     stop: List[str] = []
@@ -278,6 +280,8 @@ def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[
                 say(done.note.rstrip("\n").removeprefix("fnl: "))
             delivered = deliver(db, adapters, now=lambda: target, refused=say)
             rounds += 1
+            for note in after() if after is not None else ():  # sending limits held back; retention
+                say(note)
             if done.events or done.actions or delivered:
                 say(f"{iso(target)}: {done.events:,} events applied, {done.actions:,} actions, "
                     f"{delivered:,} delivered")

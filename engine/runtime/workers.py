@@ -32,6 +32,7 @@ from .. import core
 from ..drive import Applied, event_order, lead_next, next_due
 from ..plan import Plan
 from ..state import Shared
+from . import codec
 from .db import Database
 from .loop import commit, crash_point
 
@@ -100,17 +101,11 @@ def _advance_lead(db: Database, plan: Plan, lead: str, until: int,
         db.conn.execute("INSERT INTO leads (funnel, lead, state, next_due, next_at, blocked) VALUES (?, ?, ?, ?, ?, ?) "
                         "ON CONFLICT (funnel, lead) DO UPDATE SET state = excluded.state, next_due = "
                         "excluded.next_due, next_at = excluded.next_at, blocked = excluded.blocked",
-                        (db.funnel, lead, _encode(state), due, next_at, int(blocked_at is not None)))
+                        (db.funnel, lead, codec.encode(state), due, next_at, int(blocked_at is not None)))
     else:
         db.conn.execute("UPDATE leads SET next_at = NULL, blocked = 0 WHERE funnel = ? AND lead = ?",
                         (db.funnel, lead))
     return len(seqs), len(done), actions, shared if changed else None, serial
-
-
-def _encode(state: core.State) -> str:
-    from . import codec
-
-    return codec.encode(state)
 
 
 def work(db: Database, plan: Plan, until: int, take: int = TAKE) -> Worked:

@@ -154,6 +154,15 @@ class AttributeMix:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """How the opt-ins of a lead magnet with double opt-in confirm: the share that do,
+    and how long after the confirmation email."""
+
+    rate: float
+    delay: Delay
+
+
+@dataclass(frozen=True)
 class Arrival:
     """Leads coming in through one lead magnet (`kind` magnet) or entry (`kind` entry):
     `leads` spread uniformly, or `per_day` on average (Poisson), from minute `start`
@@ -168,6 +177,7 @@ class Arrival:
     end: int
     profile: Tuple[AttributeMix, ...]
     path: JsonPath
+    confirm: Optional[Confirm] = None  # a lead magnet with double opt-in only
 
     @property
     def expected_leads(self) -> float:
@@ -371,6 +381,8 @@ class Defaults:
     open_delay: Tuple[str, str] = ("4h", "3d")  # mean, longest
     click_delay: Tuple[str, str] = ("2m", "1h")
     reply_delay: Tuple[str, str] = ("3h", "2d")
+    confirm_rate: float = 0.7  # double opt-in: the share of opt-ins confirmed
+    confirm_delay: Tuple[str, str] = ("1h", "2d")
     number_high: int = 1000  # the top of a number attribute's range when the funnel gives no maximum
 
     def behavior(self, plan: Plan) -> Behavior:
@@ -686,6 +698,27 @@ class _Build:
                     self.assume(f"timing: {what.format(pair[0])} (at most {pair[1]})")
         return Timing(day, at, hours, out["open"], out["click"], out["reply"])
 
+    def confirm(self, path: JsonPath, name: str, body: Optional[Dict[str, Any]]) -> Optional[Confirm]:
+        """How the opt-ins through lead magnet `name` confirm, when it asks for double
+        opt-in (fnl's assumption where `body`, the arrival's `confirm`, is not given)."""
+        magnet = self.plan.magnet(name)
+        if magnet is None or magnet.double_opt_in is None:
+            if body is not None:
+                self.error("FNL802", path + ("confirm",), f"`{name}` does not ask for double opt-in, so its opt-ins "
+                           "have nothing to confirm", "remove `confirm`, or add `double_opt_in` to the lead magnet "
+                           "in the funnel", key=True)
+            return None
+        body = body or {}
+        rate = float(body["rate"]) if "rate" in body else self.d.confirm_rate
+        if "delay" in body:
+            delay = self.delay(path + ("confirm", "delay"), body["delay"])
+        else:
+            delay = self.default_delay(self.d.confirm_delay)
+        if "rate" not in body or "delay" not in body:
+            self.assume(f"arrivals: {_pct(rate)} of the opt-ins through `{name}` confirm them (double opt-in), "
+                        f"{delay.describe()} after the confirmation email")
+        return Confirm(rate, delay)
+
     # -- arrivals -----------------------------------------------------------------------
     def arrivals(self, horizon: int, timing: Timing) -> Tuple[Arrival, ...]:
         magnets = [m.name for m in self.plan.lead_magnets]
@@ -700,7 +733,8 @@ class _Build:
             out = []
             for i, name in enumerate(ways):
                 kind = "magnet" if name in magnets else "entry"
-                out.append(Arrival(name, kind, each + (1 if i < rest else 0), None, 0, spread, (), ()))
+                out.append(Arrival(name, kind, each + (1 if i < rest else 0), None, 0, spread, (), (),
+                                   self.confirm(("arrivals", name), name, None)))
             over = f"split evenly over {_names(ways)}" if len(ways) > 1 else f"through {_names(ways)}"
             self.assume(f"arrivals: {self.d.leads:,} leads over the first {format_duration(spread)}, {over}")
             return tuple(out)
@@ -745,7 +779,7 @@ class _Build:
                 continue
             mixes = self.mixes(path + ("profile",), spec.get("profile", {}))
             out.append(Arrival(name, kind, leads, None if per_day is None else float(per_day), start, end, mixes,
-                               path))
+                               path, self.confirm(path, name, spec.get("confirm"))))
         for name in ways:
             if name not in body:
                 what = "lead magnet" if name in magnets else "entry"

@@ -108,7 +108,7 @@ class Deferrals:
 @dataclass(frozen=True)
 class StepFigures:
     sequence: str  # a sequence's name, or "" for the delivery of a lead magnet
-    step: str      # the step's ID, or the delivered template
+    step: str      # the step's ID, the delivered template, or `confirmation` (`tally.CONFIRMATION`)
     template: str
     sends: Num
     opens: Num

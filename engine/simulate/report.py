@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..state import iso
 from ..terminal import escape, json_document
-from . import Forecast, expect
+from . import Forecast, expect, tally
 from .figures import Estimate, Figures, Num, Rate, Summary, mean_of, stage
 
 FORMAT_VERSION = 1
@@ -247,7 +247,8 @@ def _sections(fc: Forecast) -> List[Tuple[str, List[str], List[List[str]]]]:
     sent = [s for s in f.steps if (mean_of(s.sends) or 0) > 0]
     out.append(("Sequence steps (steps that sent)", ["step", "template", "sends", "opens", "clicks", "replies",
                                                      "unsubscribes"],
-                [[escape(f"{s.sequence}/{s.step}" if s.sequence else "lead magnet delivery"), escape(s.template),
+                [[escape(f"{s.sequence}/{s.step}" if s.sequence else "double opt-in confirmation"
+                         if s.step == tally.CONFIRMATION else "lead magnet delivery"), escape(s.template),
                   count(s.sends), count(s.opens), count(s.clicks), count(s.replies), count(s.unsubscribes)]
                  for s in sent]))
     if f.variants:

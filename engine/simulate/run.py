@@ -214,7 +214,7 @@ class _Loop:
         rec = self.records.get(event.lead)
         if rec is None:
             return
-        if applied.before is None and isinstance(result.state, LeadState) and not rec.created:
+        if not isinstance(applied.before, LeadState) and isinstance(result.state, LeadState) and not rec.created:
             rec.created = True
             # The stage its opt-in or entry put it in, even when the same step moved it on.
             first = entry_stage(self.plan, result.state)
@@ -261,7 +261,20 @@ class _Loop:
         at = minute + self.draws.delay(outcome.delay, *key, "delay", rec.index)
         self.push(at, rec.id, SECOND_REPLY, ("crm", outcome.event, reaction.after_stage))
 
+    def confirmation(self, rec: LeadRecord, action: st.Action) -> None:
+        """A double opt-in's confirmation email: the lead confirms (`optin.confirmed`) with
+        its arrival's `confirm.rate`, after its `confirm.delay`, or never."""
+        magnet = action.get("magnet")
+        confirm = next((a.confirm for a in self.behavior.arrivals if a.source == magnet), None)
+        key = ("confirm", magnet)
+        if confirm is None or not self.draws.chance(confirm.rate, *key, rec.index):
+            return
+        at = action.at + self.draws.delay(confirm.delay, *key, "delay", rec.index)
+        self.push(at, rec.id, SECOND_REPLY, Event(st.OPTIN_CONFIRMED, at, rec.id, magnet=magnet))
+
     def on_send(self, rec: LeadRecord, action: st.Action) -> None:
+        if action.get("kind") == "confirmation":
+            self.confirmation(rec, action)
         lead_state = self.driver.states.get(rec.id)
         profile = lead_state.profile_dict() if isinstance(lead_state, LeadState) else {}
         template = action.get("template")
@@ -271,6 +284,8 @@ class _Loop:
         self.sends.append(send)
         rec.emails += 1
         rec.sends.append(action.at)
+        if action.get("kind") == "confirmation":
+            return  # transactional, and the lead is not in the funnel yet: no engagement drawn
         segment, persona = core.groups(self.plan, lead_state, action.at) if isinstance(lead_state, LeadState) \
             else (None, None)
         rates = self.behavior.email.rates_for(template, variant=variant, persona=persona, segment=segment,
@@ -322,6 +337,13 @@ class _Loop:
         (`draws.Gaps`: a visit that day has the probability of that day's rate); then the
         next candidate day."""
         lead_state = self.driver.states.get(rec.id)
+        if isinstance(lead_state, st.Prospect) and lead_state.pending is not None:
+            # Waiting to confirm a double opt-in: no visit (it would be held), the days go on.
+            following = day + self.gaps.gap(self.draws.u("visit-gap", rec.index, n + 1))
+            if following <= self.gaps.longest:
+                self.push(self._visit_minute(rec.arrived, rec.id, following, dict(lead_state.pending.profile)),
+                          rec.id, SECOND_VISIT, ("visit", following, n + 1))
+            return
         if not isinstance(lead_state, LeadState):
             return
         if lead_state.unsubscribed:

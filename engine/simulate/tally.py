@@ -195,7 +195,8 @@ def from_records(plan: Plan, start: int, horizon: int, records: Sequence["LeadRe
     marketing: Dict[int, List[int]] = {}
     for s in sends:
         t.by_kind[s.kind or "other"] += 1
-        row = t.step(s.sequence, s.step, s.template) if s.sequence else t.step("", s.template, s.template)
+        row = t.step(s.sequence, s.step, s.template) if s.sequence else \
+            t.step("", CONFIRMATION if s.kind == CONFIRMATION else s.template, s.template)
         for i, flag in enumerate((True, s.opened, s.clicked, s.replied, s.unsubscribed), 1):
             row[i] = int(row[i]) + bool(flag)  # type: ignore[call-overload]
         t.unsubscribes += s.unsubscribed
@@ -211,6 +212,11 @@ def from_records(plan: Plan, start: int, horizon: int, records: Sequence["LeadRe
             t.marketing_after_handoff += handed is not None and s.minute > handed
     t.most_marketing_in_7_days = max((most_in_window(m, WEEK) for m in marketing.values()), default=0)
     return t
+
+
+# The step name of a double opt-in's confirmation emails in the steps table (a lead
+# magnet's delivery is named by its template).
+CONFIRMATION = "confirmation"
 
 
 def main_path(plan: Plan) -> Tuple[str, ...]:

@@ -13,8 +13,8 @@ different ones. Two drivers feed it:
   hours, steps' `at:` times, quiet hours and a frequency cap holding sends back,
   handoff SLAs, CRM reactions, transitions and sequences on events.
 
-`unsupported` says, in words, what neither takes (leads arriving through an entry, a
-score window, a condition the columns cannot read); those run lead by lead through the
+`unsupported` says, in words, what neither takes (leads arriving through an entry or a
+lead magnet with double opt-in, a score window, a condition the columns cannot read); those run lead by lead through the
 engine itself (`run`).
 
 On the daily grid it is the engine's order, minute by minute, for every lead at once:
@@ -417,6 +417,10 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
         off.append("the behaviour model has CRM reactions")
     if any(a.kind != "magnet" for a in behavior.arrivals):
         raise Unsupported("leads arrive through an entry (a CRM event or an import), not only lead magnets")
+    confirming = [a.source for a in behavior.arrivals if a.confirm is not None]
+    if confirming:
+        raise Unsupported(f"lead magnet `{confirming[0]}` asks for double opt-in: opt-ins waiting for their "
+                          "confirmation are simulated lead by lead")
     pol = plan.policies
     cap = pol.cap_max is not None and bool(pol.cap_per_minutes)
     if cap:

@@ -1,8 +1,8 @@
 """An email names a template that does not exist.
 
-Every `send:`, lead magnet `delivers:`, template predicate such as `clicked('x')` and
-per-template scoring event must name a file `<name>.j2` in the funnel's template
-directory.
+Every `send:`, lead magnet `delivers:` and `double_opt_in: {confirm: ...}`, template
+predicate such as `clicked('x')` and per-template scoring event must name a file
+`<name>.j2` in the funnel's template directory.
 
 Fails:
     steps:

@@ -1,0 +1,113 @@
+"""`fnl run` from end to end: the config and the events checked before any work, the
+plan compiled, the events stored, the engine advanced on the virtual clock to a time or
+on the wall clock until stopped, and the actions delivered through the adapters."""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple
+
+from ..errors import UsageError
+from ..state import Event, parse_time
+from ..terminal import escape
+from .intake import Follow
+from .intake import read as intake_of
+
+
+@dataclass(frozen=True)
+class Request:
+    funnel: str
+    db: str
+    events: Optional[str] = None
+    until: Optional[str] = None
+    clock: Optional[str] = None  # virtual | wall (virtual when `until` is given)
+    poll: float = 5.0
+    actions: Tuple[str, ...] = ()
+    config: Optional[str] = None
+
+
+RETAIN_EVERY = 3600.0  # seconds: the wall clock applies retention once an hour
+
+
+def run(request: Request, say: Callable[[str], None], out: Callable[[str], None] = print) -> int:
+    """Run as `fnl run` does, saying what happened (a line each, escaped) to `say`; the
+    `jsonl:-` adapter writes its lines to `out`. How many lines of --events were refused
+    (each said; the others applied)."""
+    from ..pipeline import compiled_for
+    from .config import after_delivery, open_adapters, runtime_config
+    from .db import Database
+    from .loop import advance, deliver, run_wall
+
+    runtime = runtime_config(request.config, request.actions)  # checked before any work
+    clock = request.clock or ("virtual" if request.until is not None else "wall")
+    if clock == "virtual" and request.until is None:
+        raise UsageError("--clock virtual needs --until TIME", "give the time to run the clock to, or --clock wall")
+    try:
+        horizon = parse_time(request.until) if request.until is not None else None
+    except ValueError as exc:
+        raise UsageError(f"--until: {exc}") from None
+    compiled = compiled_for(request.funnel)
+    plan = compiled.plan
+
+    def note(text: str) -> None:
+        say(f"fnl: {escape(text)}")
+
+    def refused(text: str) -> None:  # already escaped
+        say(f"fnl: {text}")
+
+    follow = request.events == "-" and clock == "wall"  # standard input read as it comes
+    intake = intake_of(None if follow else request.events, refused)
+
+    db = Database(request.db).scope(plan.funnel, plan.sender.from_)
+    try:
+        new, seen = db.accept(intake.events)
+        if follow:
+            reader = _follow(request, plan, refused)
+        done = advance(db, plan, horizon) if clock == "virtual" and horizon is not None else None
+        if done is not None and done.note:
+            say(done.note.rstrip("\n"))  # escaped by deploy.summary
+        with contextlib.ExitStack() as stack:
+            outs = open_adapters(runtime, compiled, db, stack, echo=out)
+            try:
+                if done is None:  # the wall clock: until stopped, or until --until
+                    retained = [0.0]
+
+                    def hourly() -> bool:
+                        if retained[0] and time.monotonic() - retained[0] < RETAIN_EVERY:
+                            return False
+                        retained[0] = time.monotonic()
+                        return True
+
+                    run_wall(db, plan, outs, until=horizon, poll=request.poll, say=note,
+                             after=lambda: after_delivery(runtime, db, outs, retain=hourly()))
+                    return reader.refused if follow else intake.refused
+                delivered = deliver(db, outs, refused=note)
+            except OSError as exc:  # a server down, a pipe closed: what is left waits for the next run
+                raise UsageError(f"--actions: delivery stopped: {exc.strerror or exc}",
+                                 "what was not delivered is delivered by the next run") from None
+            for line in after_delivery(runtime, db, outs):  # held back by sending limits; retention applied
+                note(line)
+    finally:
+        db.close()
+    say(f"{new:,} new event{'s' if new != 1 else ''} ({seen:,} already in the inbox); applied {done.events:,} "
+        f"and the clock to {request.until}: {done.actions:,} actions, {delivered:,} delivered."
+        + (f" {intake.refused:,} line{'s' if intake.refused != 1 else ''} of --events refused (each said above)."
+           if intake.refused else ""))
+    return intake.refused
+
+
+def _follow(request: Request, plan: Any, say: Callable[[str], None]) -> Follow:
+    """Standard input into the inbox as it comes, on a database connection of its own."""
+    from .db import Database
+
+    opened: List[Any] = []
+
+    def store(events: List[Event]) -> None:
+        if not opened:
+            opened.append(Database(request.db).scope(plan.funnel, plan.sender.from_))
+        opened[0].accept(events)
+
+    reader = Follow(store, say)
+    reader.start()
+    return reader
