@@ -585,18 +585,29 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Option
 
 @cli.command()
 @click.argument("funnel", metavar="FUNNEL")
-@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps (made on first use).")
+@click.option("--db", "db_path", required=True, metavar="URL",
+              help="The database fnl run keeps: a SQLite file (made on first use), or postgresql://...")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on (loopback by default).")
 @click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535),
               help="The port to listen on (0: any free one, said on standard error).")
 def serve(funnel: str, db_path: str, host: str, port: int) -> int:
     """Take events over HTTP into the database's inbox, where fnl run applies them:
     POST /events (fnl's events, signed with FNL_SIGNING_KEY as the webhook adapter signs),
-    GET and POST /unsubscribe (the one-click links of fnl's emails), POST /webhooks/sendgrid
+    GET and POST /unsubscribe (the one-click links of fnl's emails), GET and POST /confirm
+    (the double opt-in links, on sender.confirm_url), POST /webhooks/sendgrid
     (SendGrid's signed Event Webhook, key in FNL_SENDGRID_PUBLIC_KEY) and POST /webhooks/ses
     (Amazon SES events through SNS). It answers 2xx only once the events are stored, and
     503 when the database cannot take them, so the sender sends again. Ctrl-C stops it.
     Needs the serve extra.
+
+    \b
+    Signing a POST /events request (else 401):
+      X-Fnl-Timestamp: the time in unix seconds, within 300 s of the server's clock
+      X-Fnl-Signature: the hex HMAC-SHA256 of timestamp + "." + body, keyed with
+                       FNL_SIGNING_KEY (the key fnl serve runs with)
+      ts=$(date +%s)
+      sig=$(printf '%s.%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$FNL_SIGNING_KEY" -hex | sed 's/^.* //')
+      curl http://127.0.0.1:8025/events -H "X-Fnl-Timestamp: $ts" -H "X-Fnl-Signature: $sig" --data-binary "$body"
 
     \b
     Examples:
@@ -617,7 +628,8 @@ def serve(funnel: str, db_path: str, host: str, port: int) -> int:
 
 @cli.command()
 @click.argument("funnel", metavar="FUNNEL")
-@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+@click.option("--db", "db_path", required=True, metavar="URL",
+              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
 def status(funnel: str, db_path: str) -> int:
     """What the runtime's database holds: leads per stage and sequence, steps due next,
     deliveries not done, and each owner's leads with those past their SLA.
@@ -631,13 +643,15 @@ def status(funnel: str, db_path: str) -> int:
 
     plan = plan_for(funnel)
     with _database(db_path) as db:
-        click.echo(escape_lines_text(report_status(db.scope(plan.funnel, plan.sender.from_), plan)), nl=False)
+        click.echo(escape_lines_text(report_status(db.scope(plan.funnel, plan.sender.from_), plan, funnel)),
+                   nl=False)
     return EXIT_OK
 
 
 @cli.command()
 @click.argument("lead", metavar="LEAD")
-@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+@click.option("--db", "db_path", required=True, metavar="URL",
+              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
 def explain(lead: str, db_path: str) -> int:
     """One lead's history in the runtime's database, step by step in the words of fnl
     trace, and where it is now.
@@ -648,8 +662,9 @@ def explain(lead: str, db_path: str) -> int:
     """
     with _database(db_path) as db:
         text = __import__("engine.runtime.inspect", fromlist=["explain_all"]).explain_all(db, lead)
+        shown = db.path
     if not text:
-        raise UsageError(f"{lead}: no such lead in {db_path}",
+        raise UsageError(f"{lead}: no such lead in {shown}",
                          "give the lead's ID (its email address) as fnl run got it")
     click.echo(escape_lines_text(text), nl=False)
     return EXIT_OK
@@ -667,10 +682,14 @@ class _database:
     def __init__(self, path: str) -> None:
         from pathlib import Path
 
-        if not Path(path).is_file():
-            raise UsageError(f"--db {path}: no such database", "give the file fnl run --db made")
-        from engine.runtime.db import Database
+        from engine.runtime.db import Database, is_postgres
 
+        # A PostgreSQL URL is opened as given (a server that cannot be reached is one line
+        # from Database); a SQLite file must exist.
+        file = path[len("sqlite:///"):] if path.startswith("sqlite:///") else path
+        if not is_postgres(path) and not Path(file).is_file():
+            raise UsageError(f"--db {path}: no such database",
+                             "give the SQLite file fnl run --db made, or its postgresql://... URL")
         self.db = Database(path)
 
     def __enter__(self) -> Any:
@@ -682,7 +701,8 @@ class _database:
 
 @cli.command()
 @click.argument("lead", metavar="LEAD")
-@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+@click.option("--db", "db_path", required=True, metavar="URL",
+              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
 def export(lead: str, db_path: str) -> int:
     """Print, as JSON, all that the runtime's database holds about a lead: in each funnel
     its state, its events and the actions decided for it, and which senders' suppression
@@ -698,15 +718,17 @@ def export(lead: str, db_path: str) -> int:
 
     with _database(db_path) as db:
         doc = db.export(lead)
+        shown = db.path
     if not doc["funnels"] and not doc["suppressed"]:
-        raise UsageError(f"{lead}: no such lead in {db_path}", "give the lead's ID (its email address)")
+        raise UsageError(f"{lead}: no such lead in {shown}", "give the lead's ID (its email address)")
     click.echo(json_text(_json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)))
     return EXIT_OK
 
 
 @cli.command()
 @click.argument("lead", metavar="LEAD")
-@click.option("--db", "db_path", required=True, metavar="PATH", help="The database fnl run keeps.")
+@click.option("--db", "db_path", required=True, metavar="URL",
+              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
 def forget(lead: str, db_path: str) -> int:
     """Erase a lead's data from the runtime's database (its state, events and actions, in
     every funnel), keeping only a hash of its address on the suppression list of every
@@ -871,7 +893,7 @@ def graph(funnel: str, fmt: str) -> int:
 @click.option("--leads", "forecast_leads", default=None, metavar="N", help="With --forecast: about this many leads.")
 @click.option("--runs", "forecast_runs", default=None, metavar="R",
               help="With --forecast: runs, for 95 % intervals of the difference (default 1).")
-@click.option("--db", "db_path", default=None, metavar="PATH",
+@click.option("--db", "db_path", default=None, metavar="URL",
               help="Compare NEW with the plan the database of fnl run runs, and count what it does to the real "
                    "leads in flight, step by step; nothing is written. A plan they refuse is a problem: exit 1 "
                    "for the problems found.")
@@ -902,6 +924,7 @@ def plan_cmd(paths: tuple, base: Optional[str], fmt: str, detailed_exitcode: boo
                              "for example: fnl plan --db acme.db funnels/acme")
         with _database(db_path) as db:
             old_side, new_side, deployment = against_db(db, paths[0])
+            db_path = db.path  # shown without a password
         pairs = [(old_side, new_side)]
     elif base is not None:
         pairs = plans_against_base(base, tuple(paths) or ("funnels",))

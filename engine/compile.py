@@ -109,6 +109,10 @@ def _points(event: str, points: int) -> p.Points:
     return p.Points(event, base, detail, points)
 
 
+def _escalation(e: Optional[model.Escalation]) -> Optional[p.Escalation]:
+    return None if e is None else p.Escalation(e.notify, e.managers, e.reassign, e.to, e.sla_minutes)
+
+
 def compile_funnel(funnel: model.Funnel) -> p.Plan:
     """The plan for a funnel. Pure apart from reading template files for their hashes."""
     sc = funnel.scoring
@@ -123,7 +127,7 @@ def compile_funnel(funnel: model.Funnel) -> p.Plan:
         funnel=funnel.name,
         content_hash="",
         sender=p.Sender(funnel.sender.from_, funnel.sender.reply_to, funnel.sender.postal_address,
-                        funnel.sender.unsubscribe_url),
+                        funnel.sender.unsubscribe_url, funnel.sender.confirm_url),
         profile=tuple(p.Attribute(a.name, a.type, a.enum, a.minimum, a.maximum, a.required) for a in funnel.profile),
         personas=tuple(p.Group(g.name, compile_condition(g.when, funnel)) for g in funnel.personas),  # type: ignore[arg-type]
         segments=tuple(p.Group(g.name, compile_condition(g.when, funnel)) for g in funnel.segments),  # type: ignore[arg-type]
@@ -143,7 +147,8 @@ def compile_funnel(funnel: model.Funnel) -> p.Plan:
         sequences=tuple(_sequence(s, funnel) for s in funnel.sequences),
         handoff=tuple(p.Handoff(h.stage, p.Assignment(h.assign.kind, h.assign.reps, h.assign.by, h.assign.routes,
                                                       h.assign.default),
-                                h.sla_minutes, h.notify, h.suppress, h.crm_stage, h.sla_clock, h.answered_by)
+                                h.sla_minutes, h.notify, h.suppress, h.crm_stage, h.sla_clock, h.answered_by,
+                                _escalation(h.escalate))
                 for h in funnel.handoff),
         policies=p.Policies(cap.max if cap else None, cap.per_minutes if cap else None,
                             cap.applies_to if cap else (), quiet.start if quiet else None,

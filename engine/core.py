@@ -25,6 +25,15 @@ cannot disagree. The rules, in the order one step applies them:
    most once per lead); run the steps now due, enforcing consent, unsubscribes, quiet
    hours in the lead's timezone and the frequency cap, here and nowhere else.
 
+Escalation: a handoff with `escalate` acts on its SLA's breach, once: after
+`sla_breached` (at the minute after the deadline) it emits `escalated` with the owner who
+let it pass, the rep who owns the lead from then on (`reassign: true`: the next of the
+handoff's own list, skipping that owner, in a round-robin turn of its own; `{to: REP}`:
+that rep), and who is told (addresses, or `manager` from `managers`), a `notify` for each
+(and for the new owner when the handoff notifies its owner), and a new deadline of
+`escalate.sla` from the breach's minute on the handoff's clock. A CRM event that would
+answer the first SLA answers that one; its breach is reported and not escalated again.
+
 Double opt-in: an opt-in through a lead magnet with `double_opt_in` does not create the
 lead. It waits (`Prospect.pending`: the magnet, the consent text, the minute, the profile)
 and the magnet's confirmation email goes out at once: it is transactional (sent before
@@ -81,6 +90,15 @@ class Result:
     shared: Shared
 
 
+def _replace(state: LeadState, **changes: Any) -> LeadState:
+    """`dataclasses.replace` for the lead's state, without its per-call look at every
+    field (the engine makes a new state on every step): the same fields, these changed."""
+    new = object.__new__(LeadState)
+    new.__dict__.update(state.__dict__)
+    new.__dict__.update(changes)
+    return new
+
+
 class _Lead:
     """Mutable working copy of a LeadState for the length of one step."""
 
@@ -102,6 +120,7 @@ class _Lead:
         self.owner = s.owner
         self.sla_deadline = s.sla_deadline
         self.sla_stage = s.sla_stage
+        self.sla_escalated = s.sla_escalated
         self.emails_sent = s.emails_sent
         self.points = list(s.points)
 
@@ -109,11 +128,12 @@ class _Lead:
         sends = self.sends
         if cap_minutes is not None:
             sends = [t for t in sends if t > now - cap_minutes]
-        return replace(self.s, profile=tuple(sorted(self.profile.items())), stage=self.stage,
+        return _replace(self.s, profile=tuple(sorted(self.profile.items())), stage=self.stage,
                        entered=tuple(sorted(self.entered.items())), score=self.score, score_at=self.score_at,
                        unsubscribed=self.unsubscribed, unsubscribed_at=self.unsubscribed_at, bounced=self.bounced,
                        soft_bounces=self.soft_bounces, owner=self.owner, sla_deadline=self.sla_deadline,
-                       sla_stage=self.sla_stage, facts=tuple(sorted(self.facts.items())),
+                       sla_stage=self.sla_stage, sla_escalated=self.sla_escalated,
+                       facts=tuple(sorted(self.facts.items())),
                        running=tuple(self.running), finished=tuple(self.finished),
                        sends=tuple(sends[-MAX_SENDS_KEPT:]), emails_sent=self.emails_sent,
                        last_at=max(now, self.s.last_at), points=tuple(self.points))
@@ -446,14 +466,10 @@ class _Step:
                      deadline=iso(self.lead.sla_deadline), reason=f"the lead reached {rule.stage} before anyone "
                                                                   "followed up")
         self.lead.owner = owner
-        deadline = None
-        if rule.sla_minutes is not None:
-            pol = self.plan.policies
-            hours = (pol.business_days, pol.business_from, pol.business_to) \
-                if rule.sla_clock == "business" and pol.business_from is not None else None
-            deadline = clock.business_deadline(self.now, rule.sla_minutes, hours, self.timezone)  # type: ignore[arg-type]
+        deadline = self.deadline(rule, rule.sla_minutes, self.now)
         self.lead.sla_deadline = deadline
         self.lead.sla_stage = rule.stage if deadline is not None else None
+        self.lead.sla_escalated = False
         detail: Dict[str, Any] = {"stage": rule.stage, "owner": owner,
                                   "sla_deadline": iso(deadline) if deadline is not None else None}
         message = f"{self.lead.s.lead} reached {rule.stage}; owner {owner}"
@@ -464,13 +480,72 @@ class _Step:
         for target in rule.notify:
             self.act("notify", to=target if target != "owner" else owner, message=message)
 
+    def deadline(self, rule: p.Handoff, minutes: Optional[int], start: int) -> Optional[int]:
+        """The last minute of an SLA of `minutes` from `start`, on the handoff's clock."""
+        if minutes is None:
+            return None
+        pol = self.plan.policies
+        hours = (pol.business_days, pol.business_from, pol.business_to) \
+            if rule.sla_clock == "business" and pol.business_from is not None else None
+        return clock.business_deadline(start, minutes, hours, self.timezone)  # type: ignore[arg-type]
+
     # -- 4. SLA -------------------------------------------------------------------
     def sla_breach(self) -> None:
+        """A deadline past: `sla_breached` the minute after it, then the handoff's
+        escalation, once; the breach of the deadline an escalation set is only reported."""
         deadline = self.lead.sla_deadline
-        if deadline is not None and self.now > deadline:
-            self.act("sla_breached", at=deadline + 1, stage=self.lead.sla_stage, owner=self.lead.owner,
-                     deadline=iso(deadline))
-            self.lead.sla_deadline = None
+        if deadline is None or self.now <= deadline:
+            return
+        again = self.lead.sla_escalated
+        self.act("sla_breached", at=deadline + 1, stage=self.lead.sla_stage, owner=self.lead.owner,
+                 deadline=iso(deadline), **({"escalated": True} if again else {}))
+        self.lead.sla_deadline = None
+        self.lead.sla_escalated = False
+        rule = self.plan.handoff_for(self.lead.sla_stage or "")
+        if rule is not None and rule.escalate is not None and not again:
+            self.escalate(rule, rule.escalate, deadline)
+
+    def escalate(self, rule: p.Handoff, esc: p.Escalation, missed: int) -> None:
+        """The escalation of a breached SLA, at the breach's minute: who is told, who
+        owns the lead from then on (the next rep of the handoff's own list in a turn of
+        its own, or a named one), and the new deadline, counted from the breach."""
+        at, owner = missed + 1, self.lead.owner
+        new_owner, why = owner, ""
+        if esc.reassign == "to" and esc.to is not None:
+            new_owner = esc.to
+        elif esc.reassign == "next":
+            key, reps = handoff_pool(rule, self.lead.profile)
+            others = tuple(dict.fromkeys(r for r in reps if r != owner))
+            if others:
+                new_owner, self.shared = self.shared.take(f"!escalate {key}", others)
+            else:
+                why = "no other rep in the handoff's list to reassign to"
+        managers = dict(esc.managers)
+        told: List[str] = []
+        for target in esc.notify:
+            if target == "manager" and managers.get(owner or "") is None:
+                why += ("; " if why else "") + f"no manager of {owner} in `managers` to tell"
+            address = managers.get(owner or "") if target == "manager" else target
+            if address is not None and address not in told:
+                told.append(address)
+        deadline = self.deadline(rule, esc.sla_minutes, at)
+        self.lead.owner = new_owner
+        self.lead.sla_deadline = deadline
+        self.lead.sla_escalated = deadline is not None
+        detail: Dict[str, Any] = {"stage": rule.stage, "owner": owner, "to": new_owner if new_owner != owner else None,
+                                  "notify": tuple(told), "deadline": iso(missed),
+                                  "sla_deadline": iso(deadline) if deadline is not None else None}
+        if why:
+            detail["reason"] = why
+        self.act("escalated", at=at, **detail)
+        message = f"{self.lead.s.lead} escalated: {owner} did not follow up on {rule.stage} by {iso(missed)}"
+        message += f"; owner now {new_owner}" if new_owner != owner else ""
+        if self.lead.unsubscribed or self.lead.bounced:
+            message += f"; do not email: {self.no_email_reason()}"
+        tell = told + ([new_owner] if new_owner != owner and "owner" in rule.notify and new_owner not in told
+                       and new_owner is not None else [])
+        for target in tell:
+            self.act("notify", at=at, to=target, message=message)
 
     def sla_answer(self) -> None:
         if self.lead.sla_deadline is None or not self.answering or not self.event.type.startswith("crm."):
@@ -479,8 +554,9 @@ class _Step:
         if rule is not None and rule.answered_by and not any(_matches(on, self.event) for on in rule.answered_by):
             return
         self.act("sla_met", stage=self.lead.sla_stage, owner=self.lead.owner, by=self.event.type,
-                 deadline=iso(self.lead.sla_deadline))
+                 deadline=iso(self.lead.sla_deadline), **({"escalated": True} if self.lead.sla_escalated else {}))
         self.lead.sla_deadline = None
+        self.lead.sla_escalated = False
         self.used = True
 
     def unused_crm(self) -> None:
@@ -580,7 +656,7 @@ class _Step:
         self.run_due()
 
     def run_due(self) -> None:
-        order = {s.name: (-s.priority, i) for i, s in enumerate(self.plan.sequences)}
+        order = self.plan.sequence_rank
         for _ in range(10_000):  # bounded: each pass advances or defers one step
             due = [r for r in self.lead.running if r.due <= self.now and r.sequence in order]
             if not due:

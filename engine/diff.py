@@ -413,7 +413,7 @@ def _sender(c: _Changes) -> None:
     o = None if _absent(c.old.plan) else c.old.plan
     n = None if _absent(c.new.plan) else c.new.plan
     for key, attr in (("from", "from_"), ("reply_to", "reply_to"), ("postal_address", "postal_address"),
-                      ("unsubscribe_url", "unsubscribe_url")):
+                      ("unsubscribe_url", "unsubscribe_url"), ("confirm_url", "confirm_url")):
         a = getattr(o.sender, attr) if o else None
         b = getattr(n.sender, attr) if n else None
         c.text("sender", "sender", f"sender.{key}", f"sender {key}", a, b, [("sender", key), ("sender",)],
@@ -821,6 +821,18 @@ def _assign_words(h: Handoff) -> str:
     return f"{a.kind} {_word(list(a.reps))}"
 
 
+def _escalate_words(side: Side, at: JsonPath, e: Any) -> str:
+    """An escalation as one value: `notify [..], reassign next rep, sla 4h`."""
+    parts = [f"notify {_word(list(e.notify))}"] if e.notify else []
+    if e.managers:
+        parts.append("managers " + ", ".join(f"{rep}: {boss}" for rep, boss in e.managers))
+    if e.reassign != "none":
+        parts.append(f"reassign to {e.to}" if e.reassign == "to" else "reassign to the next rep")
+    if e.sla_minutes is not None:
+        parts.append(f"sla {_duration(side, at + ('sla',), e.sla_minutes)}")
+    return ", ".join(parts) or "no action"
+
+
 def _handoff(c: _Changes) -> None:
     old, new = _by_name(c.old.plan.handoff, "stage"), _by_name(c.new.plan.handoff, "stage")
 
@@ -877,6 +889,10 @@ def _handoff(c: _Changes) -> None:
                     at + (key,), empty="any crm event" if key == "answered_by" else None)
         c.text("handoff", stage, f"{path}.crm_stage", f"{subject} crm_stage", a.crm_stage, b.crm_stage,
                [at + ("crm_stage",), at])
+        c.value("handoff", stage, f"{path}.escalate", f"{subject} escalate",
+                a.escalate and _escalate_words(c.old, at + ("escalate",), a.escalate),
+                b.escalate and _escalate_words(c.new, at + ("escalate",), b.escalate), [at + ("escalate",), at],
+                words=str)
 
 
 def _policies(c: _Changes) -> None:

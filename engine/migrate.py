@@ -186,8 +186,10 @@ def concerns(old: Plan, new: Plan) -> Callable[[LeadState], Tuple[Concern, ...]]
                 out.append(Concern(f"order:{run.sequence}:{move.target}", True,
                                    f"wait on {run.sequence}/{move.target}, and the new plan puts {again[0]}, which "
                                    f"they already passed, after it: they would get it again",
-                                   f"keep the steps of {run.sequence} in their order (a step moved earlier takes a "
-                                   f"new id: leads past its new place then skip it)"))
+                                   f"keep the steps of {run.sequence} in their order, or give the step moved "
+                                   f"earlier an id key of its own in {run.sequence}'s steps, e.g. "
+                                   f"`- {{id: {move.target}-2, wait: ..., send: ...}}`: leads past its new place "
+                                   f"then skip it"))
             was = old_seq.steps[old_ids.index(run.step_id)] if run.step_id in old_ids else None
             now = new_seq.steps[target]
             if move.outcome == "stays" and was is not None and was.action != now.action:

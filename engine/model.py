@@ -55,6 +55,9 @@ class Sender:
     postal_address: str
     timezone: str
     unsubscribe_url: Optional[str]
+    # Base URL of the double opt-in confirmation page (`fnl serve`'s /confirm); the SMTP
+    # adapter appends each lead's signed link. Not part of the plan.
+    confirm_url: Optional[str] = None
 
 
 # How long a double opt-in's confirmation stays valid when `within` is not given.
@@ -198,6 +201,18 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """`handoff.STAGE.escalate:`: what a breached SLA leads to, once per handoff."""
+
+    notify: Tuple[str, ...]  # addresses, or `manager` (the breaching owner's, from `managers`)
+    managers: Tuple[Tuple[str, str], ...]  # rep -> manager
+    reassign: str  # none | next (the handoff's own list, skipping the owner) | to
+    to: Optional[str]  # the rep of `reassign: {to: ...}`
+    sla_minutes: Optional[int]  # the new owner's deadline, from the escalation on
+    path: JsonPath
+
+
+@dataclass(frozen=True)
 class Handoff:
     stage: str
     assign: Assignment
@@ -208,6 +223,7 @@ class Handoff:
     path: JsonPath
     sla_clock: str = "calendar"  # calendar | business
     answered_by: Tuple[str, ...] = ()  # CRM events that meet the SLA; () means any crm.<event>
+    escalate: Optional[Escalation] = None
 
 
 @dataclass(frozen=True)
@@ -359,6 +375,16 @@ def _assignment(raw: Dict[str, Any], path: JsonPath) -> Assignment:
     return Assignment("territory", (), t["by"], routes, tuple(t.get("default") or ()), path)
 
 
+def _escalation(raw: Optional[Dict[str, Any]], path: JsonPath) -> Optional[Escalation]:
+    if raw is None:
+        return None
+    reassign = raw.get("reassign", False)
+    kind = "to" if isinstance(reassign, dict) else "next" if reassign else "none"
+    return Escalation(tuple(raw.get("notify") or ()), tuple((raw.get("managers") or {}).items()), kind,
+                      reassign.get("to") if isinstance(reassign, dict) else None,
+                      parse_duration(raw["sla"]) if "sla" in raw else None, path)
+
+
 def _double_opt_in(magnet: Dict[str, Any], name: str) -> Optional[DoubleOptIn]:
     raw = magnet.get("double_opt_in")
     if raw is None:
@@ -407,7 +433,7 @@ def build(doc: Document) -> Funnel:
     d = doc.data
     sender_raw = d["sender"]
     sender = Sender(sender_raw["from"], sender_raw.get("reply_to"), sender_raw["postal_address"],
-                    sender_raw.get("timezone", "UTC"), sender_raw.get("unsubscribe_url"))
+                    sender_raw.get("timezone", "UTC"), sender_raw.get("unsubscribe_url"), sender_raw.get("confirm_url"))
     profile = tuple(
         Attribute(name, a.get("type") or _enum_type(a.get("enum")), tuple(a["enum"]) if "enum" in a else None,
                   a.get("minimum"), a.get("maximum"), a.get("format"), bool(a.get("required", False)),
@@ -440,7 +466,8 @@ def build(doc: Document) -> Funnel:
         Handoff(stage, _assignment(h["assign"], ("handoff", stage, "assign")),
                 parse_duration(h["sla"]) if "sla" in h else None, tuple(h.get("notify") or ()),
                 tuple(h.get("suppress") or ()), h.get("crm_stage"), ("handoff", stage),
-                h.get("sla_clock", "calendar"), tuple(h.get("answered_by") or ()))
+                h.get("sla_clock", "calendar"), tuple(h.get("answered_by") or ()),
+                _escalation(h.get("escalate"), ("handoff", stage, "escalate")))
         for stage, h in (d.get("handoff") or {}).items())
     pol = d.get("policies") or {}
     cap = pol.get("frequency_cap")

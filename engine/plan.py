@@ -187,6 +187,17 @@ class Assignment:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """What a breached SLA leads to: who is told, who owns the lead next, a new deadline."""
+
+    notify: Tuple[str, ...]  # addresses, or `manager`: the breaching owner's, from `managers`
+    managers: Tuple[Tuple[str, str], ...]  # rep -> manager
+    reassign: str  # none | next (the handoff's own list, skipping the owner, in a turn of its own) | to
+    to: Optional[str]  # the rep of reassign `to`
+    sla_minutes: Optional[int]  # the owner's new deadline, counted from the escalation
+
+
+@dataclass(frozen=True)
 class Handoff:
     stage: str
     assign: Assignment
@@ -196,6 +207,7 @@ class Handoff:
     crm_stage: Optional[str]
     sla_clock: str  # calendar | business
     answered_by: Tuple[str, ...]  # CRM events that meet the SLA; empty: any crm.<event>
+    escalate: Optional[Escalation] = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,9 @@ class Sender:
     reply_to: Optional[str]
     postal_address: str
     unsubscribe_url: Optional[str]
+    # Where a double opt-in's confirmation link goes (fnl serve's /confirm); left out of the
+    # plan's JSON when unset, so plans without it keep their text and hash.
+    confirm_url: Optional[str] = field(default=None, metadata=OMIT_NONE)
 
 
 @dataclass(frozen=True)
@@ -248,18 +263,31 @@ class Plan:
     policies: Policies
     templates: Tuple[Template, ...]
 
+    # Lookups by name, made once per plan (the engine asks for stages on every step; a
+    # plan is frozen, so these never go stale). Not fields: no part of the plan's JSON.
+    @functools.cached_property
+    def _by_name(self) -> Tuple[Dict[str, Stage], Dict[str, Sequence], Dict[str, Magnet], Dict[str, Handoff]]:
+        return ({s.name: s for s in reversed(self.stages)}, {s.name: s for s in reversed(self.sequences)},
+                {m.name: m for m in reversed(self.lead_magnets)}, {h.stage: h for h in reversed(self.handoff)})
+
+    @functools.cached_property
+    def sequence_rank(self) -> Dict[str, Tuple[int, int]]:
+        """Each sequence's place when several have a step due at once: priority first,
+        then the order of the definition."""
+        return {s.name: (-s.priority, i) for i, s in enumerate(self.sequences)}
+
     def stage(self, name: str) -> Optional[Stage]:
-        return next((s for s in self.stages if s.name == name), None)
+        return self._by_name[0].get(name)
 
     def stage_index(self, name: str) -> int:
-        st = self.stage(name)
+        st = self._by_name[0].get(name)
         return st.index if st else -1
 
     def sequence(self, name: str) -> Optional[Sequence]:
-        return next((s for s in self.sequences if s.name == name), None)
+        return self._by_name[1].get(name)
 
     def magnet(self, name: str) -> Optional[Magnet]:
-        return next((m for m in self.lead_magnets if m.name == name), None)
+        return self._by_name[2].get(name)
 
     def entry_for(self, event_type: str, name: Optional[str]) -> Optional[Entry]:
         """The entry through which an event creates a lead, if any."""
@@ -272,7 +300,7 @@ class Plan:
             *h.assign.reps, *(r for _, route in h.assign.routes for r in route), *h.assign.default)))
 
     def handoff_for(self, stage: str) -> Optional[Handoff]:
-        return next((h for h in self.handoff if h.stage == stage), None)
+        return self._by_name[3].get(stage)
 
     def threshold(self, name: str) -> Optional[int]:
         return dict(self.scoring.thresholds).get(name)

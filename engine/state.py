@@ -135,7 +135,7 @@ class Action:
 
     # send_email | deferred | skipped | handoff | notify | crm_update | stage_changed | enter_sequence |
     # exit_sequence | ignored | not_scored | recorded | held | applied | suppressed | not_sent | not_moved |
-    # sla_* | left_out | rejected
+    # sla_* | escalated | left_out | rejected
     type: str
     at: int
     lead: str
@@ -192,6 +192,9 @@ class LeadState:
     # Double opt-in: the minute of the opt-in that the lead confirmed at `consent_at` (the
     # minute it entered); None for every other way in.
     opted_in_at: Optional[int] = None
+    # Whether the pending SLA (`sla_deadline`) is the one an escalation started: its breach
+    # is reported and not escalated again.
+    sla_escalated: bool = False
 
     def profile_dict(self) -> Dict[str, Any]:
         return dict(self.profile)
@@ -208,6 +211,7 @@ class LeadState:
             "running": [{"sequence": r.sequence, "step": r.step_id, "due": iso(r.due)} for r in self.running],
             "finished": list(self.finished), "emails_sent": self.emails_sent,
             **({"opted_in_at": iso(self.opted_in_at)} if self.opted_in_at is not None else {}),
+            **({"sla_escalated": True} if self.sla_escalated else {}),
         }
 
 

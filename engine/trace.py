@@ -319,6 +319,18 @@ def _describe_action(a: Any) -> str:
         sla = f", SLA until {d['sla_deadline']}" if d.get("sla_deadline") else ""
         dne = f"; do not email: {d['do_not_email']}" if d.get("do_not_email") else ""
         return f"hand off to {d['owner']}{sla}{dne}"
+    if a.type == "sla_breached" and d.get("escalated"):
+        return (f"SLA breached again: {d['owner']} did not follow up on {d['stage']} by {d['deadline']} after the "
+                "escalation (not escalated again)")
+    if a.type == "sla_met" and d.get("escalated"):
+        return f"SLA met after the escalation: {d['by']} before {d['deadline']} ({d['owner']}, {d['stage']})"
+    if a.type == "escalated":
+        parts = [f"reassigned to {d['to']}" if d.get("to") else f"{d['owner']} keeps the lead"]
+        if d.get("notify"):
+            parts.append("told " + ", ".join(d["notify"]))
+        parts.append(f"new SLA until {d['sla_deadline']}" if d.get("sla_deadline") else "no new SLA")
+        why = f" ({d['reason']})" if d.get("reason") else ""
+        return f"escalated {d['stage']}: {d['owner']} let the SLA of {d['deadline']} pass; {'; '.join(parts)}{why}"
     if a.type == "consent_recorded":
         basis = "" if d.get("basis", "consent") == "consent" else f" (basis: {d['basis']})"
         if basis and d.get("consent") in (None, "", d.get("basis")):

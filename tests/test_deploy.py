@@ -169,8 +169,9 @@ def test_fnl_plan_db_predicts_exactly_what_the_deploy_does(world, db):
 
     text = fnl("plan", "--db", db, world.b)
     assert text.returncode == 0, text.stderr
-    assert (f"  nurture-saas/case-study (removed): {resumed['leads']} lead{'s' if resumed['leads'] > 1 else ''} "
-            f"resume at webinar-invite when it was due") in text.stdout.splitlines()
+    one = resumed['leads'] == 1
+    assert (f"  nurture-saas/case-study (removed): {resumed['leads']} lead{'' if one else 's'} "
+            f"resume{'s' if one else ''} at webinar-invite when it was due") in text.stdout.splitlines()
     # fnl plan OLD NEW says the same of each step these leads wait on
     general = fnl("plan", world.a, world.b)
     assert general.returncode == 0, general.stderr
@@ -278,10 +279,14 @@ def test_an_incompatible_plan_is_refused_with_the_reason_and_nothing_changes(wor
     assert shown.returncode == 1, shown.stderr
     out = shown.stdout
     assert "Refused: this plan cannot be deployed" in out and "(3 reasons;" in out
-    assert f"  - {swapped:,} lead{'s' if swapped > 1 else ''} wait on nurture-saas/capability, and the new plan puts " \
-           f"industry-insight, which they already passed, after it: they would get it again" in out
+    they = "it" if swapped == 1 else "they"
+    assert f"  - {swapped:,} lead{'s' if swapped > 1 else ''} wait{'s' if swapped == 1 else ''} on " \
+           f"nurture-saas/capability, and the new plan puts industry-insight, which {they} already passed, after " \
+           f"it: {they} would get it again" in out
     assert f"  - {scored:,} leads have a score the new decay cannot carry" in out
-    assert "    fix: keep the steps of nurture-saas in their order" in out
+    assert "    fix: keep the steps of nurture-saas in their order, or give the step moved earlier an id key of " \
+           "its own in nurture-saas's steps, e.g. `- {id: capability-2, wait: ..., send: ...}`: leads past its new " \
+           "place then skip it" in out
     assert snapshot(db) == rows
 
 

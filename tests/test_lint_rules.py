@@ -95,7 +95,7 @@ RULE_IDS = [r.ID for r in RULES]
 
 
 def test_registry_has_every_rule_once() -> None:
-    assert len(RULES) == 47
+    assert len(RULES) == 48
     assert len(set(RULE_IDS)) == len(RULE_IDS)
     assert RULE_IDS == sorted(RULE_IDS)
 

@@ -278,6 +278,9 @@ EDITS: List[Edit] = [
       "unsubscribe_url: https://sink.example/optout",
       ("~ sender unsubscribe_url https://sink.example/unsubscribe → https://sink.example/optout",
        at("unsubscribe_url:"))),
+    E("sender.confirm_url", "unsubscribe_url: https://sink.example/unsubscribe",
+      "unsubscribe_url: https://sink.example/unsubscribe\n  confirm_url: https://sink.example/confirm",
+      ("+ sender confirm_url https://sink.example/confirm", at("confirm_url:"))),
     # -- profile ---------------------------------------------------------------------------
     E("profile.type", "employees: {type: integer,", "employees: {type: number,",
       ("~ profile employees: type integer → number", at("employees: {type: number"))),
@@ -571,6 +574,15 @@ EDITS: List[Edit] = [
     E("handoff added", "  lost:\n    assign: {owner: ops@sink.example}\n", "",
       ("+ handoff lost: owner ops@sink.example", at("  lost:")), swap=True),
     E("handoff.sla added", "    sla: 2d\n", "", ("+ handoff customer: sla 2d", at("sla: 2d")), swap=True),
+    E("handoff.escalate", "    crm_stage: Sales Qualified Lead\n",
+      "    crm_stage: Sales Qualified Lead\n    escalate:\n      notify: [lead@sink.example, manager]\n"
+      "      managers: {ana@sink.example: mo@sink.example, ben@sink.example: mo@sink.example}\n"
+      "      reassign: true\n      sla: 2h\n",
+      ("+ handoff sql: escalate notify [lead@sink.example, manager], managers ana@sink.example: mo@sink.example, "
+       "ben@sink.example: mo@sink.example, reassign to the next rep, sla 2h", at("escalate:"))),
+    E("handoff.escalate.reassign to", "    crm_stage: Sales Qualified Lead\n",
+      "    crm_stage: Sales Qualified Lead\n    escalate: {reassign: {to: cy@sink.example}}\n",
+      ("+ handoff sql: escalate reassign to cy@sink.example", at("escalate:"))),
     E("handoff.description", "description: SDRs call within four working hours.",
       "description: SDRs call within four hours.", *NO_CHANGE),
     # -- expectations: CI gates on a forecast, not part of the plan -------------------------

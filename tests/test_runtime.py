@@ -307,7 +307,7 @@ def test_an_unsubscribe_stops_an_email_still_in_the_outbox(tmp_path: Path, smtp_
 
     to = [email.message_from_bytes(raw, policy=policy.default)["To"] for raw in got]
     assert to and set(to) == {"stays@example.com"}  # its delivery (and what its nurture sends at once)
-    assert "for gone@example.com) not sent: the lead has unsubscribed since" in proc.stderr
+    assert "for gone@example.com) not sent: the lead unsubscribed after this email was decided" in proc.stderr
     with sqlite3.connect(tmp_path / "a.db") as conn:
         assert conn.execute("SELECT count(*) FROM outbox WHERE status = 'suppressed'").fetchone()[0] >= 1
 
@@ -424,7 +424,7 @@ def receiver():
 
 
 def test_handoffs_go_to_a_webhook_signed_retried_and_parked_when_down(quarter, tmp_path: Path, receiver) -> None:
-    from engine.runtime.webhook import signature
+    from engine.runtime.webhook import TAKES, signature
 
     url, seen = receiver
     path, end, _ = quarter
@@ -435,8 +435,8 @@ def test_handoffs_go_to_a_webhook_signed_retried_and_parked_when_down(quarter, t
                            "--actions", f"jsonl:{tmp_path / 'a.jsonl'}"], capture_output=True, text=True,
                           timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr
-    wanted = [a for a in delivered(tmp_path / "a.jsonl") if a["type"] in ("handoff", "stage_changed", "sla_breached")]
-    assert {a["type"] for a in wanted} == {"handoff", "stage_changed", "sla_breached"}
+    wanted = [a for a in delivered(tmp_path / "a.jsonl") if a["type"] in TAKES]
+    assert {a["type"] for a in wanted} >= {"handoff", "stage_changed", "sla_breached", "crm_update", "notify"}
     by_key: Dict[str, List[bytes]] = {}
     for where, headers, body in seen:
         assert where == "/crm"
@@ -732,3 +732,50 @@ def test_the_wall_clock_reads_standard_input_as_it_comes(tmp_path: Path) -> None
     text = err.decode()
     assert text.count("<stdin>:") == 2 and "refused" in text and "stopped (SIGTERM)" in text
     assert proc.returncode == 1 and "Traceback" not in text
+
+
+def test_an_unsubscribe_waiting_in_the_inbox_stops_email_before_the_clock_reaches_it(tmp_path: Path,
+                                                                                     smtp_server) -> None:
+    """A one-click unsubscribe is stored at the real time, which a virtual clock has not
+    reached: no email goes to the address while it waits, consent first."""
+    port, got = smtp_server
+    optin = {"type": "optin", "magnet": "whitepaper", "profile": {"first_name": "Ana", "industry": "saas"}}
+    events = tmp_path / "e.jsonl"
+    events.write_text("".join(json.dumps(x) + "\n" for x in (
+        dict(optin, at="2026-03-02T14:30:00Z", lead="ana@example.com"),
+        {"type": "email.unsubscribed", "at": "2026-11-30T09:00:00Z", "lead": "Ana@Example.com",
+         "template": "magnets/whitepaper"},
+        dict(optin, at="2026-03-02T14:30:00Z", lead="bo@example.com"))), encoding="utf-8")
+    proc = run_smtp(tmp_path / "a.db", parse_time("2026-03-03T00:00:00Z"), events, port)
+    assert proc.returncode == 0, proc.stderr
+    import email
+    from email import policy
+
+    assert {email.message_from_bytes(m, policy=policy.default)["To"] for m in got} == {"bo@example.com"}
+    assert "not sent: the address's unsubscribe is in the inbox, not applied yet" in proc.stderr
+
+
+def test_actions_no_adapter_takes_are_said_and_a_server_down_is_named(tmp_path: Path) -> None:
+    events = REPO / "tests" / "events" / "acme-dana.jsonl"
+    proc = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "a.db"),
+                           "--events", str(events), "--until", "2026-06-01T00:00:00Z", "--actions",
+                           "smtp://127.0.0.1:9"], capture_output=True, text=True, timeout=300,
+                          env=clean_env(FNL_SIGNING_KEY="s" * 32))
+    assert proc.returncode == 3 and "delivery stopped: smtp://127.0.0.1:9:" in proc.stderr, proc.stderr
+    no_key = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "b.db"),
+                             "--events", str(events), "--until", "2026-06-01T00:00:00Z", "--actions",
+                             "smtp://127.0.0.1:9"], capture_output=True, text=True, timeout=300, env=clean_env())
+    assert no_key.returncode == 3 and "FNL_SIGNING_KEY" in no_key.stderr
+    from engine.runtime.db import Database
+
+    store = Database(str(tmp_path / "b.db")).scope("acme-b2b")
+    try:  # nothing stored or applied before the missing key stopped it
+        assert store.counts()["events"] == 0 and store.counts()["actions"] == 0
+    finally:
+        store.close()
+    quiet = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "c.db"),
+                            "--events", str(events), "--until", "2026-06-01T00:00:00Z", "--actions",
+                            "webhook:http://127.0.0.1:9/hook"], capture_output=True, text=True, timeout=300,
+                           env=clean_env(FNL_SIGNING_KEY="s" * 32, FNL_WEBHOOK_FIRST_WAIT="0.01"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "went to no adapter (send_email" in quiet.stderr and "kept in the outbox only" in quiet.stderr

@@ -40,7 +40,8 @@ def engine_states(funnel: str, leads: int) -> List[object]:
 
 
 @pytest.mark.parametrize("funnel, leads", [("funnels/acme", 300), ("funnels/newsletter-to-demo.yaml", 200),
-                                           ("funnels/reference.yaml", 200), ("tests/double_optin/doi.yaml", 300)])
+                                           ("funnels/reference.yaml", 200), ("tests/double_optin/doi.yaml", 300),
+                                           ("tests/escalation/esc.yaml", 300)])
 def test_every_state_of_a_real_run_comes_back_exactly(funnel: str, leads: int) -> None:
     states = engine_states(funnel, leads)
     leads_seen = [s for s in states if isinstance(s, LeadState)]
@@ -52,6 +53,8 @@ def test_every_state_of_a_real_run_comes_back_exactly(funnel: str, leads: int) -
     if funnel == "tests/double_optin/doi.yaml":  # double opt-in: confirmed leads, and opt-ins never confirmed
         assert any(s.opted_in_at is not None for s in leads_seen)
         assert any(isinstance(s, Prospect) for s in states)
+    if funnel == "tests/escalation/esc.yaml":  # escalations took their own round-robin turns
+        assert any(key.startswith("!escalate ") for s in states if isinstance(s, Shared) for key, _ in s.turns)
     for state in states:
         if isinstance(state, Shared):
             text = codec.encode_shared(state)
@@ -99,6 +102,7 @@ def test_numbers_keep_their_type_and_every_bit() -> None:
     (lambda d: d.update(unsubscribed="no"), "`unsubscribed` must be true or false"),
     (lambda d: d.update(entered=[["mql", True]]), "a pair of the wrong types"),
     (lambda d: d.update(opted_in_at=None), "`opted_in_at` holds 'None' where a whole number belongs"),
+    (lambda d: d.update(sla_escalated=False), "`sla_escalated` is written only when true"),
 ])
 def test_text_that_is_not_a_state_is_refused_with_a_reason(mangle: object, says: str) -> None:
     doc = json.loads(codec.encode(LeadState(lead="a", profile=(), stage="mql", entered=(), score=1.0, score_at=0,
@@ -106,6 +110,15 @@ def test_text_that_is_not_a_state_is_refused_with_a_reason(mangle: object, says:
     mangle(doc)  # type: ignore[operator]
     with pytest.raises(ValueError, match=f".*{says.replace('[', '.').replace(']', '.')}"):
         codec.decode(json.dumps(doc))
+
+
+def test_an_escalated_sla_comes_back_and_is_written_only_when_set() -> None:
+    base = LeadState(lead="a", profile=(), stage="sql", entered=(), score=1.0, score_at=0, consent="c",
+                     consent_at=0, source="s", owner="ben@acme.example", sla_deadline=500, sla_stage="sql")
+    assert "sla_escalated" not in codec.encode(base)
+    escalated = LeadState(**{**base.__dict__, "sla_escalated": True})
+    text = codec.encode(escalated)
+    assert json.loads(text)["sla_escalated"] is True and codec.decode(text) == escalated
 
 
 @settings(max_examples=200, deadline=None)

@@ -76,8 +76,8 @@ def test_a_window_not_yet_passed_takes_nothing(tmp_path: Path) -> None:
                    "retention: {events: 400d, delivered_actions: 400d}\n", encoding="utf-8")
     db = tmp_path / "a.db"
     proc = run(db, cfg)
-    assert proc.returncode == 0 and "reduced to their ID, 0 delivered actions" in proc.stderr, proc.stderr
-    assert "retention: 0 applied events" in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert "retention" not in proc.stderr  # said only when it took something
     assert rows(db, "SELECT count(*) FROM outbox") == [(18,)]
     assert rows(db, "SELECT count(*) FROM inbox WHERE event = '{}'") == [(0,)]
 

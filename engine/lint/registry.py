@@ -4,7 +4,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Dict, Tuple
 
-from .rules import (business_hours, dead_end_stage, decay_too_fast, duplicate_step_id, enum_mismatch,
+from .rules import (business_hours, dead_end_stage, decay_too_fast, duplicate_step_id, enum_mismatch, escalation,
                     handoff_unknown_stage, magnet_consent, marketing_to_open_deal, missing_postal_address,
                     missing_unsubscribe, no_way_in, programs_over_cap,
                     rep_list, segment_gap, segment_overlap, send_in_quiet_hours, sequence_over_cap,
@@ -26,7 +26,7 @@ RULES: Tuple[ModuleType, ...] = tuple(sorted((
     sequence_over_cap, programs_over_cap, magnet_consent, marketing_to_open_deal, send_in_quiet_hours,
     missing_unsubscribe, missing_postal_address,
     unreachable_threshold, threshold_order, handoff_unknown_stage, rep_list, sla_through_the_night, unused_threshold,
-    territory_routes, no_way_in, business_hours, decay_too_fast,
+    territory_routes, no_way_in, business_hours, decay_too_fast, escalation,
 ), key=lambda m: m.ID))
 
 BY_ID: Dict[str, ModuleType] = {r.ID: r for r in RULES}

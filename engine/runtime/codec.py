@@ -38,6 +38,8 @@ def encode(state: State) -> str:
         # the text it always had (and rows written before them still read).
         if state.opted_in_at is not None:
             doc["opted_in_at"] = state.opted_in_at
+        if state.sla_escalated:
+            doc["sla_escalated"] = True
     elif isinstance(state, Prospect):
         doc = {"format": FORMAT, "kind": "prospect", "lead": state.lead, "last_at": state.last_at,
                "held": [encode_event(e) for e in state.held]}
@@ -88,7 +90,9 @@ def decode(text: Union[str, bytes]) -> State:
     _keys(doc, {"format", "kind", "lead", "profile", "stage", "entered", "score", "score_at", "consent", "consent_at",
                 "source", "basis", "unsubscribed", "unsubscribed_at", "bounced", "soft_bounces", "owner",
                 "sla_deadline", "sla_stage", "facts", "running", "finished", "sends", "emails_sent", "last_at",
-                "points"}, {"opted_in_at"})
+                "points"}, {"opted_in_at", "sla_escalated"})
+    if "sla_escalated" in doc and doc["sla_escalated"] is not True:
+        raise ValueError("`sla_escalated` is written only when true")
     score = doc.get("score")
     if not isinstance(score, (int, float)) or isinstance(score, bool):
         raise ValueError("`score` must be a number")
@@ -111,7 +115,7 @@ def decode(text: Union[str, bytes]) -> State:
         emails_sent=_int(doc, "emails_sent"), last_at=_int(doc, "last_at"),
         points=tuple((_want_int(p[0], "points"), _want_number(p[1], "points")) for p in _list(doc, "points")
                      if _is_pair(p, "points")),
-        opted_in_at=_set_int(doc, "opted_in_at"))
+        opted_in_at=_set_int(doc, "opted_in_at"), sla_escalated="sla_escalated" in doc)
 
 
 def encode_shared(shared: Shared) -> str:

@@ -398,8 +398,9 @@ def _smtp(entry: SmtpOut, compiled: Any, db: Database) -> Any:
 
 def after_delivery(config: RuntimeConfig, db: Database, adapters: Sequence[Any], retain: bool = True) -> List[str]:
     """After a delivery: a line for each domain whose limits held emails back, and, with
-    `retain`, the retention applied (if the config has one), with what it took (the wall
-    clock applies it once an hour, not after every round)."""
+    `retain`, the retention applied (if the config has one), with what it took: said only
+    when it took something (the wall clock applies it once an hour, not after every
+    round)."""
     from .limits import Limited
 
     notes = [note for adapter in adapters if isinstance(adapter, Limited) for note in adapter.summary()]
@@ -407,7 +408,7 @@ def after_delivery(config: RuntimeConfig, db: Database, adapters: Sequence[Any],
         from .retention import apply
 
         done = apply(db, config.retention)
-        if done is not None:
+        if done is not None and (done.events or done.actions):
             parts = []
             if config.retention.events is not None:
                 parts.append(f"{done.events:,} applied event{'s' if done.events != 1 else ''} older than "

@@ -441,6 +441,17 @@ class Database:
                                 (self.address_hash(address), self.sender, EVERY_SENDER, EVERY_SENDER)).fetchone()
         return row[0] if row else None
 
+    def opt_out_waiting(self, address: str) -> Optional[str]:
+        """An unsubscribe or complaint for the address that waits in the inbox of any
+        funnel (stamped after the clock, say, or stored while fnl run was down): its kind,
+        or None. Email waits for it, consent first."""
+        row = self.conn.execute("SELECT event FROM inbox WHERE applied = 0 AND lower(lead) = ? AND (event LIKE "
+                                "'%\"type\":\"email.unsubscribed\"%' OR event LIKE '%\"type\":\"email.complained\"%') "
+                                "LIMIT 1", (address.strip().lower(),)).fetchone()
+        if row is None:
+            return None
+        return "complaint" if '"email.complained"' in row[0] else "unsubscribe"
+
     def export(self, lead: str) -> dict:
         """Everything the database holds about a lead, in every funnel."""
         funnels = {}
@@ -449,8 +460,11 @@ class Database:
             row = self.conn.execute("SELECT state FROM leads WHERE funnel = ? AND lead = ?", (funnel, lead)).fetchone()
             funnels[funnel] = {
                 "state": json.loads(codec.encode(codec.decode(row[0]))) if row and row[0] is not None else None,
-                "events": [json.loads(text) for (text,) in self.conn.execute(
-                    "SELECT event FROM inbox WHERE funnel = ? AND lead = ? ORDER BY seq", (funnel, lead)).fetchall()],
+                # each event as fnl's events are written (`at` in ISO 8601), not the inbox's stored form
+                "events": [codec.decode_event(json.loads(text), f"inbox row {seq}").to_json()
+                           for (seq, text) in self.conn.execute(
+                               "SELECT seq, event FROM inbox WHERE funnel = ? AND lead = ? ORDER BY seq",
+                               (funnel, lead)).fetchall()],
                 "actions": [dict(json.loads(text), status=status) for (text, status) in self.conn.execute(
                     "SELECT action, status FROM outbox WHERE funnel = ? AND lead = ? ORDER BY seq",
                     (funnel, lead)).fetchall()]}

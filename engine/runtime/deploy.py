@@ -48,7 +48,21 @@ class Counted:
 
     def text(self) -> str:
         one = f" (one is {self.first})" if self.first else ""
-        return f"{self.leads:,} lead{'' if self.leads == 1 else 's'} {self.reason}{one}"
+        if self.leads == 1:  # the reasons are written of leads: said of one, the verb agrees
+            one = f" ({self.first})" if self.first else ""
+            return f"1 lead {_of_one(self.reason)}{one}"
+        return f"{self.leads:,} leads {self.reason}{one}"
+
+
+# The first verb of a reason (`migrate.Concern`), said of one lead.
+_ONE = {"are": "is", "have": "has", "hold": "holds", "wait": "waits", "keep": "keeps"}
+
+
+def _of_one(reason: str) -> str:
+    verb, _, rest = reason.partition(" ")
+    rest = (rest.replace(" they already passed", " it already passed").replace(" they would ", " it would ")
+            .replace("their ", "its "))
+    return f"{_ONE.get(verb, verb + 's')} {rest}"
 
 
 @dataclass(frozen=True)
@@ -254,21 +268,31 @@ def _leads(n: int) -> str:
     return f"{n:,} lead{'' if n == 1 else 's'}"
 
 
+def _verb(n: int, plural: str, singular: str) -> str:
+    """`plural` for any number of leads but one."""
+    return singular if n == 1 else plural
+
+
 def _step_line(s: StepCount) -> str:
     where = f"{s.sequence}/{s.step}"
+    n = s.leads
     if s.outcome == "stays":
-        return f"{where}: {_leads(s.leads)} stay"
+        return f"{where}: {_leads(n)} {_verb(n, 'stay', 'stays')}"
     if s.outcome == "resumes":
-        return f"{where} (removed): {_leads(s.leads)} resume at {s.target} when it was due"
+        return f"{where} (removed): {_leads(n)} {_verb(n, 'resume', 'resumes')} at {s.target} when it was due"
     if s.outcome == "finishes":
-        return f"{where} (removed): {_leads(s.leads)} finish {s.sequence}, no later step remains"
-    return f"{where}: {_leads(s.leads)} leave {s.sequence} (the sequence is removed)"
+        return f"{where} (removed): {_leads(n)} {_verb(n, 'finish', 'finishes')} {s.sequence}, no later step remains"
+    return f"{where}: {_leads(n)} {_verb(n, 'leave', 'leaves')} {s.sequence} (the sequence is removed)"
 
 
 def _counts(d: Deployment) -> str:
     o = d.outcomes()
-    return (f"{_leads(d.in_flight)}; in sequences {o['stays']:,} stay, {o['resumes']:,} resume at a later step, "
-            f"{o['finishes']:,} finish, {o['exits']:,} exit; {sum(s.leads for s in d.stages):,} change stage")
+    staged = sum(s.leads for s in d.stages)
+    return (f"{_leads(d.in_flight)}; in sequences {o['stays']:,} {_verb(o['stays'], 'stay', 'stays')}, "
+            f"{o['resumes']:,} {_verb(o['resumes'], 'resume', 'resumes')} at a later step, "
+            f"{o['finishes']:,} {_verb(o['finishes'], 'finish', 'finishes')}, "
+            f"{o['exits']:,} {_verb(o['exits'], 'exit', 'exits')}; "
+            f"{staged:,} {_verb(staged, 'change', 'changes')} stage")
 
 
 def render_text(d: Deployment, path: str) -> str:
@@ -276,7 +300,8 @@ def render_text(d: Deployment, path: str) -> str:
     the plan (escaped for a terminal)."""
     lines = [f"Leads in flight in {path} ({d.old_hash[:19]} → {d.new_hash[:19]}): {_counts(d)}"]
     lines += [f"  {_step_line(s)}" for s in d.steps]
-    lines += [f"  stage {s.stage} (removed): {_leads(s.leads)} move to {s.to}" for s in d.stages]
+    lines += [f"  stage {s.stage} (removed): {_leads(s.leads)} {_verb(s.leads, 'move', 'moves')} to {s.to}"
+              for s in d.stages]
     lines += [f"  note: {w.text()}" for w in d.warnings]
     if d.refusals:
         lines += ["", f"Refused: this plan cannot be deployed to {path} ({len(d.refusals)} "
@@ -295,7 +320,8 @@ def summary(d: Deployment) -> str:
     """What a deploy did, for standard error (escaped for a terminal)."""
     lines = [f"fnl: deployed {d.new_hash[:19]} over {d.old_hash[:19]} ({d.funnel}): {_counts(d)}"]
     lines += [f"  {_step_line(s)}" for s in d.steps if s.outcome != "stays"]
-    lines += [f"  stage {s.stage} (removed): {_leads(s.leads)} move to {s.to}" for s in d.stages]
+    lines += [f"  stage {s.stage} (removed): {_leads(s.leads)} {_verb(s.leads, 'move', 'moves')} to {s.to}"
+              for s in d.stages]
     lines += [f"  note: {w.text()}" for w in d.warnings]
     return escape_lines("\n".join(lines)) + "\n"
 

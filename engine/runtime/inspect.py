@@ -6,15 +6,21 @@ import json
 from collections import Counter
 from typing import List
 
+from ..errors import UsageError
 from ..plan import Plan
 from ..state import Action, LeadState, Prospect, iso, parse_time
 from ..trace import _describe_action
 from .db import Database
 
 
-def status(db: Database, plan: Plan) -> str:
+def status(db: Database, plan: Plan, source: str = "") -> str:
     """Leads per stage and per running sequence, the sends due next, deliveries not done,
-    and handoffs past their SLA, per owner."""
+    and handoffs past their SLA, per owner. UsageError when the database has never run
+    the funnel."""
+    running_plan = db.meta("plan")
+    if running_plan is None:
+        raise UsageError(f"--db {db.path} holds no funnel {plan.funnel}: fnl run has not run it on this database",
+                         f"give the database fnl run --db keeps for {plan.funnel}, or run it there first")
     clock = int(db.meta("clock") or 0)
     stages: Counter = Counter()
     sequences: Counter = Counter()
@@ -39,11 +45,15 @@ def status(db: Database, plan: Plan) -> str:
     counts = db.counts()
     width = max([len(n) for n in list(stages) + list(sequences) + list(owners)] +
                 [len(s.name) for s in plan.stages] + [len(s.name) for s in plan.sequences] + [18]) + 2
-    lines = [f"{plan.funnel} on {db.path}: plan {plan.content_hash[:19]}, clock at {iso(clock)}",
+    lines = [f"{plan.funnel} on {db.path}: plan {running_plan[:19]}, clock at {iso(clock)}",
              f"events {counts['events']:,} ({counts['pending events']:,} not applied yet); "
              f"actions {counts['actions']:,}"
              f" ({outbox.get('pending', 0):,} not delivered, {outbox.get('failed', 0):,} failed, "
-             f"{outbox.get('suppressed', 0):,} suppressed)", "", "leads per stage"]
+             f"{outbox.get('suppressed', 0):,} suppressed)" + _rejected_note(db), "", "leads per stage"]
+    if running_plan != plan.content_hash:
+        given = source or plan.funnel
+        lines[1:1] = [f"the database runs plan {running_plan[:19]}; {given} is plan {plan.content_hash[:19]}: "
+                      f"fnl run {given} would deploy it (fnl plan --db {db.path} {given} shows what it does)"]
     for stage in plan.stages:
         lines.append(f"  {stage.name:<{width}}{stages.get(stage.name, 0):>8,}")
     if prospects:
@@ -58,17 +68,52 @@ def status(db: Database, plan: Plan) -> str:
         lines.append(f"  {owner:<{width}}{n:>8,}" + (f"  ({late[owner]:,} past SLA)" if late[owner] else ""))
     if not owners:
         lines.append("  (no handoffs yet)")
+    lines += _escalations(db, plan, width)
     return "\n".join(lines) + "\n"
+
+
+def _escalations(db: Database, plan: Plan, width: int) -> List[str]:
+    """The status block of escalations per rep: the leads escalated away from each rep
+    (an SLA it let pass) and the leads it took over. Only for a funnel that escalates, or
+    a database that holds escalations."""
+    away: Counter = Counter()
+    taken: Counter = Counter()
+    for (text,) in db.conn.execute("SELECT action FROM outbox WHERE funnel = ? AND action LIKE '%\"escalated\"%'",
+                                   (db.funnel,)).fetchall():
+        doc = json.loads(text)
+        if doc.get("type") == "escalated":
+            away[str(doc.get("owner") or "")] += 1
+            if doc.get("to"):
+                taken[str(doc["to"])] += 1
+    if not away and not any(h.escalate is not None for h in plan.handoff):
+        return []
+    lines = ["", "escalations per rep (leads escalated away after an SLA passed; leads taken over)"]
+    for rep in sorted(set(away) | set(taken)):
+        lines.append(f"  {rep:<{width}}{away[rep]:>8,} escalated{taken[rep]:>8,} taken over")
+    if not away:
+        lines.append("  (no escalations yet)")
+    return lines
+
+
+def _rejected_note(db: Database) -> str:
+    """`; N rejected events` for the status header: events the engine refused (an opt-in
+    missing a required attribute, say), each with its reason in `fnl explain`."""
+    n = sum(1 for (text,) in db.conn.execute("SELECT action FROM outbox WHERE funnel = ? AND action LIKE "
+                                             "'%\"rejected\"%'", (db.funnel,)).fetchall()
+            if json.loads(text).get("type") == "rejected")
+    return f"; {n:,} rejected event{'' if n == 1 else 's'} (fnl explain LEAD says why)" if n else ""
 
 
 def explain(db: Database, lead: str) -> str:
     """One lead's history, step by step, and where it is now."""
     state = db.state(lead)
-    if state is None:
+    history = db.history(lead)
+    if state is None and not history:
         return ""
     lines: List[str] = []
     last_step = None
-    for step, text, status_ in db.history(lead):
+    rejected = ""
+    for step, text, status_ in history:
         doc = json.loads(text)
         if step != last_step:
             last_step = step
@@ -80,6 +125,8 @@ def explain(db: Database, lead: str) -> str:
             lines.append(head)
         detail = tuple(sorted((k, v) for k, v in doc.items() if k not in ("type", "at", "lead")))
         action = Action(doc["type"], parse_time(doc["at"]), lead, detail)
+        if doc["type"] == "rejected":
+            rejected = str(doc.get("reason") or "")
         note = "" if status_ == "delivered" else f"  [{status_}]"
         lines.append(f"    → {_describe_action(action)}{note}")
     if isinstance(state, LeadState):
@@ -88,8 +135,11 @@ def explain(db: Database, lead: str) -> str:
                       + (f", owner {state.owner}" if state.owner else "")
                       + (", unsubscribed" if state.unsubscribed else "") + (", suppressed" if state.bounced else ""),
                   f"sequences running: {running}"]
-    else:
+    elif state is not None:
         lines += ["", f"now: not opted in yet ({len(state.held)} events held)"]
+    else:  # every event of the lead was refused: nothing of it is stored but the history
+        lines += ["", "now: not in the funnel" + (": the engine rejected its event (above), so no state is stored"
+                                                  if rejected else ": no state is stored")]
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -159,8 +160,8 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
             if in_batch[0] >= batch:
                 flush()
     flush()
-    with db.transaction():
-        db.set_meta("clock", str(until))
+    with db.transaction():  # the clock never goes back
+        db.set_meta("clock", str(max(until, int(db.meta("clock") or until))))
     return Advanced(events, steps, actions, note)
 
 
@@ -178,14 +179,15 @@ class Jsonl:
 
 
 def deliver(db: Database, adapters: Sequence[Any], now: Optional[Callable[[], int]] = None,
-            refused: Optional[Callable[[str], None]] = None) -> int:
+            refused: Optional[Callable[[str], None]] = None, untaken: Optional[Counter] = None) -> int:
     """Hand every undelivered action, in outbox order, to each adapter that takes it,
     marking each delivered after every adapter returned; how many. An action an adapter
     refuses for what is in it (ValueError: a line break in a header, an address that is
     not one) is parked as failed with the reason, said to `refused`, and the rest go on;
     an adapter that cannot deliver at all (a server down) stops the delivery, and what
     is left waits for the next run. An action held back by a sending limit (HeldBack)
-    stays pending, and this delivery goes on past it."""
+    stays pending, and this delivery goes on past it. An action no adapter takes is
+    marked delivered (it is kept in the outbox), counted by type in `untaken`."""
     clock = now or (lambda: int(time.time() // 60))
     total = 0
     held: set[int] = set()  # outbox seqs held back by a sending limit in this delivery
@@ -198,7 +200,7 @@ def deliver(db: Database, adapters: Sequence[Any], now: Optional[Callable[[], in
             if not rows:
                 return total
             if db.postgres:
-                total += _deliver_one(db, adapters, clock, refused, *rows[0], held=held)
+                total += _deliver_one(db, adapters, clock, refused, *rows[0], held=held, untaken=untaken)
                 continue
         idle: List[int] = []  # actions no adapter takes: marked together
         for row in rows:
@@ -209,6 +211,8 @@ def deliver(db: Database, adapters: Sequence[Any], now: Optional[Callable[[], in
                 total += _deliver_one(db, adapters, clock, refused, *row, held=held)
             else:
                 idle.append(row[0])
+                if untaken is not None:
+                    untaken[json.loads(row[2]).get("type")] += 1
         if idle:
             db.delivered(idle, clock())
             total += len(idle)
@@ -216,13 +220,20 @@ def deliver(db: Database, adapters: Sequence[Any], now: Optional[Callable[[], in
 
 def _deliver_one(db: Database, adapters: Sequence[Any], clock: Callable[[], int],
                  refused: Optional[Callable[[str], None]], seq: int, key: str, text: str,
-                 held: Optional[set[int]] = None) -> int:
+                 held: Optional[set[int]] = None, untaken: Optional[Counter] = None) -> int:
     """One action to every adapter that takes it, then marked: 1 if delivered."""
     action = json.loads(text)
+    taken = False
     try:
         for adapter in adapters:
             if adapter.takes(action):
-                adapter(action, key)
+                taken = True
+                try:
+                    adapter(action, key)
+                except (Suppressed, HeldBack, ValueError):
+                    raise
+                except OSError as exc:  # the adapter cannot deliver at all: say which one
+                    raise OSError(f"{_where(adapter)}: {exc.strerror or exc}") from None
                 crash_point("after-send")
     except Suppressed as exc:  # consent first: not sent, and never will be
         db.failed(seq, str(exc), "suppressed")
@@ -238,8 +249,18 @@ def _deliver_one(db: Database, adapters: Sequence[Any], clock: Callable[[], int]
         if held is not None:
             held.add(seq)
         return 0
+    if not taken and untaken is not None:
+        untaken[action.get("type")] += 1
     db.delivered([seq], clock())
     return 1
+
+
+def _where(adapter: Any) -> str:
+    """An adapter's destination, for a message about it."""
+    inner = getattr(adapter, "inner", adapter)  # a sending limit wraps its adapter
+    if hasattr(inner, "host") and hasattr(inner, "port"):
+        return f"smtp://{inner.host}:{inner.port}"
+    return str(getattr(inner, "url", None) or type(inner).__name__.lower())
 
 POLL = 5.0  # seconds: how often the wall clock looks for new events in the inbox (fnl serve's)
 

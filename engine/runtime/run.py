@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, Tuple
 
 from ..errors import UsageError
-from ..state import Event, parse_time
+from ..state import Event, iso, parse_time
 from ..terminal import escape
 from .intake import Follow
 from .intake import read as intake_of
@@ -61,14 +62,23 @@ def run(request: Request, say: Callable[[str], None], out: Callable[[str], None]
 
     db = Database(request.db).scope(plan.funnel, plan.sender.from_)
     try:
-        new, seen = db.accept(intake.events)
-        if follow:
-            reader = _follow(request, plan, refused)
-        done = advance(db, plan, horizon) if clock == "virtual" and horizon is not None else None
-        if done is not None and done.note:
-            say(done.note.rstrip("\n"))  # escaped by deploy.summary
         with contextlib.ExitStack() as stack:
+            # Every adapter made (its secrets and addresses checked) before any work, so a
+            # missing key stops the run before anything is applied.
             outs = open_adapters(runtime, compiled, db, stack, echo=out)
+            new, seen = db.accept(intake.events)
+            if follow:
+                reader = _follow(request, plan, refused)
+            before = db.meta("clock")
+            if clock == "wall" and before is not None and time.time() // 60 - int(before) > 1440:
+                note(f"the clock was at {iso(int(before))}: every step due since then runs now")
+            done = advance(db, plan, horizon) if clock == "virtual" and horizon is not None else None
+            if done is not None and done.note:
+                say(done.note.rstrip("\n"))  # escaped by deploy.summary
+            if done is not None and before is not None and horizon is not None and horizon < int(before):
+                note(f"the clock is already at {iso(int(before))}, later than --until: only events up to "
+                     f"{request.until} not applied yet were applied")
+            untaken: Counter = Counter()
             try:
                 if done is None:  # the wall clock: until stopped, or until --until
                     retained = [0.0]
@@ -82,10 +92,14 @@ def run(request: Request, say: Callable[[str], None], out: Callable[[str], None]
                     run_wall(db, plan, outs, until=horizon, poll=request.poll, say=note,
                              after=lambda: after_delivery(runtime, db, outs, retain=hourly()))
                     return reader.refused if follow else intake.refused
-                delivered = deliver(db, outs, refused=note)
+                delivered = deliver(db, outs, refused=note, untaken=untaken)
             except OSError as exc:  # a server down, a pipe closed: what is left waits for the next run
                 raise UsageError(f"--actions: delivery stopped: {exc.strerror or exc}",
                                  "what was not delivered is delivered by the next run") from None
+            if untaken:
+                kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(untaken.items(), key=lambda x: (-x[1], x[0])))
+                note(f"{sum(untaken.values()):,} actions went to no adapter ({kinds}): kept in the outbox only; "
+                     "--actions jsonl:FILE or webhook:URL takes them")
             for line in after_delivery(runtime, db, outs):  # held back by sending limits; retention applied
                 note(line)
     finally:

@@ -5,6 +5,8 @@ A Starlette app under uvicorn, listening on loopback by default:
 - `POST /events`: events in fnl's format, signed with `FNL_SIGNING_KEY`;
 - `GET /unsubscribe?lead=..&sig=..`: a page with a button (scanners that fetch links
   unsubscribe nobody); `POST` to the same link (RFC 8058 one-click): the unsubscribe;
+- `GET /confirm?lead=..&magnet=..&sig=..`: the double opt-in confirmation page, with a
+  button; `POST` to the same link stores `optin.confirmed` for that lead magnet;
 - `POST /webhooks/sendgrid`: SendGrid's signed Event Webhook (`FNL_SENDGRID_PUBLIC_KEY`);
 - `POST /webhooks/ses`: Amazon SES events through SNS, with SNS's signature checked
   against the certificate at its SigningCertURL (an `sns.<region>.amazonaws.com` host,
@@ -277,6 +279,24 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time, log: 
         return HTMLResponse(_page("Unsubscribed", f"<p>{html.escape(event.lead)} gets no more email from us.</p>"),
                             headers={"Cache-Control": "no-store"})
 
+    async def confirm(request: Request) -> Response:
+        params = request.query_params
+        if any(len(params.getlist(name)) > 1 for name in ("lead", "magnet", "sig")):
+            raise sources.forbidden("this confirmation link is not valid (a parameter given twice)")
+        lead, magnet, sig = params.get("lead"), params.get("magnet"), params.get("sig")
+        event = sources.confirm_event(lead, magnet, sig, settings.signing_key, clock())
+        if request.method != "POST":  # GET or HEAD: a page, never the confirmation (mail scanners fetch links)
+            action = "?" + urlencode({"lead": event.lead, "magnet": event.magnet or "", "sig": sig or ""})
+            return HTMLResponse(_page("Confirm", f"<p>Confirm the request of <b>{html.escape(event.lead)}</b>?</p>"
+                                      f'<form method="post" action="{html.escape(action, quote=True)}">'
+                                      '<button type="submit">Yes, confirm</button></form>'),
+                                headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
+        await _body(request, MAX_FORM)  # the signature is what counts
+        await store.accept([event])
+        note("/confirm", f"{event.lead} confirmed the opt-in to {event.magnet}")
+        return HTMLResponse(_page("Confirmed", f"<p>Thank you: {html.escape(event.lead)} is confirmed.</p>"),
+                            headers={"Cache-Control": "no-store"})
+
     async def sendgrid(request: Request) -> Response:
         if settings.sendgrid_key is None:
             return _error(404, "SendGrid's events are not taken here: set FNL_SENDGRID_PUBLIC_KEY and restart")
@@ -311,7 +331,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time, log: 
                                    "events per request", {"Connection": "close"})  # the rest is never read
             except sources.Refused as exc:
                 note(where, f"refused the request ({exc.status}): {exc.reason}")
-                if where == "/unsubscribe":
+                if where in ("/unsubscribe", "/confirm"):
                     return HTMLResponse(_page("Not a valid link", f"<p>{html.escape(exc.reason)}</p>"), exc.status)
                 return _error(exc.status, exc.reason)
             except Unavailable as exc:
@@ -324,6 +344,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time, log: 
 
     routes = [Route("/events", guarded(events, "/events"), methods=["POST"]),
               Route("/unsubscribe", guarded(unsubscribe, "/unsubscribe"), methods=["GET", "POST"]),
+              Route("/confirm", guarded(confirm, "/confirm"), methods=["GET", "POST"]),
               Route("/webhooks/sendgrid", guarded(sendgrid, "/webhooks/sendgrid"), methods=["POST"]),
               Route("/webhooks/ses", guarded(ses, "/webhooks/ses"), methods=["POST"])]
     app = Starlette(routes=routes)
@@ -368,19 +389,24 @@ def main(funnel: str, db_path: str, host: str = "127.0.0.1", port: int = 8025,
     compiled = compiled_for(funnel)
     settings = settings_from_env(db_path, compiled.plan.funnel, os.environ if env is None else env,
                                  compiled.plan.sender.from_)
-    Database(db_path).close()  # made, or checked to be fnl's, before the first request
+    checked = Database(db_path)  # made, or checked to be fnl's, before the first request
+    shown_db = checked.path  # the URL without its password: never shown
+    checked.close()
     sock = listen(host, port)
     bound = sock.getsockname()
     shown_host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     app = create_app(settings)
-    _stderr(f"fnl serve: {escape(settings.funnel)} on http://{shown_host}:{bound[1]} (database {escape(db_path)}): "
-            f"POST /events, GET and POST /unsubscribe, POST /webhooks/sendgrid"
+    _stderr(f"fnl serve: {escape(settings.funnel)} on http://{shown_host}:{bound[1]} (database {escape(shown_db)}): "
+            f"POST /events, GET and POST /unsubscribe, GET and POST /confirm, POST /webhooks/sendgrid"
             f"{'' if settings.sendgrid_key else ' (off: no FNL_SENDGRID_PUBLIC_KEY)'}, POST /webhooks/ses")
     url = compiled.funnel.sender.unsubscribe_url
     if not url:
         _stderr("fnl serve: note: the funnel has no sender.unsubscribe_url, so its emails link to no unsubscribe here")
     elif not url.split("?")[0].rstrip("/").endswith("/unsubscribe"):
         _stderr(f"fnl serve: note: route sender.unsubscribe_url ({escape(url)}) to /unsubscribe on this server")
+    confirm_url = compiled.funnel.sender.confirm_url
+    if confirm_url and not confirm_url.split("?")[0].rstrip("/").endswith("/confirm"):
+        _stderr(f"fnl serve: note: route sender.confirm_url ({escape(confirm_url)}) to /confirm on this server")
     if not settings.sns_topics:
         _stderr("fnl serve: note: /webhooks/ses takes SNS messages of any topic: set FNL_SNS_TOPIC_ARNS to yours")
     if bound[0] not in ("127.0.0.1", "::1"):

@@ -34,7 +34,7 @@ from .. import templates
 from ..errors import UsageError
 from ..model import Funnel
 from ..plan import Plan
-from ..state import LeadState, parse_time
+from ..state import LeadState, Prospect, parse_time
 from . import loop
 from .db import Database
 
@@ -51,6 +51,23 @@ def unsubscribe_link(base: str, lead: str, secret: bytes) -> str:
 def verify(lead: str, sig: str, secret: bytes) -> bool:
     """Whether an unsubscribe link's signature is the lead's."""
     return hmac.compare_digest(hmac.new(secret, lead.encode("utf-8"), hashlib.sha256).hexdigest(), sig)
+
+
+def _confirm_signature(lead: str, magnet: str, secret: bytes) -> str:
+    # Signed with a purpose of its own, so an unsubscribe link's signature never confirms.
+    return hmac.new(secret, f"confirm:{lead}:{magnet}".encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def confirm_link(base: str, lead: str, magnet: str, secret: bytes) -> str:
+    """The sender's double opt-in confirmation address (`sender.confirm_url`) with the
+    lead, the lead magnet and their signature (HMAC-SHA256 of `confirm:LEAD:MAGNET`)."""
+    query = urlencode({"lead": lead, "magnet": magnet, "sig": _confirm_signature(lead, magnet, secret)})
+    return base + ("&" if "?" in base else "?") + query
+
+
+def verify_confirm(lead: str, magnet: str, sig: str, secret: bytes) -> bool:
+    """Whether a confirmation link's signature is the lead's, for that lead magnet."""
+    return hmac.compare_digest(_confirm_signature(lead, magnet, secret), sig)
 
 
 class Suppressed(loop.Suppressed):
@@ -131,6 +148,11 @@ class Smtp:
         if not funnel.sender.unsubscribe_url:
             raise UsageError(f"{plan.funnel} has no sender.unsubscribe_url for the List-Unsubscribe link",
                              "add sender.unsubscribe_url (https) to the definition")
+        asking = [m.name for m in funnel.lead_magnets if m.double_opt_in is not None]
+        if asking and not funnel.sender.confirm_url:
+            raise UsageError(f"{plan.funnel} has no sender.confirm_url for the confirmation link of its double "
+                             f"opt-in ({', '.join(asking)})",
+                             "add sender.confirm_url (https, routed to fnl serve's /confirm) to the definition")
         self.host, self.port = parts.hostname, parts.port or 25
         self.funnel, self.plan, self.db = funnel, plan, db
         self.secret = secret.encode("utf-8")
@@ -173,15 +195,26 @@ class Smtp:
             raise ValueError("the lead's ID is not one plain email address: not sent")
         state = self.db.state(lead)
         if isinstance(state, LeadState) and (state.unsubscribed or state.bounced):
-            raise Suppressed("the lead has unsubscribed since" if state.unsubscribed else
-                             "the address is suppressed since")
+            raise Suppressed("the lead unsubscribed after this email was decided" if state.unsubscribed else
+                             "the address was suppressed after this email was decided")
         listed = self.db.suppressed(lead)
         if listed is not None:  # this address, whatever lead it came back as
             raise Suppressed(f"the address is on the suppression list ({listed})")
+        waiting = self.db.opt_out_waiting(lead)
+        if waiting is not None:  # consent first, even before the engine's clock reaches it
+            raise Suppressed(f"the address's {waiting} is in the inbox, not applied yet")
         profile = state.profile_dict() if isinstance(state, LeadState) else {}
         kind = str(action.get("kind") or "nurture")
         link = unsubscribe_link(self.funnel.sender.unsubscribe_url or "", lead, self.secret)
-        context = templates.sample_context(self.funnel, action.get("variant"), kind, link, profile, lead)
+        if kind in templates.WITH_CONFIRM:  # the lead's own signed link; a visit to it is `optin.confirmed`
+            confirm = confirm_link(self.funnel.sender.confirm_url or "", lead, str(action.get("magnet") or ""),
+                                   self.secret)
+            if isinstance(state, Prospect) and state.pending is not None:
+                profile = dict(state.pending.profile)  # what the opt-in waiting for confirmation gave
+            context = templates.sample_context(self.funnel, action.get("variant"), kind, link, profile, lead,
+                                               confirm_url=_header(confirm, "the confirmation link"))
+        else:
+            context = templates.sample_context(self.funnel, action.get("variant"), kind, link, profile, lead)
         if "owner" in context:
             owner = state.owner if isinstance(state, LeadState) else None
             context["owner"] = {"name": (owner or "").split("@")[0], "email": owner or ""}

@@ -2,12 +2,13 @@
 the inbox and refusals with their reasons. No I/O and no clock of its own: the caller
 passes the time, the keys and the certificate, and stores what comes out.
 
-Four sources:
+Five sources:
 
 - fnl's own format (`POST /events`): JSON Lines, one JSON object or a JSON array of
   events as `fnl trace --events` reads them, signed with `FNL_SIGNING_KEY` as the webhook
   adapter signs (HMAC-SHA256 of "timestamp.body") within a replay window;
 - one-click unsubscribe links (RFC 8058), signed per lead by the SMTP adapter;
+- double opt-in confirmation links, signed per lead and lead magnet by the SMTP adapter;
 - SendGrid's Event Webhook, signed with ECDSA P-256 over timestamp + payload;
 - Amazon SES events delivered by SNS, signed with RSA (SHA1 or SHA256) over SNS's
   canonical string, with a certificate from an SNS host.
@@ -38,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from ..state import Event, event_from_json, iso
 from .smtp import ADDRESS
 from .smtp import verify as verify_link
+from .smtp import verify_confirm
 from .webhook import signature
 
 MAX_BODY = 1024 * 1024  # bytes of one request
@@ -317,6 +319,26 @@ def unsubscribe_event(lead: Optional[str], sig: Optional[str], secret: bytes, no
     event, refusal = to_event({"type": "email.unsubscribed", "at": iso(seconds // 60, seconds % 60), "lead": lead}, 0)
     if event is None:
         raise forbidden(f"this unsubscribe link is not valid ({refusal.reason if refusal else 'no lead'})")
+    return event
+
+
+def confirm_event(lead: Optional[str], magnet: Optional[str], sig: Optional[str], secret: bytes,
+                  now: float) -> Event:
+    """The `optin.confirmed` event of a signed double opt-in confirmation link, at `now`;
+    refused (403) unless the signature is the lead's for that lead magnet (an unsubscribe
+    link's never is: it signs another text)."""
+    if not lead or not magnet or not sig:
+        raise forbidden("this confirmation link is incomplete: it needs its lead, magnet and sig")
+    if (not _HEX64.match(sig) or len(lead) > MAX_LEAD or len(magnet) > MAX_LEAD or _CONTROL.search(lead + magnet)
+            or not _encodes(lead + magnet)):
+        raise forbidden("this confirmation link is not valid")
+    if not verify_confirm(lead, magnet, sig.lower(), secret):
+        raise forbidden("this confirmation link is not valid (its signature is not this lead's)")
+    seconds = int(now)
+    event, refusal = to_event({"type": "optin.confirmed", "at": iso(seconds // 60, seconds % 60), "lead": lead,
+                               "magnet": magnet}, 0)
+    if event is None:
+        raise forbidden(f"this confirmation link is not valid ({refusal.reason if refusal else 'no lead'})")
     return event
 
 

@@ -1,5 +1,5 @@
-"""The webhook adapter: handoffs, stage changes and SLA breaches as HTTP POSTs to a CRM or
-chat endpoint (`--actions webhook:URL`).
+"""The webhook adapter: handoffs, stage changes, SLA breaches, CRM updates and notifications
+as HTTP POSTs to a CRM or chat endpoint (`--actions webhook:URL`).
 
 Each request carries the action as JSON with its idempotency key, the key again in an
 `Idempotency-Key` header, and `X-Fnl-Timestamp` and `X-Fnl-Signature` (HMAC-SHA256 of
@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from ..errors import UsageError
 
-TAKES = ("handoff", "stage_changed", "sla_breached")
+TAKES = ("handoff", "stage_changed", "sla_breached", "escalated", "crm_update", "notify")
 ATTEMPTS = 5
 FIRST_WAIT = 0.5  # seconds before the second try; doubled each time, with up to half again of jitter
 TIMEOUT = 10.0

@@ -14,8 +14,9 @@ different ones. Two drivers feed it:
   handoff SLAs, CRM reactions, transitions and sequences on events.
 
 `unsupported` says, in words, what neither takes (leads arriving through an entry or a
-lead magnet with double opt-in, a score window, a condition the columns cannot read); those run lead by lead through the
-engine itself (`run`).
+lead magnet with double opt-in, a handoff that escalates a breached SLA, a score window, a
+condition the columns cannot read); those run lead by lead through the engine itself
+(`run`).
 
 On the daily grid it is the engine's order, minute by minute, for every lead at once:
 
@@ -421,6 +422,10 @@ def kit(plan: p.Plan, behavior: Behavior, start: Optional[int] = None, horizon: 
     if confirming:
         raise Unsupported(f"lead magnet `{confirming[0]}` asks for double opt-in: opt-ins waiting for their "
                           "confirmation are simulated lead by lead")
+    escalating = [h.stage for h in plan.handoff if h.escalate is not None and h.sla_minutes is not None]
+    if escalating:
+        raise Unsupported(f"handoff `{escalating[0]}` escalates a breached SLA (another owner, a new deadline): "
+                          "escalations are simulated lead by lead")
     pol = plan.policies
     cap = pol.cap_max is not None and bool(pol.cap_per_minutes)
     if cap:
