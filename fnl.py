@@ -547,8 +547,8 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
                    "sharing one.")
 @click.option("--events", "events_file", default=None, metavar="FILE",
               help="JSON Lines of events to add to the inbox (each is kept once), as fnl trace reads them; - for "
-                   "standard input (on the wall clock, read as it comes). A bad line is refused on its own, said, "
-                   "and the exit code is 1; the others are applied.")
+                   "standard input (on the wall clock, read as it comes). A bad line is refused on its own and said; "
+                   "the others are applied, and fnl run exits 1 (problems found).")
 @click.option("--until", default=None, metavar="TIME",
               help="Run the clock to this time and stop (the virtual clock: a quarter replays in seconds).")
 @click.option("--clock", "clock", type=click.Choice(["virtual", "wall"]), default=None,
@@ -574,7 +574,6 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Option
     \b
     Examples:
       fnl run funnels/acme --db acme.db --events tests/events/acme-dana.jsonl --until 2026-06-01T00:00:00Z
-      fnl run funnels/acme --db acme.db --clock wall --until 2000-01-01T00:00:00Z
     """
     from engine.runtime.run import Request, run
 

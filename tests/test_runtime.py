@@ -779,3 +779,23 @@ def test_actions_no_adapter_takes_are_said_and_a_server_down_is_named(tmp_path: 
                            env=clean_env(FNL_SIGNING_KEY="s" * 32, FNL_WEBHOOK_FIRST_WAIT="0.01"))
     assert quiet.returncode == 0, quiet.stderr
     assert "went to no adapter (send_email" in quiet.stderr and "kept in the outbox only" in quiet.stderr
+
+
+def test_two_runs_on_one_sqlite_file_are_refused(tmp_path: Path) -> None:
+    """A wall-clock run holds the database; a second fnl run on it is refused in one line
+    (each would write back states the other changed), and runs once the first ends."""
+    db = tmp_path / "a.db"
+    first = subprocess.Popen([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--clock", "wall",
+                              "--poll", "0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not Path(str(db) + "-run.lock").exists():
+            time.sleep(0.1)
+        time.sleep(0.5)
+        second = fnl_run(db, parse_time("2026-06-01T00:00:00Z"))
+        assert second.returncode == 3 and "another fnl run works on this database now" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert fnl_run(db, parse_time("2026-06-01T00:00:00Z")).returncode == 0

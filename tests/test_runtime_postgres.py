@@ -184,3 +184,41 @@ def test_a_new_plan_deploys_on_postgres_as_on_sqlite(world, postgres, tmp_path: 
     with sqlite3.connect(lite) as conn:
         expected = sorted(conn.execute("SELECT key, lead, action FROM outbox").fetchall())
     assert sorted(outbox(url)) == expected and len(expected) > 500
+
+
+def test_a_lead_with_no_state_yet_is_not_stranded(postgres, tmp_path: Path) -> None:
+    """A lead whose first event leaves no state (an email event for an address fnl never
+    saw) and whose opt-in comes after the horizon: the next run applies the opt-in, as on
+    SQLite."""
+    optin = {"type": "optin", "magnet": "whitepaper", "profile": {"first_name": "Ana", "industry": "saas"}}
+    events = tmp_path / "e.jsonl"
+    events.write_text("".join(json.dumps(x) + "\n" for x in (
+        {"type": "email.delivered", "at": "2026-03-02T09:00:00Z", "lead": "ana@example.com",
+         "template": "magnets/whitepaper"},
+        dict(optin, at="2026-03-05T14:30:00Z", lead="ana@example.com"))), encoding="utf-8")
+    got = {}
+    for name, db in (("postgres", postgres()), ("sqlite", str(tmp_path / "a.db"))):
+        for until in ("2026-03-03T00:00:00Z", "2026-03-06T00:00:00Z"):
+            proc = subprocess.run([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", db, "--events",
+                                   str(events), "--until", until, "--actions", f"jsonl:{tmp_path / name}.jsonl"],
+                                  capture_output=True, text=True, timeout=300, env=clean_env())
+            assert proc.returncode == 0, proc.stderr
+        got[name] = sorted((tmp_path / f"{name}.jsonl").read_text(encoding="utf-8").splitlines())
+    assert got["postgres"] == got["sqlite"] and any('"send_email"' in line for line in got["sqlite"])
+
+
+def test_leads_are_ordered_by_code_point_as_the_engine_orders_them(postgres) -> None:
+    """The workers take the front of the (minute, lead) order in SQL: lead IDs compare as
+    Python compares them, whatever the server's locale."""
+    from engine.runtime.db import Database
+
+    db = Database(postgres()).scope("f")
+    try:
+        leads = ["adam@x.example", "Zed@x.example", "émile@x.example", "_bot@x.example", "b@x.example"]
+        with db.transaction():
+            for lead in leads:
+                db.conn.execute("INSERT INTO leads (funnel, lead, next_at) VALUES ('f', ?, 5)", (lead,))
+        got = [r[0] for r in db.conn.execute("SELECT lead FROM leads WHERE funnel = 'f' ORDER BY next_at, lead")]
+        assert got == sorted(leads)
+    finally:
+        db.close()

@@ -167,8 +167,9 @@ class _Pg:
 
 
 def _pg_ddl(statement: str) -> str:
+    # Lead IDs compare by code point, as the engine orders them (not by the server's locale).
     return (statement.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
-            .replace("INTEGER", "BIGINT").replace(" WITHOUT ROWID", ""))
+            .replace("INTEGER", "BIGINT").replace(" WITHOUT ROWID", "").replace("lead TEXT", 'lead TEXT COLLATE "C"'))
 
 
 class Database:
@@ -181,7 +182,8 @@ class Database:
         self.sender = EVERY_SENDER
         self.depth = 0  # transactions open (`transaction`)
         self._begin = "BEGIN"
-        display = re.sub(r"//[^@/]*@", "//", url)  # a password in the URL never reaches a message
+        # A password in the URL (user:password@, or ?password=) never reaches a message.
+        display = re.sub(r"([?&])password=[^&]*&?", r"\1", re.sub(r"//[^@/]*@", "//", url)).rstrip("?&")
         self.path = display
         if self.postgres:
             self._open_postgres(url, display)
@@ -190,6 +192,7 @@ class Database:
 
     # -- opening and the schema ------------------------------------------------------------
     def _open_sqlite(self, path: str) -> None:
+        self.file = path
         try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=30)
@@ -279,6 +282,39 @@ class Database:
         self.sender = sender_of(from_) if from_ else EVERY_SENDER
         return self
 
+    def lease(self) -> "_Lease":
+        """For the length of a `fnl run`: the only run on this SQLite file (each restores the
+        states once and writes them back, so two at once would undo each other); several
+        workers share a PostgreSQL database instead. `fnl serve` only adds to the inbox and
+        needs none."""
+        return _Lease(None if self.postgres else self.file + "-run.lock", self.path)
+
+    def lock_funnel(self) -> None:
+        """Inside a transaction on PostgreSQL: hold the funnel's lock, which every worker's
+        transaction also takes shared (`share_funnel`), so a deploy waits for the workers'
+        transactions under way and they wait for it. Nothing on SQLite (one writer)."""
+        if self.postgres:
+            self.conn.execute("SELECT pg_advisory_xact_lock(7312, hashtext(?))", (self.funnel,))
+
+    def share_funnel(self) -> None:
+        if self.postgres:
+            self.conn.execute("SELECT pg_advisory_xact_lock_shared(7312, hashtext(?))", (self.funnel,))
+
+    def move_suppressions(self, old_from: str, new_from: str) -> None:
+        """A sender's From changed: its suppression list goes on under the new address."""
+        old, new = sender_of(old_from), sender_of(new_from)
+        if old != new:
+            self.conn.execute("INSERT INTO suppressions (sender, address, reason, at) SELECT ?, address, reason, at "
+                              "FROM suppressions WHERE sender = ? ON CONFLICT (sender, address) DO NOTHING", (new, old))
+            self.sender = new
+
+    def advance_clock(self, until: int) -> None:
+        """The funnel's clock to `until`, never back (workers on PostgreSQL set it at once)."""
+        bigger = "GREATEST(CAST(meta.value AS BIGINT), CAST(excluded.value AS BIGINT))" if self.postgres else \
+            "max(CAST(meta.value AS INTEGER), CAST(excluded.value AS INTEGER))"
+        self.conn.execute(f"INSERT INTO meta (funnel, key, value) VALUES (?, 'clock', ?) ON CONFLICT (funnel, key) "
+                          f"DO UPDATE SET value = CAST({bigger} AS TEXT)", (self.funnel, str(until)))
+
     def funnels(self) -> List[str]:
         return [f for (f,) in self.conn.execute("SELECT DISTINCT funnel FROM meta WHERE key = 'plan' ORDER BY funnel")]
 
@@ -302,14 +338,14 @@ class Database:
             nonlocal new, seen
             with self.transaction():
                 added = 0
+                firsts: Dict[str, int] = {}  # each lead's first new event (a duplicate changes nothing)
                 for row in pending:  # a row at a time: the count of what was new is exact on both databases
-                    added += self.conn.execute("INSERT INTO inbox (funnel, id, at, second, lead, event) "
-                                               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (funnel, id) DO NOTHING",
-                                               row).rowcount
+                    if self.conn.execute("INSERT INTO inbox (funnel, id, at, second, lead, event) "
+                                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (funnel, id) DO NOTHING",
+                                         row).rowcount:
+                        added += 1
+                        firsts[row[4]] = min(row[2], firsts.get(row[4], row[2]))
                 if self.postgres:
-                    firsts: Dict[str, int] = {}
-                    for _, _, at, _, lead, _ in pending:
-                        firsts[lead] = min(at, firsts.get(lead, at))
                     self.conn.executemany(
                         "INSERT INTO leads (funnel, lead, next_at) VALUES (?, ?, ?) ON CONFLICT (funnel, lead) DO "
                         "UPDATE SET next_at = LEAST(COALESCE(leads.next_at, excluded.next_at), excluded.next_at)",
@@ -518,6 +554,34 @@ class Database:
                 "leads": one("SELECT count(*) FROM leads WHERE funnel = ? AND state IS NOT NULL"),
                 "actions": one("SELECT count(*) FROM outbox WHERE funnel = ?"),
                 "undelivered": one("SELECT count(*) FROM outbox WHERE funnel = ? AND status = 'pending'")}
+
+
+class _Lease:
+    def __init__(self, path: Optional[str], display: str) -> None:
+        self.path, self.display = path, display
+        self.fh: Any = None
+
+    def __enter__(self) -> "_Lease":
+        if self.path is None:
+            return self
+        try:
+            import fcntl
+        except ImportError:  # no flock here: SQLite's own locks keep each transaction whole
+            return self
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            self.fh = None
+            raise UsageError(f"--db {self.display}: another fnl run works on this database now",
+                             "wait for it to end (SQLite takes one run at a time), or give several workers a "
+                             "PostgreSQL database") from None
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self.fh is not None:
+            self.fh.close()  # closing the file lets the lock go
 
 
 class _Transaction:

@@ -229,6 +229,9 @@ def deploy(db: Database, new_plan: Plan) -> Deployment:
     """Move every lead to `new_plan`, in one transaction; a plan some lead refuses is not
     deployed (nothing is written) and comes back with its `refusals` (`refusal` says them)."""
     with db.transaction():
+        db.lock_funnel()  # PostgreSQL: no worker advances a lead of the funnel meanwhile
+        if db.meta("plan") == new_plan.content_hash:  # another worker deployed it just now
+            return check(new_plan, new_plan, ())
         old = stored_plan(db)
         if old is None:
             raise UsageError(f"--db {db.path}: no plan runs on this database yet", "run it with fnl run first")
@@ -236,6 +239,7 @@ def deploy(db: Database, new_plan: Plan) -> Deployment:
         if d.refusals:
             return d
         db.save_all([(lead, state, next_due(state)) for lead, state, _ in d.leads if isinstance(state, LeadState)])
+        db.move_suppressions(old.sender.from_, new_plan.sender.from_)  # a new From keeps the old list
         crash_point("mid-deploy")  # tests: a process killed here leaves the old plan running
         _keep(db, new_plan)
         n = int(db.meta("deployments") or 0) + 1

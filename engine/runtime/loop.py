@@ -115,8 +115,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
         from .workers import work
 
         worked = work(db, plan, until)
-        with db.transaction():
-            db.set_meta("clock", str(max(until, int(db.meta("clock") or until))))
+        db.advance_clock(until)
         return Advanced(worked.events, worked.steps, worked.actions, note)
     driver.restore(db.states(until), db.shared())  # only the leads with work up to `until`
     pending = list(db.pending(until))
@@ -160,8 +159,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
             if in_batch[0] >= batch:
                 flush()
     flush()
-    with db.transaction():  # the clock never goes back
-        db.set_meta("clock", str(max(until, int(db.meta("clock") or until))))
+    db.advance_clock(until)  # never back
     return Advanced(events, steps, actions, note)
 
 

@@ -63,6 +63,7 @@ def run(request: Request, say: Callable[[str], None], out: Callable[[str], None]
     db = Database(request.db).scope(plan.funnel, plan.sender.from_)
     try:
         with contextlib.ExitStack() as stack:
+            stack.enter_context(db.lease())
             # Every adapter made (its secrets and addresses checked) before any work, so a
             # missing key stops the run before anything is applied.
             outs = open_adapters(runtime, compiled, db, stack, echo=out)

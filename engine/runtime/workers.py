@@ -30,6 +30,7 @@ from typing import List, Optional, Tuple
 
 from .. import core
 from ..drive import Applied, event_order, lead_next, next_due
+from ..errors import UsageError
 from ..plan import Plan
 from ..state import Shared
 from . import codec
@@ -49,12 +50,13 @@ class Worked:
     serial: int  # steps that changed the shared state, taken at the front of the order
 
 
-def _advance_lead(db: Database, plan: Plan, lead: str, until: int,
-                  shared: Optional[Shared]) -> Tuple[int, int, int, Optional[Shared], int]:
+def _advance_lead(db: Database, plan: Plan, lead: str, until: int, shared: Optional[Shared],
+                  front_at: Optional[int] = None) -> Tuple[int, int, int, Optional[Shared], int]:
     """Run one lead (its row locked by the caller) as far as it may go: (events, steps,
     actions, the shared state if this lead changed it, serial steps). With `shared`, the
-    caller holds the shared state and the lead is at the front: its step that changes the
-    shared state runs, and the lead stops after it."""
+    caller holds the shared state and the lead is at the front, at minute `front_at`: its
+    step that changes the shared state runs if it is at that minute (a later one may have
+    other leads' steps before it: the lead then waits there), and the lead stops after it."""
     state = db.state(lead)
     pending = list(db.pending(until, lead))
     ids = {id(e): (seq, id_) for seq, id_, e in pending}
@@ -71,7 +73,7 @@ def _advance_lead(db: Database, plan: Plan, lead: str, until: int,
         probe = shared if shared is not None else Shared()
         result = core.step(plan, state, event, probe)
         if result.shared != probe:  # it takes a turn of the shared state
-            if shared is None or changed:
+            if shared is None or changed or event.at != front_at:
                 blocked_at = event.at
                 break
             shared = result.shared
@@ -102,10 +104,20 @@ def _advance_lead(db: Database, plan: Plan, lead: str, until: int,
                         "ON CONFLICT (funnel, lead) DO UPDATE SET state = excluded.state, next_due = "
                         "excluded.next_due, next_at = excluded.next_at, blocked = excluded.blocked",
                         (db.funnel, lead, codec.encode(state), due, next_at, int(blocked_at is not None)))
-    else:
-        db.conn.execute("UPDATE leads SET next_at = NULL, blocked = 0 WHERE funnel = ? AND lead = ?",
-                        (db.funnel, lead))
+    else:  # no state yet (its first step waits for a turn, or only events after the horizon)
+        db.conn.execute("UPDATE leads SET next_at = ?, blocked = ? WHERE funnel = ? AND lead = ?",
+                        (blocked_at if blocked_at is not None else db.first_pending(lead),
+                         int(blocked_at is not None), db.funnel, lead))
     return len(seqs), len(done), actions, shared if changed else None, serial
+
+
+def _same_plan(db: Database, plan: Plan) -> None:
+    """Inside a worker's transaction (the funnel's lock held shared): stop if another
+    fnl run deployed a new plan meanwhile, rather than advance leads by the old one."""
+    running = db.meta("plan")
+    if running != plan.content_hash:
+        raise UsageError(f"--db {db.path}: another fnl run deployed plan {str(running)[:19]} meanwhile; this worker "
+                         f"runs {plan.content_hash[:19]}", "start it again with the new definition")
 
 
 def work(db: Database, plan: Plan, until: int, take: int = TAKE) -> Worked:
@@ -114,6 +126,8 @@ def work(db: Database, plan: Plan, until: int, take: int = TAKE) -> Worked:
     events = steps = actions = serial = 0
     while True:
         with db.transaction():
+            db.share_funnel()  # a deploy waits for this transaction, and it for a deploy
+            _same_plan(db, plan)
             leads = [lead for (lead,) in db.conn.execute(
                 "SELECT lead FROM leads WHERE funnel = ? AND blocked = 0 AND next_at <= ? ORDER BY next_at, lead "
                 "LIMIT ? FOR UPDATE SKIP LOCKED", (db.funnel, until, take)).fetchall()]
@@ -125,17 +139,19 @@ def work(db: Database, plan: Plan, until: int, take: int = TAKE) -> Worked:
             continue
         took = 0
         with db.transaction():
+            db.share_funnel()
+            _same_plan(db, plan)
             # The shared steps at the front of the order, one lead's at a time, while the
             # front is a lead that waits for one (up to `take` in one transaction).
             while took < take:
-                front = db.conn.execute("SELECT lead, blocked FROM leads WHERE funnel = ? AND next_at <= ? "
+                front = db.conn.execute("SELECT lead, blocked, next_at FROM leads WHERE funnel = ? AND next_at <= ? "
                                         "ORDER BY next_at, lead LIMIT 1", (db.funnel, until)).fetchone()
                 if front is None or not front[1] or not db.conn.execute(
                         "SELECT lead FROM leads WHERE funnel = ? AND lead = ? AND blocked = 1 FOR UPDATE SKIP LOCKED",
                         (db.funnel, front[0])).fetchone():
                     break
                 shared = db.shared(lock=True)
-                e, s, a, changed, n = _advance_lead(db, plan, front[0], until, shared)
+                e, s, a, changed, n = _advance_lead(db, plan, front[0], until, shared, front[2])
                 if changed is not None:
                     db.save_shared(changed)
                 events, steps, actions, serial = events + e, steps + s, actions + a, serial + n
