@@ -799,3 +799,37 @@ def test_two_runs_on_one_sqlite_file_are_refused(tmp_path: Path) -> None:
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
     assert fnl_run(db, parse_time("2026-06-01T00:00:00Z")).returncode == 0
+
+
+def test_a_crash_after_a_send_with_email_and_webhooks_repeats_only_the_one_in_flight(quarter, tmp_path: Path,
+                                                                                     smtp_server, receiver) -> None:
+    """Killed right after an adapter took an action (a real SMTP server and a real HTTP
+    receiver, both on loopback), then started again: every email and every webhook action
+    arrived, and exactly one of them twice, under the same key."""
+    from engine.runtime.webhook import TAKES
+
+    path, end, _ = quarter
+    port, got = smtp_server
+    url, seen = receiver
+    env = clean_env(FNL_SIGNING_KEY="s" * 32, FNL_WEBHOOK_FIRST_WAIT="0.01")
+    args = [sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(tmp_path / "a.db"), "--until", iso(end),
+            "--events", str(path), "--actions", f"smtp://127.0.0.1:{port}", "--actions", f"webhook:{url}/crm"]
+    crashed = subprocess.run(args, capture_output=True, text=True, timeout=600,
+                             env={**env, "FNL_CRASH_AT": "after-send"})
+    assert crashed.returncode == -9, crashed.stderr
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stderr
+    with sqlite3.connect(tmp_path / "a.db") as conn:
+        rows = conn.execute("SELECT key, action, status FROM outbox").fetchall()
+    emails = {k for k, a, s in rows if json.loads(a)["type"] == "send_email" and s != "suppressed"}
+    hooks = {k for k, a, _ in rows if json.loads(a)["type"] in TAKES}
+    assert emails and hooks
+    sent = [i.strip("<>").split("@")[0] for i in message_ids(got)]
+    answered: Dict[str, int] = {}  # 200s per key: the receiver answers each key's first two tries 503
+    for _, headers, _ in seen:
+        key = headers["Idempotency-Key"]
+        answered[key] = answered.get(key, 0) + 1
+    delivered_hooks = {k: n - 2 for k, n in answered.items() if n > 2}
+    assert set(sent) == emails and set(delivered_hooks) == hooks
+    repeats = (len(sent) - len(set(sent))) + sum(n - 1 for n in delivered_hooks.values())
+    assert repeats == 1
