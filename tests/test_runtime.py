@@ -833,3 +833,33 @@ def test_a_crash_after_a_send_with_email_and_webhooks_repeats_only_the_one_in_fl
     assert set(sent) == emails and set(delivered_hooks) == hooks
     repeats = (len(sent) - len(set(sent))) + sum(n - 1 for n in delivered_hooks.values())
     assert repeats == 1
+
+
+def test_a_long_stretch_of_the_clock_alone_commits_in_parts_with_the_same_result(tmp_path: Path,
+                                                                                 monkeypatch) -> None:
+    """The clock's steps with no event between them commit every MAX_STEPS_HELD steps (a
+    bounded transaction after downtime), and the outcome is the one a single commit gives."""
+    from engine.runtime import loop
+    from engine.runtime.db import Database
+    from engine.trace import scan_events
+
+    plan = plan_for(ACME)
+    events: List[Event] = []
+    source = REPO / "tests" / "events" / "acme-dana.jsonl"
+    assert not scan_events(source, str(source), keep=events).problems
+    early = [e for e in events if e.at < parse_time("2026-03-04T00:00:00Z")]  # then only the clock runs
+    assert early and len(early) < len(events)
+    got = []
+    for held in (3, loop.MAX_STEPS_HELD):
+        monkeypatch.setattr(loop, "MAX_STEPS_HELD", held)
+        db = Database(str(tmp_path / f"{held}.db")).scope(plan.funnel, plan.sender.from_)
+        db.accept(early)
+        commits = []
+        real = db.transaction
+        monkeypatch.setattr(db, "transaction", lambda: (commits.append(1), real())[1])
+        loop.advance(db, plan, parse_time("2026-06-01T00:00:00Z"))
+        got.append((db.conn.execute("SELECT key, action FROM outbox ORDER BY seq").fetchall(), list(db.states()),
+                    len(commits)))
+        db.close()
+    assert got[0][:2] == got[1][:2] and len(got[0][0]) > 5
+    assert got[0][2] > got[1][2]  # more, smaller transactions

@@ -40,6 +40,7 @@ class HeldBack(Exception):
     pending in the outbox, for a later delivery."""
 
 BATCH = 500  # events per transaction (the clock's steps between them go with them)
+MAX_STEPS_HELD = 5000  # engine steps a transaction takes at most when only the clock runs
 CRASH_ENV = "FNL_CRASH_AT"  # tests: die (SIGKILL) at a named point of the loop, once
 
 
@@ -158,6 +159,8 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
             in_batch[0] += 1
             if in_batch[0] >= batch:
                 flush()
+        elif len(done) >= MAX_STEPS_HELD:  # the clock alone (after downtime, say): bounded memory
+            flush()
     flush()
     db.advance_clock(until)  # never back
     return Advanced(events, steps, actions, note)
