@@ -558,8 +558,8 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
               help="On the wall clock: how often to look for new events in the inbox (fnl serve's).")
 @click.option("--actions", "adapters", multiple=True, metavar="ADAPTER",
               help="Where actions go (repeatable): jsonl:FILE, jsonl:- for standard output (the default), "
-                   "smtp://HOST:PORT for the emails, webhook:URL for handoffs, stage changes and SLA breaches "
-                   "(signing key in FNL_SIGNING_KEY).")
+                   "smtp://HOST:PORT for the emails, webhook:URL for handoffs, stage changes, SLA breaches, "
+                   "escalations, CRM updates and notifications (signing key in FNL_SIGNING_KEY).")
 @click.option("--config", "config_path", default=None, metavar="FILE",
               help="The runtime config (YAML, schemas/runtime.schema.json): adapters (SMTP with DKIM signing, "
                    "webhook, jsonl), per-domain sending limits and retention; secrets stay in the environment "
@@ -567,9 +567,11 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
 def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Optional[str], clock: Optional[str],
             poll: float, adapters: tuple, config_path: Optional[str] = None) -> int:
     """Run the funnel for real on a database: store the events (each once), apply them and
-    the clock through the engine up to --until, durably, and deliver every action (each at
-    least once, with its idempotency key). Run again with more events and a later --until
-    to go on; nothing already applied is applied twice.
+    the clock through the engine up to --until (or on the wall clock until stopped),
+    durably, and deliver every action (each at least once, with its idempotency key). Run
+    again with more events and a later --until to go on; nothing already applied is
+    applied twice. A funnel whose plan differs from the one the database runs is deployed
+    to its leads in flight first (fnl plan --db shows what that does).
 
     \b
     Examples:
