@@ -165,3 +165,60 @@ def open_offline(path: Path, inspect: Any, viewport: Tuple[int, int] = (1200, 90
         finally:
             browser.close()
     return got, problems
+
+
+# -- real servers on loopback, for the runtime's tests ------------------------------------
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on loopback (aiosmtpd): (its port, the messages it accepted)."""
+    import socket
+
+    controller_mod = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is not installed (the test extra)")
+    got: List[bytes] = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+            got.append(envelope.content)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = controller_mod.Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield port, got
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server on loopback that records every request; each new idempotency key
+    is answered 503 twice before 200 (so every delivery is retried), and every request to
+    /down is answered 500."""
+    import http.server
+    import threading
+
+    seen: List[Tuple[str, Dict[str, str], bytes]] = []
+    tries: Dict[str, int] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.path, dict(self.headers), body))
+            key = self.headers.get("Idempotency-Key", "")
+            tries[key] = tries.get(key, 0) + 1
+            self.send_response(500 if self.path == "/down" else 503 if tries[key] <= 2 else 200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()

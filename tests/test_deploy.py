@@ -23,19 +23,14 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-import engine.simulate.run as simulate_run
 from conftest import REPO, clean_env
-from engine import drive as dr
 from engine import planfile
-from engine.drive import Driver
 from engine.migrate import migrate, step_move
 from engine.pipeline import plan_for
 from engine.plan import dumps
 from engine.runtime.db import Database, action_key
-from engine.simulate import DEFAULT_START
-from engine.simulate.behavior import find_behavior, load_behavior
-from engine.simulate.run import simulate
-from engine.state import CLOCK, Action, Event, LeadState, iso, parse_time
+from engine.state import Action, LeadState, iso, parse_time
+from test_runtime import simulated_events
 
 REMOVED_STEP = "      - {wait: 4d, send: saas/case-study, variants: {a: 50, b: 50}}\n"
 FINANCE_END = "      - {wait: 8d, send: shared/whats-next}\n    exit: {stage_at_least: sql}\n\n  # The monthly brief"
@@ -76,21 +71,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     assert plan_a.content_hash == plan_for(str(REPO / "funnels" / "acme")).content_hash
     assert plan_b.sequence("monthly-brief") is None and plan_b.sequence("nurture-finance").steps[-1].id == "follow-up"
 
-    behavior = load_behavior(find_behavior(a), plan_a)  # type: ignore[arg-type]
-    applied: List[Event] = []
-
-    class Recording(Driver):
-        def apply(self, event: Event) -> dr.Applied:
-            if event.type != CLOCK:
-                applied.append(event)
-            return super().apply(event)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(simulate_run, "Driver", Recording)
-        run = simulate(plan_a, behavior, seed=2, leads=400, horizon=90 * 1440, start=parse_time(DEFAULT_START),
-                       engine="per-lead")
-    end = run.start + run.horizon - 1
-    middle = run.start + run.horizon // 4
+    applied, start, end = simulated_events(a, leads=400, days=90)
+    middle = start + (end + 1 - start) // 4
     early, late = root / "early.jsonl", root / "late.jsonl"
     early.write_text("".join(json.dumps(e.to_json()) + "\n" for e in applied if e.at <= middle), encoding="utf-8")
     late.write_text("".join(json.dumps(e.to_json()) + "\n" for e in applied if e.at > middle), encoding="utf-8")

@@ -36,8 +36,19 @@ KILLS = int(os.environ.get("FNL_RUN_KILLS", "0") or 0) or 4  # SIGKILLs of a run
 def quarter(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, int, List[Event]]:
     """The events 150 synthetic acme leads made over 90 days (per-lead simulator), as a
     JSON Lines file in a shuffled order, and the run's last minute."""
-    plan = plan_for(ACME)
-    behavior = load_behavior(find_behavior(Path(ACME)), plan)  # type: ignore[arg-type]
+    events, start, end = simulated_events(Path(ACME), leads=150, days=90)
+    events = list(events)
+    random.Random(7).shuffle(events)  # lines need not come in time order
+    path = tmp_path_factory.mktemp("run") / "quarter.jsonl"
+    path.write_text("".join(json.dumps(e.to_json()) + "\n" for e in events), encoding="utf-8")
+    return path, end, events
+
+
+def simulated_events(funnel: Path, leads: int, days: int, seed: int = 2) -> Tuple[List[Event], int, int]:
+    """The events the per-lead simulator's leads make (not the clock), in the order the
+    engine applied them, and the run's first and last minute."""
+    plan = plan_for(str(funnel))
+    behavior = load_behavior(find_behavior(funnel), plan)  # type: ignore[arg-type]
     applied: List[Event] = []
 
     class Recording(Driver):
@@ -48,14 +59,9 @@ def quarter(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, int, List[E
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(simulate_run, "Driver", Recording)
-        run = simulate(plan, behavior, seed=2, leads=150, horizon=90 * 1440, start=parse_time(DEFAULT_START),
+        run = simulate(plan, behavior, seed=seed, leads=leads, horizon=days * 1440, start=parse_time(DEFAULT_START),
                        engine="per-lead")
-    end = run.start + run.horizon - 1
-    events = list(applied)
-    random.Random(7).shuffle(events)  # lines need not come in time order
-    path = tmp_path_factory.mktemp("run") / "quarter.jsonl"
-    path.write_text("".join(json.dumps(e.to_json()) + "\n" for e in events), encoding="utf-8")
-    return path, end, events
+    return applied, run.start, run.start + run.horizon - 1
 
 
 def fnl_run(db: Path, until: int, events: Path = None, out: Path = None, **kw) -> subprocess.CompletedProcess:
@@ -226,30 +232,6 @@ def test_one_suppression_list_per_sender_across_its_funnels(tmp_path: Path, smtp
         store.close()
 
 
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server on loopback (aiosmtpd): (its port, the messages it accepted)."""
-    import socket
-
-    controller_mod = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is not installed (the test extra)")
-    got: List[bytes] = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-            got.append(envelope.content)
-            return "250 OK"
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = controller_mod.Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, got
-    finally:
-        controller.stop()
-
-
 def run_smtp(db: Path, until: int, events: Path, port: int, out: Path = None,
              **env: str) -> subprocess.CompletedProcess:
     args = [sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--until", iso(until),
@@ -390,37 +372,6 @@ def test_status_and_explain_say_what_the_database_holds(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=120, env=clean_env())
     assert missing.returncode == 3 and "no such database" in missing.stderr
     assert not (tmp_path / "no.db").exists()
-
-
-@pytest.fixture
-def receiver():
-    """A real HTTP server on loopback that records every request; each new idempotency key
-    is answered 503 twice before 200 (so every delivery is retried), and every request to
-    /down is answered 500."""
-    import http.server
-    import threading
-
-    seen: List[Tuple[str, Dict[str, str], bytes]] = []
-    tries: Dict[str, int] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            seen.append((self.path, dict(self.headers), body))
-            key = self.headers.get("Idempotency-Key", "")
-            tries[key] = tries.get(key, 0) + 1
-            self.send_response(500 if self.path == "/down" else 503 if tries[key] <= 2 else 200)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
 
 
 def test_handoffs_go_to_a_webhook_signed_retried_and_parked_when_down(quarter, tmp_path: Path, receiver) -> None:

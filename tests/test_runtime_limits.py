@@ -10,7 +10,6 @@ import base64
 import email
 import json
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,28 +24,6 @@ from engine.state import parse_time
 
 ACME = str(REPO / "funnels" / "acme")
 SIGNING = "s" * 32
-
-
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server on loopback (aiosmtpd): (its port, the messages it accepted)."""
-    controller_mod = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is not installed (the test extra)")
-    got: List[bytes] = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-            got.append(envelope.content)
-            return "250 OK"
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = controller_mod.Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, got
-    finally:
-        controller.stop()
 
 
 def optins(path: Path, leads: int, at: str = "2026-03-02T14:30:00Z") -> Path:

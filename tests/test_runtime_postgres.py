@@ -23,7 +23,7 @@ from engine import drive as dr
 from engine.pipeline import plan_for
 from engine.state import iso
 from test_deploy import world  # noqa: F401 - the plans A and B of the deploy tests
-from test_runtime import ACME, quarter, receiver, smtp_server  # noqa: F401 - fixtures shared with the SQLite tests
+from test_runtime import ACME, quarter  # noqa: F401 - the quarter of events the SQLite tests replay
 
 pgserver = pytest.importorskip("pgserver", reason="pgserver is not installed (the test extra)")
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (the test extra)")
@@ -126,7 +126,7 @@ def test_two_workers_give_the_same_actions_under_the_same_keys(quarter, postgres
 
 
 def test_two_workers_one_killed_deliver_every_email_once_or_as_a_recognisable_repeat(
-        quarter, postgres, smtp_server, receiver) -> None:  # noqa: F811
+        quarter, postgres, smtp_server, receiver) -> None:  # noqa: F811 - quarter, imported
     """Two workers against a real SMTP server and a real HTTP receiver, one killed twice
     somewhere in applying or delivering: every email and every webhook action arrives, a
     repeat only for what was in flight, under the same key."""

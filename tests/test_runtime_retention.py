@@ -6,14 +6,12 @@ parked as failed, not the event such an action was decided by, not anything rece
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-import pytest
 
 from conftest import REPO, clean_env
 from engine.state import parse_time
@@ -80,28 +78,6 @@ def test_a_window_not_yet_passed_takes_nothing(tmp_path: Path) -> None:
     assert "retention" not in proc.stderr  # said only when it took something
     assert rows(db, "SELECT count(*) FROM outbox") == [(18,)]
     assert rows(db, "SELECT count(*) FROM inbox WHERE event = '{}'") == [(0,)]
-
-
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server on loopback (aiosmtpd): (its port, the messages it accepted)."""
-    controller_mod = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is not installed (the test extra)")
-    got: List[bytes] = []
-
-    class Handler:
-        async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-            got.append(envelope.content)
-            return "250 OK"
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = controller_mod.Controller(Handler(), hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port, got
-    finally:
-        controller.stop()
 
 
 def test_pending_and_failed_actions_and_their_events_are_kept(tmp_path: Path, smtp_server) -> None:

@@ -30,7 +30,6 @@ from conftest import REPO, clean_env
 from engine.pipeline import plan_for
 from engine.runtime.sources import REPLAY_WINDOW
 from engine.state import event_from_json, iso
-from test_runtime import smtp_server  # noqa: F401 - a real SMTP server on loopback
 
 ACME = REPO / "funnels" / "acme"
 DANA = REPO / "tests" / "events" / "acme-dana.jsonl"
@@ -239,7 +238,7 @@ def messages(got: List[bytes]) -> List[email.message.EmailMessage]:
 
 
 def test_a_confirmed_double_opt_in_goes_through_fnl_serve_and_the_magnet_is_delivered(tmp_path: Path,
-                                                                                     smtp_server) -> None:  # noqa: F811
+                                                                                     smtp_server) -> None:
     port, got = smtp_server
     funnel = doi_copy(tmp_path)
     db = tmp_path / "doi.db"
@@ -296,7 +295,7 @@ def test_a_confirmed_double_opt_in_goes_through_fnl_serve_and_the_magnet_is_deli
 
 
 def test_the_smtp_adapter_refuses_double_opt_in_without_a_confirm_url(tmp_path: Path,
-                                                                       smtp_server) -> None:  # noqa: F811
+                                                                       smtp_server) -> None:
     port, got = smtp_server
     funnel = doi_copy(tmp_path, confirm_url=False)
     assert fnl("validate", funnel).returncode == 0
