@@ -627,10 +627,14 @@ def serve(funnel: str, db_path: str, host: str, port: int) -> int:
     return EXIT_OK
 
 
+# The --db of the commands that read the database fnl run keeps.
+_kept_db = click.option("--db", "db_path", required=True, metavar="URL",
+                        help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
+
+
 @cli.command()
 @click.argument("funnel", metavar="FUNNEL")
-@click.option("--db", "db_path", required=True, metavar="URL",
-              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
+@_kept_db
 def status(funnel: str, db_path: str) -> int:
     """What the runtime's database holds: leads per stage and sequence, steps due next,
     deliveries not done, and each owner's leads with those past their SLA.
@@ -651,8 +655,7 @@ def status(funnel: str, db_path: str) -> int:
 
 @cli.command()
 @click.argument("lead", metavar="LEAD")
-@click.option("--db", "db_path", required=True, metavar="URL",
-              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
+@_kept_db
 def explain(lead: str, db_path: str) -> int:
     """One lead's history in the runtime's database, step by step in the words of fnl
     trace, and where it is now.
@@ -702,8 +705,7 @@ class _database:
 
 @cli.command()
 @click.argument("lead", metavar="LEAD")
-@click.option("--db", "db_path", required=True, metavar="URL",
-              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
+@_kept_db
 def export(lead: str, db_path: str) -> int:
     """Print, as JSON, all that the runtime's database holds about a lead: in each funnel
     its state, its events and the actions decided for it, and which senders' suppression
@@ -728,8 +730,7 @@ def export(lead: str, db_path: str) -> int:
 
 @cli.command()
 @click.argument("lead", metavar="LEAD")
-@click.option("--db", "db_path", required=True, metavar="URL",
-              help="The database fnl run keeps: its SQLite file, or its postgresql://... URL.")
+@_kept_db
 def forget(lead: str, db_path: str) -> int:
     """Erase a lead's data from the runtime's database (its state, events and actions, in
     every funnel), keeping only a hash of its address on the suppression list of every
