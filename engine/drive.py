@@ -20,7 +20,9 @@ The runtime and the trace use this loop; the simulator drives the same `core.ste
 """
 from __future__ import annotations
 
+import gc
 import heapq
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -30,6 +32,25 @@ from .state import CLOCK, Action, Event, LeadState, Prospect, Shared, iso
 from .store import StateStore
 
 MAX_TICKS_PER_GAP = 10_000
+YOUNG_EVERY = 5_000  # engine steps between collections of the young generations (`young_collections`)
+
+
+@contextmanager
+def young_collections() -> Iterator[None]:
+    """The engine loop keeps every lead's state for as long as it runs, and makes short-lived
+    objects by the million: Python's full collections, which walk every long-lived object
+    each time, took a fifth to a quarter of the runtime's loop on 20,000 leads and a tenth
+    of `drive`'s. Inside this, only the young generations are collected (by `Driver.apply`,
+    every YOUNG_EVERY steps); after it, the collector is as it was. The engine makes no
+    reference cycles (a test holds a whole quarter of acme to none), so memory is freed
+    as it was, by reference counting."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @dataclass(frozen=True)
@@ -86,6 +107,7 @@ class Driver:
         self.shared = Shared()
         self._queue: List[Tuple[int, str]] = []  # (due minute, lead); stale entries are skipped
         self._queued: Dict[str, int] = {}  # each lead's next due time, as queued: unchanged ones are not queued again
+        self._steps = 0
 
     def restore(self, states: Iterable[Tuple[str, core.State]], shared: Shared) -> None:
         """Start from stored states (the runtime's database): every lead's state, the state
@@ -99,6 +121,9 @@ class Driver:
                 heapq.heappush(self._queue, (due, lead))
 
     def apply(self, event: Event) -> Applied:
+        self._steps += 1
+        if self._steps % YOUNG_EVERY == 0 and not gc.isenabled():  # inside `young_collections`
+            gc.collect(1)
         before = self.states.get(event.lead)
         result = core.step(self.plan, before, event, self.shared)
         self.shared = result.shared
@@ -150,21 +175,22 @@ def drive(plan: Plan, events: Iterable[Event], until: Optional[int] = None, orde
     driver = Driver(plan)
     left_out = 0
     first_left_out: Optional[Event] = None
-    for event in (events if ordered else event_order(events)):
-        if until is not None and event.at > until:
-            left_out += 1
-            if first_left_out is None or (event.at, event.second) < (first_left_out.at, first_left_out.second):
-                first_left_out = event
-            continue
-        if event.type == CLOCK and not event.lead:
-            yield from driver.clock_until((event.at + 1, ""))
-            continue
-        yield from driver.clock_until((event.at, event.lead + "\x00"))
-        yield driver.apply(event)
-    if until is not None:
-        yield from driver.clock_until((until + 1, ""))
-        if first_left_out is not None:
-            yield left_out_item(until, left_out, first_left_out, driver.shared)
+    with young_collections():
+        for event in (events if ordered else event_order(events)):
+            if until is not None and event.at > until:
+                left_out += 1
+                if first_left_out is None or (event.at, event.second) < (first_left_out.at, first_left_out.second):
+                    first_left_out = event
+                continue
+            if event.type == CLOCK and not event.lead:
+                yield from driver.clock_until((event.at + 1, ""))
+                continue
+            yield from driver.clock_until((event.at, event.lead + "\x00"))
+            yield driver.apply(event)
+        if until is not None:
+            yield from driver.clock_until((until + 1, ""))
+    if until is not None and first_left_out is not None:
+        yield left_out_item(until, left_out, first_left_out, driver.shared)
 
 
 def left_out_item(until: int, count: int, first: Event, shared: Shared) -> Applied:

@@ -127,7 +127,9 @@ def test_a_run_in_two_parts_is_the_run_in_one(quarter, tmp_path: Path) -> None:
     assert outbox(parts) == outbox(whole)
 
 
-def test_killed_at_random_points_nothing_is_lost_and_repeats_carry_their_key(quarter, tmp_path: Path) -> None:
+@pytest.mark.parametrize("every", ["500", "1"])  # events per commit: 1 goes through the journal
+def test_killed_at_random_points_nothing_is_lost_and_repeats_carry_their_key(quarter, tmp_path: Path,
+                                                                             every: str) -> None:
     path, end, _ = quarter
     reference = tmp_path / "reference.db"
     began = time.monotonic()
@@ -139,7 +141,8 @@ def test_killed_at_random_points_nothing_is_lost_and_repeats_carry_their_key(qua
     kills = 0
     for attempt in range(KILLS + 20):
         proc = subprocess.Popen([sys.executable, str(REPO / "fnl.py"), "run", ACME, "--db", str(db), "--until",
-                                 iso(end), "--events", str(path), "--actions", f"jsonl:{out}"],
+                                 iso(end), "--events", str(path), "--actions", f"jsonl:{out}",
+                                 "--commit-every", every],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env())
         if kills < KILLS:  # somewhere in the run: reading events, applying, committing, delivering
             # Each restart has less left to do than the one before: die sooner each time.

@@ -19,7 +19,10 @@ database made by a newer fnl is refused rather than misread):
 - `suppressions`: per sender (the From address), the hash of every address that must
   never get email from it again, whichever of the sender's funnels it came through;
 - `sends`: emails sent per sending domain and clock hour, for the sending limits
-  (`limits`), across every funnel of the domain.
+  (`limits`), across every funnel of the domain;
+- `journal`: a redo log for commits of one event each (`Writes`, `Database.log`): one
+  short row per commit instead of a page of every table and index it touches, folded into
+  the tables every few hundred commits and whenever the file is opened (`fold`).
 
 A new database is made at the latest schema; an older SQLite file is brought up through
 every upgrade in place, each whole or not at all, and a test holds the two equal.
@@ -38,7 +41,7 @@ from ..errors import UsageError
 from ..state import Action, Event, Shared
 from . import codec
 
-SCHEMA = 4
+SCHEMA = 5
 # Every sender: a suppression under it covers the address for every sender in the database
 # (`fnl forget`, and the lists of a database made before suppressions were per sender).
 EVERY_SENDER = "*"
@@ -62,6 +65,7 @@ CREATE INDEX outbox_lead ON outbox (funnel, lead, seq);
 CREATE TABLE suppressions (sender TEXT NOT NULL, address TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL,
                            PRIMARY KEY (sender, address));
 CREATE TABLE sends (domain TEXT NOT NULL, hour INTEGER NOT NULL, sent INTEGER NOT NULL, PRIMARY KEY (domain, hour));
+CREATE TABLE journal (seq INTEGER PRIMARY KEY, writes TEXT NOT NULL);
 """
 
 
@@ -105,6 +109,8 @@ _UPGRADES: Dict[int, Sequence[Any]] = {
     # EXISTS: the upgrade to 3 already makes every table of `_TABLES`.
     4: ("CREATE TABLE IF NOT EXISTS sends (domain TEXT NOT NULL, hour INTEGER NOT NULL, sent INTEGER NOT NULL, "
         "PRIMARY KEY (domain, hour))",),
+    # The redo log of commits of one event each (`Writes`).
+    5: ("CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, writes TEXT NOT NULL)",),
 }
 
 
@@ -135,6 +141,70 @@ def sender_of(from_: str) -> str:
 
 def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
+
+
+class Writes:
+    """One transaction's writes for a funnel, gathered before any reaches the database:
+    leads' states, the shared state, inbox events marked applied, actions into the outbox,
+    suppressions. `Database.write` applies them in the caller's transaction; `Database.log`
+    commits them as one row of the journal, to be applied later (`Database.fold`) exactly
+    as `write` would have: each kind in the order gathered, and a later row after an
+    earlier one, so a lead's last state and the outbox's order come out the same."""
+
+    __slots__ = ("funnel", "sender", "leads", "shared", "seqs", "outbox", "suppressions")
+
+    def __init__(self, funnel: str, sender: str) -> None:
+        self.funnel, self.sender = funnel, sender
+        self.leads: List[Tuple[str, str, Optional[int]]] = []  # (lead, state JSON, next due minute)
+        self.shared: Optional[str] = None  # the shared state's JSON, when it changed
+        self.seqs: List[int] = []  # inbox rows applied
+        self.outbox: List[Tuple[str, str, int, str, str]] = []  # (key, lead, at, step, action JSON)
+        self.suppressions: List[Tuple[str, str, str, int]] = []  # (sender, address hash, reason, at)
+
+    def save_all(self, rows: Iterable[Tuple[str, codec.State, Optional[int]]]) -> "Writes":
+        self.leads.extend((lead, codec.encode(state), due) for lead, state, due in rows)
+        return self
+
+    def save_shared(self, shared: Shared) -> "Writes":
+        self.shared = codec.encode_shared(shared)
+        return self
+
+    def applied(self, seqs: Iterable[int]) -> "Writes":
+        self.seqs.extend(seqs)
+        return self
+
+    def record_all(self, records: Iterable[Tuple[str, str, Action]]) -> "Writes":
+        self.outbox.extend((key, a.lead, a.at, step,
+                            json.dumps(a.to_json(), sort_keys=True, separators=(",", ":"), default=str))
+                           for key, step, a in records)
+        return self
+
+    def suppress(self, address: str, reason: str, at: int, sender: Optional[str] = None) -> "Writes":
+        self.suppressions.append((self.sender if sender is None else sender, Database.address_hash(address),
+                                  reason, at))
+        return self
+
+    def extend(self, later: "Writes") -> None:
+        """The same funnel's later writes, after these."""
+        self.leads += later.leads
+        self.shared = later.shared if later.shared is not None else self.shared
+        self.seqs += later.seqs
+        self.outbox += later.outbox
+        self.suppressions += later.suppressions
+
+    def to_json(self) -> str:
+        return json.dumps([self.funnel, self.sender, self.leads, self.shared, self.seqs, self.outbox,
+                           self.suppressions], separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Writes":
+        funnel, sender, leads, shared, seqs, outbox, suppressions = json.loads(text)
+        writes = cls(funnel, sender)
+        writes.leads = [tuple(row) for row in leads]  # type: ignore[misc]
+        writes.shared, writes.seqs = shared, seqs
+        writes.outbox = [tuple(row) for row in outbox]  # type: ignore[misc]
+        writes.suppressions = [tuple(row) for row in suppressions]  # type: ignore[misc]
+        return writes
 
 
 class _Pg:
@@ -209,6 +279,8 @@ class Database:
             self._create()
         else:
             self._upgrade(version)
+            if self.conn.execute("SELECT 1 FROM journal LIMIT 1").fetchone():  # a run died with rows unfolded
+                self.fold()
 
     def _open_postgres(self, url: str, display: str) -> None:
         try:
@@ -412,34 +484,86 @@ class Database:
         self.save_all([(lead, state, due)])
 
     def save_all(self, rows: List[Tuple[str, codec.State, Optional[int]]]) -> None:
-        """Leads' states and next due minutes. On PostgreSQL a lead's place for the workers
-        (`next_at`) is also its first unapplied event, when earlier."""
-        self.conn.executemany("INSERT INTO leads (funnel, lead, state, next_due, next_at) VALUES (?, ?, ?, ?, ?) "
-                              "ON CONFLICT (funnel, lead) DO UPDATE SET state = excluded.state, "
-                              "next_due = excluded.next_due, next_at = excluded.next_at",
-                              [(self.funnel, lead, codec.encode(state), due, due) for lead, state, due in rows])
-        if self.postgres and rows:
-            self.conn.execute("UPDATE leads SET next_at = LEAST(leads.next_due, p.first) FROM (SELECT lead, min(at) AS "
-                              "first FROM inbox WHERE funnel = ? AND applied = 0 AND lead = ANY(?) GROUP BY lead) p "
-                              "WHERE leads.funnel = ? AND leads.lead = p.lead",
-                              (self.funnel, [lead for lead, _, _ in rows], self.funnel))
+        """Leads' states and next due minutes."""
+        self.write(self.writes().save_all(rows))
 
     def save_shared(self, shared: Shared) -> None:
-        self.conn.execute("INSERT INTO shared (funnel, state) VALUES (?, ?) ON CONFLICT (funnel) DO UPDATE SET state = "
-                          "excluded.state", (self.funnel, codec.encode_shared(shared)))
+        self.write(self.writes().save_shared(shared))
 
     def applied(self, seqs: List[int]) -> None:
-        self.conn.executemany("UPDATE inbox SET applied = 1 WHERE seq = ?", [(s,) for s in seqs])
+        self.write(self.writes().applied(seqs))
+
+    # -- writes, directly or through the journal ---------------------------------------------
+    def writes(self) -> "Writes":
+        """An empty set of writes for this funnel, to gather a transaction's in."""
+        return Writes(self.funnel, self.sender)
+
+    def write(self, writes: "Writes") -> None:
+        """Apply gathered writes, in the caller's transaction (or one of their own). On
+        PostgreSQL a lead's place for the workers (`next_at`) is also its first unapplied
+        event, when earlier."""
+        funnel = writes.funnel
+        with self.transaction():
+            if writes.leads:
+                self.conn.executemany(
+                    "INSERT INTO leads (funnel, lead, state, next_due, next_at) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (funnel, lead) DO UPDATE SET state = excluded.state, "
+                    "next_due = excluded.next_due, next_at = excluded.next_at",
+                    [(funnel, lead, text, due, due) for lead, text, due in writes.leads])
+                if self.postgres:
+                    self.conn.execute(
+                        "UPDATE leads SET next_at = LEAST(leads.next_due, p.first) FROM (SELECT lead, min(at) AS "
+                        "first FROM inbox WHERE funnel = ? AND applied = 0 AND lead = ANY(?) GROUP BY lead) p "
+                        "WHERE leads.funnel = ? AND leads.lead = p.lead",
+                        (funnel, [lead for lead, _, _ in writes.leads], funnel))
+            if writes.shared is not None:
+                self.conn.execute("INSERT INTO shared (funnel, state) VALUES (?, ?) ON CONFLICT (funnel) DO UPDATE "
+                                  "SET state = excluded.state", (funnel, writes.shared))
+            if writes.seqs:
+                self.conn.executemany("UPDATE inbox SET applied = 1 WHERE seq = ?", [(s,) for s in writes.seqs])
+            if writes.outbox:
+                self.conn.executemany("INSERT INTO outbox (key, funnel, lead, at, step, action) VALUES "
+                                      "(?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                                      [(key, funnel, lead, at, step, text)
+                                       for key, lead, at, step, text in writes.outbox])
+            for row in writes.suppressions:
+                self.conn.execute("INSERT INTO suppressions (sender, address, reason, at) VALUES (?, ?, ?, ?) "
+                                  "ON CONFLICT (sender, address) DO NOTHING", row)
+
+    def log(self, writes: "Writes") -> None:
+        """Commit gathered writes as one row of the journal (SQLite): as durable as `write`
+        in a transaction of their own, at the cost of one short row rather than a page of
+        every table and index the writes touch. They reach the tables at the next `fold`,
+        which the runtime's loop makes before it returns and every opening of the file makes
+        after a crash; until then the tables lag by the rows the journal holds."""
+        with self.transaction():
+            self.conn.execute("INSERT INTO journal (writes) VALUES (?)", (writes.to_json(),))
+
+    def fold(self) -> int:
+        """Apply the journal's rows to the tables, in order, and empty it, in one
+        transaction: how many rows."""
+        with self.transaction():
+            rows = self.conn.execute("SELECT seq, writes FROM journal ORDER BY seq").fetchall()
+            merged: Optional[Writes] = None
+            for _, text in rows:  # a run of one funnel's rows applies as one
+                writes = Writes.from_json(text)
+                if merged is not None and (merged.funnel, merged.sender) == (writes.funnel, writes.sender):
+                    merged.extend(writes)
+                    continue
+                if merged is not None:
+                    self.write(merged)
+                merged = writes
+            if merged is not None:
+                self.write(merged)
+            if rows:
+                self.conn.execute("DELETE FROM journal WHERE seq <= ?", (rows[-1][0],))
+        return len(rows)
 
     # -- actions out ----------------------------------------------------------------------------
     def record_all(self, records: List[Tuple[str, str, Action]]) -> None:
         """Actions into the outbox, with the engine step that decided each (`event:<ID>`,
         or `clock:<minute>:<lead>`): (key, step, action)."""
-        self.conn.executemany("INSERT INTO outbox (key, funnel, lead, at, step, action) VALUES (?, ?, ?, ?, ?, ?) "
-                              "ON CONFLICT (key) DO NOTHING",
-                              [(key, self.funnel, a.lead, a.at, step,
-                                json.dumps(a.to_json(), sort_keys=True, separators=(",", ":"), default=str))
-                               for key, step, a in records])
+        self.write(self.writes().record_all(records))
 
     def history(self, lead: str) -> List[Tuple[str, str, str]]:
         """(step, action JSON, status) of every action for a lead, in the order decided."""
@@ -466,9 +590,7 @@ class Database:
     def suppress(self, address: str, reason: str, at: int, sender: Optional[str] = None) -> None:
         """Put an address on the sender's suppression list (the funnel's sender unless
         named; EVERY_SENDER for all)."""
-        self.conn.execute("INSERT INTO suppressions (sender, address, reason, at) VALUES (?, ?, ?, ?) "
-                          "ON CONFLICT (sender, address) DO NOTHING",
-                          (self.sender if sender is None else sender, self.address_hash(address), reason, at))
+        self.write(self.writes().suppress(address, reason, at, sender))
 
     def suppressed(self, address: str) -> Optional[str]:
         """Why the address may get no email from this funnel's sender, or None."""

@@ -22,13 +22,13 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..drive import Applied, Driver, event_order, next_due
+from ..drive import Applied, Driver, event_order, next_due, young_collections
 from ..errors import UsageError
 from ..plan import Plan
 from ..state import CLOCK, LeadState, Prospect, iso
-from .db import Database, action_key
+from .db import Database, Writes, action_key
 
 
 class Suppressed(Exception):
@@ -74,12 +74,12 @@ def touched(done: Sequence[Tuple[Any, ...]]) -> Dict[str, Any]:
     return states
 
 
-def commit(db: Database, plan: Plan, steps: Sequence[Tuple[Applied, str]]) -> int:
+def commit(db: Union[Database, Writes], plan: Plan, steps: Sequence[Tuple[Applied, str]]) -> int:
     """Record engine steps' actions in the outbox under their keys, and put on the
     sender's suppression list every address that opted out, complained or hard-bounced
     (by the event itself, so an address fnl has never seen is suppressed too, and by the
     lead's state, which also counts soft bounces): how many actions. Inside the caller's
-    transaction, with the states it saves."""
+    transaction, with the states it saves (or gathered with them: `Writes`)."""
     records = []
     for item, step in steps:
         for i, action in enumerate(item.result.actions):
@@ -100,7 +100,12 @@ def commit(db: Database, plan: Plan, steps: Sequence[Tuple[Applied, str]]) -> in
 
 def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advanced:
     """Apply the inbox's events up to minute `until`, and the clock to its end: in one
-    loop on SQLite, by as many workers as run at once on PostgreSQL (`workers`)."""
+    loop on SQLite, by as many workers as run at once on PostgreSQL (`workers`).
+
+    On SQLite each `batch` events commit together. A batch smaller than BATCH (1: a
+    commit per event) commits as one row of the journal (`Database.log`), folded into
+    the tables every BATCH rows and at the end: each commit durable on its own, without
+    writing a page of every table and index it touches."""
     if db.funnel != plan.funnel:
         db.scope(plan.funnel, plan.sender.from_)
     # The database keeps the plan it runs (its hash and text); a new plan is deployed to
@@ -126,21 +131,32 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
     done: List[Tuple[Applied, str, Optional[int]]] = []
     shared_saved = [driver.shared]
     in_batch = [0]
+    journal = batch < BATCH
+    logged = [0]  # journal rows not yet folded
 
     def flush() -> None:
         nonlocal actions
         if not done:
             return
-        with db.transaction():
-            actions += commit(db, plan, [(item, step) for item, step, _ in done])
-            db.save_all([(lead, state, next_due(state)) for lead, state in touched(done).items()])
-            if driver.shared != shared_saved[0]:
-                db.save_shared(driver.shared)
-                shared_saved[0] = driver.shared
-            db.applied([seq for _, _, seq in done if seq is not None])
+        writes = db.writes()
+        actions += commit(writes, plan, [(item, step) for item, step, _ in done])
+        writes.save_all([(lead, state, next_due(state)) for lead, state in touched(done).items()])
+        if driver.shared != shared_saved[0]:
+            writes.save_shared(driver.shared)
+            shared_saved[0] = driver.shared
+        writes.applied([seq for _, _, seq in done if seq is not None])
+        if journal:
+            db.log(writes)
+            logged[0] += 1
+        else:
+            with db.transaction():
+                db.write(writes)
         done.clear()
         in_batch[0] = 0
         crash_point("after-commit")
+        if logged[0] >= BATCH:
+            db.fold()
+            logged[0] = 0
 
     def steps_of() -> Iterator[Tuple[Applied, str, Optional[int]]]:
         for event in ordered:
@@ -151,17 +167,20 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
         for item in driver.clock_until((until + 1, "")):
             yield item, f"clock:{item.event.at}:{item.event.lead}", None
 
-    for item, step, seq in steps_of():
-        steps += 1
-        done.append((item, step, seq))
-        if seq is not None:
-            events += 1
-            in_batch[0] += 1
-            if in_batch[0] >= batch:
+    with young_collections():
+        for item, step, seq in steps_of():
+            steps += 1
+            done.append((item, step, seq))
+            if seq is not None:
+                events += 1
+                in_batch[0] += 1
+                if in_batch[0] >= batch:
+                    flush()
+            elif len(done) >= MAX_STEPS_HELD:  # the clock alone (after downtime, say): bounded memory
                 flush()
-        elif len(done) >= MAX_STEPS_HELD:  # the clock alone (after downtime, say): bounded memory
-            flush()
-    flush()
+        flush()
+    if logged[0]:
+        db.fold()
     db.advance_clock(until)  # never back
     return Advanced(events, steps, actions, note)
 
@@ -273,7 +292,7 @@ class _Wake(Exception):
 def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[int] = None,
              say: Callable[[str], None] = print, poll: float = POLL, now: Callable[[], float] = time.time,
              sleep: Callable[[float], None] = time.sleep,
-             after: Optional[Callable[[], List[str]]] = None) -> int:
+             after: Optional[Callable[[], List[str]]] = None, batch: int = BATCH) -> int:
     """Run on the real time: apply what is due and deliver, then sleep until the next
     step falls due or `poll` seconds pass (new events may have come into the inbox),
     until SIGTERM or Ctrl-C, or the minute `until`; how many rounds ran. `after` runs
@@ -297,7 +316,7 @@ def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[
         while not stop:
             minute = int(now() // 60)
             target = minute if until is None else min(minute, until)
-            done = advance(db, plan, target)
+            done = advance(db, plan, target, batch=batch)
             if done.note:
                 say(done.note.rstrip("\n").removeprefix("fnl: "))
             delivered = deliver(db, adapters, now=lambda: target, refused=say)

@@ -26,6 +26,7 @@ class Request:
     poll: float = 5.0
     actions: Tuple[str, ...] = ()
     config: Optional[str] = None
+    commit_every: int = 500  # events per transaction on SQLite (`loop.advance`'s batch)
 
 
 RETAIN_EVERY = 3600.0  # seconds: the wall clock applies retention once an hour
@@ -73,7 +74,8 @@ def run(request: Request, say: Callable[[str], None], out: Callable[[str], None]
             before = db.meta("clock")
             if clock == "wall" and before is not None and time.time() // 60 - int(before) > 1440:
                 note(f"the clock was at {iso(int(before))}: every step due since then runs now")
-            done = advance(db, plan, horizon) if clock == "virtual" and horizon is not None else None
+            done = (advance(db, plan, horizon, batch=request.commit_every)
+                    if clock == "virtual" and horizon is not None else None)
             if done is not None and done.note:
                 say(done.note.rstrip("\n"))  # escaped by deploy.summary
             if done is not None and before is not None and horizon is not None and horizon < int(before):
@@ -90,7 +92,7 @@ def run(request: Request, say: Callable[[str], None], out: Callable[[str], None]
                         retained[0] = time.monotonic()
                         return True
 
-                    run_wall(db, plan, outs, until=horizon, poll=request.poll, say=note,
+                    run_wall(db, plan, outs, until=horizon, poll=request.poll, say=note, batch=request.commit_every,
                              after=lambda: after_delivery(runtime, db, outs, retain=hourly()))
                     return reader.refused if follow else intake.refused
                 delivered = deliver(db, outs, refused=note, untaken=untaken)
