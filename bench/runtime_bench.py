@@ -8,7 +8,8 @@ from the first event to the last commit, in this process:
 - `drive, in memory`: `engine.drive.drive` over the events (what `fnl trace` does), no I/O;
 - `fnl run, batched`: `runtime.loop.advance` into a fresh SQLite database, committing every
   500 engine steps (the default), state, outbox and inbox in each transaction;
-- `fnl run, per event`: the same, one commit per engine step;
+- `fnl run, per event`: the same, one commit per event (`fnl run --commit-every 1`: each
+  commit one row of the journal, folded into the tables every 500 rows);
 - `sqlite3 ceiling, batched` and `per event`: plain `sqlite3` writing one inbox row and one
   outbox row per event with the same pragmas (WAL, synchronous=FULL) and batching: the
   most any durable runtime could do on this disk.

@@ -251,6 +251,7 @@ class Database:
         self.funnel = ""
         self.sender = EVERY_SENDER
         self.depth = 0  # transactions open (`transaction`)
+        self._logged: List[Tuple[int, Writes]] = []  # journal rows this connection wrote, not yet folded
         self._begin = "BEGIN"
         # A password in the URL (user:password@, or ?password=) never reaches a message.
         display = re.sub(r"([?&])password=[^&]*&?", r"\1", re.sub(r"//[^@/]*@", "//", url)).rstrip("?&")
@@ -268,6 +269,9 @@ class Database:
             self.conn: Any = sqlite3.connect(path, isolation_level=None, timeout=30)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
+            # 64 MiB of pages in memory (SQLite's default is 2 MiB): on 50,000 leads the writes of
+            # a batch of events took half as long, most pages they touch being in memory.
+            self.conn.execute("PRAGMA cache_size=-65536")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             self._begin = "BEGIN IMMEDIATE"
         except (sqlite3.Error, OSError) as exc:
@@ -537,26 +541,34 @@ class Database:
         which the runtime's loop makes before it returns and every opening of the file makes
         after a crash; until then the tables lag by the rows the journal holds."""
         with self.transaction():
-            self.conn.execute("INSERT INTO journal (writes) VALUES (?)", (writes.to_json(),))
+            seq = self.conn.execute("INSERT INTO journal (writes) VALUES (?)", (writes.to_json(),)).lastrowid
+        self._logged.append((seq, writes))
 
     def fold(self) -> int:
         """Apply the journal's rows to the tables, in order, and empty it, in one
-        transaction: how many rows."""
+        transaction: how many rows. The rows this connection logged are applied from
+        memory when the journal holds exactly those (no other process folded some since),
+        else read back."""
         with self.transaction():
-            rows = self.conn.execute("SELECT seq, writes FROM journal ORDER BY seq").fetchall()
+            first, last, count = self.conn.execute("SELECT min(seq), max(seq), count(*) FROM journal").fetchone()
+            logged = self._logged
+            if count and logged and (logged[0][0], logged[-1][0], len(logged)) == (first, last, count):
+                rows = [writes for _, writes in logged]
+            else:
+                rows = [Writes.from_json(text) for (text,) in self.conn.execute(
+                    "SELECT writes FROM journal WHERE seq <= ? ORDER BY seq", (last,)).fetchall()] if count else []
             merged: Optional[Writes] = None
-            for _, text in rows:  # a run of one funnel's rows applies as one
-                writes = Writes.from_json(text)
-                if merged is not None and (merged.funnel, merged.sender) == (writes.funnel, writes.sender):
-                    merged.extend(writes)
-                    continue
-                if merged is not None:
-                    self.write(merged)
-                merged = writes
+            for writes in rows:  # a run of one funnel's rows applies as one
+                if merged is None or (merged.funnel, merged.sender) != (writes.funnel, writes.sender):
+                    if merged is not None:
+                        self.write(merged)
+                    merged = Writes(writes.funnel, writes.sender)
+                merged.extend(writes)
             if merged is not None:
                 self.write(merged)
-            if rows:
-                self.conn.execute("DELETE FROM journal WHERE seq <= ?", (rows[-1][0],))
+            if count:
+                self.conn.execute("DELETE FROM journal WHERE seq <= ?", (last,))
+        self._logged = []
         return len(rows)
 
     # -- actions out ----------------------------------------------------------------------------
