@@ -338,7 +338,9 @@ def test_emails_go_out_over_smtp_as_real_messages(quarter, tmp_path: Path, smtp_
             b"\r\r\n", b"\r\n")
         assert msg["X-Fnl-Template"] and "/" in msg["X-Fnl-Template"]
         query = parse_qs(urlsplit(link).query)
-        assert query["lead"] == [msg["To"]] and verify(msg["To"], query["sig"][0], key.encode())
+        assert query["lead"] == [msg["To"]] and query["sender"] == ["hello@acme.example"]
+        assert verify(msg["To"], query["sig"][0], key.encode(), "hello@acme.example")
+        assert not verify(msg["To"], query["sig"][0], key.encode())  # the sender is signed too
         text, html = msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()
         assert link in text and link in htmlmod.unescape(html)  # the signed link in both parts
         assert "Bcc" not in msg

@@ -138,3 +138,26 @@ def test_the_engine_loop_makes_no_reference_cycles_and_leaves_the_collector_as_i
         pass
     assert not gc.isenabled()  # left as it was found
     gc.enable()
+
+
+def test_pending_events_are_read_in_the_engines_order_a_page_at_a_time(tmp_path: Path) -> None:
+    """`Database.in_order` pages by (minute, lead, second, arrival): the order
+    `drive.event_order` gives the same events, ties across a page's edge included."""
+    import random
+
+    from engine.drive import event_order
+    from engine.state import Event
+
+    rng = random.Random(5)
+    events = []
+    for i in range(400):  # few minutes, leads and seconds: many ties, several pages of 7
+        events.append(Event("email.opened", 100 + rng.randrange(4), rng.choice(["b", "a", "ä", "A", "b2"]) + "@x.io",
+                            profile={"n": i}, second=rng.randrange(3)))
+    db = Database(str(tmp_path / "order.db")).scope("f", "f@example.com")
+    assert db.accept(events) == (400, 0)
+    got = [event for _, _, event in db.in_order(102, page=7)]
+    want = [e for e in event_order(events) if e.at <= 102]
+    assert got == want and len(want) > 100
+    seqs = [seq for seq, _, _ in db.in_order(103, page=7)]
+    assert len(seqs) == len(set(seqs)) == 400
+    db.close()

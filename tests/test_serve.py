@@ -446,6 +446,31 @@ def test_one_click_unsubscribe_posts_get_only_shows_a_page_and_a_bad_link_is_403
     assert status == 200 and b"<script>" not in page and b"&lt;script&gt;" in page
 
 
+
+def test_an_unsubscribe_link_naming_its_sender_suppresses_for_that_sender_at_once(served: Served) -> None:
+    """A link names the sender (From) of the email it came in; posted to this funnel's
+    server, even from another funnel's email, the address goes on that sender's list in
+    the same transaction as the event (before any fnl run applies it), and a link whose
+    sender was changed is refused."""
+    lead, other_sender = "moving@serve.example", "news@other.example"
+    link = unsubscribe_link(f"{served.url}/unsubscribe", lead, KEY.encode(), other_sender)
+    assert "sender=news%40other.example" in link
+
+    def listed(sender: str) -> List[Tuple[str, str]]:
+        with sqlite3.connect(served.db) as conn:
+            return conn.execute("SELECT sender, reason FROM suppressions WHERE address = ? AND sender = ?",
+                                (Database.address_hash(lead), sender)).fetchall()
+
+    forged = link.replace("other.example", "acme.example")
+    assert request(forged, b"List-Unsubscribe=One-Click")[0] == 403
+    status, page, _ = request(link, method="GET")
+    assert status == 200 and listed(other_sender) == []  # a page only
+    action = re.search(r'action="([^"]*)"', page.decode()).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    assert urllib.parse.urljoin(link, action) == link  # the button keeps the sender
+    assert request(link, b"List-Unsubscribe=One-Click")[0] == 200
+    assert listed(other_sender) == [(other_sender, "unsubscribed")]
+    assert [e.type for e in inbox(served.db, lead)] == ["email.unsubscribed"]
+
 # -- SendGrid ---------------------------------------------------------------------------------
 
 def sendgrid_headers(key: ec.EllipticCurvePrivateKey, body: bytes, stamp: Optional[str] = None) -> Dict[str, str]:

@@ -52,6 +52,7 @@ CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, funnel TEXT NOT NULL,
                     at INTEGER NOT NULL, second INTEGER NOT NULL, lead TEXT NOT NULL, event TEXT NOT NULL,
                     applied INTEGER NOT NULL DEFAULT 0, UNIQUE (funnel, id));
 CREATE INDEX inbox_pending ON inbox (funnel, lead, at) WHERE applied = 0;
+CREATE INDEX inbox_due ON inbox (funnel, at, lead, second, seq) WHERE applied = 0;
 CREATE TABLE leads (funnel TEXT NOT NULL, lead TEXT NOT NULL, state TEXT, next_due INTEGER, next_at INTEGER,
                     blocked INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (funnel, lead));
 CREATE INDEX leads_next ON leads (funnel, next_at, lead);
@@ -110,7 +111,9 @@ _UPGRADES: Dict[int, Sequence[Any]] = {
     4: ("CREATE TABLE IF NOT EXISTS sends (domain TEXT NOT NULL, hour INTEGER NOT NULL, sent INTEGER NOT NULL, "
         "PRIMARY KEY (domain, hour))",),
     # The redo log of commits of one event each (`Writes`).
-    5: ("CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, writes TEXT NOT NULL)",),
+    # The order the engine applies pending events in, to read them a page at a time.
+    5: ("CREATE TABLE IF NOT EXISTS journal (seq INTEGER PRIMARY KEY, writes TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS inbox_due ON inbox (funnel, at, lead, second, seq) WHERE applied = 0"),
 }
 
 
@@ -450,6 +453,26 @@ class Database:
                                      "AND at <= ? ORDER BY seq", (self.funnel, lead, until)).fetchall()
         for seq, id_, text in rows:
             yield seq, id_, codec.decode_event(json.loads(text), f"inbox row {seq}")
+
+    def in_order(self, until: int, page: int = 5000) -> Iterator[Tuple[int, str, Event]]:
+        """Unapplied events up to minute `until` that are in the inbox now, in the order the
+        engine applies them (`drive.event_order`: minute, lead, second, arrival), read a
+        page at a time so a backlog of any length takes bounded memory: (inbox seq, ID,
+        event). An event stored while this runs waits for the next (its lead's state may
+        not have been read)."""
+        top = self.conn.execute("SELECT max(seq) FROM inbox").fetchone()[0]
+        key: Tuple[Any, ...] = (-1, "", -1, -1)
+        while top is not None:
+            rows = self.conn.execute(
+                "SELECT seq, id, at, lead, second, event FROM inbox WHERE funnel = ? AND applied = 0 AND at <= ? "
+                "AND seq <= ? AND (at, lead, second, seq) > (?, ?, ?, ?) ORDER BY at, lead, second, seq LIMIT ?",
+                (self.funnel, until, top, *key, page)).fetchall()
+            for seq, id_, _, _, _, text in rows:
+                yield seq, id_, codec.decode_event(json.loads(text), f"inbox row {seq}")
+            if len(rows) < page:
+                return
+            seq, _, at, lead, second, _ = rows[-1]
+            key = (at, lead, second, seq)
 
     def first_pending(self, lead: str) -> Optional[int]:
         """The minute of a lead's first unapplied event (after any horizon), or None."""

@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from ..drive import Applied, Driver, event_order, next_due, young_collections
+from ..drive import Applied, Driver, next_due, young_collections
 from ..errors import UsageError
 from ..plan import Plan
 from ..state import CLOCK, LeadState, Prospect, iso
@@ -124,9 +124,6 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
         db.advance_clock(until)
         return Advanced(worked.events, worked.steps, worked.actions, note)
     driver.restore(db.states(until), db.shared())  # only the leads with work up to `until`
-    pending = list(db.pending(until))
-    ids = {id(event): (seq, id_) for seq, id_, event in pending}
-    ordered = event_order([event for _, _, event in pending])
     steps = events = actions = 0
     done: List[Tuple[Applied, str, Optional[int]]] = []
     shared_saved = [driver.shared]
@@ -159,10 +156,9 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
             logged[0] = 0
 
     def steps_of() -> Iterator[Tuple[Applied, str, Optional[int]]]:
-        for event in ordered:
+        for seq, id_, event in db.in_order(until):  # a page at a time
             for item in driver.clock_until((event.at, event.lead + "\x00")):
                 yield item, f"clock:{item.event.at}:{item.event.lead}", None
-            seq, id_ = ids[id(event)]
             yield driver.apply(event), f"event:{id_}", seq
         for item in driver.clock_until((until + 1, "")):
             yield item, f"clock:{item.event.at}:{item.event.lead}", None

@@ -3,8 +3,9 @@
 A Starlette app under uvicorn, listening on loopback by default:
 
 - `POST /events`: events in fnl's format, signed with `FNL_SIGNING_KEY`;
-- `GET /unsubscribe?lead=..&sig=..`: a page with a button (scanners that fetch links
-  unsubscribe nobody); `POST` to the same link (RFC 8058 one-click): the unsubscribe;
+- `GET /unsubscribe?lead=..&sender=..&sig=..`: a page with a button (scanners that fetch
+  links unsubscribe nobody); `POST` to the same link (RFC 8058 one-click): the unsubscribe,
+  and the address on the suppression list of the sender the link names, at once;
 - `GET /confirm?lead=..&magnet=..&sig=..`: the double opt-in confirmation page, with a
   button; `POST` to the same link stores `optin.confirmed` for that lead magnet;
 - `POST /webhooks/sendgrid`: SendGrid's signed Event Webhook (`FNL_SENDGRID_PUBLIC_KEY`);
@@ -152,20 +153,27 @@ class Store:
         self.funnel, self.sender = funnel, sender
         self.pool = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="fnl-serve-db")
 
-    def _accept(self, events: Sequence[Event]) -> Tuple[int, int]:
+    def _accept(self, events: Sequence[Event], opt_out: str = "") -> Tuple[int, int]:
         db = Database(self.path)
         try:
             scope = getattr(db, "scope", None)  # a database that holds many funnels' inboxes
             if scope is not None:
                 scope(self.funnel, self.sender)
-            return db.accept(list(events))
+            with db.transaction():
+                if opt_out:  # the sender an unsubscribe link names: on its list at once, in every funnel
+                    for event in events:
+                        db.suppress(event.lead, "unsubscribed", event.at, sender=opt_out)
+                return db.accept(list(events))
         finally:
             db.close()
 
-    async def accept(self, events: Sequence[Event]) -> Tuple[int, int]:
+    async def accept(self, events: Sequence[Event], opt_out: str = "") -> Tuple[int, int]:
+        """Store the events; with `opt_out` (a sender), also put their leads on that
+        sender's suppression list in the same transaction."""
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self.pool, self._accept, events), self.wait)
+            return await asyncio.wait_for(loop.run_in_executor(self.pool, self._accept, events, opt_out),
+                                          self.wait)
         except asyncio.TimeoutError:
             raise Unavailable(f"the database did not take the events within {self.wait:g} s (locked by another "
                               "process?): send them again") from None
@@ -257,24 +265,28 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time, log: 
                                     request.headers.get("x-fnl-signature"), body, clock())
         return await answer("/events", sources.parse_fnl(body))
 
-    def link(request: Request) -> Tuple[Optional[str], Optional[str]]:
-        leads, sigs = request.query_params.getlist("lead"), request.query_params.getlist("sig")
-        if len(leads) > 1 or len(sigs) > 1:
+    def link(request: Request) -> Tuple[Optional[str], Optional[str], str]:
+        params = request.query_params
+        leads, sigs, senders = params.getlist("lead"), params.getlist("sig"), params.getlist("sender")
+        if len(leads) > 1 or len(sigs) > 1 or len(senders) > 1:
             raise sources.forbidden("this unsubscribe link is not valid (a parameter given twice)")
-        return (leads[0] if leads else None), (sigs[0] if sigs else None)
+        return (leads[0] if leads else None), (sigs[0] if sigs else None), (senders[0] if senders else "")
 
     async def unsubscribe(request: Request) -> Response:
-        lead, sig = link(request)
-        event = sources.unsubscribe_event(lead, sig, settings.signing_key, clock())
+        lead, sig, sender = link(request)
+        event = sources.unsubscribe_event(lead, sig, settings.signing_key, clock(), sender)
         if request.method != "POST":  # GET or HEAD: a page, never the unsubscribe (mail scanners fetch links)
-            action = "?" + urlencode({"lead": event.lead, "sig": sig or ""})  # this path, behind any proxy
+            query = {"lead": event.lead, **({"sender": sender} if sender else {}), "sig": sig or ""}
+            action = "?" + urlencode(query)  # this path, behind any proxy
             return HTMLResponse(_page("Unsubscribe", f"<p>Stop all email to <b>{html.escape(event.lead)}</b>?</p>"
                                       f'<form method="post" action="{html.escape(action, quote=True)}">'
                                       '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
                                       '<button type="submit">Unsubscribe</button></form>'),
                                 headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"})
         await _body(request, MAX_FORM)  # List-Unsubscribe=One-Click (RFC 8058); the signature is what counts
-        await store.accept([event])
+        # The event goes to this funnel's inbox; the link's sender (the From of the email it
+        # came in, maybe another funnel's) gets the address on its list at once.
+        await store.accept([event], opt_out=sender)
         note("/unsubscribe", f"{event.lead} unsubscribed")
         return HTMLResponse(_page("Unsubscribed", f"<p>{html.escape(event.lead)} gets no more email from us.</p>"),
                             headers={"Cache-Control": "no-store"})

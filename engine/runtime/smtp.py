@@ -36,21 +36,30 @@ from ..model import Funnel
 from ..plan import Plan
 from ..state import LeadState, Prospect, parse_time
 from . import loop
-from .db import Database
+from .db import Database, sender_of
 
 ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 
 
-def unsubscribe_link(base: str, lead: str, secret: bytes) -> str:
-    """The sender's unsubscribe address with the lead and its signature (HMAC-SHA256)."""
-    sig = hmac.new(secret, lead.encode("utf-8"), hashlib.sha256).hexdigest()
-    return base + ("&" if "?" in base else "?") + urlencode({"lead": lead, "sig": sig})
+def _unsubscribe_signature(lead: str, sender: str, secret: bytes) -> str:
+    # A link that names its sender signs it with the lead (an unsubscribe covers that sender
+    # in whichever funnel's server it reaches); links sent before that sign the lead alone.
+    text = f"unsubscribe:{sender}:{lead}" if sender else lead
+    return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def verify(lead: str, sig: str, secret: bytes) -> bool:
-    """Whether an unsubscribe link's signature is the lead's."""
-    return hmac.compare_digest(hmac.new(secret, lead.encode("utf-8"), hashlib.sha256).hexdigest(), sig)
+def unsubscribe_link(base: str, lead: str, secret: bytes, sender: str = "") -> str:
+    """The sender's unsubscribe address with the lead, the sender (its From address, whose
+    suppression list the unsubscribe goes on) and their signature (HMAC-SHA256)."""
+    query = {"lead": lead, **({"sender": sender} if sender else {}),
+             "sig": _unsubscribe_signature(lead, sender, secret)}
+    return base + ("&" if "?" in base else "?") + urlencode(query)
+
+
+def verify(lead: str, sig: str, secret: bytes, sender: str = "") -> bool:
+    """Whether an unsubscribe link's signature is the lead's (and the sender's it names)."""
+    return hmac.compare_digest(_unsubscribe_signature(lead, sender, secret), sig)
 
 
 def _confirm_signature(lead: str, magnet: str, secret: bytes) -> str:
@@ -205,7 +214,8 @@ class Smtp:
             raise Suppressed(f"the address's {waiting} is in the inbox, not applied yet")
         profile = state.profile_dict() if isinstance(state, LeadState) else {}
         kind = str(action.get("kind") or "nurture")
-        link = unsubscribe_link(self.funnel.sender.unsubscribe_url or "", lead, self.secret)
+        link = unsubscribe_link(self.funnel.sender.unsubscribe_url or "", lead, self.secret,
+                                sender_of(self.funnel.sender.from_))
         if kind in templates.WITH_CONFIRM:  # the lead's own signed link; a visit to it is `optin.confirmed`
             confirm = confirm_link(self.funnel.sender.confirm_url or "", lead, str(action.get("magnet") or ""),
                                    self.secret)

@@ -306,14 +306,16 @@ def _collect(items: Sequence[Tuple[int, Any]], refused: Sequence[Refusal] = ()) 
 
 # -- one-click unsubscribe ------------------------------------------------------------------
 
-def unsubscribe_event(lead: Optional[str], sig: Optional[str], secret: bytes, now: float) -> Event:
+def unsubscribe_event(lead: Optional[str], sig: Optional[str], secret: bytes, now: float,
+                      sender: str = "") -> Event:
     """The `email.unsubscribed` event of a signed unsubscribe link, at `now`; refused
-    (403) unless the signature is the lead's."""
+    (403) unless the signature is the lead's, and the sender's when the link names one."""
     if not lead or not sig:
         raise forbidden("this unsubscribe link is incomplete: it needs its lead and sig")
-    if not _HEX64.match(sig) or len(lead) > MAX_LEAD or _CONTROL.search(lead) or not _encodes(lead):
+    if (not _HEX64.match(sig) or len(lead) > MAX_LEAD or len(sender) > MAX_LEAD or _CONTROL.search(lead + sender)
+            or not _encodes(lead + sender)):
         raise forbidden("this unsubscribe link is not valid")
-    if not verify_link(lead, sig.lower(), secret):
+    if not verify_link(lead, sig.lower(), secret, sender):
         raise forbidden("this unsubscribe link is not valid (its signature is not this lead's)")
     seconds = int(now)
     event, refusal = to_event({"type": "email.unsubscribed", "at": iso(seconds // 60, seconds % 60), "lead": lead}, 0)
