@@ -560,6 +560,9 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
               metavar="EVENTS",
               help="On SQLite: events applied per transaction. 1 makes each event durable before the next is "
                    "applied (each commit one short row of a journal, folded into the tables as it goes).")
+@click.option("--rollback", is_flag=True,
+              help="Deploy this definition's plan even though it ran on the database before and was replaced (else "
+                   "refused, so a worker started with an older definition cannot undo a deploy).")
 @click.option("--actions", "adapters", multiple=True, metavar="ADAPTER",
               help="Where actions go (repeatable): jsonl:FILE, jsonl:- for standard output (the default), "
                    "smtp://HOST:PORT for the emails, webhook:URL for handoffs, stage changes, SLA breaches, "
@@ -569,7 +572,7 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
                    "webhook, jsonl), per-domain sending limits and retention; secrets stay in the environment "
                    "variables it names. --actions adds to its adapters.")
 def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Optional[str], clock: Optional[str],
-            poll: float, commit_every: int, adapters: tuple, config_path: Optional[str] = None) -> int:
+            poll: float, commit_every: int, rollback: bool, adapters: tuple, config_path: Optional[str] = None) -> int:
     """Run the funnel for real on a database: store the events (each once), apply them and
     the clock through the engine up to --until (or on the wall clock until stopped),
     durably, and deliver every action (each at least once, with its idempotency key). Run
@@ -584,7 +587,7 @@ def run_cmd(funnel: str, db_path: str, events_file: Optional[str], until: Option
     from engine.runtime.run import Request, run
 
     refused = run(Request(funnel, db_path, events_file, until, clock, poll, tuple(adapters), config_path,
-                          commit_every),
+                          commit_every, rollback),
                   say=lambda line: click.echo(line, err=True), out=click.echo)
     return EXIT_PROBLEMS if refused else EXIT_OK
 

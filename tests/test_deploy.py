@@ -356,3 +356,22 @@ def test_what_refuses_a_plan_and_what_only_is_said(world, db):
     d = check(a, replace(a, handoff=tuple(h for h in a.handoff if h.stage != "sql")), assigned)
     assert d.deployable and [(w.key, w.leads, w.first) for w in d.warnings] == [("sla:sql", 1, lead)]
     assert d.leads[0][1].sla_deadline == world.middle + 60  # the SLA runs on as promised
+
+
+def test_a_replaced_plan_goes_back_only_on_purpose(world, db):
+    """A worker started with an older definition must not undo a deploy: the plan a deploy
+    replaced is refused with why, and deployed back only with --rollback."""
+    assert fnl("run", world.b, "--db", db, "--until", iso(world.middle)).returncode == 0
+    rows = snapshot(db)
+    stale = fnl("run", world.a, "--db", db, "--until", iso(world.middle))
+    assert stale.returncode == 3, stale.stderr
+    assert f"plan {world.plan_a.content_hash[:19]} ran here before and was replaced by plan " \
+           f"{world.plan_b.content_hash[:19]}" in stale.stderr
+    assert "--rollback" in stale.stderr and "Traceback" not in stale.stderr
+    assert len(stale.stderr.strip().splitlines()) <= 2
+    assert snapshot(db) == rows  # nothing changed
+    back = fnl("run", world.a, "--db", db, "--until", iso(world.middle), "--rollback")
+    assert back.returncode == 0, back.stderr
+    assert meta(db, world.plan_a.funnel, "plan") == world.plan_a.content_hash
+    again = fnl("run", world.b, "--db", db, "--until", iso(world.middle))  # b is the replaced one now
+    assert again.returncode == 3 and "--rollback" in again.stderr

@@ -161,3 +161,40 @@ def test_pending_events_are_read_in_the_engines_order_a_page_at_a_time(tmp_path:
     seqs = [seq for seq, _, _ in db.in_order(103, page=7)]
     assert len(seqs) == len(set(seqs)) == 400
     db.close()
+
+
+def test_a_waiting_opt_out_is_found_without_reading_the_whole_inbox(tmp_path: Path) -> None:
+    """`opt_out_waiting` runs before every email: its work must not grow with the pending
+    inbox (the partial index `inbox_opt_out`), and it still finds a waiting unsubscribe
+    whatever the address's case."""
+    from engine.state import Event
+
+    db = Database(str(tmp_path / "inbox.db")).scope("f", "f@example.com")
+
+    def work(address: str) -> int:  # SQLite virtual machine steps, counted in hundreds
+        steps = [0]
+
+        def count() -> int:
+            steps[0] += 1
+            return 0
+
+        db.conn.set_progress_handler(count, 100)
+        try:
+            db.opt_out_waiting(address)
+        finally:
+            db.conn.set_progress_handler(None, 100)
+        return steps[0]
+
+    def fill(start: int, n: int) -> None:
+        db.accept([Event("email.opened", 1000 + i, f"lead{i}@x.io", template="t") for i in range(start, start + n)])
+
+    fill(0, 200)
+    db.accept([Event("email.unsubscribed", 5000, "Leaving@X.io")])
+    assert db.opt_out_waiting("leaving@x.io") == "unsubscribe"
+    assert db.opt_out_waiting("lead3@x.io") is None
+    few = work("lead3@x.io")
+    fill(200, 20_000)
+    many = work("lead3@x.io")
+    assert many <= few + 2, (few, many)  # a scan of 100 times the rows would take about 100 times the steps
+    assert db.opt_out_waiting("LEAVING@x.io") == "unsubscribe"
+    db.close()

@@ -249,16 +249,38 @@ def deploy(db: Database, new_plan: Plan) -> Deployment:
     return d
 
 
-def runs(db: Database, plan: Plan) -> Optional[Deployment]:
+def replaced(db: Database, plan_hash: str) -> Optional[Dict[str, Any]]:
+    """The record of the deploy that replaced this plan on the database, the last if it
+    was replaced more than once, or None if it never ran there."""
+    found = None
+    for n in range(1, int(db.meta("deployments") or 0) + 1):
+        text = db.meta(f"deployed:{n}")
+        record = json.loads(text) if text else {}
+        if record.get("from") == plan_hash:
+            found = record
+    return found
+
+
+def runs(db: Database, plan: Plan, rollback: bool = False) -> Optional[Deployment]:
     """Make `plan` the plan the database runs: a new database starts with it, one an
     earlier fnl started gets its text kept, and a database running another plan has it
-    deployed to its leads in flight (the Deployment, not deployed if it has refusals)."""
+    deployed to its leads in flight (the Deployment, not deployed if it has refusals).
+    A plan that ran on the database before and was replaced goes back only with
+    `rollback`: a worker started with an older definition must not undo a deploy."""
     running = db.meta("plan")
     if running is None:
         with db.transaction():
             _keep(db, plan)
         return None
     if running != plan.content_hash:
+        earlier = None if rollback else replaced(db, plan.content_hash)
+        if earlier is not None:
+            raise UsageError(
+                f"--db {db.path}: this definition's plan {plan.content_hash[:19]} ran here before and was replaced "
+                f"by plan {str(earlier.get('to'))[:19]} (clock {earlier.get('clock')}); it is not deployed back "
+                f"unasked",
+                "start this worker with the current definition; to go back to this plan on purpose, run it "
+                "once with --rollback (fnl plan --db shows what that does to the leads in flight)")
         return deploy(db, plan)
     if db.meta(PLAN_JSON) is None:
         with db.transaction():

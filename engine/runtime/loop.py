@@ -98,7 +98,7 @@ def commit(db: Union[Database, Writes], plan: Plan, steps: Sequence[Tuple[Applie
     return len(records)
 
 
-def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advanced:
+def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: bool = False) -> Advanced:
     """Apply the inbox's events up to minute `until`, and the clock to its end: in one
     loop on SQLite, by as many workers as run at once on PostgreSQL (`workers`).
 
@@ -112,7 +112,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH) -> Advance
     # the leads in flight first, in one transaction, or refused with why and what to change.
     from . import deploy as deploying
 
-    deployed = deploying.runs(db, plan)
+    deployed = deploying.runs(db, plan, rollback)
     if deployed is not None and not deployed.deployable:
         raise UsageError(*deploying.refusal(deployed, db.path))
     note = deploying.summary(deployed) if deployed is not None else ""
@@ -288,7 +288,7 @@ class _Wake(Exception):
 def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[int] = None,
              say: Callable[[str], None] = print, poll: float = POLL, now: Callable[[], float] = time.time,
              sleep: Callable[[float], None] = time.sleep,
-             after: Optional[Callable[[], List[str]]] = None, batch: int = BATCH) -> int:
+             after: Optional[Callable[[], List[str]]] = None, batch: int = BATCH, rollback: bool = False) -> int:
     """Run on the real time: apply what is due and deliver, then sleep until the next
     step falls due or `poll` seconds pass (new events may have come into the inbox),
     until SIGTERM or Ctrl-C, or the minute `until`; how many rounds ran. `after` runs
@@ -312,7 +312,7 @@ def run_wall(db: Database, plan: Plan, adapters: Sequence[Any], until: Optional[
         while not stop:
             minute = int(now() // 60)
             target = minute if until is None else min(minute, until)
-            done = advance(db, plan, target, batch=batch)
+            done = advance(db, plan, target, batch=batch, rollback=rollback)
             if done.note:
                 say(done.note.rstrip("\n").removeprefix("fnl: "))
             delivered = deliver(db, adapters, now=lambda: target, refused=say)

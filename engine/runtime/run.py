@@ -27,6 +27,7 @@ class Request:
     actions: Tuple[str, ...] = ()
     config: Optional[str] = None
     commit_every: int = 500  # events per transaction on SQLite (`loop.advance`'s batch)
+    rollback: bool = False  # deploy a plan the database ran before and replaced
 
 
 RETAIN_EVERY = 3600.0  # seconds: the wall clock applies retention once an hour
@@ -74,7 +75,7 @@ def run(request: Request, say: Callable[[str], None], out: Callable[[str], None]
             before = db.meta("clock")
             if clock == "wall" and before is not None and time.time() // 60 - int(before) > 1440:
                 note(f"the clock was at {iso(int(before))}: every step due since then runs now")
-            done = (advance(db, plan, horizon, batch=request.commit_every)
+            done = (advance(db, plan, horizon, batch=request.commit_every, rollback=request.rollback)
                     if clock == "virtual" and horizon is not None else None)
             if done is not None and done.note:
                 say(done.note.rstrip("\n"))  # escaped by deploy.summary
@@ -93,6 +94,7 @@ def run(request: Request, say: Callable[[str], None], out: Callable[[str], None]
                         return True
 
                     run_wall(db, plan, outs, until=horizon, poll=request.poll, say=note, batch=request.commit_every,
+                             rollback=request.rollback,
                              after=lambda: after_delivery(runtime, db, outs, retain=hourly()))
                     return reader.refused if follow else intake.refused
                 delivered = deliver(db, outs, refused=note, untaken=untaken)
