@@ -548,6 +548,45 @@ def notification(ses_file: Optional[str], number: int = 0, **fields: str) -> Dic
     return message
 
 
+def test_an_esps_opt_out_goes_on_the_list_of_the_sender_it_names_at_once(app_server: Any, keys: Keys) -> None:
+    """SendGrid's events carry the sender fnl put in the message's unique arguments
+    (`fnl_sender`), SES's its `mail.source`: an unsubscribe, a complaint or a hard bounce
+    goes on that sender's suppression list in the same transaction as the event, before
+    any fnl run applies it; a soft bounce, an open, or an event naming no sender does not."""
+    server = app_server()
+
+    def listed() -> List[Tuple[str, str]]:
+        with sqlite3.connect(server.db) as conn:
+            rows = conn.execute("SELECT sender, address, reason FROM suppressions").fetchall()
+        names = {Database.address_hash(a): a for a in ("quit@x.example", "soft@x.example", "open@x.example",
+                                                       "plain@x.example", "riley@fabrikam.example",
+                                                       "gone@northwind.example", "bad@x.example")}
+        return sorted((sender, names.get(address, address), reason) for sender, address, reason in rows)
+
+    events = [{"email": "quit@x.example", "event": "unsubscribe", "timestamp": 1772461800,
+               "fnl_sender": "News <NEWS@other.example>"},
+              {"email": "soft@x.example", "event": "bounce", "type": "blocked", "timestamp": 1772461800,
+               "fnl_sender": "news@other.example"},
+              {"email": "open@x.example", "event": "open", "timestamp": 1772461800, "fnl_sender": "news@other.example"},
+              {"email": "plain@x.example", "event": "spamreport", "timestamp": 1772461800},
+              {"email": "bad@x.example", "event": "unsubscribe", "timestamp": 1772461800,
+               "fnl_sender": "news@other.example\r\nBcc: x@y.z"}]
+    body = json.dumps(events).encode()
+    status, data, _ = request(f"{server.url}/webhooks/sendgrid", body, sendgrid_headers(keys.sendgrid, body))
+    assert status == 200 and json.loads(data)["accepted"] == 5, data
+    assert listed() == [("news@other.example", "quit@x.example", "unsubscribed")]
+
+    complaint = notification("ses-complaint.json", 70)
+    complaint["Message"] = complaint["Message"].replace("Acme <hello@acme.example>", "Other <news@other.example>")
+    bounce = notification("ses-bounce-permanent.json", 71)
+    for message in (complaint, bounce):
+        status, data, _ = request(f"{server.url}/webhooks/ses", sns_signed(keys.sns, message))
+        assert status == 200, data
+    assert listed() == [("hello@acme.example", "gone@northwind.example", "hard bounce"),
+                        ("news@other.example", "quit@x.example", "unsubscribed"),
+                        ("news@other.example", "riley@fabrikam.example", "complained")]
+    assert len(inbox(server.db)) == 7  # every event is stored as well, for fnl run
+
 def test_ses_samples_through_sns_are_verified_and_mapped(app_server: Any, keys: Keys) -> None:
     server = app_server()
     url = f"{server.url}/webhooks/ses"

@@ -64,6 +64,15 @@ class Advanced:
 SUPPRESSING = {"email.unsubscribed": "unsubscribed", "email.complained": "complained"}
 
 
+def suppressing(event: Any) -> Optional[str]:
+    """Why an event puts its address on the sender's suppression list (an unsubscribe, a
+    complaint, a hard bounce), or None."""
+    reason = SUPPRESSING.get(event.type)
+    if reason is None and event.type == "email.bounced" and (event.bounce or "hard") == "hard":
+        reason = "hard bounce"
+    return reason
+
+
 def touched(done: Sequence[Tuple[Any, ...]]) -> Dict[str, Any]:
     """Each lead's last state among engine steps (Applied first in each item)."""
     states: Dict[str, Any] = {}
@@ -85,9 +94,7 @@ def commit(db: Union[Database, Writes], plan: Plan, steps: Sequence[Tuple[Applie
         for i, action in enumerate(item.result.actions):
             records.append((action_key(plan.content_hash, step, i, action), step, action))
         event = item.event
-        reason = SUPPRESSING.get(event.type)
-        if reason is None and event.type == "email.bounced" and (event.bounce or "hard") == "hard":
-            reason = "hard bounce"
+        reason = suppressing(event)
         if reason is not None and event.lead:
             db.suppress(event.lead, reason, event.at)
     for lead, state in touched(steps).items():

@@ -49,6 +49,7 @@ from ..state import Event
 from ..terminal import escape
 from . import sources
 from .db import Database
+from .loop import suppressing
 
 DB_WAIT = 10.0  # seconds a request waits for the database before answering 503
 DB_THREADS = 4
@@ -153,26 +154,30 @@ class Store:
         self.funnel, self.sender = funnel, sender
         self.pool = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="fnl-serve-db")
 
-    def _accept(self, events: Sequence[Event], opt_out: str = "") -> Tuple[int, int]:
+    def _accept(self, events: Sequence[Event], senders: Sequence[str] = ()) -> Tuple[int, int]:
         db = Database(self.path)
         try:
             scope = getattr(db, "scope", None)  # a database that holds many funnels' inboxes
             if scope is not None:
                 scope(self.funnel, self.sender)
             with db.transaction():
-                if opt_out:  # the sender an unsubscribe link names: on its list at once, in every funnel
-                    for event in events:
-                        db.suppress(event.lead, "unsubscribed", event.at, sender=opt_out)
+                # An opt-out names the sender of the email it is about (an unsubscribe link, an
+                # ESP's event): on that sender's list at once, in every funnel that sends from it,
+                # even one this server does not serve. fnl run adds the serving funnel's sender.
+                for event, sender in zip(events, senders):
+                    reason = suppressing(event)
+                    if sender and reason is not None and event.lead:
+                        db.suppress(event.lead, reason, event.at, sender=sender)
                 return db.accept(list(events))
         finally:
             db.close()
 
-    async def accept(self, events: Sequence[Event], opt_out: str = "") -> Tuple[int, int]:
-        """Store the events; with `opt_out` (a sender), also put their leads on that
-        sender's suppression list in the same transaction."""
+    async def accept(self, events: Sequence[Event], senders: Sequence[str] = ()) -> Tuple[int, int]:
+        """Store the events; an opt-out among them whose sender is given beside it (in
+        `senders`) also goes on that sender's suppression list, in the same transaction."""
         loop = asyncio.get_running_loop()
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self.pool, self._accept, events, opt_out),
+            return await asyncio.wait_for(loop.run_in_executor(self.pool, self._accept, events, senders),
                                           self.wait)
         except asyncio.TimeoutError:
             raise Unavailable(f"the database did not take the events within {self.wait:g} s (locked by another "
@@ -256,7 +261,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time, log: 
         log_refusals(where, parsed)
         new = seen = 0
         if parsed.events:
-            new, seen = await store.accept(parsed.events)
+            new, seen = await store.accept(parsed.events, parsed.senders)
         return JSONResponse({"accepted": new, "duplicates": seen, "refused": parsed.refused_json()})
 
     async def events(request: Request) -> Response:
@@ -286,7 +291,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time, log: 
         await _body(request, MAX_FORM)  # List-Unsubscribe=One-Click (RFC 8058); the signature is what counts
         # The event goes to this funnel's inbox; the link's sender (the From of the email it
         # came in, maybe another funnel's) gets the address on its list at once.
-        await store.accept([event], opt_out=sender)
+        await store.accept([event], [sender])
         note("/unsubscribe", f"{event.lead} unsubscribed")
         return HTMLResponse(_page("Unsubscribed", f"<p>{html.escape(event.lead)} gets no more email from us.</p>"),
                             headers={"Cache-Control": "no-store"})

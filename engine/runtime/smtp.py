@@ -247,7 +247,8 @@ class Smtp:
         # Which email this is, for the sending service's events that come back (fnl serve
         # reads it from SES's headers, and from SendGrid's unique arguments).
         msg["X-Fnl-Template"] = _header(str(action.get("template")), "the template's name")
-        msg["X-SMTPAPI"] = json.dumps({"unique_args": {"fnl_template": str(action.get("template"))}})
+        msg["X-SMTPAPI"] = json.dumps({"unique_args": {"fnl_template": str(action.get("template")),
+                                                       "fnl_sender": sender_of(self.funnel.sender.from_)}})
         if self.funnel.sender.reply_to:
             msg["Reply-To"] = self.funnel.sender.reply_to
         msg.set_content(rendered.text)

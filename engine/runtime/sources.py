@@ -100,11 +100,14 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A request's events to store, the ones refused, and notes for the operator's log."""
+    """A request's events to store, the ones refused, and notes for the operator's log;
+    with `senders`, beside each event the sender (From address) of the email it is about,
+    when the source says it ("" when not), whose suppression list an opt-out goes on."""
 
     events: Tuple[Event, ...]
     refused: Tuple[Refusal, ...] = ()
     notes: Tuple[str, ...] = ()
+    senders: Tuple[str, ...] = ()
 
     def refused_json(self) -> List[Dict[str, Any]]:
         """The refusals for an answer: the first MAX_LISTED one by one, then one line
@@ -409,14 +412,26 @@ def parse_sendgrid(body: bytes) -> Parsed:
         raise bad_request(f"the body holds more than {MAX_EVENTS:,} events")
     events: List[Event] = []
     refused: List[Refusal] = []
+    senders: List[str] = []
     for index, item in enumerate(items):
         data, reason = _sendgrid_event(item)
         event, refusal = to_event(data, index) if data is not None else (None, Refusal(index, reason or "refused"))
         if event is not None:
             events.append(event)
+            senders.append(_sender(item.get("fnl_sender")))
         if refusal is not None:
             refused.append(refusal)
-    return Parsed(tuple(events), tuple(refused))
+    return Parsed(tuple(events), tuple(refused), senders=tuple(senders))
+
+
+def _sender(value: Any) -> str:
+    """The sender an ESP's event names (SendGrid's `fnl_sender` argument, SES's
+    `mail.source`) as a suppression list's name, or "" when it names none that is one
+    plain address."""
+    if not isinstance(value, str) or len(value) > MAX_LEAD or _CONTROL.search(value):
+        return ""
+    address = (parseaddr(value)[1] or "").strip().lower()
+    return address if ADDRESS.match(address) else ""
 
 
 def _sendgrid_event(item: Any) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
@@ -607,6 +622,7 @@ def parse_ses(text: str) -> Parsed:
         raise bad_request(f"the SES event names more than {MAX_EVENTS:,} recipients")
     events: List[Event] = []
     refused: List[Refusal] = []
+    sender = _sender(mail.get("source"))
     for index, recipient in enumerate(recipients):
         if isinstance(recipient, dict):
             recipient = recipient.get("emailAddress")
@@ -624,7 +640,7 @@ def parse_ses(text: str) -> Parsed:
             events.append(event)
         if refusal is not None:
             refused.append(refusal)
-    return Parsed(tuple(events), tuple(refused))
+    return Parsed(tuple(events), tuple(refused), senders=(sender,) * len(events))
 
 
 _SES_BOUNCE = {"Permanent": "hard", "Transient": "soft", "Undetermined": "soft"}
