@@ -211,3 +211,34 @@ def test_smtp_credentials_named_by_the_config_must_be_set(tmp_path: Path, smtp_s
     assert proc.returncode == 3 and "the SMTP password is not in the environment: FNL_TEST_PASSWORD is not set" \
         in proc.stderr, proc.stderr
     assert got == [] and "Traceback" not in proc.stderr
+
+
+def test_emails_held_back_are_not_made_again_for_each_one(tmp_path: Path, smtp_server, monkeypatch) -> None:
+    """Once the hour's rate is spent, the other emails of the delivery are held back at
+    once: 40 opt-ins at 2 an hour make 3 messages (2 sent, 1 that found the hour spent),
+    not 40, and a later delivery in the same hour makes none."""
+    from engine.runtime import smtp as smtp_adapter
+    from engine.runtime.run import Request, run
+
+    port, got = smtp_server
+    cfg = config(tmp_path / "runtime.yaml", port, "limits:\n  acme.example: {rate: 2/h}\n")
+    made: List[str] = []
+    real = smtp_adapter.Smtp.message
+
+    def counted(self, action, key):  # type: ignore[no-untyped-def]
+        made.append(key)
+        return real(self, action, key)
+
+    monkeypatch.setattr(smtp_adapter.Smtp, "message", counted)
+    monkeypatch.setenv("FNL_SIGNING_KEY", SIGNING)
+    said: List[str] = []
+    db = str(tmp_path / "a.db")
+    events = str(optins(tmp_path / "e.jsonl", 40))
+    assert run(Request(ACME, db, events, "2026-03-02T15:10:00Z", config=str(cfg)), say=said.append) == 0
+    assert len(got) == 2 and len(made) == 3, (len(got), len(made))
+    assert any("78 emails held back by the limits of acme.example until 2026-03-02T16:00:00Z" in line
+               for line in said), said
+    assert run(Request(ACME, db, None, "2026-03-02T15:40:00Z", config=str(cfg)), say=said.append) == 0
+    assert len(got) == 2 and len(made) == 4  # one look at the limits, still spent
+    assert run(Request(ACME, db, None, "2026-03-02T16:05:00Z", config=str(cfg)), say=said.append) == 0
+    assert len(got) == 4

@@ -68,10 +68,12 @@ def holds(db: Database, limit: Limit, minute: int) -> Optional[Tuple[int, str]]:
 
 
 class Limited:
-    """The SMTP adapter under its sending domain's limits. The message is made first, so an
-    email consent no longer allows, or one refused for what is in it, is parked at once as
-    without limits; one over the limits raises `loop.HeldBack` and is not sent; one sent is
-    counted."""
+    """The SMTP adapter under its sending domain's limits. While the limits are known to
+    hold (until the minute they let one go again: sends only add up), an email is held back
+    at once (`loop.HeldBack`), neither made nor counted, so a backlog of thousands costs no
+    rendering each round. Otherwise the message is made first, so an email consent no
+    longer allows, or one refused for what is in it, is parked at once as without limits;
+    one over the limits is held back and not sent; one sent is counted."""
 
     def __init__(self, inner: Any, limit: Limit, db: Database, now: Callable[[], int]) -> None:
         self.inner, self.limit, self.db, self.now = inner, limit, db, now
@@ -84,8 +86,11 @@ class Limited:
         return bool(self.inner.takes(action))
 
     def __call__(self, action: Dict[str, Any], key: str) -> None:
-        msg = self.inner.message(action, key)  # smtp.Suppressed, ValueError: parked, not held
         minute = self.now()
+        if self.until is not None and minute < self.until:  # still held: as it was a moment ago
+            self.held.add(key)
+            raise loop.HeldBack(f"held back by the limits of {self.domain} until {iso(self.until)} ({self.why})")
+        msg = self.inner.message(action, key)  # smtp.Suppressed, ValueError: parked, not held
         hold = holds(self.db, self.limit, minute)
         if hold is not None:
             until, why = hold
