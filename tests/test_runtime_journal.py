@@ -198,3 +198,31 @@ def test_a_waiting_opt_out_is_found_without_reading_the_whole_inbox(tmp_path: Pa
     assert many <= few + 2, (few, many)  # a scan of 100 times the rows would take about 100 times the steps
     assert db.opt_out_waiting("LEAVING@x.io") == "unsubscribe"
     db.close()
+
+
+def test_a_row_changed_outside_fnl_is_said_in_one_line(tmp_path: Path) -> None:
+    """A journal row, a lead's state or an inbox event that no longer reads (edited by hand,
+    another program) stops the command with the row named: exit 3, no traceback, nothing
+    called a bug in fnl."""
+    db = tmp_path / "acme.db"
+    events = REPO / "tests" / "events" / "acme-dana.jsonl"
+    base = [sys.executable, str(REPO / "fnl.py")]
+    first = subprocess.run(base + ["run", ACME, "--db", str(db), "--events", str(events), "--until",
+                                   "2026-03-10T00:00:00Z"], capture_output=True, text=True, timeout=120, env=clean_env())
+    assert first.returncode == 0, first.stderr
+    run_on = base + ["run", ACME, "--db", str(db), "--until", "2026-06-01T00:00:00Z"]
+    damages = [("INSERT INTO journal (writes) VALUES ('[\"acme-b2b\", 1')", "journal row 1 is damaged"),
+               ("UPDATE leads SET state = '{\"format\": 1, \"kind\": \"lead\"}'",
+                "the stored state of lead 'dana@loopwise.example' is damaged (keys missing"),
+               ("UPDATE inbox SET event = '{\"type\": \"email.opened\"}' WHERE applied = 0", "is damaged (the event")]
+    for sql, said in damages:
+        copy = tmp_path / f"copy{len(said)}.db"
+        copy.write_bytes(db.read_bytes())
+        with sqlite3.connect(copy) as conn:
+            assert conn.execute(sql).rowcount >= 1, sql
+        proc = subprocess.run([*run_on[:4], "--db", str(copy), *run_on[6:]], capture_output=True, text=True,
+                              timeout=120, env=clean_env())
+        assert proc.returncode == 3, (sql, proc.stderr)
+        assert said in proc.stderr and "restore the database from a backup" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr and "bug in fnl" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr

@@ -458,7 +458,7 @@ class Database:
             rows = self.conn.execute("SELECT seq, id, event FROM inbox WHERE funnel = ? AND lead = ? AND applied = 0 "
                                      "AND at <= ? ORDER BY seq", (self.funnel, lead, until)).fetchall()
         for seq, id_, text in rows:
-            yield seq, id_, codec.decode_event(json.loads(text), f"inbox row {seq}")
+            yield seq, id_, self._event(seq, text)
 
     def in_order(self, until: int, page: int = 5000) -> Iterator[Tuple[int, str, Event]]:
         """Unapplied events up to minute `until` that are in the inbox now, in the order the
@@ -474,11 +474,24 @@ class Database:
                 "AND seq <= ? AND (at, lead, second, seq) > (?, ?, ?, ?) ORDER BY at, lead, second, seq LIMIT ?",
                 (self.funnel, until, top, *key, page)).fetchall()
             for seq, id_, _, _, _, text in rows:
-                yield seq, id_, codec.decode_event(json.loads(text), f"inbox row {seq}")
+                yield seq, id_, self._event(seq, text)
             if len(rows) < page:
                 return
             seq, _, at, lead, second, _ = rows[-1]
             key = (at, lead, second, seq)
+
+    def _read(self, what: str, decode: Callable[[], Any]) -> Any:
+        """A stored row decoded, or one located line saying it is damaged (fnl writes rows
+        whole, in transactions: one that does not read was changed from outside)."""
+        try:
+            return decode()
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"--db {self.path}: {what} is damaged ({reason})",
+                             "it was changed outside fnl: restore the database from a backup") from None
+
+    def _event(self, seq: int, text: str) -> Event:
+        return self._read(f"inbox row {seq}", lambda: codec.decode_event(json.loads(text), "the event"))
 
     def first_pending(self, lead: str) -> Optional[int]:
         """The minute of a lead's first unapplied event (after any horizon), or None."""
@@ -502,16 +515,18 @@ class Database:
                 "(SELECT lead FROM inbox WHERE funnel = ? AND applied = 0 AND at <= ?))",
                 (self.funnel, until, self.funnel, until)).fetchall()
         for lead, text in rows:
-            yield lead, codec.decode(text)
+            yield lead, self._read(f"the stored state of lead {lead!r}", lambda: codec.decode(text))
 
     def state(self, lead: str) -> Optional[codec.State]:
         row = self.conn.execute("SELECT state FROM leads WHERE funnel = ? AND lead = ?", (self.funnel, lead)).fetchone()
-        return codec.decode(row[0]) if row and row[0] is not None else None
+        if not row or row[0] is None:
+            return None
+        return self._read(f"the stored state of lead {lead!r}", lambda: codec.decode(row[0]))
 
     def shared(self, lock: bool = False) -> Shared:
         row = self.conn.execute("SELECT state FROM shared WHERE funnel = ?" + (" FOR UPDATE" if lock else ""),
                                 (self.funnel,)).fetchone()
-        return codec.decode_shared(row[0]) if row else Shared()
+        return self._read("the stored shared state", lambda: codec.decode_shared(row[0])) if row else Shared()
 
     def save(self, lead: str, state: codec.State, due: Optional[int]) -> None:
         self.save_all([(lead, state, due)])
@@ -584,8 +599,9 @@ class Database:
             if count and logged and (logged[0][0], logged[-1][0], len(logged)) == (first, last, count):
                 rows = [writes for _, writes in logged]
             else:
-                rows = [Writes.from_json(text) for (text,) in self.conn.execute(
-                    "SELECT writes FROM journal WHERE seq <= ? ORDER BY seq", (last,)).fetchall()] if count else []
+                rows = [self._read(f"journal row {seq}", lambda: Writes.from_json(text)) for seq, text in
+                        self.conn.execute("SELECT seq, writes FROM journal WHERE seq <= ? ORDER BY seq",
+                                          (last,)).fetchall()] if count else []
             merged: Optional[Writes] = None
             for writes in rows:  # a run of one funnel's rows applies as one
                 if merged is None or (merged.funnel, merged.sender) != (writes.funnel, writes.sender):
