@@ -208,7 +208,8 @@ def test_a_row_changed_outside_fnl_is_said_in_one_line(tmp_path: Path) -> None:
     events = REPO / "tests" / "events" / "acme-dana.jsonl"
     base = [sys.executable, str(REPO / "fnl.py")]
     first = subprocess.run(base + ["run", ACME, "--db", str(db), "--events", str(events), "--until",
-                                   "2026-03-10T00:00:00Z"], capture_output=True, text=True, timeout=120, env=clean_env())
+                                   "2026-03-10T00:00:00Z"],
+                           capture_output=True, text=True, timeout=120, env=clean_env())
     assert first.returncode == 0, first.stderr
     run_on = base + ["run", ACME, "--db", str(db), "--until", "2026-06-01T00:00:00Z"]
     damages = [("INSERT INTO journal (writes) VALUES ('[\"acme-b2b\", 1')", "journal row 1 is damaged"),
