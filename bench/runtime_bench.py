@@ -213,6 +213,10 @@ def main() -> int:
           f"({batched / mem:.0%})")
     print(f"target: per event at least 50 % of the lower of the in-memory rate and the per-event ceiling: "
           f"{'met' if per_event >= floor / 2 else 'NOT met'} ({per_event / floor:.0%})")
+    import resource
+
+    print(f"peak resident memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB "
+          "(the event log itself included)")
     return 0
 
 
