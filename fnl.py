@@ -558,8 +558,8 @@ def watch(paths: tuple, leads: Optional[str], no_forecast: bool, once: bool) -> 
               help="On the wall clock: how often to look for new events in the inbox (fnl serve's).")
 @click.option("--commit-every", "commit_every", type=click.IntRange(1, 100_000), default=500, show_default=True,
               metavar="EVENTS",
-              help="On SQLite: events applied per transaction. 1 makes each event durable before the next is "
-                   "applied (each commit one short row of a journal, folded into the tables as it goes).")
+              help="On SQLite: events applied per transaction. 1 commits each event on its own (one short row of a "
+                   "journal, folded into the tables as it goes); every commit is made before any delivery.")
 @click.option("--rollback", is_flag=True,
               help="Deploy this definition's plan even though it ran on the database before and was replaced (else "
                    "refused, so a worker started with an older definition cannot undo a deploy).")

@@ -15,11 +15,14 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
+
+import pytest
 
 from conftest import REPO, clean_env
 from engine.drive import drive, young_collections
 from engine.pipeline import plan_for
+from engine.runtime import loop
 from engine.runtime.db import Database, Writes
 from engine.state import Action, LeadState, iso
 from test_runtime import ACME, fnl_run, outbox, quarter  # noqa: F401  (quarter: the module's fixture)
@@ -227,3 +230,79 @@ def test_a_row_changed_outside_fnl_is_said_in_one_line(tmp_path: Path) -> None:
         assert said in proc.stderr and "restore the database from a backup" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and "bug in fnl" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
+
+
+def advanced(quarter, db_path: Path, batch: int, accept: bool = True) -> Dict[str, List[tuple]]:  # noqa: F811
+    """The quarter's events into a database, applied in-process with `batch` events a
+    commit: the tables after. (The tests make BATCH 50, so that the quarter's 200 events
+    take several batches.)"""
+    from engine.runtime.loop import advance
+
+    _, end, events = quarter
+    plan = plan_for(ACME)
+    db = Database(str(db_path)).scope(plan.funnel, plan.sender.from_)
+    if accept:
+        db.accept(events)
+    advance(db, plan, end, batch=batch)
+    db.close()
+    return tables(db_path)
+
+
+def test_sqlite_without_json_each_writes_the_same_tables(quarter, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+    """A table's rows go in as one JSON array (`json_each`) where SQLite reads JSON, and a
+    statement a row where it does not: the same tables either way."""
+    monkeypatch.setattr(loop, "BATCH", 50)
+    with_json = advanced(quarter, tmp_path / "json.db", 50)
+    assert Database(str(tmp_path / "json.db"))._json_each  # this SQLite reads JSON: the first path ran
+    real, plain = Database.write, []
+
+    def without_json_each(self: Database, writes: Writes) -> None:
+        self._json_each = False
+        plain.append(len(writes.outbox))
+        real(self, writes)
+
+    monkeypatch.setattr(Database, "write", without_json_each)
+    without = advanced(quarter, tmp_path / "plain.db", 50)
+    assert len(plain) > 3 and sum(plain) == len(without["outbox"]) > 200
+    for table in ("outbox", "leads", "inbox", "suppressions", "shared"):
+        assert without[table] == with_json[table], table
+
+
+@pytest.mark.parametrize("batch", [50, 1])
+@pytest.mark.parametrize("fail_at", ["third", "last"])
+def test_a_failed_commit_stops_the_run_and_the_next_run_loses_nothing(quarter, tmp_path: Path, monkeypatch,  # noqa: F811
+                                                                      batch: int, fail_at: str) -> None:
+    """The loop's commits are made by a thread of their own (`Committer`). One that fails
+    (a disk error, say) stops the run with that error, whether the loop still puts more
+    (it may be waiting for room to) or has put its last; nothing after it is committed,
+    the interpreter's switch interval is put back, and the next run goes on to what an
+    uninterrupted run leaves."""
+    monkeypatch.setattr(loop, "BATCH", 50)
+    name = "log" if batch == 1 else "write"
+    real, calls = getattr(Database, name), []
+    failing_call = [0]
+
+    def failing(self: Database, writes: Writes, *rest: Any) -> None:
+        calls.append(1)
+        if len(calls) == failing_call[0]:
+            raise sqlite3.OperationalError("disk I/O error")
+        real(self, writes, *rest)
+
+    monkeypatch.setattr(Database, name, failing)
+    whole = advanced(quarter, tmp_path / "whole.db", batch)
+    commits = len(calls)  # a batch's writes each, or a journal row each
+    assert commits > 3
+    failing_call[0] = 3 if fail_at == "third" else commits
+    calls.clear()
+    switch = sys.getswitchinterval()
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        advanced(quarter, tmp_path / "failed.db", batch)
+    assert sys.getswitchinterval() == switch
+    assert len(calls) == failing_call[0]  # nothing more was tried after the failure
+    monkeypatch.setattr(Database, name, real)
+    Database(str(tmp_path / "failed.db")).close()  # opening folds the journal's rows committed before
+    first = tables(tmp_path / "failed.db")
+    assert sum(applied for *_, applied in first["inbox"]) == min(len(first["inbox"]), (failing_call[0] - 1) * batch)
+    again = advanced(quarter, tmp_path / "failed.db", batch, accept=False)
+    for table in ("outbox", "leads", "inbox", "suppressions", "shared", "journal"):
+        assert again[table] == whole[table], table

@@ -40,6 +40,7 @@ class HeldBack(Exception):
     pending in the outbox, for a later delivery."""
 
 BATCH = 500  # events per transaction (the clock's steps between them go with them)
+FOLD_EVERY = 2000  # journal rows (commits of one event) folded into the tables at once
 MAX_STEPS_HELD = 5000  # engine steps a transaction takes at most when only the clock runs
 CRASH_ENV = "FNL_CRASH_AT"  # tests: die (SIGKILL) at a named point of the loop, once
 
@@ -111,8 +112,10 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
 
     On SQLite each `batch` events commit together. A batch smaller than BATCH (1: a
     commit per event) commits as one row of the journal (`Database.log`), folded into
-    the tables every BATCH rows and at the end: each commit durable on its own, without
-    writing a page of every table and index it touches."""
+    the tables every FOLD_EVERY rows and at the end: each commit durable on its own, without
+    writing a page of every table and index it touches. Either way the commits are made
+    in order by a thread of their own (`Database.committer`) while the engine goes on;
+    every one is made before this returns, and so before any action is delivered."""
     if db.funnel != plan.funnel:
         db.scope(plan.funnel, plan.sender.from_)
     # The database keeps the plan it runs (its hash and text); a new plan is deployed to
@@ -136,7 +139,8 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
     shared_saved = [driver.shared]
     in_batch = [0]
     journal = batch < BATCH
-    logged = [0]  # journal rows not yet folded
+    commits = db.committer(journal, depth=BATCH if journal else 2, fold_every=FOLD_EVERY,
+                           after=lambda: crash_point("after-commit"))
 
     def flush() -> None:
         nonlocal actions
@@ -149,18 +153,9 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
             writes.save_shared(driver.shared)
             shared_saved[0] = driver.shared
         writes.applied([seq for _, _, seq in done if seq is not None])
-        if journal:
-            db.log(writes)
-            logged[0] += 1
-        else:
-            with db.transaction():
-                db.write(writes)
+        commits.put(writes)  # committed by its thread, which then calls crash_point
         done.clear()
         in_batch[0] = 0
-        crash_point("after-commit")
-        if logged[0] >= BATCH:
-            db.fold()
-            logged[0] = 0
 
     def steps_of() -> Iterator[Tuple[Applied, str, Optional[int]]]:
         for seq, id_, event in db.in_order(until):  # a page at a time
@@ -170,20 +165,21 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
         for item in driver.clock_until((until + 1, "")):
             yield item, f"clock:{item.event.at}:{item.event.lead}", None
 
-    with young_collections():
-        for item, step, seq in steps_of():
-            steps += 1
-            done.append((item, step, seq))
-            if seq is not None:
-                events += 1
-                in_batch[0] += 1
-                if in_batch[0] >= batch:
+    try:
+        with young_collections():
+            for item, step, seq in steps_of():
+                steps += 1
+                done.append((item, step, seq))
+                if seq is not None:
+                    events += 1
+                    in_batch[0] += 1
+                    if in_batch[0] >= batch:
+                        flush()
+                elif len(done) >= MAX_STEPS_HELD:  # the clock alone (after downtime, say): bounded memory
                     flush()
-            elif len(done) >= MAX_STEPS_HELD:  # the clock alone (after downtime, say): bounded memory
-                flush()
-        flush()
-    if logged[0]:
-        db.fold()
+            flush()
+    finally:
+        commits.close()  # every commit made, the journal folded
     db.advance_clock(until)  # never back
     return Advanced(events, steps, actions, note)
 
