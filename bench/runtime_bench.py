@@ -7,9 +7,11 @@ from the first event to the last commit, in this process:
 
 - `drive, in memory`: `engine.drive.drive` over the events (what `fnl trace` does), no I/O;
 - `fnl run, batched`: `runtime.loop.advance` into a fresh SQLite database, committing every
-  500 engine steps (the default), state, outbox and inbox in each transaction;
+  500 events (the default; by a thread beside the engine), state, outbox and inbox in each
+  transaction;
 - `fnl run, per event`: the same, one commit per event (`fnl run --commit-every 1`: each
-  commit one row of the journal, folded into the tables every 500 rows);
+  commit one row of the journal, made by a writer process beside the engine on Linux,
+  and folded into the tables every 2,000 rows);
 - `sqlite3 ceiling, batched` and `per event`: plain `sqlite3` writing one inbox row and one
   outbox row per event with the same pragmas (WAL, synchronous=FULL) and batching: the
   most any durable runtime could do on this disk.

@@ -28,6 +28,7 @@ from ..drive import Applied, Driver, next_due, young_collections
 from ..errors import UsageError
 from ..plan import Plan
 from ..state import CLOCK, LeadState, Prospect, iso
+from .commits import Journal, available
 from .db import Database, Writes, action_key
 
 
@@ -114,8 +115,10 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
     commit per event) commits as one row of the journal (`Database.log`), folded into
     the tables every FOLD_EVERY rows and at the end: each commit durable on its own, without
     writing a page of every table and index it touches. Either way the commits are made
-    in order by a thread of their own (`Database.committer`) while the engine goes on;
-    every one is made before this returns, and so before any action is delivered."""
+    in order beside the engine, which goes on meanwhile: a batch's by a thread
+    (`Database.committer`), single events' by a writer process on Linux
+    (`commits.Journal`); every one is made before this returns, and so before any action
+    is delivered."""
     if db.funnel != plan.funnel:
         db.scope(plan.funnel, plan.sender.from_)
     # The database keeps the plan it runs (its hash and text); a new plan is deployed to
@@ -139,8 +142,12 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
     shared_saved = [driver.shared]
     in_batch = [0]
     journal = batch < BATCH
-    commits = db.committer(journal, depth=BATCH if journal else 2, fold_every=FOLD_EVERY,
-                           after=lambda: crash_point("after-commit"))
+    commits: Any
+    if journal and available():  # a commit per event: by a process of its own
+        commits = Journal(db, FOLD_EVERY, after=lambda: crash_point("after-commit"))
+    else:
+        commits = db.committer(journal, depth=BATCH if journal else 2, fold_every=FOLD_EVERY,
+                               after=lambda: crash_point("after-commit"))
 
     def flush() -> None:
         nonlocal actions
