@@ -218,3 +218,25 @@ def test_a_writer_with_rows_in_hand_commits_none_of_them_once_the_loop_is_gone(t
         # The first row, and at most the one in hand: the dying process's lock goes just before
         # the signal that kills the writer comes, and a commit waiting for it may get through.
         assert conn.execute("SELECT count(*) FROM journal").fetchone()[0] <= 2
+
+
+def test_after_a_failed_put_close_leaves_that_failure_to_go_on_up(tmp_path: Path, monkeypatch) -> None:
+    """The loop closes the writer in a `finally`: after a `put` that raised the writer's
+    failure, `close` must not raise another (the pipe is broken by then, and what the
+    writer said has been read)."""
+    from engine.runtime.db import Writes
+    from engine.errors import UsageError
+
+    db_path = tmp_path / "a.db"
+    Database(str(db_path)).close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON journal BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    monkeypatch.setattr(commits, "START_AFTER", 0)
+    db = Database(str(db_path))
+    journal = commits.Journal(db, 100, lambda: None)
+    with pytest.raises(UsageError) as raised:
+        for _ in range(100_000):  # until the writer has failed and the pipe says so
+            journal.put(Writes("acme", "acme.example"))
+    assert raised.value.args[0].endswith("a commit failed: disk I/O error")
+    assert journal.close() is None
+    db.close()

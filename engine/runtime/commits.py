@@ -9,8 +9,8 @@ they come, each in a transaction of its own, and folds them into the tables ever
 `fold_every` rows and at the end. The loop goes on meanwhile: the pipe (1 MiB) and the
 writer's reading thread (`ROWS_HELD` rows, read even while it folds) are how far it may
 get ahead, and it waits when both are full. On 50,000 acme leads (94,374 events) a run
-with a commit per event took 71 s committing in the loop, 52 s through a thread, and 40 s
-through this process; the in-memory engine alone took 20 s.
+with a commit per event took 52 s through a thread and 43 s through this process; the
+engine alone, in memory, took 20 s (bench/README.md).
 
 What a crash can do:
 - The loop's process dies: the writer dies with it (Linux's parent-death signal), after
@@ -64,6 +64,7 @@ class Journal:
         self.inline = 0  # rows committed in this process, before a writer was started
         self.proc: Optional[subprocess.Popen] = None
         self.pipe: Optional[BinaryIO] = None
+        self.failure: Optional[UsageError] = None  # the writer's failure, once said
 
     def put(self, writes: Writes) -> None:
         if self.proc is None:
@@ -102,7 +103,10 @@ class Journal:
             pass
 
     def close(self) -> None:
-        """Every row put committed and folded; the writer's failure raised, if it failed."""
+        """Every row put committed and folded; the writer's failure raised, if it failed
+        (once: a `put` that raised it leaves it to go on up)."""
+        if self.failure is not None:
+            return
         if self.proc is None:
             if self.inline:
                 self.db.fold()
@@ -116,21 +120,24 @@ class Journal:
         self.proc.stderr.close()
 
     def _failed(self) -> None:
-        assert self.proc is not None
+        assert self.proc is not None and self.proc.stderr is not None
         self.proc.wait()
-        assert self.proc.stderr is not None
         said = self.proc.stderr.read().decode("utf-8", "replace").strip().splitlines()
         reason = said[-1] if said else f"the writer process exited with status {self.proc.returncode}"
-        raise UsageError(f"--db {self.db.path}: a commit failed: {reason}",
-                         "the events not committed are still in the inbox: fix the cause and run again")
+        self.failure = UsageError(f"--db {self.db.path}: a commit failed: {reason}",
+                                  "the events not committed are still in the inbox: fix the cause and run again")
+        raise self.failure
 
 
 def _die_with_parent() -> None:
-    import ctypes
+    """Ask Linux to kill this process when the loop's process dies (PR_SET_PDEATHSIG). Where
+    it cannot be asked, `main` still stops before each commit once its parent is gone."""
+    try:
+        import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_SET_PDEATHSIG = 1
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _read(fd: int, size: int) -> Optional[bytes]:

@@ -845,8 +845,6 @@ class Committer:
                 item = self.queue.get()
                 if item is None:
                     break
-                if self.error is not None:  # only emptied now: the loop may be waiting to put
-                    continue
                 writes, text = item
                 if self.journal:
                     db.log(writes, text)
@@ -862,7 +860,7 @@ class Committer:
                 db.fold()
         except BaseException as exc:  # raised again on the loop's side
             self.error = exc
-            while self.queue.get() is not None:
+            while self.queue.get() is not None:  # emptied, for a loop waiting to put
                 pass
         finally:
             if db is not None:

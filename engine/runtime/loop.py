@@ -160,7 +160,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
             writes.save_shared(driver.shared)
             shared_saved[0] = driver.shared
         writes.applied([seq for _, _, seq in done if seq is not None])
-        commits.put(writes)  # committed by its thread, which then calls crash_point
+        commits.put(writes)  # committed beside the loop, which then calls crash_point
         done.clear()
         in_batch[0] = 0
 
