@@ -16,16 +16,14 @@ from __future__ import annotations
 import atexit
 import os
 import pickle
-import select
 import signal
-import struct
 import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Tuple
+
+from .frames import read_frame, write_frame
 
 MEMORY_MB = 128  # address space a render may add to the worker, in MiB
 GRACE_SECONDS = 0.3  # past its own deadline, how long a stuck render gets before it is killed
-
-_HEADER = struct.Struct("!I")
 
 
 class WorkerLost(Exception):
@@ -43,36 +41,6 @@ def _usable() -> bool:
 def _address_space() -> int:
     with open("/proc/self/statm", encoding="ascii") as f:
         return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _write(fd: int, payload: bytes) -> None:
-    data = _HEADER.pack(len(payload)) + payload
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _read(fd: int, deadline: Optional[float] = None) -> Optional[bytes]:
-    """One message, or None at end of file; raises TimeoutError past `deadline`."""
-    def exactly(n: int) -> Optional[bytes]:
-        chunks = []
-        while n:
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([fd], [], [], left)[0]:
-                    raise TimeoutError
-            chunk = os.read(fd, min(n, 1 << 20))
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            n -= len(chunk)
-        return b"".join(chunks)
-
-    header = exactly(_HEADER.size)
-    if header is None:
-        return None
-    return exactly(_HEADER.unpack(header)[0])
 
 
 class Worker:
@@ -130,7 +98,7 @@ class Worker:
         except (ImportError, OSError, ValueError):
             pass
         while True:
-            request = _read(inbox)
+            request = read_frame(inbox)
             if request is None:
                 return
             args = pickle.loads(request)
@@ -146,7 +114,7 @@ class Worker:
                 payload = pickle.dumps(("memory", None))
             except Exception as exc:  # noqa: BLE001 - an unpicklable result
                 payload = pickle.dumps(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-            _write(outbox, payload)
+            write_frame(outbox, payload)
 
     def stop(self) -> None:
         if not self.pid:
@@ -179,8 +147,8 @@ class Worker:
                 return self.job(*args)
             self._owner = os.getpid()
         try:
-            _write(self.to_child, pickle.dumps(args))
-            reply = _read(self.from_child, time.monotonic() + seconds + GRACE_SECONDS)
+            write_frame(self.to_child, pickle.dumps(args))
+            reply = read_frame(self.from_child, time.monotonic() + seconds + GRACE_SECONDS)
         except TimeoutError:
             self.stop()
             raise WorkerLost("time") from None

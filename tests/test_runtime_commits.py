@@ -21,6 +21,7 @@ from typing import Dict, List
 import pytest
 
 from conftest import REPO, clean_env
+from engine.frames import HEADER
 from engine.runtime import commits, loop
 from engine.runtime.db import Database
 from engine.state import iso
@@ -178,7 +179,7 @@ def test_the_writer_ignores_ctrl_c_and_sigterm_and_ends_when_told(tmp_path: Path
     proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     assert proc.poll() is None
-    out, err = proc.communicate(commits._FRAME.pack(0), timeout=30)
+    out, err = proc.communicate(HEADER.pack(0), timeout=30)  # the last row came
     assert proc.returncode == 0, err
 
 
@@ -197,13 +198,13 @@ def test_a_writer_with_rows_in_hand_commits_none_of_them_once_the_loop_is_gone(t
         journal._start()
         print(journal.proc.pid, flush=True)
         text = Writes("acme", "acme.example").to_json().encode()
-        frame = commits._FRAME.pack(len(text)) + text
-        journal._send(frame)
+        journal._send(text)
         db = Database(sys.argv[2])
         while db.conn.execute("SELECT count(*) FROM journal").fetchone()[0] < 1:  # the writer is at work
             time.sleep(0.01)
         db.conn.execute("BEGIN IMMEDIATE")  # the writer's next commit waits for this process
-        journal._send(frame * 3000)
+        for _ in range(3000):
+            journal._send(text)
         os.kill(os.getpid(), signal.SIGKILL)  # and the lock goes with it
     """
     loop_ = subprocess.run([sys.executable, "-c", code, str(REPO), str(db)], capture_output=True, text=True,

@@ -31,7 +31,6 @@ import os
 import queue
 import signal
 import sqlite3
-import struct
 import subprocess
 import sys
 import threading
@@ -39,12 +38,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable, List, Optional
 
 from ..errors import UsageError
+from ..frames import read_frame, write_frame
 from .db import Database, Writes
 
 PIPE_SIZE = 1 << 20  # bytes of rows the loop may be ahead of the writer
 ROWS_HELD = 4000  # rows the writer holds read but not committed (about 3 KB each)
 START_AFTER = 64  # rows committed in the loop's own process before a writer process is started
-_FRAME = struct.Struct(">I")  # each row: its length in bytes, then its text (UTF-8); a length of 0 ends
 # The writer's program: this module's `writer`, the folder `engine` is in first on the path.
 WRITER = "import sys; sys.path.insert(0, sys.argv[1]); from engine.runtime.commits import writer; writer(sys.argv[2:])"
 CRASH_AFTER_COMMIT = "after-commit"  # loop.crash_point's name for the point after a commit
@@ -75,16 +74,13 @@ class Journal:
                 return
             self.db.fold()  # the rows so far, so the writer's fold has only its own
             self._start()
-        text = writes.to_json().encode("utf-8", "surrogatepass")
-        self._send(_FRAME.pack(len(text)) + text)
+        self._send(writes.to_json().encode("utf-8", "surrogatepass"))
 
-    def _send(self, data: bytes) -> None:
-        """Bytes down the pipe, all of them (a write may take only part)."""
+    def _send(self, payload: bytes) -> None:
+        """One row down the pipe (empty: the last one came)."""
         assert self.pipe is not None
-        view = memoryview(data)
         try:
-            while view:
-                view = view[self.pipe.write(view) or 0:]
+            write_frame(self.pipe.fileno(), payload)
         except OSError:  # the writer is gone: why
             self._failed()
 
@@ -111,7 +107,7 @@ class Journal:
             if self.inline:
                 self.db.fold()
             return
-        self._send(_FRAME.pack(0))
+        self._send(b"")
         assert self.pipe is not None
         self.pipe.close()
         if self.proc.wait() != 0:
@@ -140,34 +136,14 @@ def _die_with_parent() -> None:
         pass
 
 
-def _read(fd: int, size: int) -> Optional[bytes]:
-    """Exactly `size` bytes, or None at the end of the stream (the loop's process is gone)."""
-    chunks: List[bytes] = []
-    while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
-_END = b""  # the loop's last row came: fold and stop
-
-
 def _frames(fd: int, into: "queue.Queue[Optional[bytes]]") -> None:
     """The writer's reading thread: rows off the pipe as they come, even while the writer
     folds (SQLite's work, which lets the interpreter go), so the loop need not wait for
-    room in the pipe then. None: the stream ended without the last row."""
+    room in the pipe then. None: the stream ended without the last row (b"")."""
     while True:
-        head = _read(fd, _FRAME.size)
-        if head is None:
-            into.put(None)
-            return
-        (size,) = _FRAME.unpack(head)
-        data = _read(fd, size) if size else _END
+        data = read_frame(fd)
         into.put(data)
-        if data is None or data == _END:
+        if not data:
             return
 
 
@@ -193,7 +169,7 @@ def main(argv: List[str]) -> int:
             data = rows.get()
             if data is None:  # the loop's process is gone: what is committed stays in the journal
                 return 0
-            if data == _END:
+            if data == b"":  # the loop's last row came
                 break
             if os.getppid() != parent:  # the loop is gone (where no signal said so): commit no more
                 return 0
