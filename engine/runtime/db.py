@@ -850,8 +850,7 @@ class Committer:
                     db.log(writes, text)
                     logged += 1
                 else:
-                    with db.transaction():
-                        db.write(writes)
+                    db.write(writes)  # a transaction of its own
                 self.after()
                 if logged >= self.fold_every:
                     db.fold()

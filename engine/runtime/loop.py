@@ -29,7 +29,7 @@ from ..errors import UsageError
 from ..plan import Plan
 from ..state import CLOCK, LeadState, Prospect, iso
 from .commits import Journal, available
-from .db import Database, Writes, action_key
+from .db import Committer, Database, Writes, action_key
 
 
 class Suppressed(Exception):
@@ -142,7 +142,7 @@ def advance(db: Database, plan: Plan, until: int, batch: int = BATCH, rollback: 
     shared_saved = [driver.shared]
     in_batch = [0]
     journal = batch < BATCH
-    commits: Any
+    commits: Union[Journal, Committer]
     if journal and available():  # a commit per event: by a process of its own
         commits = Journal(db, FOLD_EVERY, after=lambda: crash_point("after-commit"))
     else:
